@@ -1,0 +1,162 @@
+//! Where an attachment's addresses come from: the embedded IPAM, a delegated IPAM
+//! plugin, a previous plugin's result (chaining), or nowhere (no `ipam`).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use nearhost_datapath::{Assigned, Outcome, RouteSpec};
+use nearhost_ipam::{FileStore, Ipam, IpamConfig, Owner};
+use serde_json::Value;
+
+use crate::delegate;
+use crate::env::{Command, Invocation};
+use crate::error::{CniError, Result};
+use crate::netconf::NetConf;
+use crate::result;
+
+pub enum Addressing {
+    None,
+    Embedded { ipam: Ipam<FileStore>, cfg: IpamConfig },
+    Delegated { plugin: String },
+    Chained { prev: Outcome },
+}
+
+/// Addresses and routes for the datapath.
+#[derive(Default)]
+pub struct Assignment {
+    pub addresses: Vec<Assigned>,
+    pub routes: Vec<RouteSpec>,
+    pub dns: Option<Value>,
+}
+
+/// Undoes a reservation on drop unless disarmed (ADD failed after reserving).
+pub struct ReleaseGuard<'a> {
+    undo: Option<Box<dyn FnOnce() + 'a>>,
+}
+
+impl ReleaseGuard<'_> {
+    pub fn disarm(mut self) {
+        self.undo = None;
+    }
+}
+
+impl Drop for ReleaseGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(undo) = self.undo.take() {
+            undo();
+        }
+    }
+}
+
+impl Addressing {
+    pub fn from_conf(conf: &NetConf) -> Result<Self> {
+        match (conf.ipam_type(), &conf.ipam) {
+            (Some("nearhost"), Some(raw)) => {
+                let cfg = IpamConfig::parse(raw)?;
+                if cfg.pool.is_some() {
+                    return Err(CniError::config("ipam.pool", "cluster pools need the nearhost agent; see `nearhost agent --help`"));
+                }
+                let store = FileStore::new(&cfg.data_dir, &conf.name)?;
+                Ok(Addressing::Embedded { ipam: Ipam::new(store), cfg })
+            }
+            (Some(other), _) => Ok(Addressing::Delegated { plugin: other.to_string() }),
+            (None, _) => match &conf.prev_result {
+                Some(prev) => Ok(Addressing::Chained { prev: result::decode("prevResult", prev)?.0 }),
+                None => Ok(Addressing::None),
+            },
+        }
+    }
+
+    /// The embedded store's directory, for drivers that keep state beside it.
+    pub fn state_dir(&self, conf: &NetConf) -> PathBuf {
+        match self {
+            Addressing::Embedded { ipam, .. } => ipam.store().dir().to_path_buf(),
+            _ => PathBuf::from(nearhost_ipam::config::DEFAULT_DATA_DIR).join(&conf.name),
+        }
+    }
+
+    /// Reserves addresses for `owner`; the guard gives them back unless disarmed.
+    pub fn reserve<'a>(&'a self, inv: &'a Invocation, stdin: &'a [u8], owner: &'a Owner, requested: &[IpAddr]) -> Result<(Assignment, ReleaseGuard<'a>)> {
+        match self {
+            Addressing::None => Ok((Assignment::default(), ReleaseGuard { undo: None })),
+            Addressing::Chained { prev } => {
+                let addresses = prev.ips.iter().map(|ip| Assigned { address: ip.address, gateway: ip.gateway }).collect();
+                let routes = prev.routes.iter().map(|r| RouteSpec { dst: r.dst, gw: r.gw }).collect();
+                Ok((Assignment { addresses, routes, dns: None }, ReleaseGuard { undo: None }))
+            }
+            Addressing::Embedded { ipam, cfg } => {
+                let leases = ipam.allocate(&cfg.range_sets, &cfg.exclude, owner, requested)?;
+                let addresses = leases
+                    .iter()
+                    .map(|l| Assigned { address: ipnet::IpNet::new(l.ip, l.prefix()).expect("valid prefix"), gateway: l.gateway })
+                    .collect();
+                let routes = cfg.routes.iter().map(|r| RouteSpec { dst: r.dst, gw: r.gw }).collect();
+                let guard = ReleaseGuard {
+                    undo: Some(Box::new(move || {
+                        if let Err(e) = ipam.rollback(owner, &leases) {
+                            tracing::error!("rollback: releasing addresses of {owner} failed: {e}");
+                        }
+                    })),
+                };
+                Ok((Assignment { addresses, routes, dns: None }, guard))
+            }
+            Addressing::Delegated { plugin } => {
+                let out = delegate::exec(inv, plugin, Command::Add, stdin)?
+                    .ok_or_else(|| CniError::new(crate::error::code::DELEGATE_FAILED, format!("ipam plugin {plugin} returned no result")))?;
+                let (o, dns) = result::decode("ipam result", &out)?;
+                let addresses = o.ips.iter().map(|ip| Assigned { address: ip.address, gateway: ip.gateway }).collect();
+                let routes = o.routes.iter().map(|r| RouteSpec { dst: r.dst, gw: r.gw }).collect();
+                let guard = ReleaseGuard {
+                    undo: Some(Box::new(move || {
+                        if let Err(e) = delegate::exec(inv, plugin, Command::Del, stdin) {
+                            tracing::error!("rollback: ipam plugin {plugin} DEL failed: {e}");
+                        }
+                    })),
+                };
+                Ok((Assignment { addresses, routes, dns }, guard))
+            }
+        }
+    }
+
+    /// Releases `owner`'s addresses (idempotent).
+    pub fn release(&self, inv: &Invocation, stdin: &[u8], owner: &Owner) -> Result<()> {
+        match self {
+            Addressing::None | Addressing::Chained { .. } => Ok(()),
+            Addressing::Embedded { ipam, .. } => ipam.release(owner).map(|_| ()).map_err(Into::into),
+            Addressing::Delegated { plugin } => delegate::exec(inv, plugin, Command::Del, stdin).map(|_| ()),
+        }
+    }
+
+    /// CHECK: the addresses in `prev` are still reserved for `owner`.
+    pub fn check(&self, inv: &Invocation, stdin: &[u8], owner: &Owner, prev: &Outcome) -> Result<()> {
+        match self {
+            Addressing::None | Addressing::Chained { .. } => Ok(()),
+            Addressing::Delegated { plugin } => delegate::exec(inv, plugin, Command::Check, stdin).map(|_| ()),
+            Addressing::Embedded { ipam, .. } => {
+                let held = ipam.leases_of(owner)?;
+                let missing: Vec<String> = prev
+                    .ips
+                    .iter()
+                    .filter(|ip| !held.contains(&ip.address.addr()))
+                    .map(|ip| ip.address.addr().to_string())
+                    .collect();
+                if missing.is_empty() {
+                    Ok(())
+                } else {
+                    Err(CniError::new(
+                        crate::error::code::CHECK_MISMATCH,
+                        format!("IPAM holds no reservation of {} for {owner}", missing.join(", ")),
+                    ))
+                }
+            }
+        }
+    }
+
+    /// GC: drops embedded reservations whose attachment is not in `valid`.
+    pub fn gc(&self, valid: &[(String, String)]) -> Result<Vec<(IpAddr, Owner)>> {
+        match self {
+            Addressing::Embedded { ipam, .. } => Ok(ipam.gc(|o| valid.iter().any(|(c, i)| *c == o.container_id && *i == o.ifname))?),
+            _ => Ok(Vec::new()),
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! What a driver is given (namespaces with their sockets, the request) and what it
+//! returns (the interfaces, addresses and routes it made) — free of CNI encoding.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use nearhost_kernel::link::Mac;
+use nearhost_kernel::{NetNs, Netlink};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{KernelContext, Result};
+
+/// A network namespace with a netlink socket opened inside it.
+pub struct Namespace {
+    pub ns: NetNs,
+    pub nl: Netlink,
+}
+
+impl Namespace {
+    pub fn open(ns: NetNs) -> Result<Self> {
+        let nl = Netlink::open_in(&ns).ctx(|| format!("open netlink socket in {}", ns.path().display()))?;
+        Ok(Namespace { ns, nl })
+    }
+
+    /// The namespace the calling thread is in (the "host" side of the plugin).
+    pub fn current() -> Result<Self> {
+        let ns = NetNs::current().ctx(|| "open the current network namespace".into())?;
+        let nl = Netlink::open().ctx(|| "open netlink socket".into())?;
+        Ok(Namespace { ns, nl })
+    }
+}
+
+/// An address from IPAM with its prefix and gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Assigned {
+    pub address: IpNet,
+    pub gateway: Option<IpAddr>,
+}
+
+/// A route the container should get (from the IPAM config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteSpec {
+    pub dst: IpNet,
+    pub gw: Option<IpAddr>,
+}
+
+/// A port mapping (runtimeConfig.portMappings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortMapping {
+    pub host_port: u16,
+    pub container_port: u16,
+    pub protocol: String,
+    pub host_ip: Option<IpAddr>,
+}
+
+/// Everything ADD needs besides the namespaces.
+pub struct AddRequest<'a> {
+    pub container_id: &'a str,
+    pub ifname: &'a str,
+    /// A MAC the runtime asked for (CNI_ARGS MAC= or the `mac` capability).
+    pub mac: Option<Mac>,
+    pub addresses: &'a [Assigned],
+    pub routes: &'a [RouteSpec],
+    pub port_mappings: &'a [PortMapping],
+    /// A directory where a driver may keep per-network state (SR-IOV claims).
+    pub state_dir: PathBuf,
+}
+
+pub struct DelRequest<'a> {
+    pub container_id: &'a str,
+    pub ifname: &'a str,
+    /// The result of the ADD, when the runtime sent it (prevResult).
+    pub prev: Option<&'a Outcome>,
+    pub port_mappings: &'a [PortMapping],
+    pub state_dir: PathBuf,
+}
+
+pub struct CheckRequest<'a> {
+    pub container_id: &'a str,
+    pub ifname: &'a str,
+    pub prev: &'a Outcome,
+    pub state_dir: PathBuf,
+}
+
+/// One interface in the result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Iface {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    /// Inside the container (the result's `sandbox` is then the netns path).
+    #[serde(default)]
+    pub in_sandbox: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pci_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpOut {
+    pub address: IpNet,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<IpAddr>,
+    /// Index into [`Outcome::interfaces`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteOut {
+    pub dst: IpNet,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gw: Option<IpAddr>,
+}
+
+/// What a driver made: the body of a CNI result.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub interfaces: Vec<Iface>,
+    pub ips: Vec<IpOut>,
+    pub routes: Vec<RouteOut>,
+}
+
+impl Outcome {
+    /// The index of the container-side interface named `ifname`.
+    pub fn sandbox_iface(&self, ifname: &str) -> Option<usize> {
+        self.interfaces.iter().position(|i| i.in_sandbox && i.name == ifname)
+    }
+}

@@ -1,0 +1,60 @@
+//! The datapath trait and the registry of drivers. Adding a datapath means adding
+//! a file with a driver and one line in [`DATAPATHS`].
+
+use serde_json::Value;
+
+use crate::context::{AddRequest, CheckRequest, DelRequest, Namespace, Outcome};
+use crate::error::{DatapathError, Result};
+
+pub trait Datapath {
+    /// Read-only checks against the host (the parent exists, the MTU fits) made
+    /// before any address is reserved or link created.
+    fn preflight(&self, host: &mut Namespace) -> Result<()>;
+
+    /// Creates the container interface (and any host side), addresses, routes.
+    /// On error, everything it created is gone again.
+    fn add(&self, host: &mut Namespace, sandbox: &mut Namespace, req: &AddRequest<'_>) -> Result<Outcome>;
+
+    /// Removes what ADD made. `sandbox` is `None` when the namespace is gone or
+    /// was not given; DEL then cleans up what lives outside it.
+    fn del(&self, host: &mut Namespace, sandbox: Option<&mut Namespace>, req: &DelRequest<'_>) -> Result<()>;
+
+    /// Verifies the attachment still matches `req.prev`; the error says what differs.
+    fn check(&self, host: &mut Namespace, sandbox: &mut Namespace, req: &CheckRequest<'_>) -> Result<()>;
+
+    /// Whether the datapath can take new attachments (CNI STATUS).
+    fn status(&self, host: &mut Namespace) -> Result<()> {
+        self.preflight(host)
+    }
+}
+
+/// A named driver constructor: validates the config and builds the driver.
+pub struct Registration {
+    pub name: &'static str,
+    pub build: fn(&Value) -> Result<Box<dyn Datapath>>,
+}
+
+/// Every datapath nearhost knows, by the name used in `"datapath"`.
+pub const DATAPATHS: &[Registration] = &[
+    crate::macvlan::REGISTRATION,
+    crate::ipvlan::REGISTRATION,
+    crate::bridge::REGISTRATION,
+    crate::routed::REGISTRATION,
+];
+
+/// Builds the driver named by the config's `datapath` field.
+pub fn build(conf: &Value) -> Result<Box<dyn Datapath>> {
+    let names = || DATAPATHS.iter().map(|r| r.name).collect::<Vec<_>>().join(", ");
+    let name = match conf.get("datapath") {
+        None | Some(Value::Null) => {
+            return Err(DatapathError::config("datapath", format!("is required (one of {})", names())))
+        }
+        Some(Value::String(s)) => s.as_str(),
+        Some(v) => return Err(DatapathError::config("datapath", format!("expected a string, got {v}"))),
+    };
+    let reg = DATAPATHS
+        .iter()
+        .find(|r| r.name == name)
+        .ok_or_else(|| DatapathError::config("datapath", format!("unknown datapath {name:?} (known: {})", names())))?;
+    (reg.build)(conf)
+}

@@ -1,0 +1,21 @@
+//! nearhost datapath drivers, one module per datapath behind the [`Datapath`]
+//! trait, and the container-side work they share.
+
+pub mod bridge;
+pub mod container;
+pub mod context;
+pub mod driver;
+pub mod error;
+pub mod fields;
+pub mod guard;
+pub mod host;
+pub mod ipvlan;
+pub mod lower;
+pub mod macvlan;
+pub mod nat;
+pub mod routed;
+pub mod veth;
+
+pub use context::{AddRequest, Assigned, CheckRequest, DelRequest, Iface, IpOut, Namespace, Outcome, PortMapping, RouteOut, RouteSpec};
+pub use driver::{build, Datapath, DATAPATHS};
+pub use error::{DatapathError, Result};

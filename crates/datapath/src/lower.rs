@@ -1,0 +1,89 @@
+//! What macvlan and ipvlan share: a child link of a host NIC, created straight
+//! inside the container namespace under a temporary name, then finished there.
+
+use std::os::fd::AsFd;
+
+use nearhost_kernel::link::{parse_mac, temp_link_name, Link, Mac, NewLink, NewLinkKind};
+
+use crate::container::{self, Setup};
+use crate::context::{AddRequest, Namespace, Outcome};
+use crate::error::{DatapathError, KernelContext, Result};
+use crate::guard::LinkGuard;
+use crate::host;
+
+pub struct LowerKind<'a> {
+    pub name: &'static str,
+    pub parent: &'a str,
+    pub link: NewLinkKind<'static>,
+    pub mtu: Option<u32>,
+    pub mac: Option<Mac>,
+}
+
+/// Creates the child link inside the container, finishes it, returns the result.
+pub fn add(host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>, kind: LowerKind<'_>) -> Result<Outcome> {
+    container::ensure_ifname_free(sb, req.ifname)?;
+    let temp = temp_link_name();
+    let spec = NewLink { name: temp.clone(), kind: kind.link.clone(), netns: Some(sb.ns.as_fd()), mtu: kind.mtu, mac: kind.mac };
+    host.nl.create_link(&spec).map_err(|e| create_error(e, &kind))?;
+    let created = sb.nl.link_by_name(&temp).ctx(|| format!("look up new {} {temp}", kind.name))?.ok_or_else(|| {
+        DatapathError::Conflict(format!("the new {} link {temp} did not appear in the container namespace", kind.name))
+    })?;
+    let guard = LinkGuard::new(&sb.ns, created.index, format!("{} {}", kind.name, req.ifname));
+    let routes = container::ipam_routes(req);
+    let setup = Setup {
+        temp_index: created.index,
+        ifname: req.ifname,
+        mac: None, // set at creation
+        addresses: req.addresses.iter().map(|a| a.address).collect(),
+        routes: routes.clone(),
+        neighbours: Vec::new(),
+    };
+    let link = container::finish(sb, &setup)?;
+    guard.disarm();
+    let addrs: Vec<_> = req.addresses.iter().map(|a| (a.address, a.gateway)).collect();
+    let (iface, ips, routes) = container::sandbox_result(&link, &addrs, &routes, 0);
+    Ok(Outcome { interfaces: vec![iface], ips, routes })
+}
+
+fn create_error(e: nearhost_kernel::KernelError, kind: &LowerKind<'_>) -> DatapathError {
+    match e.errno() {
+        Some(libc::EOPNOTSUPP) => DatapathError::Unsupported(format!(
+            "this kernel has no {} support (module not built in and not loadable); use another datapath or a kernel with CONFIG_{}",
+            kind.name,
+            kind.name.to_uppercase()
+        )),
+        Some(libc::EBUSY) if kind.name == "macvlan" => DatapathError::Conflict(format!(
+            "master {} is busy: a passthru macvlan (or another upper device) already owns it",
+            kind.parent
+        )),
+        Some(libc::EADDRINUSE) => DatapathError::Conflict(format!(
+            "the requested MAC is already used by another {} on master {}",
+            kind.name, kind.parent
+        )),
+        _ => DatapathError::Kernel { context: format!("create {} on master {}", kind.name, kind.parent), source: e },
+    }
+}
+
+/// CHECK: the container link still hangs off the configured master.
+pub fn check_parent(host: &mut Namespace, link: &Link, configured: Option<&str>) -> Result<()> {
+    let master = host::resolve_master(host, configured)?;
+    if link.parent != Some(master.index) {
+        return Err(DatapathError::CheckFailed(format!(
+            "{} is not attached to master {} (#{}); its parent is {:?}",
+            link.name, master.name, master.index, link.parent
+        )));
+    }
+    Ok(())
+}
+
+/// A unicast MAC from config text.
+pub fn parse_unicast_mac(field: &str, text: &str) -> Result<Mac> {
+    let mac = parse_mac(text).ok_or_else(|| DatapathError::config(field, format!("{text:?} is not a MAC address (aa:bb:cc:dd:ee:ff)")))?;
+    if mac[0] & 1 == 1 {
+        return Err(DatapathError::config(field, format!("{text} is a multicast MAC address")));
+    }
+    if mac == [0; 6] {
+        return Err(DatapathError::config(field, "00:00:00:00:00:00 is not a usable MAC address"));
+    }
+    Ok(mac)
+}

@@ -1,0 +1,76 @@
+//! macvlan: a child of the parent NIC with its own MAC, created directly inside
+//! the container. Traffic to the outside never crosses a bridge or veth.
+
+use nearhost_kernel::link::{MacvlanMode, NewLinkKind};
+use serde_json::Value;
+
+use crate::container;
+use crate::context::{AddRequest, CheckRequest, DelRequest, Namespace, Outcome};
+use crate::driver::{Datapath, Registration};
+use crate::error::{DatapathError, Result};
+use crate::fields::Fields;
+use crate::host;
+use crate::lower::{self, LowerKind};
+
+pub const REGISTRATION: Registration = Registration { name: "macvlan", build };
+
+const MODES: &[(&str, MacvlanMode)] = &[
+    ("bridge", MacvlanMode::Bridge),
+    ("private", MacvlanMode::Private),
+    ("vepa", MacvlanMode::Vepa),
+    ("passthru", MacvlanMode::Passthru),
+];
+
+struct Macvlan {
+    master: Option<String>,
+    mode: MacvlanMode,
+    mtu: Option<u32>,
+    mac: Option<[u8; 6]>,
+}
+
+fn build(conf: &Value) -> Result<Box<dyn Datapath>> {
+    let f = Fields::new(conf)?;
+    let mac = match f.str("mac")? {
+        None => None,
+        Some(m) => Some(lower::parse_unicast_mac("mac", m)?),
+    };
+    Ok(Box::new(Macvlan {
+        master: f.ifname("master")?.map(str::to_string),
+        mode: f.choice("mode", MODES)?.unwrap_or(MacvlanMode::Bridge),
+        mtu: f.mtu("mtu")?,
+        mac,
+    }))
+}
+
+impl Datapath for Macvlan {
+    fn preflight(&self, host: &mut Namespace) -> Result<()> {
+        let parent = host::resolve_master(host, self.master.as_deref())?;
+        host::check_mtu_fits(self.mtu, &parent)
+    }
+
+    fn add(&self, host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>) -> Result<Outcome> {
+        let parent = host::resolve_master(host, self.master.as_deref())?;
+        host::check_mtu_fits(self.mtu, &parent)?;
+        let mac = req.mac.or(self.mac);
+        let kind = LowerKind { name: "macvlan", parent: &parent.name, link: NewLinkKind::Macvlan { parent: parent.index, mode: self.mode }, mtu: self.mtu, mac: mac };
+        lower::add(host, sb, req, kind)
+    }
+
+    fn del(&self, _host: &mut Namespace, sb: Option<&mut Namespace>, req: &DelRequest<'_>) -> Result<()> {
+        match sb {
+            Some(sb) => container::delete_iface(sb, req.ifname),
+            None => Ok(()), // the macvlan died with its namespace
+        }
+    }
+
+    fn check(&self, host: &mut Namespace, sb: &mut Namespace, req: &CheckRequest<'_>) -> Result<()> {
+        let link = container::check_sandbox(sb, req)?;
+        if link.kind.as_deref() != Some("macvlan") {
+            return Err(DatapathError::CheckFailed(format!("{} is a {:?} link, not macvlan", req.ifname, link.kind)));
+        }
+        if link.macvlan_mode != Some(self.mode) {
+            return Err(DatapathError::CheckFailed(format!("{} is in macvlan mode {:?}, config says {:?}", req.ifname, link.macvlan_mode, self.mode)));
+        }
+        lower::check_parent(host, &link, self.master.as_deref())
+    }
+}

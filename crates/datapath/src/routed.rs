@@ -1,0 +1,146 @@
+//! routed: a veth per container, no bridge. The host routes each container's /32
+//! (/128) to its veth; the container reaches everything through a link-local
+//! next hop whose MAC is pinned, so it never ARPs for a gateway. Across hosts the
+//! same routes are joined by plain host-gw routes (see [`crate::peers`]).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::IpNet;
+use nearhost_kernel::link::{format_mac, Link};
+use nearhost_kernel::route::Route;
+use serde_json::Value;
+
+use crate::container::{self, Setup};
+use crate::context::{AddRequest, CheckRequest, DelRequest, Iface, Namespace, Outcome};
+use crate::driver::{Datapath, Registration};
+use crate::error::{DatapathError, KernelContext, Result};
+use crate::fields::Fields;
+use crate::{host, lower, veth};
+
+pub const REGISTRATION: Registration = Registration { name: "routed", build };
+
+/// The container's next hop: link-local, answered by the pinned host-veth MAC.
+pub const GATEWAY_V4: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
+pub const GATEWAY_V6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
+
+struct Routed {
+    mtu: Option<u32>,
+    mac: Option<[u8; 6]>,
+}
+
+fn build(conf: &Value) -> Result<Box<dyn Datapath>> {
+    let f = Fields::new(conf)?;
+    Ok(Box::new(Routed {
+        mtu: f.mtu("mtu")?,
+        mac: f.str("mac")?.map(|m| lower::parse_unicast_mac("mac", m)).transpose()?,
+    }))
+}
+
+fn gateway(v6: bool) -> IpAddr {
+    if v6 {
+        IpAddr::V6(GATEWAY_V6)
+    } else {
+        IpAddr::V4(GATEWAY_V4)
+    }
+}
+
+/// The container's address as a host route: /32 or /128.
+fn host_prefix(a: &IpNet) -> IpNet {
+    IpNet::new(a.addr(), if a.addr().is_ipv6() { 128 } else { 32 }).expect("valid prefix")
+}
+
+impl Datapath for Routed {
+    fn preflight(&self, _host: &mut Namespace) -> Result<()> {
+        Ok(())
+    }
+
+    fn add(&self, host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>) -> Result<Outcome> {
+        container::ensure_ifname_free(sb, req.ifname)?;
+        let v4 = req.addresses.iter().any(|a| a.address.addr().is_ipv4());
+        let v6 = req.addresses.iter().any(|a| a.address.addr().is_ipv6());
+        host::ensure_forwarding(host, v4, v6)?;
+        let pair = veth::create(host, sb, "nhr", self.mtu, req.mac.or(self.mac))?;
+        let host_mac = pair.host.mac.ok_or_else(|| DatapathError::Conflict(format!("veth {} has no MAC", pair.host.name)))?;
+        host.nl.set_link_up(pair.host.index, true).ctx(|| format!("bring {} up", pair.host.name))?;
+        let routes = container_routes(req, v4, v6);
+        let addresses: Vec<IpNet> = req.addresses.iter().map(|a| host_prefix(&a.address)).collect();
+        let mut neighbours = Vec::new();
+        if v4 {
+            neighbours.push((gateway(false), host_mac));
+        }
+        if v6 {
+            neighbours.push((gateway(true), host_mac));
+        }
+        let setup = Setup { temp_index: pair.sandbox_index, ifname: req.ifname, mac: None, addresses: addresses.clone(), routes: routes.clone(), neighbours };
+        let link = container::finish(sb, &setup)?;
+        let ctr_mac = link.mac.ok_or_else(|| DatapathError::Conflict(format!("{} has no MAC", req.ifname)))?;
+        for a in &addresses {
+            // Pin the container's MAC on the host side too: no ARP/NDP either way.
+            host.nl.set_permanent_neighbour(pair.host.index, a.addr(), ctr_mac).ctx(|| format!("add neighbour {} on {}", a.addr(), pair.host.name))?;
+            let mut r = Route::to(Some((a.addr(), a.prefix_len())), a.addr().is_ipv6());
+            r.oif = Some(pair.host.index);
+            host.nl.add_route(&r).ctx(|| format!("add host route {a} dev {}", pair.host.name))?;
+        }
+        pair.guard.disarm();
+        let addrs: Vec<_> = addresses.iter().map(|a| (*a, Some(gateway(a.addr().is_ipv6())))).collect();
+        let (iface, ips, routes) = container::sandbox_result(&link, &addrs, &routes, 1);
+        let host_iface = Iface {
+            name: pair.host.name.clone(),
+            mac: Some(format_mac(&host_mac)),
+            in_sandbox: false,
+            mtu: Some(pair.host.mtu),
+            pci_id: None,
+        };
+        Ok(Outcome { interfaces: vec![host_iface, iface], ips, routes })
+    }
+
+    fn del(&self, _host: &mut Namespace, sb: Option<&mut Namespace>, req: &DelRequest<'_>) -> Result<()> {
+        // Deleting the container end deletes the host end, and with it the host
+        // routes and neighbour entries that pointed at it.
+        match sb {
+            Some(sb) => container::delete_iface(sb, req.ifname),
+            None => Ok(()),
+        }
+    }
+
+    fn check(&self, host: &mut Namespace, sb: &mut Namespace, req: &CheckRequest<'_>) -> Result<()> {
+        let link = container::check_sandbox(sb, req)?;
+        let host_end = veth::host_end(host, &link)?
+            .ok_or_else(|| DatapathError::CheckFailed(format!("the host end of {}'s veth pair is missing", req.ifname)))?;
+        check_host_routes(host, &host_end, req)
+    }
+}
+
+/// Default routes (and any IPAM routes) via the link-local next hop, on-link.
+fn container_routes(req: &AddRequest<'_>, v4: bool, v6: bool) -> Vec<Route> {
+    let mut routes = Vec::new();
+    for (present, is_v6) in [(v4, false), (v6, true)] {
+        if !present {
+            continue;
+        }
+        let mut dsts: Vec<Option<(IpAddr, u8)>> = vec![None];
+        for spec in req.routes.iter().filter(|s| s.dst.addr().is_ipv6() == is_v6 && s.dst.prefix_len() > 0) {
+            dsts.push(Some((spec.dst.addr(), spec.dst.prefix_len())));
+        }
+        for dst in dsts {
+            let mut r = Route::to(dst, is_v6);
+            r.gateway = Some(gateway(is_v6));
+            r.onlink = true;
+            routes.push(r);
+        }
+    }
+    routes
+}
+
+fn check_host_routes(host: &mut Namespace, host_end: &Link, req: &CheckRequest<'_>) -> Result<()> {
+    let mut have = host.nl.routes(false).ctx(|| "list host routes".into())?;
+    have.extend(host.nl.routes(true).ctx(|| "list host routes".into())?);
+    for ip in &req.prev.ips {
+        let want = host_prefix(&ip.address);
+        let found = have.iter().any(|r| r.dst == Some((want.addr(), want.prefix_len())) && r.oif == Some(host_end.index));
+        if !found {
+            return Err(DatapathError::CheckFailed(format!("host route {want} dev {} is missing", host_end.name)));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,57 @@
+//! veth pairs for the bridge, routed and vxlan datapaths: the host end in the
+//! host namespace under a random `PREFIX + hex` name, the peer created directly
+//! inside the container under a temporary name.
+
+use std::os::fd::AsFd;
+
+use nearhost_kernel::link::{random_link_name, temp_link_name, Link, Mac, NewLink, NewLinkKind};
+
+use crate::context::Namespace;
+use crate::error::{DatapathError, KernelContext, Result};
+use crate::guard::LinkGuard;
+
+pub struct Veth {
+    pub host: Link,
+    /// Index of the container end (still under its temporary name).
+    pub sandbox_index: u32,
+    /// Deletes the pair unless disarmed.
+    pub guard: LinkGuard,
+}
+
+/// Creates the pair. `host_prefix` is at most 5 bytes (`nhv`, `nhr`).
+pub fn create(host: &mut Namespace, sb: &mut Namespace, host_prefix: &str, mtu: Option<u32>, sandbox_mac: Option<Mac>) -> Result<Veth> {
+    let temp = temp_link_name();
+    let mut last_err = None;
+    for _ in 0..3 {
+        let host_name = random_link_name(host_prefix);
+        let spec = NewLink {
+            name: host_name.clone(),
+            kind: NewLinkKind::Veth { peer_name: temp.clone(), peer_netns: Some(sb.ns.as_fd()), peer_mac: sandbox_mac },
+            netns: None,
+            mtu,
+            mac: None,
+        };
+        match host.nl.create_link(&spec) {
+            Ok(()) => {
+                let host_link = host.nl.require_link(&host_name).ctx(|| format!("look up new veth {host_name}"))?;
+                let guard = LinkGuard::new(&host.ns, host_link.index, format!("veth {host_name}"));
+                let peer = sb.nl.link_by_name(&temp).ctx(|| format!("look up veth peer {temp}"))?.ok_or_else(|| {
+                    DatapathError::Conflict(format!("the veth peer {temp} did not appear in the container namespace"))
+                })?;
+                return Ok(Veth { host: host_link, sandbox_index: peer.index, guard });
+            }
+            // A random host name collided with an existing link: draw again.
+            Err(e) if e.is_exists() => last_err = Some(e),
+            Err(e) => return Err(DatapathError::Kernel { context: format!("create veth pair {host_name}"), source: e }),
+        }
+    }
+    Err(DatapathError::Kernel { context: "create veth pair".into(), source: last_err.expect("loop ran") })
+}
+
+/// The host end of the veth whose container end is `sandbox_link` (found by the
+/// peer index the kernel reports).
+pub fn host_end(host: &mut Namespace, sandbox_link: &Link) -> Result<Option<Link>> {
+    let Some(peer) = sandbox_link.parent else { return Ok(None) };
+    let found = host.nl.link_by_index(peer).ctx(|| "look up the host end of the veth".into())?;
+    Ok(found.filter(|l| l.kind.as_deref() == Some("veth")))
+}

@@ -1,0 +1,21 @@
+//! `nearhost`: a CNI plugin when `CNI_COMMAND` is set, otherwise the CLI.
+
+mod cli;
+mod cni_entry;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    init_logging();
+    if std::env::var_os("CNI_COMMAND").is_some() {
+        return cni_entry::run();
+    }
+    cli::run()
+}
+
+/// Logs go to stderr only (stdout carries the CNI result); `NEARHOST_LOG` sets
+/// the filter (e.g. `debug`), default `warn`.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NEARHOST_LOG").unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}

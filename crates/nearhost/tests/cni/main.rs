@@ -1,0 +1,15 @@
+//! The CNI plugin, driven through env + stdin as runtimes drive it, on the real
+//! kernel, in namespaces each test creates (and removes, also on failure).
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod bridge;
+mod concurrency;
+mod delegate;
+mod errors;
+mod ipvlan;
+mod lifecycle;
+mod macvlan;
+mod routed;
+mod versions;

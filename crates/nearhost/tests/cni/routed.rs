@@ -1,0 +1,51 @@
+use serde_json::json;
+
+use crate::support::*;
+
+fn conf(h: &Host, dual: bool) -> serde_json::Value {
+    let net = h.net;
+    let mut ranges = vec![json!([{"subnet": format!("198.19.{net}.0/24")}])];
+    if dual {
+        ranges.push(json!([{"subnet": format!("2001:2:{net}:1::/64")}]));
+    }
+    let ipam = json!({"type": "nearhost", "dataDir": h.data_dir(), "ranges": ranges});
+    netconf("1.1.0", "rt", "routed", ipam, json!({}))
+}
+
+#[test]
+fn containers_reach_each_other_the_host_and_the_outside_through_host_routes() {
+    let h = Host::new(30);
+    let (c1, c2) = (Netns::new("c"), Netns::new("c"));
+    let conf = conf(&h, true);
+    let r1 = add(&h.ns, "r1", &c1, &conf);
+    let r2 = add(&h.ns, "r2", &c2, &conf);
+    let (ip1, ip2) = (result_ip(&r1, 0), result_ip(&r2, 0));
+    assert_eq!(r1["ips"][0]["address"], format!("{ip1}/32"));
+    assert_eq!(r1["ips"][0]["gateway"], "169.254.1.1");
+    assert_eq!(c1.addrs("eth0").len(), 2);
+    let routes = c1.routes(false);
+    assert!(routes.iter().any(|r| r["dst"] == "default" && r["gateway"] == "169.254.1.1"), "{routes:?}");
+    let host_veth = r1["interfaces"][0]["name"].as_str().unwrap().to_string();
+    let host_routes = h.ns.routes(false);
+    assert!(host_routes.iter().any(|r| r["dst"] == ip1 && r["dev"] == host_veth), "{host_routes:?}");
+    // No bridge anywhere: routed has no L2 domain.
+    assert!(h.ns.links().iter().all(|l| l["linkinfo"]["info_kind"] != "bridge"));
+    // The pinned gateway neighbour: no ARP for the next hop.
+    let neigh = c1.ip(&["neigh", "show", "169.254.1.1"]);
+    assert!(neigh.contains("PERMANENT"), "{neigh}");
+
+    assert!(c1.ping(&ip2), "container to container through the host");
+    assert!(c1.ping(&h.v4(2)), "container to the host's own address");
+    assert!(c2.ping(&result_ip(&r1, 1)), "IPv6 container to container");
+    // host-gw: the outside routes the container subnet via the host.
+    h.gw.ip(&["route", "add", "198.19.30.0/24", "via", &h.v4(2)]);
+    assert!(h.gw.ping(&ip1), "outside to container via a host-gw route");
+    check(&h.ns, "r1", &c1, &conf, &r1).expect_ok();
+
+    del(&h.ns, "r1", &c1.path(), &conf, Some(&r1));
+    assert!(h.ns.routes(false).iter().all(|r| r["dst"] != ip1), "host route left behind");
+    del(&h.ns, "r1", "", &conf, None);
+    del(&h.ns, "r2", &c2.path(), &conf, Some(&r2));
+    assert_eq!(h.ns.link_names(), vec!["eth0"]);
+    assert!(h.reservations("rt").is_empty());
+}

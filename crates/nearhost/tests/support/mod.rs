@@ -1,0 +1,333 @@
+//! Test fixtures shared by the integration suites: namespaces that delete
+//! themselves, a "host" whose NIC is one end of a veth pair (the other end is
+//! the gateway/outside), and a runner that calls the compiled binary through the
+//! CNI protocol exactly as a runtime does. Assertions read the kernel through
+//! iproute2, independently of nearhost's own netlink code.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_nearhost")
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// Runs a command, returning its output (never panics on failure).
+pub fn run(cmd: &str, args: &[&str]) -> Output {
+    Command::new(cmd).args(args).stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"))
+}
+
+/// Runs a command and asserts success; returns stdout.
+pub fn must(cmd: &str, args: &[&str]) -> String {
+    let out = run(cmd, args);
+    assert!(out.status.success(), "{cmd} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A network namespace under /run/netns, deleted on drop (also when a test panics).
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(role: &str) -> Netns {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let name = format!("nht{}x{n}{role}", std::process::id());
+        must("ip", &["netns", "add", &name]);
+        let ns = Netns { name };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    pub fn path(&self) -> String {
+        format!("/run/netns/{}", self.name)
+    }
+
+    /// `ip -n NS ARGS`, asserting success.
+    pub fn ip(&self, args: &[&str]) -> String {
+        let mut full = vec!["-n", &self.name];
+        full.extend_from_slice(args);
+        must("ip", &full)
+    }
+
+    /// Runs a command inside the namespace.
+    pub fn exec(&self, args: &[&str]) -> Output {
+        let mut full = vec!["netns", "exec", &self.name];
+        full.extend_from_slice(args);
+        run("ip", &full)
+    }
+
+    pub fn links(&self) -> Vec<Value> {
+        serde_json::from_str(&self.ip(&["-j", "-d", "link", "show"])).expect("ip -j link")
+    }
+
+    pub fn link(&self, name: &str) -> Option<Value> {
+        self.links().into_iter().find(|l| l["ifname"] == name)
+    }
+
+    /// Names of all links but lo.
+    pub fn link_names(&self) -> Vec<String> {
+        let mut names: Vec<String> =
+            self.links().iter().filter_map(|l| l["ifname"].as_str().map(str::to_string)).filter(|n| n != "lo").collect();
+        names.sort();
+        names
+    }
+
+    /// `ip/prefix` of every global address on `ifname`.
+    pub fn addrs(&self, ifname: &str) -> Vec<String> {
+        let v: Value = serde_json::from_str(&self.ip(&["-j", "addr", "show", "dev", ifname])).expect("ip -j addr");
+        v[0]["addr_info"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|a| a["scope"] == "global")
+            .map(|a| format!("{}/{}", a["local"].as_str().unwrap(), a["prefixlen"]))
+            .collect()
+    }
+
+    pub fn routes(&self, v6: bool) -> Vec<Value> {
+        let fam = if v6 { "-6" } else { "-4" };
+        serde_json::from_str(&self.ip(&[fam, "-j", "route", "show"])).expect("ip -j route")
+    }
+
+    /// One ping, retried a few times (the first may wait for ARP/NDP).
+    pub fn ping(&self, ip: &str) -> bool {
+        let fam = if ip.contains(':') { "-6" } else { "-4" };
+        (0..3).any(|_| self.exec(&["ping", fam, "-c", "1", "-W", "1", "-q", ip]).status.success())
+    }
+
+    pub fn sysctl(&self, key: &str) -> String {
+        let out = self.exec(&["sysctl", "-n", key]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = run("ip", &["netns", "del", &self.name]);
+    }
+}
+
+/// A host namespace with a NIC `eth0` (veth) whose other end `gw0` sits in a
+/// gateway namespace holding `.1` of the test subnet (and `2001:2:N::1/64`).
+pub struct Host {
+    pub ns: Netns,
+    pub gw: Netns,
+    pub data: tempfile::TempDir,
+    pub net: u8,
+}
+
+impl Host {
+    /// `net` picks 198.18.NET.0/24 and 2001:2:NET::/64.
+    pub fn new(net: u8) -> Host {
+        let ns = Netns::new("h");
+        let gw = Netns::new("g");
+        ns.ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "gw0", "netns", &gw.name]);
+        ns.ip(&["link", "set", "eth0", "up"]);
+        ns.ip(&["addr", "add", &format!("198.18.{net}.2/24"), "dev", "eth0"]);
+        ns.ip(&["route", "add", "default", "via", &format!("198.18.{net}.1")]);
+        gw.ip(&["link", "set", "gw0", "up"]);
+        gw.ip(&["addr", "add", &format!("198.18.{net}.1/24"), "dev", "gw0"]);
+        gw.ip(&["-6", "addr", "add", &format!("2001:2:{net}::1/64"), "dev", "gw0", "nodad"]);
+        Host { ns, gw, data: tempfile::tempdir().expect("tempdir"), net }
+    }
+
+    pub fn data_dir(&self) -> String {
+        self.data.path().display().to_string()
+    }
+
+    pub fn v4(&self, last: u8) -> String {
+        format!("198.18.{}.{last}", self.net)
+    }
+
+    pub fn v6(&self, last: u16) -> String {
+        format!("2001:2:{}::{last:x}", self.net)
+    }
+
+    /// An embedded-IPAM section for this host's IPv4 subnet.
+    pub fn ipam_v4(&self) -> Value {
+        json!({"type": "nearhost", "dataDir": self.data_dir(),
+               "ranges": [[{"subnet": format!("198.18.{}.0/24", self.net), "rangeStart": self.v4(100),
+                            "rangeEnd": self.v4(250), "gateway": self.v4(1)}]],
+               "routes": [{"dst": "0.0.0.0/0"}]})
+    }
+
+    /// Dual-stack embedded IPAM.
+    pub fn ipam_dual(&self) -> Value {
+        let mut v = self.ipam_v4();
+        v["ranges"].as_array_mut().unwrap().push(json!([{"subnet": format!("2001:2:{}::/64", self.net),
+            "rangeStart": self.v6(0x100), "rangeEnd": self.v6(0x1ff), "gateway": self.v6(1)}]));
+        v["routes"].as_array_mut().unwrap().push(json!({"dst": "::/0"}));
+        v
+    }
+
+    /// The embedded IPAM state of network `name` (empty when never written).
+    pub fn reservations(&self, name: &str) -> Vec<String> {
+        let path = self.data.path().join(name).join("state.json");
+        let Ok(text) = std::fs::read_to_string(path) else { return Vec::new() };
+        let v: Value = serde_json::from_str(&text).expect("state.json is JSON");
+        v["reservations"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    pub fn state_file(&self, name: &str) -> Option<String> {
+        std::fs::read_to_string(self.data.path().join(name).join("state.json")).ok()
+    }
+}
+
+/// A network config for `datapath` with `ipam` and extra top-level fields.
+pub fn netconf(version: &str, name: &str, datapath: &str, ipam: Value, extra: Value) -> Value {
+    let mut v = json!({"cniVersion": version, "name": name, "type": "nearhost", "datapath": datapath, "ipam": ipam});
+    if let Value::Object(m) = extra {
+        for (k, val) in m {
+            v[k] = val;
+        }
+    }
+    v
+}
+
+/// What one plugin call returned.
+#[derive(Debug)]
+pub struct CniOut {
+    pub ok: bool,
+    pub json: Value,
+    pub stderr: String,
+}
+
+impl CniOut {
+    pub fn code(&self) -> u64 {
+        self.json["code"].as_u64().unwrap_or(0)
+    }
+
+    pub fn msg(&self) -> String {
+        self.json["msg"].as_str().unwrap_or_default().to_string()
+    }
+
+    #[track_caller]
+    pub fn expect_ok(self) -> Value {
+        assert!(self.ok, "plugin failed: {} {}", self.json, self.stderr);
+        self.json
+    }
+
+    /// Asserts failure with `code` and a message containing `needle`.
+    #[track_caller]
+    pub fn expect_err(&self, code: u64, needle: &str) {
+        assert!(!self.ok, "expected error {code}, got success: {}", self.json);
+        assert_eq!(self.code(), code, "wrong code; reply: {}", self.json);
+        assert!(self.msg().contains(needle), "message {:?} should mention {needle:?}", self.msg());
+    }
+}
+
+/// One CNI call, run inside the `host` namespace like a runtime there would.
+pub struct Call<'a> {
+    pub host: &'a Netns,
+    pub env: Vec<(String, String)>,
+}
+
+impl<'a> Call<'a> {
+    pub fn new(host: &'a Netns, command: &str, id: &str, netns: &str, ifname: &str) -> Self {
+        let env = vec![
+            ("CNI_COMMAND".into(), command.into()),
+            ("CNI_CONTAINERID".into(), id.into()),
+            ("CNI_NETNS".into(), netns.into()),
+            ("CNI_IFNAME".into(), ifname.into()),
+            ("CNI_PATH".into(), "/usr/lib/cni:/opt/cni/bin".into()),
+        ];
+        Call { host, env }
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.retain(|(key, _)| key != k);
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn without(mut self, k: &str) -> Self {
+        self.env.retain(|(key, _)| key != k);
+        self
+    }
+
+    pub fn run(&self, stdin: &[u8]) -> CniOut {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.host.name, bin()]).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn plugin");
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let json = if text.trim().is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {text}")) };
+        CniOut { ok: out.status.success(), json, stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
+    }
+
+    pub fn conf(&self, conf: &Value) -> CniOut {
+        self.run(conf.to_string().as_bytes())
+    }
+}
+
+/// ADD, returning the result (asserting success).
+#[track_caller]
+pub fn add(host: &Netns, id: &str, ctr: &Netns, conf: &Value) -> Value {
+    Call::new(host, "ADD", id, &ctr.path(), "eth0").conf(conf).expect_ok()
+}
+
+/// DEL with prevResult, asserting success.
+#[track_caller]
+pub fn del(host: &Netns, id: &str, netns: &str, conf: &Value, prev: Option<&Value>) {
+    let mut c = conf.clone();
+    if let Some(p) = prev {
+        c["prevResult"] = p.clone();
+    }
+    Call::new(host, "DEL", id, netns, "eth0").conf(&c).expect_ok();
+}
+
+/// CHECK with prevResult.
+pub fn check(host: &Netns, id: &str, ctr: &Netns, conf: &Value, prev: &Value) -> CniOut {
+    let mut c = conf.clone();
+    c["prevResult"] = prev.clone();
+    Call::new(host, "CHECK", id, &ctr.path(), "eth0").conf(&c)
+}
+
+/// The first address (without prefix) of a result.
+pub fn result_ip(result: &Value, i: usize) -> String {
+    result["ips"][i]["address"].as_str().unwrap().split('/').next().unwrap().to_string()
+}
+
+/// Polls `f` until true or `timeout` passes.
+pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether the running kernel can create a link of `kind` (probed in a scratch namespace).
+pub fn kernel_has(kind: &str) -> bool {
+    let ns = Netns::new("probe");
+    let args: Vec<&str> = match kind {
+        "ipvlan" => vec!["link", "add", "p0", "type", "veth", "peer", "name", "p1"],
+        _ => vec![],
+    };
+    if !args.is_empty() {
+        ns.ip(&args);
+    }
+    let probe: Vec<&str> = match kind {
+        "ipvlan" => vec!["-n", &ns.name, "link", "add", "link", "p0", "name", "iv0", "type", "ipvlan"],
+        "dummy" => vec!["-n", &ns.name, "link", "add", "d0", "type", "dummy"],
+        "bond" => vec!["-n", &ns.name, "link", "add", "b0", "type", "bond"],
+        other => panic!("unknown kernel feature {other}"),
+    };
+    run("ip", &probe).status.success()
+}
