@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use nearhost_kernel::link::{format_mac, Link, Mac};
 use nearhost_kernel::route::Route;
-use nearhost_kernel::{announce, netns};
+use nearhost_kernel::{announce, netns, sysctl};
 
 use crate::context::{AddRequest, CheckRequest, Iface, IpOut, Namespace, RouteOut};
 use crate::error::{DatapathError, KernelContext, Result};
@@ -50,6 +50,17 @@ pub fn finish(sb: &mut Namespace, s: &Setup<'_>) -> Result<Link> {
     if let Some(mac) = s.mac {
         sb.nl.set_mac(idx, mac).ctx(|| format!("set MAC {} on {name}", format_mac(&mac)))?;
     }
+    for a in &s.addresses {
+        sb.nl.add_address(idx, a.addr(), a.prefix_len(), true).ctx(|| format!("add {a} to {name}"))?;
+    }
+    if s.addresses.iter().any(|a| a.addr().is_ipv4()) {
+        // The kernel announces IPv4 addresses itself when the link comes up
+        // (arp_notify). Sending our own ARP would need an AF_PACKET socket, whose
+        // close waits for an RCU grace period: ~10 ms on every ADD.
+        netns::run_in(&sb.ns, || sysctl::write(&["net", "ipv4", "conf", name, "arp_notify"], "1"))
+            .and_then(|r| r)
+            .ctx(|| format!("enable arp_notify on {name}"))?;
+    }
     sb.nl.set_link_up(idx, true).map_err(|e| {
         if e.errno() == Some(libc::EADDRINUSE) {
             // macvlan refuses to come up with a MAC a sibling on the master has.
@@ -58,9 +69,6 @@ pub fn finish(sb: &mut Namespace, s: &Setup<'_>) -> Result<Link> {
             DatapathError::Kernel { context: format!("bring {name} up"), source: e }
         }
     })?;
-    for a in &s.addresses {
-        sb.nl.add_address(idx, a.addr(), a.prefix_len(), true).ctx(|| format!("add {a} to {name}"))?;
-    }
     for (ip, mac) in &s.neighbours {
         sb.nl.set_permanent_neighbour(idx, *ip, *mac).ctx(|| format!("add neighbour {ip} on {name}"))?;
     }
@@ -76,17 +84,21 @@ pub fn finish(sb: &mut Namespace, s: &Setup<'_>) -> Result<Link> {
     Ok(link)
 }
 
-/// Gratuitous ARP / unsolicited NA for each address. Best effort: a link without
-/// carrier cannot send, and that must not fail the ADD.
+/// Unsolicited neighbour advertisements for the IPv6 addresses (no-DAD addresses
+/// get none from the kernel). Best effort: a link without carrier cannot send,
+/// and that must not fail the ADD.
 fn announce_addresses(sb: &Namespace, link: &Link, addrs: &[IpNet]) {
     let Some(mac) = link.mac else { return };
     let index = link.index;
-    let addrs = addrs.to_vec();
+    let addrs: Vec<IpNet> = addrs.iter().filter(|a| a.addr().is_ipv6()).copied().collect();
+    if addrs.is_empty() {
+        return;
+    }
     let sent = netns::run_in(&sb.ns, move || {
         for a in addrs {
             let r = match a.addr() {
-                IpAddr::V4(v4) => announce::gratuitous_arp(index, mac, v4),
                 IpAddr::V6(v6) => announce::unsolicited_na(index, mac, v6),
+                IpAddr::V4(_) => Ok(()),
             };
             if let Err(e) = r {
                 tracing::warn!("announce {a}: {e}");

@@ -125,17 +125,18 @@ mod tests {
         let reserved = BTreeSet::new();
         let t = Taken { reserved: &reserved, exclude: &[] };
         assert_eq!(allocate(&s, &t, Some(ip("198.18.0.3"))).unwrap().0, ip("198.18.0.4"));
-        // .6 is the last usable address of a /29: wrap to the start
-        assert_eq!(allocate(&s, &t, Some(ip("198.18.0.6"))).unwrap().0, ip("198.18.0.1"));
+        // .6 is the last usable address of a /29: wrap to the start (.1 is the
+        // default gateway)
+        assert_eq!(allocate(&s, &t, Some(ip("198.18.0.6"))).unwrap().0, ip("198.18.0.2"));
     }
 
     #[test]
     fn exhausted_range_reports_it() {
         let s = set(json!([{"subnet": "198.18.0.0/30"}]));
-        let reserved: BTreeSet<IpAddr> = [ip("198.18.0.1"), ip("198.18.0.2")].into();
+        let reserved: BTreeSet<IpAddr> = [ip("198.18.0.2")].into();
         let t = Taken { reserved: &reserved, exclude: &[] };
-        match allocate(&s, &t, Some(ip("198.18.0.1"))) {
-            Err(IpamError::Exhausted { in_use, .. }) => assert_eq!(in_use, 2),
+        match allocate(&s, &t, Some(ip("198.18.0.2"))) {
+            Err(IpamError::Exhausted { in_use, .. }) => assert_eq!(in_use, 1),
             other => panic!("{other:?}"),
         }
     }
@@ -143,10 +144,10 @@ mod tests {
     #[test]
     fn multiple_ranges_in_one_set() {
         let s = set(json!([{"subnet": "198.18.0.0/30"}, {"subnet": "198.18.1.0/30"}]));
-        let reserved: BTreeSet<IpAddr> = [ip("198.18.0.1"), ip("198.18.0.2")].into();
+        let reserved: BTreeSet<IpAddr> = [ip("198.18.0.2")].into();
         let t = Taken { reserved: &reserved, exclude: &[] };
         let (got, r) = allocate(&s, &t, None).unwrap();
-        assert_eq!(got, ip("198.18.1.1"));
+        assert_eq!(got, ip("198.18.1.2"), "first range full (gateway .1, .2 taken); .1 of the second is its gateway");
         assert_eq!(r.subnet.to_string(), "198.18.1.0/30");
     }
 

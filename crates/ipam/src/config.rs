@@ -205,7 +205,9 @@ fn parse_range(field: &str, raw: &RawRange) -> Result<Range> {
     };
     let start = parse_in("rangeStart", &raw.range_start)?.unwrap_or(first);
     let end = parse_in("rangeEnd", &raw.range_end)?.unwrap_or(last);
-    let gateway = parse_in("gateway", &raw.gateway)?;
+    // As host-local: the gateway defaults to the subnet's first address, which
+    // is then never handed to a container.
+    let gateway = parse_in("gateway", &raw.gateway)?.or(Some(first));
     for (name, ip) in [("rangeStart", start), ("rangeEnd", end)] {
         if ord(ip) < ord(first) || ord(ip) > ord(last) {
             return Err(IpamError::config(format!("{field}.{name}"), format!("{ip} is the network or broadcast address of {subnet}")));
@@ -273,6 +275,7 @@ mod tests {
         assert_eq!(r.start, "198.18.0.1".parse::<IpAddr>().unwrap());
         assert_eq!(r.end, "198.18.0.254".parse::<IpAddr>().unwrap());
         assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(r.gateway, Some("198.18.0.1".parse::<IpAddr>().unwrap()));
     }
 
     #[test]

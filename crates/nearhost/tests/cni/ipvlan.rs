@@ -43,7 +43,14 @@ fn ipvlan_refuses_a_mac() {
 fn two_containers_and_gateway(mode: &str, net: u8) {
     let h = Host::new(net);
     let (c1, c2) = (Netns::new("c"), Netns::new("c"));
-    let conf = conf(&h, mode);
+    let mut conf = conf(&h, mode);
+    if mode != "l2" {
+        // L3 modes route in the master's namespace and answer no ARP on the
+        // wire: the containers get their own subnet, which the upstream
+        // router reaches through the host (as with host-gw).
+        conf["ipam"]["ranges"] = json!([[{"subnet": format!("198.19.{net}.0/24")}]]);
+        h.gw.ip(&["route", "add", &format!("198.19.{net}.0/24"), "via", &h.v4(2)]);
+    }
     let r1 = add(&h.ns, "i1", &c1, &conf);
     let r2 = add(&h.ns, "i2", &c2, &conf);
     let link = c1.link("eth0").unwrap();

@@ -9,6 +9,7 @@ mod concurrency;
 mod delegate;
 mod errors;
 mod ipvlan;
+mod kernel_lab;
 mod lifecycle;
 mod macvlan;
 mod routed;

@@ -102,6 +102,13 @@ impl Netns {
         (0..3).any(|_| self.exec(&["ping", fam, "-c", "1", "-W", "1", "-q", ip]).status.success())
     }
 
+    /// Starts a command inside the namespace (the caller waits or kills it).
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        let mut full = vec!["netns", "exec", &self.name];
+        full.extend_from_slice(args);
+        Command::new("ip").args(&full).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn in namespace")
+    }
+
     pub fn sysctl(&self, key: &str) -> String {
         let out = self.exec(&["sysctl", "-n", key]);
         String::from_utf8_lossy(&out.stdout).trim().to_string()
@@ -177,6 +184,35 @@ impl Host {
 
     pub fn state_file(&self, name: &str) -> Option<String> {
         std::fs::read_to_string(self.data.path().join(name).join("state.json")).ok()
+    }
+}
+
+/// Two hosts whose NICs (`eth0` in each) are the ends of one veth "cable", on
+/// 198.18.NET.0/24 (.1 and .2). `netem` shapes both directions (kernel lab).
+pub struct Cable {
+    pub a: Netns,
+    pub b: Netns,
+}
+
+impl Cable {
+    pub fn new(net: u8) -> Cable {
+        let (a, b) = (Netns::new("a"), Netns::new("b"));
+        a.ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &b.name]);
+        for (ns, last) in [(&a, 1), (&b, 2)] {
+            ns.ip(&["link", "set", "eth0", "up"]);
+            ns.ip(&["addr", "add", &format!("198.18.{net}.{last}/24"), "dev", "eth0"]);
+        }
+        Cable { a, b }
+    }
+
+    /// Applies a netem qdisc (e.g. "delay 5ms loss 1%") on both ends.
+    pub fn netem(&self, spec: &str) {
+        for ns in [&self.a, &self.b] {
+            let mut args = vec!["qdisc", "add", "dev", "eth0", "root", "netem"];
+            args.extend(spec.split_whitespace());
+            let out = ns.exec(&[&["tc"][..], &args[..]].concat());
+            assert!(out.status.success(), "tc netem: {} (is sch_netem available?)", String::from_utf8_lossy(&out.stderr));
+        }
     }
 }
 

@@ -1,0 +1,249 @@
+//! ADD and DEL wall time per container, nearhost against the reference plugins
+//! (`/usr/lib/cni/macvlan`, `/usr/lib/cni/bridge`, both with `host-local`), in one
+//! run, interleaved (A B B A per round so drift and order hit both alike), plus
+//! the kernel's own floor (the same link created and deleted in-process, no
+//! plugin at all) and a burst of 100 concurrent ADDs.
+//!
+//! Run as root: `cargo bench -p nearhost --bench cni_add_del [-- --rounds 5 --per-round 20 --json out.json]`
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nearhost_kernel::link::{MacvlanMode, NewLink, NewLinkKind};
+use nearhost_kernel::{netns, Netlink};
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_nearhost");
+
+struct Ns(String);
+
+impl Ns {
+    fn new(tag: &str) -> Ns {
+        let name = format!("nhb{}{tag}", std::process::id());
+        netns::create_named(&name).expect("create namespace");
+        Ns(name)
+    }
+    fn path(&self) -> String {
+        netns::named_path(&self.0).display().to_string()
+    }
+    fn ip(&self, args: &[&str]) {
+        let st = Command::new("ip").arg("-n").arg(&self.0).args(args).status().expect("ip");
+        assert!(st.success(), "ip {args:?}");
+    }
+}
+
+impl Drop for Ns {
+    fn drop(&mut self) {
+        let _ = netns::delete_named(&self.0);
+    }
+}
+
+/// One plugin implementation of one datapath.
+struct Plugin {
+    label: &'static str,
+    binary: &'static str,
+    conf: Value,
+}
+
+/// Runs one CNI call with the plugin inside `host` (setns before exec: no
+/// launcher process in the measurement). Returns its wall time.
+fn call(host: &File, p: &Plugin, cmd: &str, id: &str, ctr: &str) -> Duration {
+    let stdin = p.conf.to_string();
+    let fd = host.as_raw_fd();
+    let start = Instant::now();
+    let mut c = Command::new(p.binary);
+    c.env_clear()
+        .env("CNI_COMMAND", cmd)
+        .env("CNI_CONTAINERID", id)
+        .env("CNI_NETNS", ctr)
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", "/usr/lib/cni")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: setns is async-signal-safe; fd stays open in the parent.
+    unsafe {
+        c.pre_exec(move || {
+            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = c.spawn().expect("spawn plugin");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let took = start.elapsed();
+    assert!(out.status.success(), "{} {cmd} failed: {}", p.label, String::from_utf8_lossy(&out.stdout));
+    took
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn p90(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[(v.len() * 9 / 10).min(v.len() - 1)]
+}
+
+struct Samples {
+    add: Vec<f64>,
+    del: Vec<f64>,
+}
+
+fn plugins(data: &str) -> Vec<(&'static str, Plugin, Plugin)> {
+    let hl = |subnet: &str| json!({"type": "host-local", "dataDir": format!("{data}/hl"), "ranges": [[{"subnet": subnet}]]});
+    let nh = |subnet: &str| json!({"type": "nearhost", "dataDir": format!("{data}/nh"), "ranges": [[{"subnet": subnet}]]});
+    vec![
+        (
+            "macvlan",
+            Plugin { label: "nearhost", binary: BIN, conf: json!({"cniVersion": "1.0.0", "name": "nhmv", "type": "nearhost", "datapath": "macvlan", "master": "eth0", "ipam": nh("198.18.0.0/24")}) },
+            Plugin { label: "reference", binary: "/usr/lib/cni/macvlan", conf: json!({"cniVersion": "1.0.0", "name": "refmv", "type": "macvlan", "master": "eth0", "ipam": hl("198.18.0.0/24")}) },
+        ),
+        (
+            "bridge",
+            Plugin { label: "nearhost", binary: BIN, conf: json!({"cniVersion": "1.0.0", "name": "nhbr", "type": "nearhost", "datapath": "bridge", "bridge": "nhbr0", "isGateway": true, "ipam": nh("198.19.1.0/24")}) },
+            Plugin { label: "reference", binary: "/usr/lib/cni/bridge", conf: json!({"cniVersion": "1.0.0", "name": "refbr", "type": "bridge", "bridge": "refbr0", "isGateway": true, "ipam": hl("198.19.2.0/24")}) },
+        ),
+    ]
+}
+
+/// The kernel's floor for one datapath: the link created in the container and
+/// deleted again, in-process (what every plugin must at least pay).
+fn floor(dp: &str, host_nl: &mut Netlink, ctr: &netns::NetNs, ctr_nl: &mut Netlink, parent: u32) -> (f64, f64) {
+    use std::os::fd::AsFd;
+    let kind = match dp {
+        "macvlan" => NewLinkKind::Macvlan { parent, mode: MacvlanMode::Bridge },
+        _ => NewLinkKind::Veth { peer_name: "flpeer".into(), peer_netns: Some(ctr.as_fd()), peer_mac: None },
+    };
+    let netns_fd = if dp == "macvlan" { Some(ctr.as_fd()) } else { None };
+    let spec = NewLink { name: "floor0".into(), kind, netns: netns_fd, mtu: None, mac: None };
+    let t = Instant::now();
+    host_nl.create_link(&spec).expect("floor create");
+    let add = t.elapsed().as_secs_f64() * 1e3;
+    let t = Instant::now();
+    let nl = if dp == "macvlan" { ctr_nl } else { host_nl };
+    let l = nl.require_link("floor0").expect("floor link");
+    nl.delete_link(l.index).expect("floor delete");
+    (add, t.elapsed().as_secs_f64() * 1e3)
+}
+
+fn burst(host: &File, p: &Plugin, ctrs: &[Ns], cmd: &str) -> f64 {
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for (i, c) in ctrs.iter().enumerate() {
+            s.spawn(move || call(host, p, cmd, &format!("burst{i}"), &c.path()));
+        }
+    });
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let opt = |name: &str, default: usize| -> usize {
+        args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+    };
+    let rounds = opt("--rounds", 5);
+    let per_round = opt("--per-round", 20);
+    let json_out = args.iter().position(|a| a == "--json").and_then(|i| args.get(i + 1)).cloned();
+    if !std::path::Path::new("/usr/lib/cni/macvlan").exists() {
+        eprintln!("cni_add_del: NOT RUN: the reference plugins are missing (apt-get install containernetworking-plugins)");
+        std::process::exit(2);
+    }
+    let data = tempfile::tempdir().unwrap();
+    let data_s = data.path().display().to_string();
+    let host = Ns::new("h");
+    host.ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "gw0"]);
+    host.ip(&["link", "set", "eth0", "up"]);
+    host.ip(&["addr", "add", "198.18.0.2/24", "dev", "eth0"]);
+    let host_file = File::open(host.path()).unwrap();
+    let ctr = Ns::new("c");
+    let ctr_ns = netns::NetNs::open(ctr.path()).unwrap();
+    let host_ns = netns::NetNs::open(host.path()).unwrap();
+    let mut host_nl = Netlink::open_in(&host_ns).unwrap();
+    let mut ctr_nl = Netlink::open_in(&ctr_ns).unwrap();
+    let parent = host_nl.require_link("eth0").unwrap().index;
+
+    let sets = plugins(&data_s);
+    let mut results = Vec::new();
+    for (dp, nh, rf) in &sets {
+        // warm-up: page cache, bridge creation, host-local's directory
+        for p in [nh, rf] {
+            call(&host_file, p, "ADD", "warm", &ctr.path());
+            call(&host_file, p, "DEL", "warm", &ctr.path());
+        }
+        let mut s_nh = Samples { add: vec![], del: vec![] };
+        let mut s_rf = Samples { add: vec![], del: vec![] };
+        let mut s_fl = Samples { add: vec![], del: vec![] };
+        for round in 0..rounds {
+            let order: [(&Plugin, bool); 2] = if round % 2 == 0 { [(nh, true), (rf, false)] } else { [(rf, false), (nh, true)] };
+            for i in 0..per_round {
+                for (p, is_nh) in order {
+                    let id = format!("r{round}i{i}");
+                    let a = call(&host_file, p, "ADD", &id, &ctr.path()).as_secs_f64() * 1e3;
+                    let d = call(&host_file, p, "DEL", &id, &ctr.path()).as_secs_f64() * 1e3;
+                    let s = if is_nh { &mut s_nh } else { &mut s_rf };
+                    s.add.push(a);
+                    s.del.push(d);
+                }
+                let (fa, fd) = floor(dp, &mut host_nl, &ctr_ns, &mut ctr_nl, parent);
+                s_fl.add.push(fa);
+                s_fl.del.push(fd);
+            }
+            eprint!("\r{dp}: round {}/{rounds}", round + 1);
+        }
+        eprintln!();
+        results.push((dp.to_string(), s_nh, s_rf, s_fl));
+    }
+
+    // 100 concurrent ADDs, then DELs (macvlan), nearhost and reference interleaved.
+    let ctrs: Vec<Ns> = (0..100).map(|i| Ns::new(&format!("b{i}"))).collect();
+    let (_, nh_mv, rf_mv) = &sets[0];
+    let mut bursts: Vec<(String, f64, f64)> = Vec::new();
+    for round in 0..3 {
+        for p in if round % 2 == 0 { [nh_mv, rf_mv] } else { [rf_mv, nh_mv] } {
+            let add = burst(&host_file, p, &ctrs, "ADD");
+            let del = burst(&host_file, p, &ctrs, "DEL");
+            bursts.push((p.label.to_string(), add, del));
+        }
+    }
+
+    println!("\nADD and DEL wall time per container (ms), {rounds} rounds x {per_round}, interleaved; median (p90)");
+    println!("{:<9} {:<10} {:>16} {:>16} {:>16}", "datapath", "plugin", "ADD", "DEL", "ADD+DEL");
+    let mut report = Vec::new();
+    for (dp, nh, rf, fl) in &mut results {
+        let mut row = |label: &str, s: &mut Samples| {
+            let mut both: Vec<f64> = s.add.iter().zip(&s.del).map(|(a, d)| a + d).collect();
+            let (a, d, b) = (median(&mut s.add), median(&mut s.del), median(&mut both));
+            println!("{dp:<9} {label:<10} {:>8.2} ({:>5.2}) {:>8.2} ({:>5.2}) {:>8.2} ({:>5.2})", a, p90(&mut s.add), d, p90(&mut s.del), b, p90(&mut both));
+            (a, d, b)
+        };
+        let n = row("nearhost", nh);
+        let r = row("reference", rf);
+        let f = row("kernel", fl);
+        let over = |x: f64, floor: f64| (x - floor).max(0.0);
+        println!(
+            "{dp:<9} ratio nearhost/reference: ADD {:.2}  DEL {:.2}  ADD+DEL {:.2}   above the kernel floor: ADD {:.2}  DEL {:.2}  ADD+DEL {:.2}",
+            n.0 / r.0, n.1 / r.1, n.2 / r.2,
+            over(n.0, f.0) / over(r.0, f.0), over(n.1, f.1) / over(r.1, f.1), over(n.2, f.2) / over(r.2, f.2)
+        );
+        report.push(json!({"datapath": dp, "nearhost_ms": {"add": n.0, "del": n.1, "add_del": n.2},
+            "reference_ms": {"add": r.0, "del": r.1, "add_del": r.2}, "kernel_floor_ms": {"add": f.0, "del": f.1, "add_del": f.2},
+            "ratio": {"add": n.0 / r.0, "del": n.1 / r.1, "add_del": n.2 / r.2}}));
+    }
+    println!("\n100 concurrent ADDs then 100 concurrent DELs (macvlan), wall time (ms):");
+    for (label, add, del) in &bursts {
+        println!("  {label:<10} ADD burst {add:>8.1}   DEL burst {del:>8.1}");
+    }
+    if let Some(path) = json_out {
+        let v = json!({"rounds": rounds, "per_round": per_round, "datapaths": report,
+            "bursts": bursts.iter().map(|(l, a, d)| json!({"plugin": l, "add_ms": a, "del_ms": d})).collect::<Vec<_>>()});
+        std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    }
+}
