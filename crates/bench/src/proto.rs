@@ -21,7 +21,8 @@
 //!
 //! A connection whose first 4 bytes are not the magic is treated as
 //! HTTP/1.1. UDP datagrams are echoed back verbatim; the client puts a
-//! sequence number (u64 BE) in the first 8 bytes.
+//! sequence number (u64 BE) in bytes 0..8 and its latency origin (u64 BE,
+//! client clock, ns) in bytes 8..16; the server never interprets them.
 
 /// First bytes of every bench TCP connection.
 pub const MAGIC: [u8; 4] = *b"NHB1";
@@ -33,8 +34,8 @@ pub const ACK_OK: [u8; 4] = *b"NHOK";
 pub const ACK_ERR: [u8; 4] = *b"NHER";
 /// Largest request or response size in echo mode.
 pub const MAX_MESSAGE: u32 = 16 << 20;
-/// Smallest UDP datagram: room for the sequence number.
-pub const MIN_DATAGRAM: u32 = 8;
+/// Smallest UDP datagram: room for the sequence number and the timestamp.
+pub const MIN_DATAGRAM: u32 = 16;
 /// Largest UDP datagram payload (IPv4 limit).
 pub const MAX_DATAGRAM: u32 = 65_507;
 
@@ -107,15 +108,17 @@ impl TcpMode {
     }
 }
 
-/// Writes the sequence number into a datagram buffer (at least 8 bytes).
-pub(crate) fn put_seq(buf: &mut [u8], seq: u64) {
+/// Writes the sequence number and timestamp into a datagram buffer
+/// (at least [`MIN_DATAGRAM`] bytes).
+pub(crate) fn put_seq(buf: &mut [u8], seq: u64, stamp_ns: u64) {
     buf[..8].copy_from_slice(&seq.to_be_bytes());
+    buf[8..16].copy_from_slice(&stamp_ns.to_be_bytes());
 }
 
-/// Reads the sequence number of an echoed datagram, if it is long enough.
-pub(crate) fn get_seq(buf: &[u8]) -> Option<u64> {
-    let bytes: [u8; 8] = buf.get(..8)?.try_into().ok()?;
-    Some(u64::from_be_bytes(bytes))
+/// Reads (sequence number, timestamp) of an echoed datagram, if it is long enough.
+pub(crate) fn get_seq(buf: &[u8]) -> Option<(u64, u64)> {
+    let word = |at: usize| -> Option<u64> { Some(u64::from_be_bytes(buf.get(at..at + 8)?.try_into().ok()?)) };
+    Some((word(0)?, word(8)?))
 }
 
 #[cfg(test)]
@@ -153,9 +156,9 @@ mod tests {
 
     #[test]
     fn sequence_numbers_round_trip() {
-        let mut buf = [0u8; 16];
-        put_seq(&mut buf, 0xdead_beef_0000_0001);
-        assert_eq!(get_seq(&buf), Some(0xdead_beef_0000_0001));
-        assert_eq!(get_seq(&buf[..7]), None);
+        let mut buf = [0u8; 20];
+        put_seq(&mut buf, 0xdead_beef_0000_0001, 42);
+        assert_eq!(get_seq(&buf), Some((0xdead_beef_0000_0001, 42)));
+        assert_eq!(get_seq(&buf[..15]), None);
     }
 }

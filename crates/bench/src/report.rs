@@ -136,6 +136,18 @@ pub struct Counts {
     pub bytes_received: u64,
 }
 
+impl std::ops::AddAssign for Counts {
+    fn add_assign(&mut self, o: Counts) {
+        self.requests_sent += o.requests_sent;
+        self.responses += o.responses;
+        self.errors += o.errors;
+        self.timeouts += o.timeouts;
+        self.reconnects += o.reconnects;
+        self.bytes_sent += o.bytes_sent;
+        self.bytes_received += o.bytes_received;
+    }
+}
+
 /// Latency percentiles from an HDR histogram (3 significant digits).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LatencySummary {
@@ -193,19 +205,21 @@ pub struct RateSummary {
     pub send_lag_max_us: f64,
 }
 
-/// Bulk throughput of a `stream` run.
+/// Bulk throughput of a `stream` run (one way: see `direction`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Throughput {
     /// Which way the bytes flowed.
     pub direction: Direction,
-    /// Bytes the sender wrote in the window.
-    pub sender_bytes: u64,
-    /// Sender-side rate in bits per second.
-    pub sender_bits_per_s: f64,
-    /// Bytes the receiver read (reported back by the server for
-    /// client-to-server runs), if known.
+    /// Bytes the client wrote (`client_to_server`) or read
+    /// (`server_to_client`) within the measured window.
+    pub client_bytes: u64,
+    /// `client_bytes` as bits per second over the window.
+    pub client_bits_per_s: f64,
+    /// Bytes the receiving side got over the whole run, warm-up included
+    /// (reported back by the server for `client_to_server`), if known.
     pub receiver_bytes: Option<u64>,
-    /// Receiver-side rate in bits per second, if known.
+    /// `receiver_bytes` as bits per second, from the start of the load until
+    /// the receiver had everything, if known.
     pub receiver_bits_per_s: Option<f64>,
 }
 

@@ -30,10 +30,6 @@ impl Schedule {
         Schedule { start_ns, rate_milli, connections: u64::from(connections.max(1)) }
     }
 
-    pub(crate) fn start_ns(&self) -> u64 {
-        self.start_ns
-    }
-
     /// Offset of global request `i` from the start, in ns.
     fn offset_ns(&self, i: u64) -> u64 {
         (u128::from(i) * NS_PER_S_MILLI / self.rate_milli) as u64

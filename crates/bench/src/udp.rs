@@ -1,0 +1,397 @@
+//! `udp`: UDP round-trip latency and loss against the `serve` UDP echo.
+//!
+//! Without `--rate` it is ping-pong (sockperf ping-pong): each socket sends a
+//! datagram and waits for its echo (or the timeout) before the next; latency
+//! is measured from the actual send. With `--rate` it is paced load
+//! (sockperf under-load, iperf3 -u): datagrams leave on a fixed schedule
+//! whatever comes back, latency is measured from the intended send time, and
+//! loss, reordering and duplicates are counted. Loss is round trip: a
+//! datagram is lost if it or its echo was dropped.
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mio::{Events, Interest, Poll, Token};
+
+use crate::clock::{now_ns, sleep_until, until, Pacer};
+use crate::common::{base_report, check_size, Common};
+use crate::error::BenchError;
+use crate::hist::LatencyHistogram;
+use crate::proto::{get_seq, put_seq, MAX_DATAGRAM, MIN_DATAGRAM};
+use crate::rate::MAX_RATE;
+use crate::report::{Counts, LatencyKind, LatencyOrigin, Mode, RateSummary, Report, UdpSummary};
+use crate::run::{run_threads, Plan, Window, WorkerCtx};
+use crate::schedule::{LocalCursor, Schedule};
+use crate::seq::{Arrival, SeqTracker};
+use crate::timeline::SecondRecorder;
+
+/// Sequence number of the reachability probe (never used by the run).
+const PROBE_SEQ: u64 = u64::MAX;
+const PACER: Token = Token(usize::MAX);
+/// Most sockets in ping-pong mode (one thread each).
+const MAX_PING_PONG_SOCKETS: u32 = 256;
+
+/// Settings of a `udp` run.
+#[derive(Debug, Clone)]
+pub struct UdpConfig {
+    /// A `nearhost bench serve` address (its UDP echo).
+    pub target: SocketAddr,
+    /// `connections` = UDP sockets; `timeout_s` = how long an echo may take
+    /// before the datagram counts as lost.
+    pub common: Common,
+    /// Datagram payload size in bytes (16 ..= 65507).
+    pub size: u32,
+    /// `None`: ping-pong. `Some(rate)`: paced load, datagrams per second
+    /// across all sockets.
+    pub rate_per_s: Option<f64>,
+}
+
+impl UdpConfig {
+    /// Defaults: ping-pong, 1 socket, 64-byte datagrams, 1 s timeout, 10 s.
+    pub fn new(target: SocketAddr) -> Self {
+        UdpConfig { target, common: Common { timeout_s: 1.0, ..Common::default() }, size: 64, rate_per_s: None }
+    }
+}
+
+/// One thread's results.
+#[derive(Default)]
+struct UdpOutput {
+    hist: Option<LatencyHistogram>,
+    send_lag: Option<LatencyHistogram>,
+    sent: u64,
+    received: u64,
+    errors: u64,
+    duplicates: u64,
+    reordered: u64,
+    bytes_sent: u64,
+    bytes_received: u64,
+    scheduled: u64,
+}
+
+/// What one thread needs to account arrivals.
+struct Tally {
+    window: Window,
+    recorder: SecondRecorder,
+    out: UdpOutput,
+    hist: LatencyHistogram,
+    trackers: Vec<SeqTracker>,
+}
+
+impl Tally {
+    /// Accounts an echo that arrived on local socket `local` at `now`.
+    fn echo(&mut self, local: usize, data: &[u8], now: u64) {
+        let Some((seq, origin)) = get_seq(data) else { return };
+        if seq == PROBE_SEQ || self.trackers[local].record(seq) != Arrival::New {
+            return;
+        }
+        if self.window.contains(origin) {
+            let latency = now.saturating_sub(origin);
+            self.hist.record(latency);
+            self.out.received += 1;
+            self.out.bytes_received += data.len() as u64;
+            self.recorder.response(now, latency);
+            self.recorder.bytes(now, data.len() as u64);
+        }
+    }
+
+    fn sent(&mut self, origin: u64, now: u64, bytes: usize) {
+        if self.window.contains(origin) {
+            self.out.sent += 1;
+            self.out.bytes_sent += bytes as u64;
+            self.recorder.bytes(now, bytes as u64);
+        }
+    }
+
+    fn error(&mut self, now: u64) {
+        if self.window.contains(now) {
+            self.out.errors += 1;
+        }
+        self.recorder.error(now);
+    }
+
+    fn finish(mut self) -> UdpOutput {
+        for t in &self.trackers {
+            self.out.duplicates += t.duplicates;
+            self.out.reordered += t.reordered;
+        }
+        self.out.hist = Some(self.hist);
+        self.recorder.finish();
+        self.out
+    }
+}
+
+/// Runs a UDP measurement.
+pub fn udp(config: &UdpConfig) -> Result<Report, BenchError> {
+    let common = &config.common;
+    let mut threads = common.validate()?;
+    check_size("--size", config.size, MIN_DATAGRAM, MAX_DATAGRAM)?;
+    if let Some(rate) = config.rate_per_s {
+        if !(0.001..=MAX_RATE).contains(&rate) {
+            return Err(BenchError::invalid("--rate", rate, format!("must be 0.001..={MAX_RATE} per second")));
+        }
+    } else {
+        // Ping-pong blocks in recv, so every socket gets its own thread.
+        if common.connections > MAX_PING_PONG_SOCKETS {
+            return Err(BenchError::invalid(
+                "--connections",
+                common.connections,
+                format!("ping-pong uses one thread per socket: at most {MAX_PING_PONG_SOCKETS} (or use --rate)"),
+            ));
+        }
+        threads = common.connections as usize;
+    }
+    let plan = Plan {
+        threads,
+        cpus: common.cpus.clone(),
+        warmup_s: common.warmup_s,
+        duration_s: common.duration_s,
+        progress: common.progress.then(|| "udp".to_string()),
+    };
+    let shared = Arc::new((config.clone(), threads));
+    let (outputs, timeline) = run_threads(&plan, move |ctx| {
+        let (config, threads) = &*shared;
+        udp_thread(config, *threads, ctx)
+    })?;
+    let mut total = UdpOutput::default();
+    let (mut hist, mut send_lag) = (LatencyHistogram::new(), LatencyHistogram::new());
+    for o in outputs {
+        o.hist.iter().for_each(|h| hist.merge(h));
+        o.send_lag.iter().for_each(|h| send_lag.merge(h));
+        total.sent += o.sent;
+        total.received += o.received;
+        total.errors += o.errors;
+        total.duplicates += o.duplicates;
+        total.reordered += o.reordered;
+        total.bytes_sent += o.bytes_sent;
+        total.bytes_received += o.bytes_received;
+        total.scheduled += o.scheduled;
+    }
+    Ok(assemble(config, threads, total, hist, send_lag, timeline))
+}
+
+fn assemble(
+    config: &UdpConfig,
+    threads: usize,
+    total: UdpOutput,
+    hist: LatencyHistogram,
+    send_lag: LatencyHistogram,
+    timeline: Vec<crate::report::Interval>,
+) -> Report {
+    let lost = total.sent.saturating_sub(total.received);
+    let counts = Counts {
+        requests_sent: total.sent,
+        responses: total.received,
+        errors: total.errors,
+        timeouts: lost,
+        reconnects: 0,
+        bytes_sent: total.bytes_sent,
+        bytes_received: total.bytes_received,
+    };
+    let mut settings = config.common.settings("udp", threads);
+    settings.request_size = config.size;
+    settings.response_size = config.size;
+    settings.rate_per_s = config.rate_per_s;
+    let mut report = base_report(Mode::Udp, config.target.to_string(), settings, counts, timeline);
+    let origin = if config.rate_per_s.is_some() { LatencyOrigin::IntendedTime } else { LatencyOrigin::SendTime };
+    report.latency = hist.summary(LatencyKind::RoundTrip, origin);
+    report.udp = Some(UdpSummary {
+        sent: total.sent,
+        received: total.received,
+        lost,
+        loss_ratio: if total.sent == 0 { 0.0 } else { lost as f64 / total.sent as f64 },
+        reordered: total.reordered,
+        duplicates: total.duplicates,
+    });
+    if let Some(rate) = config.rate_per_s {
+        let lag = |q: f64| if send_lag.is_empty() { 0.0 } else { send_lag.quantile_us(q) };
+        report.rate = Some(RateSummary {
+            target_per_s: rate,
+            achieved_per_s: report.transactions_per_s,
+            sent_per_s: total.sent as f64 / config.common.duration_s,
+            requests_scheduled: total.scheduled,
+            unsent: 0, // datagrams never wait for anything
+            send_lag_p50_us: lag(0.5),
+            send_lag_p99_us: lag(0.99),
+            send_lag_max_us: if send_lag.is_empty() { 0.0 } else { send_lag.max_us() },
+        });
+    }
+    report
+}
+
+/// Opens a connected UDP socket and checks that the echo answers.
+fn open_socket(target: SocketAddr, timeout: Duration, size: usize) -> Result<UdpSocket, BenchError> {
+    let io_err = |what: &str, e| BenchError::io(format!("{what} a UDP socket for {target}"), e);
+    let local: SocketAddr = if target.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+    let sock = UdpSocket::bind(local).map_err(|e| io_err("binding", e))?;
+    sock.connect(target).map_err(|e| crate::net::connect_error(target, timeout, e))?;
+    sock.set_read_timeout(Some(timeout)).map_err(|e| io_err("configuring", e))?;
+    let mut probe = vec![0u8; size];
+    put_seq(&mut probe, PROBE_SEQ, 0);
+    let deadline = now_ns() + timeout.as_nanos() as u64;
+    sock.send(&probe).map_err(|e| crate::net::connect_error(target, timeout, e))?;
+    let mut buf = vec![0u8; MAX_DATAGRAM as usize];
+    while now_ns() < deadline {
+        match sock.recv(&mut buf) {
+            Ok(n) if get_seq(&buf[..n]).map(|(s, _)| s) == Some(PROBE_SEQ) => return Ok(sock),
+            Ok(_) => continue,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => break,
+            Err(e) => return Err(crate::net::connect_error(target, timeout, e)),
+        }
+    }
+    Err(BenchError::NoUdpReply { addr: target, timeout_s: timeout.as_secs_f64() })
+}
+
+fn udp_thread(config: &UdpConfig, threads: usize, ctx: WorkerCtx) -> Result<UdpOutput, BenchError> {
+    let ids: Vec<u32> = (0..config.common.connections).filter(|c| *c as usize % threads == ctx.index).collect();
+    let timeout = config.common.timeout();
+    let setup = ids.iter().map(|_| open_socket(config.target, timeout, config.size as usize)).collect::<Result<Vec<_>, _>>();
+    let (sockets, window, recorder) = ctx.ready(setup)?;
+    let tally = Tally {
+        window,
+        recorder,
+        out: UdpOutput::default(),
+        hist: LatencyHistogram::new(),
+        trackers: ids.iter().map(|_| SeqTracker::default()).collect(),
+    };
+    match config.rate_per_s {
+        None => ping_pong(&sockets[0], config, tally),
+        Some(rate) => paced(sockets, ids, rate, config, tally),
+    }
+}
+
+/// One datagram in flight: send, wait for its echo or the timeout, repeat.
+fn ping_pong(sock: &UdpSocket, config: &UdpConfig, mut tally: Tally) -> Result<UdpOutput, BenchError> {
+    let timeout_ns = config.common.timeout().as_nanos() as u64;
+    let mut buf = vec![0u8; config.size as usize];
+    let mut rbuf = vec![0u8; MAX_DATAGRAM as usize];
+    sleep_until(tally.window.start_ns);
+    let mut seq = 0;
+    loop {
+        let sent_at = now_ns();
+        if sent_at >= tally.window.end_ns {
+            break;
+        }
+        put_seq(&mut buf, seq, sent_at);
+        seq += 1;
+        if sock.send(&buf).is_err() {
+            tally.error(sent_at);
+            continue;
+        }
+        tally.sent(sent_at, sent_at, buf.len());
+        // Wait for this echo; older (late) echoes are accounted on the way.
+        while now_ns() < sent_at + timeout_ns {
+            match sock.recv(&mut rbuf) {
+                Ok(n) => {
+                    let now = now_ns();
+                    tally.echo(0, &rbuf[..n], now);
+                    if get_seq(&rbuf[..n]).map(|(s, _)| s) == Some(seq - 1) {
+                        break;
+                    }
+                }
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    tally.error(now_ns()); // e.g. ICMP port unreachable: the server went away
+                    break;
+                }
+            }
+        }
+    }
+    Ok(tally.finish())
+}
+
+/// Datagrams on a fixed schedule, echoes accounted as they come.
+fn paced(sockets: Vec<UdpSocket>, ids: Vec<u32>, rate: f64, config: &UdpConfig, mut tally: Tally) -> Result<UdpOutput, BenchError> {
+    let io_err = |what: &str, e| BenchError::io(what.to_string(), e);
+    let poll = Poll::new().map_err(|e| io_err("creating a poll", e))?;
+    let mut socks = Vec::new();
+    for (local, s) in sockets.into_iter().enumerate() {
+        s.set_nonblocking(true).map_err(|e| io_err("configuring a UDP socket", e))?;
+        let mut s = mio::net::UdpSocket::from_std(s);
+        poll.registry().register(&mut s, Token(local), Interest::READABLE).map_err(|e| io_err("registering a socket", e))?;
+        socks.push(s);
+    }
+    let mut pacer = Pacer::new().map_err(|e| io_err("creating a timerfd", e))?;
+    pacer.register(poll.registry(), PACER).map_err(|e| io_err("registering a timerfd", e))?;
+    let w = tally.window;
+    let schedule = Schedule::new(w.start_ns, rate, config.common.connections);
+    let (from, to) = (w.measure_ns - w.start_ns, w.end_ns - w.start_ns);
+    tally.out.scheduled = ids.iter().map(|&c| schedule.conn_scheduled_before(c, to) - schedule.conn_scheduled_before(c, from)).sum();
+    let mut cursor = LocalCursor::new(ids);
+    let (mut buf, mut rbuf) = (vec![0u8; config.size as usize], vec![0u8; MAX_DATAGRAM as usize]);
+    let mut send_lag = LatencyHistogram::new();
+    let mut events = Events::with_capacity(256);
+    let drain_deadline = w.end_ns + config.common.timeout().as_nanos() as u64;
+    let mut poll = poll;
+    sleep_until(w.start_ns);
+    loop {
+        let now = now_ns();
+        let mut deadline = drain_deadline;
+        if now < w.end_ns {
+            loop {
+                let slot = cursor.peek(&schedule);
+                if slot.intended_ns > now || slot.intended_ns >= w.end_ns {
+                    break;
+                }
+                put_seq(&mut buf, slot.k, slot.intended_ns);
+                // A full socket buffer drops the datagram: it counts as sent and lost.
+                if let Err(e) = socks[slot.local].send(&buf) {
+                    if e.kind() != io::ErrorKind::WouldBlock {
+                        tally.error(now); // e.g. ICMP port unreachable: the server went away
+                    }
+                }
+                tally.sent(slot.intended_ns, now, buf.len());
+                if w.contains(slot.intended_ns) {
+                    send_lag.record(now - slot.intended_ns);
+                }
+                cursor.advance();
+            }
+            let next = cursor.peek(&schedule).intended_ns;
+            if next < w.end_ns {
+                pacer.arm(next).map_err(|e| io_err("arming the timerfd", e))?;
+            }
+            deadline = w.end_ns;
+        } else if now >= drain_deadline || tally.out.received >= tally.out.sent {
+            break;
+        }
+        match poll.poll(&mut events, Some(until(deadline, now, Duration::from_millis(100)))) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_err("waiting for UDP events", e)),
+        }
+        for event in events.iter() {
+            if event.token() == PACER {
+                pacer.fired();
+                continue;
+            }
+            let local = event.token().0;
+            receive_all(&socks[local], local, &mut rbuf, &mut tally);
+        }
+    }
+    let mut out = tally.finish();
+    out.send_lag = Some(send_lag);
+    Ok(out)
+}
+
+/// Reads every queued echo of one socket.
+fn receive_all(sock: &mio::net::UdpSocket, local: usize, rbuf: &mut [u8], tally: &mut Tally) {
+    // Each queued ICMP error is reported once; the bound only guards against
+    // a socket that keeps failing.
+    let mut errors = 0;
+    while errors < 16 {
+        match sock.recv(rbuf) {
+            Ok(n) => {
+                let now = now_ns();
+                tally.echo(local, &rbuf[..n], now);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => {
+                tally.error(now_ns());
+                errors += 1;
+            }
+        }
+    }
+}
