@@ -61,14 +61,22 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub max_connections: usize,
     /// Pin server threads to these CPUs, round-robin (e.g. 0,2-3).
-    #[arg(long, value_name = "LIST", value_parser = parse_cpu_list)]
-    pub cpus: Option<Vec<usize>>,
+    #[arg(long, value_name = "LIST", value_parser = parse_cpus)]
+    pub cpus: Option<CpuList>,
     /// Stop after this many seconds [default: run until killed].
     #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
     pub duration: Option<f64>,
     /// Print the listening line as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// A `--cpus` list (a newtype so clap treats it as one value, not many).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuList(pub Vec<usize>);
+
+fn parse_cpus(text: &str) -> Result<CpuList, String> {
+    parse_cpu_list(text).map(CpuList)
 }
 
 /// Flags every client mode has.
@@ -93,8 +101,8 @@ pub struct ClientArgs {
     #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
     pub timeout: Option<f64>,
     /// Pin client threads to these CPUs, round-robin (e.g. 0,2-3).
-    #[arg(long, value_name = "LIST", value_parser = parse_cpu_list)]
-    pub cpus: Option<Vec<usize>>,
+    #[arg(long, value_name = "LIST", value_parser = parse_cpus)]
+    pub cpus: Option<CpuList>,
     /// Print the report as JSON (schema in docs/bench.md).
     #[arg(long)]
     pub json: bool,
@@ -108,7 +116,7 @@ impl ClientArgs {
             duration_s: self.duration,
             warmup_s: self.warmup.unwrap_or(default_warmup),
             timeout_s: self.timeout.unwrap_or(default_timeout),
-            cpus: self.cpus.clone().unwrap_or_default(),
+            cpus: self.cpus.clone().map(|c| c.0).unwrap_or_default(),
             progress: true,
         }
     }
@@ -234,7 +242,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         threads: a.threads.unwrap_or(ServeConfig::default().threads),
         http_body_size: a.http_body_size,
         max_connections: a.max_connections,
-        cpus: a.cpus.unwrap_or_default(),
+        cpus: a.cpus.map(|c| c.0).unwrap_or_default(),
     };
     let server = Server::start(&config)?;
     let addr = server.local_addr();
@@ -291,6 +299,49 @@ fn parse_target(text: &str) -> Result<SocketAddr, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn parse(line: &str) -> Result<BenchArgs, clap::Error> {
+        Wrapper::try_parse_from(std::iter::once("bench").chain(line.split_whitespace())).map(|w| w.bench)
+    }
+
+    #[test]
+    fn every_subcommand_parses_its_documented_flags() {
+        let lines = [
+            "serve --listen 127.0.0.1:0 --threads 2 --http-body-size 4096 --max-connections 5 --cpus 0 --duration 1 --json",
+            "rr --target 127.0.0.1:7000 --connections 2 --threads 1 --request-size 64 --response-size 64 \
+             --duration 1 --warmup 0 --timeout 2 --cpus 0 --json",
+            "rate --target 127.0.0.1:7000 --rate 1000 --pipeline 4 --connections 10 --request-size 2 --response-size 3",
+            "rate --target 127.0.0.1:80 --http --path /file350 --host example --rate 5000",
+            "udp --target [::1]:7000 --size 100 --rate 20000 --connections 2",
+            "stream --target 127.0.0.1:7000 --reverse --write-size 65536 --connections 2",
+        ];
+        for line in lines {
+            let args = parse(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+            if let BenchCommand::Rr(rr) = &args.command {
+                assert_eq!(rr.client.cpus, Some(CpuList(vec![0])));
+                assert_eq!(rr.request_size, 64);
+            }
+        }
+    }
+
+    #[test]
+    fn bad_flags_are_rejected_by_name() {
+        let err = parse("rate --target 127.0.0.1:7000 --path /x").unwrap_err().to_string();
+        assert!(err.contains("--http"), "{err}");
+        let err = parse("rr --target 127.0.0.1:7000 --duration soon").unwrap_err().to_string();
+        assert!(err.contains("--duration"), "{err}");
+        let err = parse("rr --target nowhere").unwrap_err().to_string();
+        assert!(err.contains("--target"), "{err}");
+        let err = parse("rr --target 127.0.0.1:1 --cpus 2-1").unwrap_err().to_string();
+        assert!(err.contains("--cpus"), "{err}");
+    }
 
     #[test]
     fn seconds_and_targets_parse() {

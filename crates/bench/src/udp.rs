@@ -349,10 +349,10 @@ fn paced(sockets: Vec<UdpSocket>, ids: Vec<u32>, rate: f64, config: &UdpConfig, 
                 cursor.advance();
             }
             let next = cursor.peek(&schedule).intended_ns;
-            if next < w.end_ns {
-                pacer.arm(next).map_err(|e| io_err("arming the timerfd", e))?;
-            }
             deadline = w.end_ns;
+            if next < w.end_ns && pacer.wait_for(next, now).map_err(|e| io_err("arming the timerfd", e))? {
+                deadline = now; // due or nearly: spin
+            }
         } else if now >= drain_deadline || tally.out.received >= tally.out.sent {
             break;
         }
@@ -363,7 +363,7 @@ fn paced(sockets: Vec<UdpSocket>, ids: Vec<u32>, rate: f64, config: &UdpConfig, 
         }
         for event in events.iter() {
             if event.token() == PACER {
-                pacer.fired();
+                pacer.fired(now_ns());
                 continue;
             }
             let local = event.token().0;

@@ -131,6 +131,9 @@ impl ClientConn {
             return Ok(());
         }
         let room = u64::from(m.spec.pipeline).saturating_sub(self.in_flight());
+        // Nothing new is written after the end: requests still queued then
+        // are reported as unsent, and the drain only waits for replies.
+        let room = if now < m.window.end_ns { room } else { 0 };
         let count = self.due.saturating_sub(self.sent).min(room);
         if m.schedule.is_none() && count > 0 {
             self.sent_at_ns = now;

@@ -189,7 +189,7 @@ impl Worker {
             let now = now_ns();
             for event in events.iter() {
                 if event.token() == PACER {
-                    self.pacer.fired();
+                    self.pacer.fired(now);
                     continue;
                 }
                 let local = event.token().0;
@@ -241,11 +241,8 @@ impl Worker {
         let mut deadline = if now < end { end } else { drain_deadline };
         if let (Some(schedule), true) = (self.meter.schedule, now < end) {
             let next = self.cursor.peek(&schedule).intended_ns;
-            if next < end {
-                if next <= now {
-                    return Ok(Duration::ZERO);
-                }
-                self.pacer.arm(next).map_err(|e| BenchError::io("arming the timerfd", e))?;
+            if next < end && self.pacer.wait_for(next, now).map_err(|e| BenchError::io("arming the timerfd", e))? {
+                return Ok(Duration::ZERO); // due or nearly: spin
             }
         }
         for &local in &self.down {
