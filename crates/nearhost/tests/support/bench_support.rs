@@ -186,8 +186,9 @@ impl Drop for Netns {
     }
 }
 
-/// Two namespaces joined by a veth pair: `a` has 198.18.0.1/30, `b` has
-/// 198.18.0.2/30 (the benchmarking range; nothing leaves the pair).
+/// Two namespaces joined by a veth pair: `a` has 198.18.0.1/24, `b` has
+/// 198.18.0.2/24 (the benchmarking range; nothing leaves the pair, and
+/// other addresses of the /24, such as [`VethPair::SILENT`], answer nothing).
 pub struct VethPair {
     pub a: Netns,
     pub b: Netns,
@@ -196,6 +197,8 @@ pub struct VethPair {
 impl VethPair {
     pub const ADDR_A: &'static str = "198.18.0.1";
     pub const ADDR_B: &'static str = "198.18.0.2";
+    /// On the link's subnet but owned by nobody: ARP goes unanswered.
+    pub const SILENT: &'static str = "198.18.0.99";
 
     pub fn new() -> VethPair {
         let pair = VethPair { a: Netns::new("a"), b: Netns::new("b") };
@@ -203,7 +206,7 @@ impl VethPair {
         // ever in the root namespace, so the names cannot collide with the host's.
         sh("ip", &["-n", &pair.a.name, "link", "add", "veth0", "type", "veth", "peer", "name", "veth0", "netns", &pair.b.name]);
         for (ns, addr) in [(&pair.a, Self::ADDR_A), (&pair.b, Self::ADDR_B)] {
-            sh("ip", &["-n", &ns.name, "addr", "add", &format!("{addr}/30"), "dev", "veth0"]);
+            sh("ip", &["-n", &ns.name, "addr", "add", &format!("{addr}/24"), "dev", "veth0"]);
             sh("ip", &["-n", &ns.name, "link", "set", "veth0", "up"]);
         }
         pair
