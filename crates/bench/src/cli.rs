@@ -282,7 +282,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
 
 fn parse_seconds(text: &str) -> Result<f64, String> {
     let secs: f64 = text.trim().parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
-    if !secs.is_finite() || secs < 0.0 || secs > crate::common::MAX_DURATION_S {
+    if !(0.0..=crate::common::MAX_DURATION_S).contains(&secs) {
         return Err(format!("must be 0..={} seconds", crate::common::MAX_DURATION_S));
     }
     Ok(secs)

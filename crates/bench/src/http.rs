@@ -6,6 +6,8 @@
 //! decide framing (`Content-Length`, `Transfer-Encoding`, `Connection`) and
 //! counts body bytes without copying them.
 
+use std::sync::LazyLock;
+
 use memchr::memmem;
 
 /// Longest response or request head accepted (bytes up to the blank line).
@@ -32,9 +34,10 @@ pub enum HttpError {
     ChunkedRequest,
 }
 
-/// The `GET` request the client sends, built once and reused.
+/// The `GET` request the client sends, built once and reused. Only the
+/// mandatory `Host` header, like wrk, so servers parse the same bytes.
 pub(crate) fn build_request(host: &str, path: &str) -> Vec<u8> {
-    format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: nearhost-bench\r\n\r\n").into_bytes()
+    format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes()
 }
 
 /// The keep-alive response the server sends for every request.
@@ -63,49 +66,79 @@ struct Head {
     keep_alive: bool,
 }
 
-/// Parses a head (start line + headers, ending in the blank line).
+/// Parses a head (start line + headers, without the blank line). Works on
+/// bytes and never allocates on success: it runs once per response on the
+/// client's hot path.
 fn parse_head(head: &[u8], response: bool) -> Result<Head, HttpError> {
-    let text = String::from_utf8_lossy(head);
-    let mut lines = text.split("\r\n");
+    let mut lines = head.split(|&b| b == b'\n').map(trim);
     let start = lines.next().unwrap_or_default();
     let mut out = Head::default();
-    let bad = || HttpError::BadStartLine(start.chars().take(80).collect());
-    let mut words = start.split(' ');
-    if response {
+    let bad = || HttpError::BadStartLine(String::from_utf8_lossy(&start[..start.len().min(80)]).into_owned());
+    let mut words = start.split(|&b| b == b' ');
+    let version = if response {
         let version = words.next().ok_or_else(bad)?;
-        out.http10 = version == "HTTP/1.0";
-        if !version.starts_with("HTTP/1.") {
-            return Err(bad());
-        }
         let status = words.next().ok_or_else(bad)?;
-        out.status = status.parse().map_err(|_| bad())?;
+        out.status = parse_number(status).filter(|s| *s < 1000).ok_or_else(bad)? as u16;
+        version
     } else {
-        let (method, _target, version) = (words.next(), words.next(), words.next());
-        let version = version.ok_or_else(bad)?;
-        if method.is_none_or(|m| m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()))
-            || !version.starts_with("HTTP/1.")
-        {
+        let method = words.next().ok_or_else(bad)?;
+        let version = words.nth(1).ok_or_else(bad)?;
+        if method.is_empty() || !method.iter().all(u8::is_ascii_uppercase) {
             return Err(bad());
         }
-        out.http10 = version == "HTTP/1.0";
+        version
+    };
+    if !version.starts_with(b"HTTP/1.") {
+        return Err(bad());
     }
+    out.http10 = version == b"HTTP/1.0";
     for line in lines {
-        let Some((name, value)) = line.split_once(':') else { continue };
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("content-length") {
-            out.content_length = Some(value.parse().map_err(|_| HttpError::BadLength(value.into()))?);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            out.chunked = value.to_ascii_lowercase().contains("chunked");
-        } else if name.eq_ignore_ascii_case("connection") {
-            let value = value.to_ascii_lowercase();
-            out.close |= value.contains("close");
-            out.keep_alive |= value.contains("keep-alive");
+        let Some(colon) = memchr::memchr(b':', line) else { continue };
+        let (name, value) = (&line[..colon], trim(&line[colon + 1..]));
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let bad_length = || HttpError::BadLength(String::from_utf8_lossy(value).into_owned());
+            out.content_length = Some(parse_number(value).ok_or_else(bad_length)?);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            out.chunked = has_token(value, b"chunked");
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            out.close |= has_token(value, b"close");
+            out.keep_alive |= has_token(value, b"keep-alive");
         }
     }
     if out.http10 && !out.keep_alive {
         out.close = true;
     }
     Ok(out)
+}
+
+/// Strips surrounding spaces, tabs and CR.
+fn trim(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t' | b'\r', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t' | b'\r'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// A decimal number of at most 18 digits (no sign, no spaces).
+fn parse_number(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(digits.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
+}
+
+/// Whether a comma-separated header value lists `token` (any case).
+fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value.split(|&b| b == b',').any(|t| trim(t).eq_ignore_ascii_case(token))
+}
+
+/// Finds the blank line ending a head; built once, used for every response.
+fn find_head_end(data: &[u8]) -> Option<usize> {
+    static FINDER: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(b"\r\n\r\n"));
+    FINDER.find(data)
 }
 
 /// A request the server has framed: its total length and whether the client
@@ -118,7 +151,7 @@ pub(crate) struct Request {
 
 /// Frames the first request in `buf`; `Ok(None)` when it is not complete yet.
 pub(crate) fn parse_request(buf: &[u8]) -> Result<Option<Request>, HttpError> {
-    let Some(end) = memmem::find(buf, b"\r\n\r\n") else {
+    let Some(end) = find_head_end(buf) else {
         return if buf.len() > MAX_HEAD { Err(HttpError::HeadTooLong) } else { Ok(None) };
     };
     let head = parse_head(&buf[..end], false)?;
@@ -224,7 +257,7 @@ impl ResponseFramer {
     /// Consumes head bytes; returns how many bytes of `data` were used.
     fn feed_head(&mut self, data: &[u8], out: &mut Framed) -> Result<usize, HttpError> {
         let (head_len, used) = if self.pending.is_empty() {
-            match memmem::find(data, b"\r\n\r\n") {
+            match find_head_end(data) {
                 Some(end) => (end, end + 4),
                 None => return self.stash(data, data.len()),
             }
@@ -234,7 +267,7 @@ impl ResponseFramer {
             let from = old.saturating_sub(3);
             let take = data.len().min(MAX_HEAD + 4);
             self.pending.extend_from_slice(&data[..take]);
-            match memmem::find(&self.pending[from..], b"\r\n\r\n") {
+            match find_head_end(&self.pending[from..]) {
                 Some(rel) => {
                     let end = from + rel;
                     self.pending.truncate(end);
@@ -381,6 +414,17 @@ mod tests {
             parse_request(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
             Err(HttpError::ChunkedRequest)
         );
+    }
+
+    #[test]
+    fn header_names_and_tokens_match_in_any_case() {
+        let wire = response("HTTP/1.1 200 OK\r\ncOnTeNt-LeNgTh:   4 \r\nCONNECTION: Keep-Alive, Close\r\n\r\n", 4);
+        let mut f = ResponseFramer::default();
+        assert_eq!(f.feed(&wire).unwrap(), Framed { complete: 1, failed: 0, close: true });
+        assert_eq!(parse_number(b"0350"), Some(350));
+        assert_eq!(parse_number(b"-1"), None);
+        assert_eq!(parse_number(b"9999999999999999999"), None);
+        assert_eq!(trim(b" \t x y\r"), b"x y");
     }
 
     #[test]

@@ -82,7 +82,18 @@ pub(crate) fn reuseport_listener(addr: SocketAddr) -> Result<TcpListener, BenchE
 
 /// A non-blocking UDP socket on `addr`, port shared across threads.
 pub(crate) fn reuseport_udp(addr: SocketAddr) -> Result<UdpSocket, BenchError> {
-    Ok(UdpSocket::from(reuseport_socket(addr, SockType::Datagram)?))
+    let sock = UdpSocket::from(reuseport_socket(addr, SockType::Datagram)?);
+    enlarge_udp_buffer(&sock);
+    Ok(sock)
+}
+
+/// Asks for a 4 MiB receive buffer (the kernel caps it at
+/// `net.core.rmem_max`). With the default ~200 KiB, a process that is
+/// descheduled for a few milliseconds overflows its own buffer at tens of
+/// thousands of datagrams per second, and that loss would be blamed on the
+/// network. Best effort: a smaller buffer only makes such loss more likely.
+pub(crate) fn enlarge_udp_buffer(sock: &UdpSocket) {
+    let _ = setsockopt(sock, sockopt::RcvBuf, &(4 << 20));
 }
 
 #[cfg(test)]

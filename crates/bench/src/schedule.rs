@@ -32,7 +32,12 @@ impl Schedule {
 
     /// Offset of global request `i` from the start, in ns.
     fn offset_ns(&self, i: u64) -> u64 {
-        (u128::from(i) * NS_PER_S_MILLI / self.rate_milli) as u64
+        // 64-bit division when the product fits (the common case): 128-bit
+        // division is a slow library call and this runs twice per request.
+        match i.checked_mul(NS_PER_S_MILLI as u64) {
+            Some(scaled) => scaled / self.rate_milli as u64,
+            None => (u128::from(i) * NS_PER_S_MILLI / self.rate_milli) as u64,
+        }
     }
 
     /// Intended send time of the `k`-th request of connection `conn`.
@@ -90,14 +95,25 @@ impl LocalCursor {
 
     /// The next request of this thread, not yet handed out.
     pub(crate) fn peek(&self, schedule: &Schedule) -> Slot {
+        self.peek_ahead(schedule, 0)
+    }
+
+    /// The request `ahead` places after the next one.
+    pub(crate) fn peek_ahead(&self, schedule: &Schedule, ahead: u64) -> Slot {
         let n = self.conns.len() as u64;
-        let local = (self.next % n) as usize;
-        let k = self.next / n;
+        let j = self.next + ahead;
+        let local = (j % n) as usize;
+        let k = j / n;
         Slot { local, k, intended_ns: schedule.intended_ns(self.conns[local], k) }
     }
 
     pub(crate) fn advance(&mut self) {
         self.next += 1;
+    }
+
+    /// Marks the first `released` requests of this thread as handed out.
+    pub(crate) fn jump_to(&mut self, released: u64) {
+        self.next = released;
     }
 }
 
@@ -112,6 +128,15 @@ mod tests {
         assert_eq!(s.intended_ns(0, 1), 1_000 + 1_000_000);
         // No drift after a long run: request 3.6 M at 1000/s is at exactly 3600 s.
         assert_eq!(s.intended_ns(0, 3_600_000), 1_000 + 3_600_000_000_000);
+    }
+
+    #[test]
+    fn the_64_bit_fast_path_agrees_with_128_bit_math() {
+        let s = Schedule::new(7, 12_345.678, 3);
+        for i in [0u64, 1, 17, 18_000_000, 18_446_744, 18_446_745, 50_000_000, 1_000_000_000_000] {
+            let exact = (u128::from(i) * NS_PER_S_MILLI / s.rate_milli) as u64;
+            assert_eq!(s.offset_ns(i), exact, "i = {i}");
+        }
     }
 
     #[test]
@@ -173,5 +198,17 @@ mod tests {
             cursor.advance();
         }
         assert_eq!(seen, [100, 100, 100]);
+        let ahead = cursor.peek_ahead(&s, 4);
+        // Jumping to "everything before t" agrees with the per-connection counts.
+        let mut jumped = LocalCursor::new(vec![1, 3, 4]);
+        let t = 12_345_678;
+        let released: u64 = [1, 3, 4].iter().map(|&c| s.conn_scheduled_before(c, t)).sum();
+        jumped.jump_to(released);
+        assert!(jumped.peek(&s).intended_ns >= t);
+        assert!(jumped.peek_ahead(&s, 0).intended_ns < t + 100_000 * 3);
+        for _ in 0..4 {
+            cursor.advance();
+        }
+        assert_eq!(cursor.peek(&s), ahead);
     }
 }

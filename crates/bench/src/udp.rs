@@ -229,6 +229,7 @@ fn open_socket(target: SocketAddr, timeout: Duration, size: usize) -> Result<Udp
     let sock = UdpSocket::bind(local).map_err(|e| io_err("binding", e))?;
     sock.connect(target).map_err(|e| crate::net::connect_error(target, timeout, e))?;
     sock.set_read_timeout(Some(timeout)).map_err(|e| io_err("configuring", e))?;
+    crate::net::enlarge_udp_buffer(&sock);
     let mut probe = vec![0u8; size];
     put_seq(&mut probe, PROBE_SEQ, 0);
     let deadline = now_ns() + timeout.as_nanos() as u64;

@@ -125,6 +125,11 @@ impl ClientConn {
         self.sent - self.answered
     }
 
+    /// Connected, nothing queued and room for another request.
+    pub(super) fn is_idle(&self, pipeline: u32) -> bool {
+        self.stream.is_some() && self.due == self.sent && self.in_flight() < u64::from(pipeline)
+    }
+
     /// Sends what is due and allowed by the pipeline limit, then writes.
     pub(super) fn pump(&mut self, m: &mut Meter, now: u64) -> Result<(), Failure> {
         if self.stream.is_none() {

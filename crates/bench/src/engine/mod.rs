@@ -213,14 +213,32 @@ impl Worker {
     /// connection. Closed loop: sends the first requests.
     fn release_due(&mut self, now: u64) {
         if let Some(schedule) = self.meter.schedule {
-            loop {
-                let slot = self.cursor.peek(&schedule);
-                if slot.intended_ns > now || slot.intended_ns >= self.meter.window.end_ns {
-                    break;
+            let end = self.meter.window.end_ns;
+            let round = self.cursor.peek_ahead(&schedule, self.conns.len() as u64);
+            if round.intended_ns <= now && round.intended_ns < end {
+                // More than a whole round is due (the client is behind the
+                // schedule, e.g. a target rate above what the path sustains):
+                // set every connection's due count directly instead of
+                // walking the slots one by one.
+                let offset = (now + 1).min(end) - self.meter.window.start_ns;
+                let mut released = 0;
+                for conn in &mut self.conns {
+                    conn.due = schedule.conn_scheduled_before(conn.id, offset);
+                    released += conn.due;
                 }
-                self.conns[slot.local].due = slot.k + 1;
-                self.touched.push(slot.local);
-                self.cursor.advance();
+                self.cursor.jump_to(released);
+                self.touched.clear();
+                self.touched.extend(0..self.conns.len());
+            } else {
+                loop {
+                    let slot = self.cursor.peek(&schedule);
+                    if slot.intended_ns > now || slot.intended_ns >= end {
+                        break;
+                    }
+                    self.conns[slot.local].due = slot.k + 1;
+                    self.touched.push(slot.local);
+                    self.cursor.advance();
+                }
             }
         }
         let mut touched = std::mem::take(&mut self.touched);
@@ -239,9 +257,8 @@ impl Worker {
     /// the end of the run, the drain deadline or a reconnect, whichever first.
     fn next_wait(&mut self, now: u64, end: u64, drain_deadline: u64) -> Result<Duration, BenchError> {
         let mut deadline = if now < end { end } else { drain_deadline };
-        if let (Some(schedule), true) = (self.meter.schedule, now < end) {
-            let next = self.cursor.peek(&schedule).intended_ns;
-            if next < end && self.pacer.wait_for(next, now).map_err(|e| BenchError::io("arming the timerfd", e))? {
+        if let (Some(next), true) = (self.next_useful_slot(), now < end) {
+            if self.pacer.wait_for(next, now).map_err(|e| BenchError::io("arming the timerfd", e))? {
                 return Ok(Duration::ZERO); // due or nearly: spin
             }
         }
@@ -249,6 +266,27 @@ impl Worker {
             deadline = deadline.min(self.conns[local].retry_at_ns);
         }
         Ok(until(deadline, now, MAX_WAIT))
+    }
+
+    /// Intended time of the next request that could be written the moment
+    /// it is released: its connection is idle (nothing queued, room in the
+    /// pipeline). Requests for busy connections go out when a response makes
+    /// room, so waking up for them would only burn CPU; when every connection
+    /// is busy (the target rate is above what the server sustains) there is
+    /// nothing to wake for and the thread sleeps until a response arrives.
+    fn next_useful_slot(&self) -> Option<u64> {
+        let schedule = self.meter.schedule.as_ref()?;
+        // The next `conns.len()` slots visit every connection once.
+        for ahead in 0..self.conns.len() as u64 {
+            let slot = self.cursor.peek_ahead(schedule, ahead);
+            if slot.intended_ns >= self.meter.window.end_ns {
+                return None;
+            }
+            if self.conns[slot.local].is_idle(self.meter.spec.pipeline) {
+                return Some(slot.intended_ns);
+            }
+        }
+        None
     }
 
     fn fail(&mut self, local: usize, failure: Failure, now: u64) {

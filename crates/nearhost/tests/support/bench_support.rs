@@ -115,13 +115,51 @@ pub struct RunOutput {
 
 /// Runs `nearhost ARGS…` to completion within `limit`, capturing output.
 pub fn run(netns: Option<&str>, args: &[&str], limit: Duration) -> RunOutput {
+    finish(command(netns, args), &format!("nearhost {}", args.join(" ")), limit)
+}
+
+/// Runs any program (a reference tool), optionally inside a namespace, to
+/// completion within `limit`.
+pub fn run_program(netns: Option<&str>, program: &str, args: &[&str], limit: Duration) -> RunOutput {
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, program]);
+            c
+        }
+        None => Command::new(program),
+    };
+    cmd.args(args);
+    finish(cmd, &format!("{program} {}", args.join(" ")), limit)
+}
+
+/// Starts a long-running program (a reference server) that is killed on drop.
+pub fn spawn_program(netns: Option<&str>, program: &str, args: &[&str]) -> ChildGuard {
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, program]);
+            c
+        }
+        None => Command::new(program),
+    };
+    let child = cmd
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {program}: {e}"));
+    ChildGuard { child, what: format!("{program} {}", args.join(" ")) }
+}
+
+fn finish(mut cmd: Command, what: &str, limit: Duration) -> RunOutput {
     let started = Instant::now();
-    let child = command(netns, args)
+    let child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawning nearhost");
-    let mut guard = ChildGuard { child, what: format!("nearhost {}", args.join(" ")) };
+        .unwrap_or_else(|e| panic!("spawning {what}: {e}"));
+    let mut guard = ChildGuard { child, what: what.to_string() };
     let readers: Vec<_> = [
         Box::new(guard.child.stdout.take().unwrap()) as Box<dyn Read + Send>,
         Box::new(guard.child.stderr.take().unwrap()),
