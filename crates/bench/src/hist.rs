@@ -102,13 +102,16 @@ impl LatencyHistogram {
         if self.is_empty() {
             return None;
         }
-        let q = |i: usize| self.quantile_us(PERCENTILES[i].0);
+        // Bucketed values are the upper edge of their bucket; clamping to the
+        // exact extremes keeps p99.999 from reading above the true max.
+        let (min_us, max_us) = (ns_to_us(self.min_ns), self.max_us());
+        let q = |i: usize| self.quantile_us(PERCENTILES[i].0).clamp(min_us, max_us);
         Some(LatencySummary {
             kind,
             origin,
             samples: self.len(),
             saturated: self.saturated,
-            min_us: ns_to_us(self.min_ns),
+            min_us,
             mean_us: self.hist.mean() / 1000.0,
             stddev_us: self.hist.stdev() / 1000.0,
             p50_us: q(0),
@@ -117,7 +120,7 @@ impl LatencyHistogram {
             p99_9_us: q(3),
             p99_99_us: q(4),
             p99_999_us: q(5),
-            max_us: self.max_us(),
+            max_us,
         })
     }
 }

@@ -155,7 +155,8 @@ impl TimelineCollector {
         let start_s = piece.second as f64;
         let end_s = ((piece.second + 1) * NS_PER_S).min(self.window_ns) as f64 / NS_PER_S as f64;
         let len = (end_s - start_s).max(1e-9);
-        let latency = |q: f64| (!piece.hist.is_empty()).then(|| piece.hist.quantile_us(q));
+        let max = piece.hist.max_us();
+        let latency = |q: f64| (!piece.hist.is_empty()).then(|| piece.hist.quantile_us(q).min(max));
         Interval {
             start_s,
             end_s,
