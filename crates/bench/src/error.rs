@@ -1,5 +1,9 @@
 //! Errors of the measurement library. Every variant a user can cause names the
 //! flag or value that was wrong and what to do about it.
+//!
+//! Operating-system errors are part of each message (fields named `error`,
+//! not `source`), so one line says everything and a caller printing the
+//! error chain does not repeat them.
 
 use std::io;
 use std::net::SocketAddr;
@@ -22,12 +26,12 @@ pub enum BenchError {
     },
 
     /// The target refused or rejected the connection.
-    #[error("cannot connect to {addr} (--target): {source}{hint}")]
+    #[error("cannot connect to {addr} (--target): {error}{hint}")]
     Connect {
         /// The target address.
         addr: SocketAddr,
         /// The operating system's error.
-        source: io::Error,
+        error: io::Error,
         /// What to check next (starts with "; " or is empty).
         hint: &'static str,
     },
@@ -69,30 +73,30 @@ pub enum BenchError {
     },
 
     /// The server could not bind or listen.
-    #[error("cannot listen on {addr} (--listen): {source}")]
+    #[error("cannot listen on {addr} (--listen): {error}")]
     Listen {
         /// The address given to `--listen`.
         addr: SocketAddr,
         /// The operating system's error.
-        source: io::Error,
+        error: io::Error,
     },
 
     /// Pinning a thread to a CPU failed.
-    #[error("cannot pin a thread to CPU {cpu} (--cpus): {source}")]
+    #[error("cannot pin a thread to CPU {cpu} (--cpus): {error}")]
     Affinity {
         /// The CPU number.
         cpu: usize,
         /// The operating system's error.
-        source: nix::Error,
+        error: nix::Error,
     },
 
     /// Any other operating-system failure, with what was being done.
-    #[error("{context}: {source}")]
+    #[error("{context}: {error}")]
     Io {
         /// What the tool was doing.
         context: String,
         /// The operating system's error.
-        source: io::Error,
+        error: io::Error,
     },
 
     /// A measurement thread panicked (a bug: please report it).
@@ -108,7 +112,7 @@ impl BenchError {
 
     /// Shorthand for [`BenchError::Io`].
     pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
-        BenchError::Io { context: context.into(), source }
+        BenchError::Io { context: context.into(), error: source }
     }
 
     /// True when the user can fix this by changing the command line

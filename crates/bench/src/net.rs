@@ -33,7 +33,7 @@ pub(crate) fn connect_error(addr: SocketAddr, timeout: Duration, e: io::Error) -
         io::ErrorKind::AddrNotAvailable => "; that address cannot be connected to (is it a local or unspecified address?)",
         _ => "",
     };
-    BenchError::Connect { addr, source: e, hint }
+    BenchError::Connect { addr, error: e, hint }
 }
 
 /// Connects and performs the bench hello for `mode` within `timeout`.
@@ -58,7 +58,7 @@ pub(crate) fn connect_bench(addr: SocketAddr, mode: TcpMode, timeout: Duration) 
 
 /// A non-blocking socket bound to `addr` with SO_REUSEADDR and SO_REUSEPORT.
 fn reuseport_socket(addr: SocketAddr, ty: SockType) -> Result<OwnedFd, BenchError> {
-    let listen_err = |e: nix::Error| BenchError::Listen { addr, source: e.into() };
+    let listen_err = |e: nix::Error| BenchError::Listen { addr, error: e.into() };
     let family = if addr.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
     let fd = socket(family, ty, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC, None).map_err(listen_err)?;
     setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(listen_err)?;
@@ -76,7 +76,7 @@ fn reuseport_socket(addr: SocketAddr, ty: SockType) -> Result<OwnedFd, BenchErro
 pub(crate) fn reuseport_listener(addr: SocketAddr) -> Result<TcpListener, BenchError> {
     let fd = reuseport_socket(addr, SockType::Stream)?;
     let backlog = Backlog::new(4096).unwrap_or(Backlog::MAXCONN);
-    listen(&fd, backlog).map_err(|e| BenchError::Listen { addr, source: e.into() })?;
+    listen(&fd, backlog).map_err(|e| BenchError::Listen { addr, error: e.into() })?;
     Ok(TcpListener::from(fd))
 }
 

@@ -57,8 +57,8 @@ pub(crate) fn check_cpus(cpus: &[usize]) -> Result<(), BenchError> {
 /// Pins the calling thread to one CPU.
 pub(crate) fn pin_current_thread(cpu: usize) -> Result<(), BenchError> {
     let mut set = CpuSet::new();
-    set.set(cpu).map_err(|source| BenchError::Affinity { cpu, source })?;
-    sched_setaffinity(Pid::from_raw(0), &set).map_err(|source| BenchError::Affinity { cpu, source })
+    set.set(cpu).map_err(|error| BenchError::Affinity { cpu, error })?;
+    sched_setaffinity(Pid::from_raw(0), &set).map_err(|error| BenchError::Affinity { cpu, error })
 }
 
 /// Pins worker `index` to its CPU, if `cpus` is not empty (round-robin).
