@@ -8,14 +8,14 @@
 //! loss, reordering and duplicates are counted. Loss is round trip: a
 //! datagram is lost if it or its echo was dropped.
 
+mod paced;
+
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mio::{Events, Interest, Poll, Token};
-
-use crate::clock::{now_ns, sleep_until, until, Pacer};
+use crate::clock::{now_ns, sleep_until};
 use crate::common::{base_report, check_size, Common};
 use crate::error::BenchError;
 use crate::hist::LatencyHistogram;
@@ -23,13 +23,11 @@ use crate::proto::{get_seq, put_seq, MAX_DATAGRAM, MIN_DATAGRAM};
 use crate::rate::MAX_RATE;
 use crate::report::{Counts, LatencyKind, LatencyOrigin, Mode, RateSummary, Report, UdpSummary};
 use crate::run::{run_threads, Plan, Window, WorkerCtx};
-use crate::schedule::{LocalCursor, Schedule};
 use crate::seq::{Arrival, SeqTracker};
 use crate::timeline::SecondRecorder;
 
 /// Sequence number of the reachability probe (never used by the run).
 const PROBE_SEQ: u64 = u64::MAX;
-const PACER: Token = Token(usize::MAX);
 /// Most sockets in ping-pong mode (one thread each).
 const MAX_PING_PONG_SOCKETS: u32 = 256;
 
@@ -260,7 +258,7 @@ fn udp_thread(config: &UdpConfig, threads: usize, ctx: WorkerCtx) -> Result<UdpO
     };
     match config.rate_per_s {
         None => ping_pong(&sockets[0], config, tally),
-        Some(rate) => paced(sockets, ids, rate, config, tally),
+        Some(rate) => paced::Paced::new(sockets, ids, rate, config, tally)?.run(),
     }
 }
 
@@ -305,96 +303,3 @@ fn ping_pong(sock: &UdpSocket, config: &UdpConfig, mut tally: Tally) -> Result<U
     Ok(tally.finish())
 }
 
-/// Datagrams on a fixed schedule, echoes accounted as they come.
-fn paced(sockets: Vec<UdpSocket>, ids: Vec<u32>, rate: f64, config: &UdpConfig, mut tally: Tally) -> Result<UdpOutput, BenchError> {
-    let io_err = |what: &str, e| BenchError::io(what.to_string(), e);
-    let poll = Poll::new().map_err(|e| io_err("creating a poll", e))?;
-    let mut socks = Vec::new();
-    for (local, s) in sockets.into_iter().enumerate() {
-        s.set_nonblocking(true).map_err(|e| io_err("configuring a UDP socket", e))?;
-        let mut s = mio::net::UdpSocket::from_std(s);
-        poll.registry().register(&mut s, Token(local), Interest::READABLE).map_err(|e| io_err("registering a socket", e))?;
-        socks.push(s);
-    }
-    let mut pacer = Pacer::new().map_err(|e| io_err("creating a timerfd", e))?;
-    pacer.register(poll.registry(), PACER).map_err(|e| io_err("registering a timerfd", e))?;
-    let w = tally.window;
-    let schedule = Schedule::new(w.start_ns, rate, config.common.connections);
-    let (from, to) = (w.measure_ns - w.start_ns, w.end_ns - w.start_ns);
-    tally.out.scheduled = ids.iter().map(|&c| schedule.conn_scheduled_before(c, to) - schedule.conn_scheduled_before(c, from)).sum();
-    let mut cursor = LocalCursor::new(ids);
-    let (mut buf, mut rbuf) = (vec![0u8; config.size as usize], vec![0u8; MAX_DATAGRAM as usize]);
-    let mut send_lag = LatencyHistogram::new();
-    let mut events = Events::with_capacity(256);
-    let drain_deadline = w.end_ns + config.common.timeout().as_nanos() as u64;
-    let mut poll = poll;
-    sleep_until(w.start_ns);
-    loop {
-        let now = now_ns();
-        let mut deadline = drain_deadline;
-        if now < w.end_ns {
-            loop {
-                let slot = cursor.peek(&schedule);
-                if slot.intended_ns > now || slot.intended_ns >= w.end_ns {
-                    break;
-                }
-                put_seq(&mut buf, slot.k, slot.intended_ns);
-                // A full socket buffer drops the datagram: it counts as sent and lost.
-                if let Err(e) = socks[slot.local].send(&buf) {
-                    if e.kind() != io::ErrorKind::WouldBlock {
-                        tally.error(now); // e.g. ICMP port unreachable: the server went away
-                    }
-                }
-                tally.sent(slot.intended_ns, now, buf.len());
-                if w.contains(slot.intended_ns) {
-                    send_lag.record(now - slot.intended_ns);
-                }
-                cursor.advance();
-            }
-            let next = cursor.peek(&schedule).intended_ns;
-            deadline = w.end_ns;
-            if next < w.end_ns && pacer.wait_for(next, now).map_err(|e| io_err("arming the timerfd", e))? {
-                deadline = now; // due or nearly: spin
-            }
-        } else if now >= drain_deadline || tally.out.received >= tally.out.sent {
-            break;
-        }
-        match poll.poll(&mut events, Some(until(deadline, now, Duration::from_millis(100)))) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io_err("waiting for UDP events", e)),
-        }
-        for event in events.iter() {
-            if event.token() == PACER {
-                pacer.fired(now_ns());
-                continue;
-            }
-            let local = event.token().0;
-            receive_all(&socks[local], local, &mut rbuf, &mut tally);
-        }
-    }
-    let mut out = tally.finish();
-    out.send_lag = Some(send_lag);
-    Ok(out)
-}
-
-/// Reads every queued echo of one socket.
-fn receive_all(sock: &mio::net::UdpSocket, local: usize, rbuf: &mut [u8], tally: &mut Tally) {
-    // Each queued ICMP error is reported once; the bound only guards against
-    // a socket that keeps failing.
-    let mut errors = 0;
-    while errors < 16 {
-        match sock.recv(rbuf) {
-            Ok(n) => {
-                let now = now_ns();
-                tally.echo(local, &rbuf[..n], now);
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => {
-                tally.error(now_ns());
-                errors += 1;
-            }
-        }
-    }
-}
