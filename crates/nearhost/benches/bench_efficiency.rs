@@ -28,10 +28,32 @@ use std::time::{Duration, Instant};
 use bench_support::{run_program, run_report, spawn_program, ChildGuard};
 use tools::{children_cpu_seconds, env_or, loadavg, median, require_tool, wrk_requests_per_sec, Check};
 
-/// One client run: request rate and client CPU seconds.
+/// One client run: request rate, client CPU seconds, and the nginx
+/// worker's CPU seconds meanwhile (near 1 s per second: the server, not
+/// the client, sets the rate).
 struct Sample {
     per_s: f64,
     cpu_s: f64,
+    server_cpu_s: f64,
+}
+
+/// utime + stime of a process, in seconds (from /proc/PID/stat).
+fn process_cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("reading nginx's /proc stat");
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100) as f64;
+    ticks / hz
+}
+
+/// Runs one client measurement, adding the server's CPU use meanwhile.
+fn measured(server_pid: u32, client: impl FnOnce() -> Sample) -> Sample {
+    let before = process_cpu_seconds(server_pid);
+    let mut s = client();
+    s.server_cpu_s = process_cpu_seconds(server_pid) - before;
+    s
 }
 
 fn nginx_config(dir: &Path, port: u16) -> String {
@@ -71,7 +93,7 @@ fn wrk(url: &str, secs: u64, connections: u32) -> Sample {
     assert!(out.status.success(), "wrk failed: {}", out.stderr);
     let per_s = wrk_requests_per_sec(&out.stdout).unwrap_or_else(|| panic!("no Requests/sec in wrk output:\n{}", out.stdout));
     assert!(!out.stdout.contains("Non-2xx"), "wrk saw errors:\n{}", out.stdout);
-    Sample { per_s, cpu_s }
+    Sample { per_s, cpu_s, server_cpu_s: 0.0 }
 }
 
 fn ours(target: &str, secs: u64, connections: u32) -> Sample {
@@ -84,7 +106,7 @@ fn ours(target: &str, secs: u64, connections: u32) -> Sample {
     let r = run_report(None, &args, Duration::from_secs(secs + 30));
     let cpu_s = children_cpu_seconds() - before;
     assert_eq!(r.counts.errors, 0, "nearhost saw errors: {:?}", r.counts);
-    Sample { per_s: r.rate.expect("rate section").achieved_per_s, cpu_s }
+    Sample { per_s: r.rate.expect("rate section").achieved_per_s, cpu_s, server_cpu_s: 0.0 }
 }
 
 fn main() {
@@ -94,7 +116,7 @@ fn main() {
     let secs: u64 = env_or("NHB_SECONDS", 5);
     let connections: u32 = env_or("NHB_CONNECTIONS", 50);
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let (_nginx, port) = start_nginx(dir.path());
+    let (nginx, port) = start_nginx(dir.path());
     let target = format!("127.0.0.1:{port}");
     let url = format!("http://{target}/file350");
     // Sanity: nginx serves the file and our client reads it as 350-byte bodies.
@@ -104,15 +126,24 @@ fn main() {
     let (mut w, mut n) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         println!("round {} (loadavg {})", round + 1, loadavg());
+        let pid = nginx.child.id();
+        let run_wrk = || measured(pid, || wrk(&url, secs, connections));
+        let run_ours = || measured(pid, || ours(&target, secs, connections));
         let (a, b) = if round % 2 == 0 {
-            let a = wrk(&url, secs, connections);
-            (a, ours(&target, secs, connections))
+            let a = run_wrk();
+            (a, run_ours())
         } else {
-            let b = ours(&target, secs, connections);
-            (wrk(&url, secs, connections), b)
+            let b = run_ours();
+            (run_wrk(), b)
         };
         for (name, s) in [("wrk", &a), ("nearhost", &b)] {
-            println!("    {name:<9} {:>10.0} req/s  cpu {:>6.3} s  {:>6.2} µs/req", s.per_s, s.cpu_s, per_req_us(s, secs));
+            println!(
+                "    {name:<9} {:>10.0} req/s  client cpu {:>6.3} s ({:>5.2} µs/req)  nginx cpu {:>6.3} s",
+                s.per_s,
+                s.cpu_s,
+                per_req_us(s, secs),
+                s.server_cpu_s
+            );
         }
         w.push(a);
         n.push(b);
@@ -126,9 +157,11 @@ fn main() {
     let cpu = Check::ratio("efficiency-client-cpu", fmt(n_rate, n_cpu), format!("wrk {}", fmt(w_rate, w_cpu)), n_cpu / w_cpu, 0.0, 1.05);
     println!("{}\n{}", rate.line(), cpu.line());
     println!(
-        "      cpu per request: nearhost {:.2} µs, wrk {:.2} µs",
+        "      client cpu per request: nearhost {:.2} µs, wrk {:.2} µs; nginx busy {:.0}% (nearhost runs), {:.0}% (wrk runs)",
         n_cpu * 1e6 / (n_rate * secs as f64),
-        w_cpu * 1e6 / (w_rate * secs as f64)
+        w_cpu * 1e6 / (w_rate * secs as f64),
+        med(&n, |s| s.server_cpu_s) * 100.0 / secs as f64,
+        med(&w, |s| s.server_cpu_s) * 100.0 / secs as f64,
     );
 }
 
