@@ -1,12 +1,14 @@
 //! `serve`: the server side of every mode, on one port for TCP and UDP.
 //!
-//! Each thread runs its own mio poll with its own SO_REUSEPORT listener and
-//! UDP socket, so the kernel spreads connections and datagrams across
-//! threads and no state is shared on the hot path. What a TCP connection
-//! does is decided by its first bytes (see [`crate::proto`]): the bench
-//! hello selects echo, sink or source; anything else is served as HTTP/1.1.
+//! Each TCP thread runs its own mio poll with its own SO_REUSEPORT listener,
+//! so the kernel spreads connections across threads and no state is shared
+//! on the hot path. What a TCP connection does is decided by its first bytes
+//! (see [`crate::proto`]): the bench hello selects echo, sink or source;
+//! anything else is served as HTTP/1.1. UDP is echoed by separate threads
+//! (see [`udp`]), one per TCP thread and pinned alongside it.
 
 mod conn;
+mod udp;
 
 use std::io;
 use std::net::SocketAddr;
@@ -15,7 +17,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use mio::net::{TcpListener, UdpSocket};
+use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
@@ -24,7 +26,6 @@ use crate::{http, net, sys};
 use conn::{Conn, Next};
 
 const LISTENER: Token = Token(usize::MAX - 1);
-const UDP: Token = Token(usize::MAX - 2);
 const WAKER: Token = Token(usize::MAX - 3);
 
 /// Settings of the server.
@@ -124,20 +125,30 @@ impl Server {
                 Some(l) => l,
                 None => net::reuseport_listener(addr)?,
             };
-            let udp = net::reuseport_udp(addr)?;
-            let worker = Worker::new(listener, udp, Arc::clone(&server.shared))?;
+            let worker = Worker::new(listener, Arc::clone(&server.shared))?;
             server.wakers.push(Arc::clone(&worker.waker));
             let cpus = config.cpus.clone();
-            let handle = std::thread::Builder::new()
-                .name(format!("nhb-serve-{index}"))
-                .spawn(move || {
-                    sys::pin_worker(&cpus, index)?;
-                    worker.run()
-                })
-                .map_err(|e| BenchError::io("starting a server thread", e))?;
-            server.threads.push(handle);
+            server.spawn(format!("nhb-serve-{index}"), move || {
+                sys::pin_worker(&cpus, index)?;
+                worker.run()
+            })?;
+            let echo = udp::UdpEcho::new(net::reuseport_udp(addr)?, Arc::clone(&server.shared))?;
+            let cpus = config.cpus.clone();
+            server.spawn(format!("nhb-udp-{index}"), move || {
+                sys::pin_worker(&cpus, index)?;
+                echo.run()
+            })?;
         }
         Ok(server)
+    }
+
+    fn spawn(&mut self, name: String, body: impl FnOnce() -> Result<(), BenchError> + Send + 'static) -> Result<(), BenchError> {
+        let handle = std::thread::Builder::new()
+            .name(name)
+            .spawn(body)
+            .map_err(|e| BenchError::io("starting a server thread", e))?;
+        self.threads.push(handle);
+        Ok(())
     }
 
     /// The address actually bound (useful with port 0).
@@ -188,27 +199,23 @@ impl Drop for Server {
     }
 }
 
-/// One server thread: a poll over its listener, its UDP socket and its
-/// connections.
+/// One TCP server thread: a poll over its listener and its connections.
 struct Worker {
     poll: Poll,
     waker: Arc<Waker>,
     listener: TcpListener,
-    udp: UdpSocket,
     conns: Slab<Conn>,
     shared: Arc<Shared>,
 }
 
 impl Worker {
-    fn new(listener: std::net::TcpListener, udp: std::net::UdpSocket, shared: Arc<Shared>) -> Result<Self, BenchError> {
+    fn new(listener: std::net::TcpListener, shared: Arc<Shared>) -> Result<Self, BenchError> {
         let setup = |e| BenchError::io("setting up the server poll", e);
         let poll = Poll::new().map_err(setup)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(setup)?);
         let mut listener = TcpListener::from_std(listener);
-        let mut udp = UdpSocket::from_std(udp);
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE).map_err(setup)?;
-        poll.registry().register(&mut udp, UDP, Interest::READABLE).map_err(setup)?;
-        Ok(Worker { poll, waker, listener, udp, conns: Slab::new(), shared })
+        Ok(Worker { poll, waker, listener, conns: Slab::new(), shared })
     }
 
     fn run(mut self) -> Result<(), BenchError> {
@@ -223,7 +230,6 @@ impl Worker {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(),
-                    UDP => self.echo_datagrams(&mut scratch),
                     WAKER => {}
                     Token(key) => {
                         let Some(conn) = self.conns.get_mut(key) else { continue };
@@ -269,27 +275,5 @@ impl Worker {
         let mut conn = self.conns.remove(key);
         let _ = self.poll.registry().deregister(&mut conn.stream);
         self.shared.open.fetch_sub(1, Ordering::Relaxed);
-    }
-
-    /// Echoes every queued datagram back to its sender.
-    fn echo_datagrams(&mut self, scratch: &mut [u8]) {
-        let (mut echoed, mut errors) = (0, 0);
-        // Errors queued by ICMP (a client that went away) are reported once
-        // each; the bound only guards against a socket that keeps failing.
-        while errors < 64 {
-            match self.udp.recv_from(scratch) {
-                Ok((n, from)) => {
-                    // A full send buffer drops the echo, like any UDP loss.
-                    if self.udp.send_to(&scratch[..n], from).is_ok() {
-                        echoed += 1;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // WouldBlock (drained) or an ICMP error from an earlier send.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(_) => errors += 1,
-            }
-        }
-        self.shared.datagrams.fetch_add(echoed, Ordering::Relaxed);
     }
 }
