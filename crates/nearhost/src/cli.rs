@@ -15,11 +15,22 @@ struct Cli {
 enum Cmd {
     /// Print the CNI spec versions this plugin speaks.
     Version,
+    /// Measure latency and throughput (serve, rr, rate, udp, stream).
+    Bench(nearhost_bench::cli::BenchArgs),
 }
 
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<()> = match cli.command {
+        Cmd::Bench(args) => {
+            return match nearhost_bench::cli::run(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(nearhost_bench::cli::exit_code(&e))
+                }
+            }
+        }
         Cmd::Version => {
             println!("nearhost {} (CNI {})", env!("CARGO_PKG_VERSION"), nearhost_cni::version::SpecVersion::supported_list().join(", "));
             Ok(())

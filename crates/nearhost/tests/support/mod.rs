@@ -5,6 +5,10 @@
 //! iproute2, independently of nearhost's own netlink code.
 #![allow(dead_code)]
 
+// The bench suites' helpers.
+pub mod bench_support;
+pub mod tools;
+
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
