@@ -13,8 +13,10 @@ pub mod ipvlan;
 pub mod lower;
 pub mod macvlan;
 pub mod nat;
+pub mod peers;
 pub mod routed;
 pub mod veth;
+pub mod vxlan;
 
 pub use context::{AddRequest, Assigned, CheckRequest, DelRequest, Iface, IpOut, Namespace, Outcome, PortMapping, RouteOut, RouteSpec};
 pub use driver::{build, Datapath, DATAPATHS};

@@ -1,0 +1,144 @@
+//! vxlan: containers on a per-host bridge that is their gateway (as `bridge`
+//! with `isDefaultGateway`), and a VXLAN device that carries traffic for other
+//! hosts' container subnets — Flannel's vxlan backend. The device has no
+//! learning; remote nodes are programmed by [`crate::peers`] (agent or lab).
+
+use std::net::IpAddr;
+
+use nearhost_kernel::link::{Link, NewLink, NewLinkKind};
+use serde_json::Value;
+
+use crate::bridge::{self, BridgeOptions};
+use crate::context::{AddRequest, CheckRequest, DelRequest, Namespace, Outcome};
+use crate::driver::{Datapath, Registration};
+use crate::error::{DatapathError, KernelContext, Result};
+use crate::fields::Fields;
+use crate::{host, peers};
+
+pub const REGISTRATION: Registration = Registration { name: "vxlan", build };
+
+/// VXLAN adds 50 bytes (outer Ethernet excluded): IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14.
+pub const OVERHEAD: u32 = 50;
+pub const DEFAULT_PORT: u16 = 4789;
+
+#[derive(Debug, Clone)]
+pub struct VxlanOptions {
+    pub vni: u32,
+    pub port: u16,
+    pub device: String,
+    /// The underlay interface; default: the default-route interface.
+    pub underlay: Option<String>,
+}
+
+impl VxlanOptions {
+    pub fn parse(conf: &Value) -> Result<Self> {
+        let f = Fields::new(conf)?;
+        let vni = f.u32("vni")?.unwrap_or(1);
+        if vni == 0 || vni >= 1 << 24 {
+            return Err(DatapathError::config("vni", format!("{vni} is not a VXLAN network identifier (1..16777215)")));
+        }
+        let port = match f.u32("port")? {
+            None => DEFAULT_PORT,
+            Some(p) => u16::try_from(p).ok().filter(|p| *p > 0).ok_or_else(|| DatapathError::config("port", format!("{p} is not a UDP port")))?,
+        };
+        Ok(VxlanOptions {
+            vni,
+            port,
+            device: f.ifname("vxlanDevice")?.map(str::to_string).unwrap_or_else(|| format!("nhvx{vni}")),
+            underlay: f.ifname("underlay")?.or(f.ifname("master")?).map(str::to_string),
+        })
+    }
+}
+
+struct Vxlan {
+    vx: VxlanOptions,
+    bridge: BridgeOptions,
+}
+
+fn build(conf: &Value) -> Result<Box<dyn Datapath>> {
+    let vx = VxlanOptions::parse(conf)?;
+    let mut bridge = BridgeOptions::parse(conf, &format!("nhvxbr{}", vx.vni))?;
+    bridge.is_gateway = true;
+    bridge.is_default_gateway = true;
+    Ok(Box::new(Vxlan { vx, bridge }))
+}
+
+/// The underlay interface and its first address of family `v6`.
+fn underlay(host: &mut Namespace, o: &VxlanOptions) -> Result<(Link, IpAddr)> {
+    let link = host::resolve_master(host, o.underlay.as_deref()).map_err(|e| match e {
+        DatapathError::InvalidConfig { reason, .. } => DatapathError::config("underlay", reason),
+        other => other,
+    })?;
+    let addrs = host.nl.addresses(Some(link.index)).ctx(|| format!("addresses of {}", link.name))?;
+    let local = addrs
+        .iter()
+        .filter(|a| !a.scope_link)
+        .map(|a| a.ip)
+        .min_by_key(|ip| ip.is_ipv6())
+        .ok_or_else(|| DatapathError::config("underlay", format!("{} has no address to send VXLAN from", link.name)))?;
+    Ok((link, local))
+}
+
+/// Finds or creates the VXLAN device (MAC derived from the node's address, so
+/// peers know it) and brings it up. Returns it.
+pub fn ensure_device(host: &mut Namespace, o: &VxlanOptions) -> Result<Link> {
+    if let Some(l) = host.nl.link_by_name(&o.device).ctx(|| format!("look up {}", o.device))? {
+        if l.kind.as_deref() != Some("vxlan") {
+            return Err(DatapathError::config("vxlanDevice", format!("{:?} exists but is a {:?} link, not vxlan", o.device, l.kind)));
+        }
+        return Ok(l);
+    }
+    let (under, local) = underlay(host, o)?;
+    let spec = NewLink {
+        name: o.device.clone(),
+        kind: NewLinkKind::Vxlan { vni: o.vni, local: Some(local), port: o.port, underlay: Some(under.index), learning: false },
+        netns: None,
+        mtu: Some(under.mtu.saturating_sub(OVERHEAD)),
+        mac: Some(peers::vtep_mac(local)),
+    };
+    match host.nl.create_link(&spec) {
+        Ok(()) => {}
+        Err(e) if e.is_exists() => {} // a concurrent ADD made it
+        Err(e) => return Err(DatapathError::Kernel { context: format!("create VXLAN device {}", o.device), source: e }),
+    }
+    let link = host.nl.require_link(&o.device).ctx(|| format!("look up {}", o.device))?;
+    host.nl.set_link_up(link.index, true).ctx(|| format!("bring {} up", o.device))?;
+    Ok(link)
+}
+
+impl Datapath for Vxlan {
+    fn preflight(&self, host: &mut Namespace) -> Result<()> {
+        underlay(host, &self.vx).map(|_| ())
+    }
+
+    fn add(&self, host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>) -> Result<Outcome> {
+        let dev = ensure_device(host, &self.vx)?;
+        let mut opts = self.bridge.clone();
+        let max = dev.mtu;
+        match opts.mtu {
+            Some(m) if m > max => {
+                return Err(DatapathError::config("mtu", format!("{m} exceeds {max}, the underlay's MTU less {OVERHEAD} bytes of VXLAN headers")))
+            }
+            None => opts.mtu = Some(max),
+            _ => {}
+        }
+        let v4 = req.addresses.iter().any(|a| a.address.addr().is_ipv4());
+        let v6 = req.addresses.iter().any(|a| a.address.addr().is_ipv6());
+        host::ensure_forwarding(host, v4, v6)?;
+        bridge::attach(host, sb, req, &opts)
+    }
+
+    fn del(&self, host: &mut Namespace, sb: Option<&mut Namespace>, req: &DelRequest<'_>) -> Result<()> {
+        bridge::detach(host, sb, req)
+    }
+
+    fn check(&self, host: &mut Namespace, sb: &mut Namespace, req: &CheckRequest<'_>) -> Result<()> {
+        bridge::check(host, sb, req, &self.bridge)?;
+        let dev = host.nl.link_by_name(&self.vx.device).ctx(|| format!("look up {}", self.vx.device))?;
+        match dev {
+            Some(d) if d.up => Ok(()),
+            Some(_) => Err(DatapathError::CheckFailed(format!("VXLAN device {} is down", self.vx.device))),
+            None => Err(DatapathError::CheckFailed(format!("VXLAN device {} is missing", self.vx.device))),
+        }
+    }
+}
