@@ -17,6 +17,11 @@ enum Cmd {
     Version,
     /// Measure latency and throughput (serve, rr, rate, udp, stream).
     Bench(nearhost_bench::cli::BenchArgs),
+    /// Compare every datapath's latency with the host's, in a lab on this machine.
+    Demo(crate::cli_lab::DemoArgs),
+    /// A multi-host lab of network namespaces (up, down, status).
+    #[command(subcommand)]
+    Lab(crate::cli_lab::LabCmd),
 }
 
 pub fn run() -> ExitCode {
@@ -31,6 +36,8 @@ pub fn run() -> ExitCode {
                 }
             }
         }
+        Cmd::Demo(a) => crate::cli_lab::demo(a),
+        Cmd::Lab(c) => crate::cli_lab::lab(c),
         Cmd::Version => {
             println!("nearhost {} (CNI {})", env!("CARGO_PKG_VERSION"), nearhost_cni::version::SpecVersion::supported_list().join(", "));
             Ok(())

@@ -1,0 +1,181 @@
+//! `nearhost demo`: lab up, servers, the host's maximum rate, then rounds of
+//! measurements with every datapath interleaved (A B C … A B C …), then lab
+//! down — also on error, Ctrl-C or SIGTERM.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use crate::error::{LabError, Result};
+use crate::measure::{self, Load, Timing};
+use crate::plan::{self, Dp};
+use crate::progress::Progress;
+use crate::report::{self, DatapathInfo, DatapathResult, DemoReport, Figures, Measurement, Settings};
+use crate::signals::StopFlag;
+use crate::state::{LabDatapath, LabState};
+use crate::topology;
+
+pub const RATE_FRACTIONS: [f64; 4] = [0.3, 0.5, 0.7, 0.9];
+pub const RATE_CONNECTIONS: u32 = 8;
+
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub quick: bool,
+    pub datapaths: Vec<Dp>,
+    pub keep: bool,
+    pub out: PathBuf,
+    /// Overrides (defaults depend on `quick`).
+    pub rounds: Option<u32>,
+    pub duration_s: Option<f64>,
+}
+
+impl DemoOptions {
+    fn timing(&self) -> (u32, f64, f64) {
+        let (rounds, duration, warmup) = if self.quick { (1, 0.8, 0.2) } else { (3, 4.0, 1.0) };
+        (self.rounds.unwrap_or(rounds), self.duration_s.unwrap_or(duration), warmup)
+    }
+}
+
+/// Takes the lab down when dropped, unless kept; also on panic and early return.
+struct LabGuard {
+    keep: bool,
+}
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
+        let state = LabState::load().ok().flatten();
+        if let Err(e) = topology::down(state.as_ref()) {
+            eprintln!("nearhost demo: taking the lab down failed: {e}; run `nearhost lab down`");
+        }
+    }
+}
+
+/// Client and server CPUs: apart when there are at least two.
+fn cpus() -> (Option<usize>, Option<usize>) {
+    match std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) {
+        n if n >= 2 => (Some(0), Some(1)),
+        _ => (None, None),
+    }
+}
+
+/// Starts one server per available datapath; records their pids.
+fn start_servers(state: &mut LabState, server_cpu: Option<usize>) -> Result<()> {
+    for d in state.datapaths.clone().iter().filter(|d| d.available) {
+        let pid = measure::start_server(&d.server_ns, plan::SERVER_PORT, server_cpu)?;
+        state.server_pids.push(pid);
+        state.save()?;
+    }
+    Ok(())
+}
+
+pub fn run(opts: &DemoOptions, stop: &StopFlag) -> Result<DemoReport> {
+    let started = Instant::now();
+    let (rounds, duration_s, warmup_s) = opts.timing();
+    let mut state = LabState::claim("demo")?;
+    let _guard = LabGuard { keep: opts.keep };
+    let (client_cpu, server_cpu) = cpus();
+    let timing = Timing { duration_s, warmup_s, client_cpu };
+    let kinds = 2 + RATE_FRACTIONS.len();
+    let mut progress = Progress::new(2 + rounds as usize * kinds * opts.datapaths.len());
+
+    progress.step("building the lab");
+    topology::up(&mut state, &opts.datapaths)?;
+    stop.check()?;
+    start_servers(&mut state, server_cpu)?;
+    progress.advance();
+    let usable: Vec<LabDatapath> = state.datapaths.iter().filter(|d| d.available).cloned().collect();
+    for d in state.datapaths.iter().filter(|d| !d.available) {
+        progress.note(&format!("{}: {}", d.datapath.name(), d.reason.as_deref().unwrap_or("not available")));
+    }
+    let host = usable
+        .iter()
+        .find(|d| d.datapath == Dp::Host)
+        .ok_or_else(|| LabError::Other("the host baseline must be among --datapaths".into()))?
+        .clone();
+
+    progress.step("host: maximum rate");
+    let max = measure::run(&host.client_ns, host.target.as_deref().unwrap_or_default(), &Load::Max { connections: RATE_CONNECTIONS }, &timing, stop)?;
+    let host_max = max.transactions_per_s;
+    progress.advance();
+
+    let mut loads = vec![Load::Rr { size: 1 }, Load::Rr { size: 64 }];
+    loads.extend(RATE_FRACTIONS.iter().map(|f| Load::Rate { fraction: *f, per_s: (host_max * f).max(1.0), connections: RATE_CONNECTIONS }));
+    let mut samples: BTreeMap<(usize, Dp), Vec<Figures>> = BTreeMap::new();
+    for round in 0..rounds {
+        for (li, load) in loads.iter().enumerate() {
+            for d in &usable {
+                stop.check()?;
+                progress.step(&format!("round {}/{rounds}: {} {}", round + 1, load.key(), d.datapath.name()));
+                let r = measure::run(&d.client_ns, d.target.as_deref().unwrap_or_default(), load, &timing, stop)?;
+                samples.entry((li, d.datapath)).or_default().push(Figures::from_report(&r));
+                progress.advance();
+            }
+        }
+    }
+    progress.finish();
+
+    let measurements = loads
+        .iter()
+        .enumerate()
+        .map(|(li, load)| {
+            let host_rounds = samples.get(&(li, Dp::Host)).cloned().unwrap_or_default();
+            let results = usable
+                .iter()
+                .map(|d| {
+                    let rounds = samples.get(&(li, d.datapath)).cloned().unwrap_or_default();
+                    DatapathResult {
+                        datapath: d.datapath,
+                        median: report::median_figures(&rounds),
+                        ratio_to_host: (d.datapath != Dp::Host).then(|| report::ratios(&rounds, &host_rounds)),
+                        rounds,
+                    }
+                })
+                .collect();
+            let target_per_s = match load {
+                Load::Rate { per_s, .. } => Some(*per_s),
+                _ => None,
+            };
+            Measurement { key: load.key(), label: load.label(), target_per_s, results }
+        })
+        .collect();
+    let rep = DemoReport {
+        schema: report::SCHEMA.into(),
+        kernel: uname_release(),
+        hostname: nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default(),
+        started_unix: state.started_unix,
+        wall_time_s: started.elapsed().as_secs_f64(),
+        settings: Settings { quick: opts.quick, rounds, duration_s, warmup_s, rate_connections: RATE_CONNECTIONS, client_cpu, server_cpu },
+        host_max_per_s: host_max,
+        datapaths: state
+            .datapaths
+            .iter()
+            .map(|d| DatapathInfo {
+                datapath: d.datapath,
+                description: d.datapath.describe().into(),
+                available: d.available,
+                reason: d.reason.clone(),
+                target: d.target.clone(),
+            })
+            .collect(),
+        measurements,
+    };
+    write_files(opts, &rep)?;
+    Ok(rep)
+}
+
+fn write_files(opts: &DemoOptions, rep: &DemoReport) -> Result<()> {
+    std::fs::create_dir_all(&opts.out).map_err(|e| LabError::io(format!("create {}", opts.out.display()), e))?;
+    let json = serde_json::to_string_pretty(rep).expect("report serializes");
+    for (name, body) in [("report.json", json), ("report.html", report::html::render(rep))] {
+        let p = opts.out.join(name);
+        std::fs::write(&p, body).map_err(|e| LabError::io(format!("write {}", p.display()), e))?;
+    }
+    Ok(())
+}
+
+pub fn uname_release() -> String {
+    nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default()
+}

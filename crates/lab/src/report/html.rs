@@ -1,0 +1,95 @@
+//! `report.html`: one self-contained page (inline CSS and SVG, no scripts, no
+//! fetches) a network engineer can forward as it is.
+
+use std::fmt::Write;
+
+use super::svg::{color, escape, percentile_chart, ratio_chart};
+use super::{DemoReport, Measurement, Spread};
+
+const STYLE: &str = "body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1340px;color:#222;padding:0 1rem}
+h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.2rem;margin-top:2.2rem;border-bottom:1px solid #ddd;padding-bottom:.3rem}
+.sub{color:#555;margin-top:0}table{border-collapse:collapse;font-size:.9rem;margin:.6rem 0}
+td,th{padding:.25rem .7rem;border-bottom:1px solid #eee;text-align:right}th{background:#f6f6f6}
+td:first-child,th:first-child{text-align:left}.desc td,.desc th{text-align:left}.charts{display:flex;flex-wrap:wrap;gap:1rem}
+.swatch{display:inline-block;width:.8rem;height:.8rem;border-radius:2px;margin-right:.4rem;vertical-align:middle}
+.na{color:#999}.note{color:#555;font-size:.9rem}code{background:#f4f4f4;padding:.1rem .3rem;border-radius:3px}";
+
+fn f(v: f64) -> String {
+    if !v.is_finite() {
+        "–".into()
+    } else if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+fn ratio(s: &Spread) -> String {
+    if !s.median.is_finite() {
+        return "–".into();
+    }
+    format!("{:.2}× <span class=\"note\">({:.2}–{:.2})</span>", s.median, s.min, s.max)
+}
+
+fn measurement_section(out: &mut String, m: &Measurement) {
+    let _ = write!(out, "<section class=\"measurement\" id=\"{}\"><h2>{}</h2>", escape(&m.key), escape(&m.label));
+    let _ = write!(out, "<div class=\"charts\">{}{}</div>", percentile_chart(m), ratio_chart(m));
+    out.push_str("<table><tr><th>datapath</th><th>p50 µs</th><th>p90 µs</th><th>p99 µs</th><th>p99.9 µs</th><th>p99.99 µs</th><th>p99.999 µs</th><th>max µs</th><th>tx/s</th><th>p50 vs host</th><th>p99 vs host</th><th>p99.99 vs host</th></tr>");
+    for r in &m.results {
+        let x = &r.median;
+        let (a, b, c) = match &r.ratio_to_host {
+            Some(rt) => (ratio(&rt.p50), ratio(&rt.p99), ratio(&rt.p99_99)),
+            None => ("1×".into(), "1×".into(), "1×".into()),
+        };
+        let _ = write!(
+            out,
+            "<tr><td><span class=\"swatch\" style=\"background:{}\"></span>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{a}</td><td>{b}</td><td>{c}</td></tr>",
+            color(r.datapath),
+            r.datapath.name(),
+            f(x.p50_us),
+            f(x.p90_us),
+            f(x.p99_us),
+            f(x.p99_9_us),
+            f(x.p99_99_us),
+            f(x.p99_999_us),
+            f(x.max_us),
+            f(x.transactions_per_s)
+        );
+    }
+    out.push_str("</table></section>");
+}
+
+pub fn render(r: &DemoReport) -> String {
+    let mut out = String::new();
+    let _ = write!(out, "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>nearhost demo: container datapaths vs the host</title><style>{STYLE}</style></head><body>");
+    let _ = write!(
+        out,
+        "<h1>Container datapath latency, measured against the host</h1><p class=\"sub\">nearhost demo on <b>{}</b>, kernel <b>{}</b>, {} round{} of {} s per run (A B C … interleaved), host maximum {:.0} req/s</p>",
+        escape(&r.hostname),
+        escape(&r.kernel),
+        r.settings.rounds,
+        if r.settings.rounds == 1 { "" } else { "s" },
+        r.settings.duration_s,
+        r.host_max_per_s
+    );
+    out.push_str("<p>Two hosts (network namespaces) are joined by a top-of-rack bridge. On each, nearhost's CNI code attached one container per datapath; a <code>nearhost bench</code> client in the container on host 1 talks to a server in the container on host 2. Latency is the round trip; open-loop runs measure it from each request's intended send time, so stalls are not hidden (no coordinated omission). Ratios are per round, datapath ÷ host, summarised as median (min–max) across rounds.</p>");
+    out.push_str("<h2>Datapaths</h2><table class=\"desc\"><tr><th>datapath</th><th>what it is</th><th>client → server</th></tr>");
+    for d in &r.datapaths {
+        let target = if d.available { escape(d.target.as_deref().unwrap_or("")) } else { format!("<span class=\"na\">{}</span>", escape(d.reason.as_deref().unwrap_or("not available"))) };
+        let _ = write!(out, "<tr><td><span class=\"swatch\" style=\"background:{}\"></span>{}</td><td>{}</td><td>{target}</td></tr>", color(d.datapath), d.datapath.name(), escape(&d.description));
+    }
+    out.push_str("</table>");
+    for m in &r.measurements {
+        measurement_section(&mut out, m);
+    }
+    let _ = write!(
+        out,
+        "<p class=\"note\">Reproduce: <code>nearhost demo{}</code> (report schema {}, wall time {:.0} s). Client pinned to CPU {}, server to CPU {}.</p></body></html>",
+        if r.settings.quick { " --quick" } else { "" },
+        escape(&r.schema),
+        r.wall_time_s,
+        r.settings.client_cpu.map(|c| c.to_string()).unwrap_or_else(|| "–".into()),
+        r.settings.server_cpu.map(|c| c.to_string()).unwrap_or_else(|| "–".into())
+    );
+    out
+}
