@@ -5,20 +5,57 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use nearhost_datapath::{Assigned, Outcome, RouteSpec};
-use nearhost_ipam::{FileStore, Ipam, IpamConfig, Owner};
+use std::time::Duration;
+
+use nearhost_ipam::{pool, FileStore, Ipam, IpamConfig, IpamError, Lease, Owner};
 use serde_json::Value;
 
 use crate::delegate;
 use crate::env::{Command, Invocation};
-use crate::error::{CniError, Result};
+use crate::error::{code, CniError, Result};
 use crate::netconf::NetConf;
 use crate::result;
 
 pub enum Addressing {
     None,
     Embedded { ipam: Ipam<FileStore>, cfg: IpamConfig },
+    /// A cluster pool: addresses from the blocks the node agent holds.
+    Pool { ipam: Ipam<FileStore>, cfg: IpamConfig, pool: String },
     Delegated { plugin: String },
     Chained { prev: Outcome },
+}
+
+/// How long an ADD waits for the agent to claim a block when the node's blocks
+/// are full (the only time an ADD waits on the agent, and so on etcd).
+const CLAIM_TIMEOUT: Duration = Duration::from_secs(10);
+/// A hint to the agent that blocks run low: answered at once, never waited on.
+const NUDGE_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// Allocates from the node's blocks. Full (or none yet): ask the agent for a
+/// block and try once more; an unreachable agent or etcd is "try again later"
+/// (code 11) — never an address outside the node's own blocks.
+fn allocate_from_pool(ipam: &Ipam<FileStore>, cfg: &IpamConfig, pool: &str, owner: &Owner, requested: &[IpAddr]) -> Result<Vec<Lease>> {
+    match ipam.allocate_in_blocks(&cfg.exclude, owner, requested) {
+        Ok(leases) => {
+            let claim = pool::Request::Claim { pool: pool.to_string(), if_low: true };
+            if let Err(e) = pool::ask_agent(&cfg.data_dir, &claim, NUDGE_TIMEOUT) {
+                tracing::warn!("could not tell the agent that pool {pool} runs low: {e}");
+            }
+            Ok(leases)
+        }
+        Err(IpamError::Exhausted { .. }) | Err(IpamError::Unavailable(_)) if requested.is_empty() => {
+            let claim = pool::Request::Claim { pool: pool.to_string(), if_low: false };
+            let answer = pool::ask_agent(&cfg.data_dir, &claim, CLAIM_TIMEOUT).map_err(|e| {
+                CniError::new(code::TRY_AGAIN_LATER, format!("pool {pool}: this node's address blocks are full and no new block could be claimed: {e}"))
+            })?;
+            if !answer.ok {
+                let why = answer.error.unwrap_or_default();
+                return Err(CniError::new(code::TRY_AGAIN_LATER, format!("pool {pool}: this node's blocks are full and the agent could not claim another: {why}")));
+            }
+            Ok(ipam.allocate_in_blocks(&cfg.exclude, owner, requested)?)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Addresses and routes for the datapath.
@@ -53,8 +90,9 @@ impl Addressing {
         match (conf.ipam_type(), &conf.ipam) {
             (Some("nearhost"), Some(raw)) => {
                 let cfg = IpamConfig::parse(raw)?;
-                if cfg.pool.is_some() {
-                    return Err(CniError::config("ipam.pool", "cluster pools need the nearhost agent; see `nearhost agent --help`"));
+                if let Some(pool) = cfg.pool.clone() {
+                    let store = FileStore::new(&cfg.data_dir, &pool::store_name(&pool))?;
+                    return Ok(Addressing::Pool { ipam: Ipam::new(store), cfg, pool });
                 }
                 let store = FileStore::new(&cfg.data_dir, &conf.name)?;
                 Ok(Addressing::Embedded { ipam: Ipam::new(store), cfg })
@@ -70,7 +108,7 @@ impl Addressing {
     /// The embedded store's directory, for drivers that keep state beside it.
     pub fn state_dir(&self, conf: &NetConf) -> PathBuf {
         match self {
-            Addressing::Embedded { ipam, .. } => ipam.store().dir().to_path_buf(),
+            Addressing::Embedded { ipam, .. } | Addressing::Pool { ipam, .. } => ipam.store().dir().to_path_buf(),
             _ => PathBuf::from(nearhost_ipam::config::DEFAULT_DATA_DIR).join(&conf.name),
         }
     }
@@ -84,8 +122,11 @@ impl Addressing {
                 let routes = prev.routes.iter().map(|r| RouteSpec { dst: r.dst, gw: r.gw }).collect();
                 Ok((Assignment { addresses, routes, dns: None }, ReleaseGuard { undo: None }))
             }
-            Addressing::Embedded { ipam, cfg } => {
-                let leases = ipam.allocate(&cfg.range_sets, &cfg.exclude, owner, requested)?;
+            Addressing::Embedded { ipam, cfg } | Addressing::Pool { ipam, cfg, .. } => {
+                let leases = match self {
+                    Addressing::Pool { pool, .. } => allocate_from_pool(ipam, cfg, pool, owner, requested)?,
+                    _ => ipam.allocate(&cfg.range_sets, &cfg.exclude, owner, requested)?,
+                };
                 let addresses = leases
                     .iter()
                     .map(|l| Assigned { address: ipnet::IpNet::new(l.ip, l.prefix()).expect("valid prefix"), gateway: l.gateway })
@@ -122,7 +163,7 @@ impl Addressing {
     pub fn release(&self, inv: &Invocation, stdin: &[u8], owner: &Owner) -> Result<()> {
         match self {
             Addressing::None | Addressing::Chained { .. } => Ok(()),
-            Addressing::Embedded { ipam, .. } => ipam.release(owner).map(|_| ()).map_err(Into::into),
+            Addressing::Embedded { ipam, .. } | Addressing::Pool { ipam, .. } => ipam.release(owner).map(|_| ()).map_err(Into::into),
             Addressing::Delegated { plugin } => delegate::exec(inv, plugin, Command::Del, stdin).map(|_| ()),
         }
     }
@@ -132,7 +173,7 @@ impl Addressing {
         match self {
             Addressing::None | Addressing::Chained { .. } => Ok(()),
             Addressing::Delegated { plugin } => delegate::exec(inv, plugin, Command::Check, stdin).map(|_| ()),
-            Addressing::Embedded { ipam, .. } => {
+            Addressing::Embedded { ipam, .. } | Addressing::Pool { ipam, .. } => {
                 let held = ipam.leases_of(owner)?;
                 let missing: Vec<String> = prev
                     .ips
@@ -155,7 +196,9 @@ impl Addressing {
     /// GC: drops embedded reservations whose attachment is not in `valid`.
     pub fn gc(&self, valid: &[(String, String)]) -> Result<Vec<(IpAddr, Owner)>> {
         match self {
-            Addressing::Embedded { ipam, .. } => Ok(ipam.gc(|o| valid.iter().any(|(c, i)| *c == o.container_id && *i == o.ifname))?),
+            Addressing::Embedded { ipam, .. } | Addressing::Pool { ipam, .. } => {
+                Ok(ipam.gc(|o| valid.iter().any(|(c, i)| *c == o.container_id && *i == o.ifname))?)
+            }
             _ => Ok(Vec::new()),
         }
     }

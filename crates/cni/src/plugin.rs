@@ -200,8 +200,18 @@ fn status(stdin: &[u8]) -> Result<()> {
     let addressing = Addressing::from_conf(&conf)?;
     let mut host = Namespace::current()?;
     driver.status(&mut host).map_err(|e| CniError::new(code::NOT_AVAILABLE, e.to_string()))?;
-    if let Addressing::Embedded { ipam, .. } = &addressing {
-        ipam.state().map_err(|e| CniError::new(code::NOT_AVAILABLE, format!("IPAM store: {e}")))?;
+    match &addressing {
+        Addressing::Embedded { ipam, .. } => {
+            ipam.state().map_err(|e| CniError::new(code::NOT_AVAILABLE, format!("IPAM store: {e}")))?;
+        }
+        Addressing::Pool { ipam, cfg, pool } => {
+            let state = ipam.state().map_err(|e| CniError::new(code::NOT_AVAILABLE, format!("IPAM store: {e}")))?;
+            let status = nearhost_ipam::pool::ask_agent(&cfg.data_dir, &nearhost_ipam::pool::Request::Status, std::time::Duration::from_millis(500));
+            if let (Err(e), true) = (status, state.blocks.is_empty()) {
+                return Err(CniError::new(code::NOT_AVAILABLE, format!("pool {pool}: this node holds no address blocks and {e}")));
+            }
+        }
+        _ => {}
     }
     Ok(())
 }

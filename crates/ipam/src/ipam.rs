@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use ipnet::IpNet;
 
 use crate::allocator::{allocate, check_static, Taken};
-use crate::config::RangeSet;
+use crate::config::{usable_bounds, Range, RangeSet};
 use crate::error::{IpamError, Result};
 use crate::store::{Owner, Reservation, State, Store};
 
@@ -49,18 +49,18 @@ impl<S: Store> Ipam<S> {
     /// `requested` are static addresses; each must fall in one of the sets.
     /// Repeating the call for the same owner returns the same addresses.
     pub fn allocate(&self, sets: &[RangeSet], exclude: &[IpNet], owner: &Owner, requested: &[IpAddr]) -> Result<Vec<Lease>> {
-        for ip in requested {
-            if !sets.iter().any(|s| s.range_of(*ip).is_some()) {
-                let ranges = sets.iter().map(RangeSet::describe).collect::<Vec<_>>().join("; ");
-                return Err(IpamError::StaticOutside { ip: *ip, ranges });
-            }
-        }
+        self.store.update(|state| allocate_in_sets(state, sets, exclude, owner, requested))
+    }
+
+    /// Like [`Self::allocate`], from the address blocks the node agent recorded
+    /// in the state (cluster pools): one address per family the blocks cover.
+    pub fn allocate_in_blocks(&self, exclude: &[IpNet], owner: &Owner, requested: &[IpAddr]) -> Result<Vec<Lease>> {
         self.store.update(|state| {
-            let mut leases = Vec::with_capacity(sets.len());
-            for set in sets {
-                leases.push(allocate_in_set(state, set, exclude, owner, requested)?);
+            let sets = blocks_as_sets(&state.blocks);
+            if sets.is_empty() {
+                return Err(IpamError::Unavailable("this node holds no address blocks of the pool yet".into()));
             }
-            Ok(leases)
+            allocate_in_sets(state, &sets, exclude, owner, requested)
         })
     }
 
@@ -121,6 +121,46 @@ impl<S: Store> Ipam<S> {
     pub fn state(&self) -> Result<State> {
         self.store.read()
     }
+}
+
+fn allocate_in_sets(state: &mut State, sets: &[RangeSet], exclude: &[IpNet], owner: &Owner, requested: &[IpAddr]) -> Result<Vec<Lease>> {
+    for ip in requested {
+        if !sets.iter().any(|s| s.range_of(*ip).is_some()) {
+            let ranges = sets.iter().map(RangeSet::describe).collect::<Vec<_>>().join("; ");
+            return Err(IpamError::StaticOutside { ip: *ip, ranges });
+        }
+    }
+    let mut leases = Vec::with_capacity(sets.len());
+    for set in sets {
+        leases.push(allocate_in_set(state, set, exclude, owner, requested)?);
+    }
+    Ok(leases)
+}
+
+/// A node's address blocks as range sets: each block is a range of its own
+/// (its first address is the gateway, as host-local would make it), one set
+/// per family.
+pub fn blocks_as_sets(blocks: &[IpNet]) -> Vec<RangeSet> {
+    let mut sets: Vec<RangeSet> = Vec::new();
+    for v6 in [false, true] {
+        let ranges: Vec<Range> = blocks
+            .iter()
+            .filter(|b| b.addr().is_ipv6() == v6)
+            .map(|b| {
+                let (start, end) = usable_bounds(b);
+                Range { subnet: *b, start, end, gateway: Some(start) }
+            })
+            .collect();
+        if !ranges.is_empty() {
+            sets.push(RangeSet { ranges });
+        }
+    }
+    sets
+}
+
+/// Addresses of `block` held by anyone.
+pub fn reserved_in(state: &State, block: &IpNet) -> usize {
+    state.reservations.keys().filter(|ip| block.contains(*ip)).count()
 }
 
 fn owned_by<'a>(state: &'a State, owner: &'a Owner) -> impl Iterator<Item = IpAddr> + 'a {
@@ -189,6 +229,30 @@ mod tests {
         assert_eq!(ipam.release(&a).unwrap().len(), 2);
         assert!(ipam.release(&a).unwrap().is_empty());
         assert!(ipam.state().unwrap().reservations.is_empty());
+    }
+
+    #[test]
+    fn blocks_become_one_set_per_family_and_allocate() {
+        let ipam = Ipam::new(MemStore::default());
+        let none = ipam.allocate_in_blocks(&[], &Owner::new("x", "eth0"), &[]);
+        assert!(matches!(none, Err(IpamError::Unavailable(_))), "{none:?}");
+        ipam.store()
+            .update(|s| {
+                s.blocks = vec!["198.18.64.0/30".parse().unwrap(), "198.18.64.8/30".parse().unwrap()];
+                Ok(())
+            })
+            .unwrap();
+        let sets = blocks_as_sets(&ipam.state().unwrap().blocks);
+        assert_eq!(sets.len(), 1);
+        assert_eq!(sets[0].ranges.len(), 2);
+        // each /30 block: .1 gateway, .2 usable
+        let a = ipam.allocate_in_blocks(&[], &Owner::new("a", "eth0"), &[]).unwrap();
+        let b = ipam.allocate_in_blocks(&[], &Owner::new("b", "eth0"), &[]).unwrap();
+        assert_eq!(a[0].ip.to_string(), "198.18.64.2");
+        assert_eq!(b[0].ip.to_string(), "198.18.64.10");
+        assert_eq!(b[0].subnet.to_string(), "198.18.64.8/30");
+        assert!(matches!(ipam.allocate_in_blocks(&[], &Owner::new("c", "eth0"), &[]), Err(IpamError::Exhausted { .. })));
+        assert_eq!(reserved_in(&ipam.state().unwrap(), &"198.18.64.8/30".parse().unwrap()), 1);
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod file_store;
 pub mod ipam;
+pub mod pool;
 pub mod store;
 
 pub use config::{IpamConfig, Range, RangeSet, RouteSpec};

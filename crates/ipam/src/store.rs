@@ -46,6 +46,10 @@ pub struct State {
     /// Round-robin cursor per range set (keyed by [`crate::RangeSet::id`]).
     #[serde(default, rename = "lastReserved")]
     pub last_reserved: BTreeMap<String, IpAddr>,
+    /// Cluster pools only: the address blocks this node holds, written by the
+    /// node agent under the same lock the plugin allocates under.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocks: Vec<ipnet::IpNet>,
 }
 
 /// One-transaction-at-a-time access to a network's [`State`].

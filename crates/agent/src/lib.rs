@@ -1,0 +1,1 @@
+//! nearhost node agent.
