@@ -22,6 +22,16 @@ enum Cmd {
     /// A multi-host lab of network namespaces (up, down, status).
     #[command(subcommand)]
     Lab(crate::cli_lab::LabCmd),
+    /// The node agent: etcd-backed address blocks, routes to other nodes, metrics.
+    Agent {
+        #[command(flatten)]
+        args: Box<crate::cli_agent::AgentArgs>,
+        #[command(subcommand)]
+        sub: Option<crate::cli_agent::AgentCmd>,
+    },
+    /// Cluster address pools in etcd (create, ls, rm).
+    #[command(subcommand)]
+    Pool(crate::cli_agent::PoolCmd),
 }
 
 pub fn run() -> ExitCode {
@@ -37,6 +47,8 @@ pub fn run() -> ExitCode {
             }
         }
         Cmd::Demo(a) => crate::cli_lab::demo(a),
+        Cmd::Agent { args, sub } => crate::cli_agent::agent(*args, sub),
+        Cmd::Pool(c) => crate::cli_agent::pool(c),
         Cmd::Lab(c) => crate::cli_lab::lab(c),
         Cmd::Version => {
             println!("nearhost {} (CNI {})", env!("CARGO_PKG_VERSION"), nearhost_cni::version::SpecVersion::supported_list().join(", "));

@@ -1,6 +1,7 @@
 //! `nearhost`: a CNI plugin when `CNI_COMMAND` is set, otherwise the CLI.
 
 mod cli;
+mod cli_agent;
 mod cli_lab;
 mod cni_entry;
 

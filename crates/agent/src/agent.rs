@@ -1,0 +1,337 @@
+//! The agent's main loop: an etcd session, the node's blocks (claimed, taken
+//! back after a restart or an expired lease, released when idle), answers to
+//! the plugin's requests, and the tasks that watch blocks and program routes.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use nearhost_ipam::pool::{self, Request, Response};
+use tokio::sync::mpsc;
+
+use crate::blocks;
+use crate::error::{AgentError, Result};
+use crate::etcd::{Etcd, EtcdOptions};
+use crate::local::{self, PoolStore};
+use crate::metrics::{Metrics, PoolLabel};
+use crate::pools;
+use crate::records::{self, BlockRecord, NodeRecord, PoolRecord};
+use crate::routes::{self, Mode};
+use crate::session::{self, Session};
+use crate::socket::{self, Ask};
+use crate::watch;
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub etcd: EtcdOptions,
+    pub node_name: String,
+    pub node_ip: Option<IpAddr>,
+    pub data_dir: PathBuf,
+    pub lease_ttl: i64,
+    pub mode: Mode,
+    /// Pools to serve from the start (others are served when first asked for).
+    pub pools: Vec<String>,
+    pub metrics_listen: SocketAddr,
+    /// How long a block must stay empty before it is given back.
+    pub release_grace: Duration,
+    /// Blocks kept per pool even when empty (so ADDs never wait).
+    pub min_blocks: usize,
+    /// Claim another block when fewer addresses than this are free.
+    pub low_water: usize,
+}
+
+/// One pool as this node serves it.
+struct Served {
+    rec: PoolRecord,
+    store: PoolStore,
+    owned: Vec<BlockRecord>,
+    empty_since: HashMap<IpNet, Instant>,
+}
+
+struct Agent {
+    cfg: AgentConfig,
+    etcd: Etcd,
+    metrics: Arc<Metrics>,
+    node: NodeRecord,
+    served: Vec<Served>,
+    /// Blocks given back locally whose etcd delete failed (retried).
+    pending_release: Vec<BlockRecord>,
+}
+
+/// The address of the interface carrying the default route.
+fn default_node_ip() -> Result<IpAddr> {
+    let mut nl = nearhost_kernel::Netlink::open().map_err(|e| AgentError::invalid("--node-ip", e.to_string()))?;
+    let link = nl.default_route_links().map_err(|e| AgentError::invalid("--node-ip", e.to_string()))?;
+    let idx = *link.first().ok_or_else(|| AgentError::invalid("--node-ip", "not given, and there is no default route to find it from"))?;
+    let addrs = nl.addresses(Some(idx)).map_err(|e| AgentError::invalid("--node-ip", e.to_string()))?;
+    addrs
+        .iter()
+        .filter(|a| !a.scope_link)
+        .map(|a| a.ip)
+        .min_by_key(|ip| ip.is_ipv6())
+        .ok_or_else(|| AgentError::invalid("--node-ip", "not given, and the default-route interface has no address"))
+}
+
+pub fn validate(cfg: &AgentConfig) -> Result<()> {
+    if !records::valid_name(&cfg.node_name) {
+        return Err(AgentError::invalid("--node-name", format!("{:?} is not a node name (letters, digits, - _ .)", cfg.node_name)));
+    }
+    if !(2..=3600).contains(&cfg.lease_ttl) {
+        return Err(AgentError::invalid("--lease-ttl", format!("{} s is outside 2..3600", cfg.lease_ttl)));
+    }
+    if !cfg.data_dir.is_absolute() {
+        return Err(AgentError::invalid("--data-dir", format!("{} must be an absolute path", cfg.data_dir.display())));
+    }
+    Ok(())
+}
+
+/// Runs the agent until `shutdown` completes. Its blocks stay bound to its
+/// lease, so a restart within the TTL keeps them (and the routes to them).
+pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result<()> {
+    validate(&cfg)?;
+    let metrics = Metrics::new();
+    let etcd = Etcd::connect(&cfg.etcd, Arc::clone(&metrics)).await?;
+    let node_ip = match cfg.node_ip {
+        Some(ip) => ip,
+        None => default_node_ip()?,
+    };
+    let node = NodeRecord {
+        name: cfg.node_name.clone(),
+        ip: node_ip,
+        mode: cfg.mode.name().into(),
+        started_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+    };
+    let mut agent = Agent { cfg: cfg.clone(), etcd: etcd.clone(), metrics: Arc::clone(&metrics), node, served: Vec::new(), pending_release: Vec::new() };
+    for name in &cfg.pools {
+        agent.serve_pool(name).await?;
+    }
+    let listener = tokio::net::TcpListener::bind(cfg.metrics_listen)
+        .await
+        .map_err(|e| AgentError::io(format!("--metrics-listen {}", cfg.metrics_listen), e))?;
+    tokio::spawn(crate::metrics::serve(listener, Arc::clone(&metrics)));
+    let sock_path = pool::agent_socket(&cfg.data_dir);
+    let (ask_tx, ask_rx) = mpsc::channel::<Ask>(256);
+    tokio::spawn(socket::serve(socket::bind(&sock_path)?, ask_tx));
+    let programmer = routes::spawn(cfg.mode.clone(), Arc::clone(&metrics))?;
+    let (own_tx, own_rx) = mpsc::unbounded_channel();
+    tokio::spawn(watch::run(etcd, cfg.node_name.clone(), programmer, own_tx));
+    let outcome = agent.sessions(ask_rx, own_rx, shutdown).await;
+    let _ = std::fs::remove_file(&sock_path);
+    outcome
+}
+
+impl Agent {
+    async fn serve_pool(&mut self, name: &str) -> Result<usize> {
+        if let Some(i) = self.served.iter().position(|s| s.rec.name == name) {
+            return Ok(i);
+        }
+        let rec = pools::get(&self.etcd, name).await?;
+        let store = local::open(&self.cfg.data_dir, name)?;
+        self.served.push(Served { rec, store, owned: Vec::new(), empty_since: HashMap::new() });
+        Ok(self.served.len() - 1)
+    }
+
+    async fn sessions(
+        &mut self,
+        mut asks: mpsc::Receiver<Ask>,
+        mut own_deleted: mpsc::UnboundedReceiver<BlockRecord>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<()> {
+        tokio::pin!(shutdown);
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            self.metrics.set_ready(false);
+            let opened = tokio::select! {
+                s = session::open(&self.etcd, &self.node, self.cfg.lease_ttl) => s,
+                _ = &mut shutdown => return Ok(()),
+            };
+            let mut session = match opened {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("etcd session: {e}; retrying in {backoff:?}");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = &mut shutdown => return Ok(()),
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(250);
+            if let Err(e) = self.settle(&session).await {
+                tracing::warn!("taking blocks back: {e}");
+            }
+            self.metrics.set_ready(true);
+            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            loop {
+                tokio::select! {
+                    _ = &mut session.lost => {
+                        tracing::warn!("etcd session lost; opening a new one");
+                        break;
+                    }
+                    Some(ask) = asks.recv() => {
+                        let resp = self.answer(ask.request, &session).await;
+                        let _ = ask.reply.send(resp);
+                    }
+                    Some(rec) = own_deleted.recv() => {
+                        if self.served.iter().any(|s| s.owned.contains(&rec)) {
+                            tracing::warn!("block {} was deleted from etcd (lease expired?); claiming it back", rec.block);
+                            if let Err(e) = self.take_back(&rec, session.lease).await {
+                                tracing::error!("{e}");
+                            }
+                        }
+                    }
+                    _ = tick.tick() => self.housekeeping().await,
+                    _ = &mut shutdown => return Ok(()),
+                }
+            }
+        }
+    }
+
+    /// After a new session: take back every block we hold (or held before a
+    /// restart, as recorded locally), then make sure each pool has its minimum.
+    async fn settle(&mut self, session: &Session) -> Result<()> {
+        for i in 0..self.served.len() {
+            let recorded = local::recorded_blocks(&self.served[i].store)?;
+            let mut wanted: Vec<BlockRecord> = self.served[i].owned.clone();
+            for b in recorded {
+                if !wanted.iter().any(|w| w.block == b) {
+                    wanted.push(self.block_rec(i, b));
+                }
+            }
+            self.served[i].owned.clear();
+            for rec in wanted {
+                if self.take_back(&rec, session.lease).await? {
+                    self.served[i].owned.push(rec);
+                }
+            }
+            while self.served[i].owned.len() < self.cfg.min_blocks {
+                self.claim(i, session.lease).await?;
+            }
+            self.write_local(i)?;
+        }
+        self.housekeeping().await;
+        Ok(())
+    }
+
+    fn block_rec(&self, i: usize, block: IpNet) -> BlockRecord {
+        BlockRecord { pool: self.served[i].rec.name.clone(), block, node: self.node.name.clone(), node_ip: self.node.ip }
+    }
+
+    /// Re-binds a block of ours to `lease`; false (and an error logged) when
+    /// another node holds it now.
+    async fn take_back(&self, rec: &BlockRecord, lease: i64) -> Result<bool> {
+        if blocks::rebind(&self.etcd, rec, lease).await? {
+            return Ok(true);
+        }
+        if let Some(h) = blocks::holder(&self.etcd, &rec.pool, &rec.block).await? {
+            tracing::error!("{}", AgentError::BlockStolen { pool: rec.pool.clone(), block: rec.block, holder: h.node, holder_ip: h.node_ip });
+        }
+        Ok(false)
+    }
+
+    async fn claim(&mut self, i: usize, lease: i64) -> Result<BlockRecord> {
+        let rec = blocks::claim(&self.etcd, &self.served[i].rec, &self.node.name, self.node.ip, lease).await?;
+        self.served[i].owned.push(rec.clone());
+        local::add_block(&self.served[i].store, rec.block)?;
+        tracing::info!("claimed block {} of pool {}", rec.block, rec.pool);
+        Ok(rec)
+    }
+
+    fn write_local(&self, i: usize) -> Result<()> {
+        let s = &self.served[i];
+        local::set_blocks(&s.store, &s.owned.iter().map(|b| b.block).collect::<Vec<_>>())
+    }
+
+    async fn answer(&mut self, req: Request, session: &Session) -> Response {
+        let fail = |e: AgentError| Response { ok: false, error: Some(e.to_string()), body: None };
+        match req {
+            Request::Status => Response { ok: true, error: None, body: Some(self.status()) },
+            Request::Claim { pool, if_low } => {
+                let i = match self.serve_pool(&pool).await {
+                    Ok(i) => i,
+                    Err(e) => return fail(e),
+                };
+                let free = local::usage(&self.served[i].store).map(|(_, f)| f).unwrap_or(0);
+                let needed = if if_low { free < self.cfg.low_water } else { free == 0 };
+                if !needed {
+                    return Response { ok: true, error: None, body: None };
+                }
+                match self.claim(i, session.lease).await {
+                    Ok(rec) => Response { ok: true, error: None, body: Some(serde_json::json!({"block": rec.block})) },
+                    Err(e) => fail(e),
+                }
+            }
+        }
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let pools: Vec<serde_json::Value> = self
+            .served
+            .iter()
+            .map(|s| {
+                let free = local::usage(&s.store).map(|(_, f)| f).unwrap_or(0);
+                serde_json::json!({"pool": s.rec.name, "subnet": s.rec.subnet, "blocks": s.owned.iter().map(|b| b.block).collect::<Vec<_>>(), "free": free})
+            })
+            .collect();
+        serde_json::json!({"node": self.node.name, "nodeIP": self.node.ip, "mode": self.node.mode, "ready": self.metrics.ready.load(std::sync::atomic::Ordering::Relaxed), "pools": pools})
+    }
+
+    /// Metrics, and giving back blocks idle for the grace period (keeping the
+    /// per-pool minimum).
+    async fn housekeeping(&mut self) {
+        for rec in std::mem::take(&mut self.pending_release) {
+            if blocks::release(&self.etcd, &rec).await.is_err() {
+                self.pending_release.push(rec);
+            }
+        }
+        for i in 0..self.served.len() {
+            let Ok((per_block, _)) = local::usage(&self.served[i].store) else { continue };
+            let label = PoolLabel { pool: self.served[i].rec.name.clone() };
+            self.metrics.addresses_in_use.get_or_create(&label).set(per_block.iter().map(|(_, n)| *n as i64).sum());
+            let now = Instant::now();
+            for (block, used) in &per_block {
+                if *used > 0 {
+                    self.served[i].empty_since.remove(block);
+                } else {
+                    self.served[i].empty_since.entry(*block).or_insert(now);
+                }
+            }
+            let idle: Vec<IpNet> = self.served[i]
+                .empty_since
+                .iter()
+                .filter(|(_, since)| now.duration_since(**since) >= self.cfg.release_grace)
+                .map(|(b, _)| *b)
+                .collect();
+            for block in idle {
+                if self.served[i].owned.len() <= self.cfg.min_blocks {
+                    break;
+                }
+                if let Err(e) = self.release(i, block).await {
+                    tracing::warn!("releasing block {block}: {e}");
+                }
+            }
+            self.metrics.blocks_owned.get_or_create(&label).set(self.served[i].owned.len() as i64);
+        }
+    }
+
+    async fn release(&mut self, i: usize, block: IpNet) -> Result<()> {
+        if !local::drop_if_empty(&self.served[i].store, &block)? {
+            self.served[i].empty_since.remove(&block);
+            return Ok(());
+        }
+        let rec = self.block_rec(i, block);
+        self.served[i].owned.retain(|b| b.block != block);
+        self.served[i].empty_since.remove(&block);
+        if let Err(e) = blocks::release(&self.etcd, &rec).await {
+            self.pending_release.push(rec);
+            return Err(e);
+        }
+        tracing::info!("released idle block {block} of pool {}", rec.pool);
+        Ok(())
+    }
+}

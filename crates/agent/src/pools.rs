@@ -1,0 +1,154 @@
+//! Pool definitions in etcd: `nearhost pool create | ls | rm`. Every change is
+//! one transaction guarded by a counter all pool changes bump, so two creates
+//! of overlapping pools can't both succeed and nothing is ever half-written.
+
+use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+use ipnet::IpNet;
+use serde::Serialize;
+
+use crate::error::{AgentError, Result};
+use crate::etcd::Etcd;
+use crate::records::{self, BlockRecord, PoolRecord};
+
+/// Default block size: /26 for IPv4 (64 addresses), /122 for IPv6.
+pub fn default_block_prefix(subnet: &IpNet) -> u8 {
+    if subnet.addr().is_ipv6() {
+        122
+    } else {
+        26
+    }
+}
+
+/// Checks a pool definition; every error names the flag and value.
+pub fn validate(name: &str, subnet: &IpNet, block_prefix: u8) -> Result<PoolRecord> {
+    if !records::valid_name(name) {
+        return Err(AgentError::invalid("NAME", format!("{name:?} is not a pool name (letters, digits, - _ ., at most 63)")));
+    }
+    if subnet.addr() != subnet.network() {
+        return Err(AgentError::invalid("--subnet", format!("{subnet} has host bits set; did you mean {}?", subnet.trunc())));
+    }
+    let max = if subnet.addr().is_ipv6() { 126 } else { 30 };
+    if block_prefix < subnet.prefix_len() || block_prefix > max {
+        return Err(AgentError::invalid(
+            "--block-size",
+            format!("/{block_prefix} must be between the subnet's /{} and /{max}", subnet.prefix_len()),
+        ));
+    }
+    if block_prefix - subnet.prefix_len() > 24 {
+        return Err(AgentError::invalid("--block-size", format!("/{block_prefix} makes more than 2^24 blocks of {subnet}; use larger blocks")));
+    }
+    Ok(PoolRecord { name: name.to_string(), subnet: *subnet, block_prefix })
+}
+
+fn overlaps(a: &IpNet, b: &IpNet) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+/// All pools, and the guard's mod revision they were read at.
+async fn read_pools(etcd: &Etcd) -> Result<(Vec<PoolRecord>, i64)> {
+    let (kvs, _) = etcd.get_prefix(records::POOLS).await?;
+    let pools = kvs.iter().filter_map(|kv| records::decode::<PoolRecord>(kv.value())).collect();
+    let guard = etcd.get(records::POOLS_GUARD).await?.map(|kv| kv.mod_revision()).unwrap_or(0);
+    Ok((pools, guard))
+}
+
+pub async fn create(etcd: &Etcd, pool: &PoolRecord) -> Result<()> {
+    for _ in 0..5 {
+        let (pools, guard) = read_pools(etcd).await?;
+        if let Some(p) = pools.iter().find(|p| p.name == pool.name) {
+            return Err(AgentError::PoolExists { name: p.name.clone(), subnet: p.subnet });
+        }
+        if let Some(o) = pools.iter().find(|o| overlaps(&o.subnet, &pool.subnet)) {
+            return Err(AgentError::Overlap { name: pool.name.clone(), subnet: pool.subnet, other: o.name.clone(), other_subnet: o.subnet });
+        }
+        let key = records::pool_key(&pool.name);
+        let txn = Txn::new()
+            .when(vec![
+                Compare::create_revision(key.clone(), CompareOp::Equal, 0),
+                Compare::mod_revision(records::POOLS_GUARD, CompareOp::Equal, guard),
+            ])
+            .and_then(vec![TxnOp::put(key, records::encode(pool), None), TxnOp::put(records::POOLS_GUARD, pool.name.clone(), None)]);
+        if etcd.txn(txn).await?.succeeded() {
+            return Ok(());
+        }
+        // another pool change got in between: look again
+    }
+    Err(AgentError::Contention("the pool list".into()))
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolUsage {
+    #[serde(flatten)]
+    pub pool: PoolRecord,
+    pub blocks_total: u128,
+    pub blocks_claimed: usize,
+    pub nodes: Vec<String>,
+}
+
+pub async fn get(etcd: &Etcd, name: &str) -> Result<PoolRecord> {
+    let kv = etcd.get(&records::pool_key(name)).await?.ok_or_else(|| AgentError::UnknownPool(name.to_string()))?;
+    records::decode(kv.value()).ok_or_else(|| AgentError::invalid(records::pool_key(name), "is not a pool record"))
+}
+
+pub async fn blocks(etcd: &Etcd, pool: &str) -> Result<Vec<BlockRecord>> {
+    let (kvs, _) = etcd.get_prefix(&records::blocks_of(pool)).await?;
+    Ok(kvs.iter().filter_map(|kv| records::decode::<BlockRecord>(kv.value())).collect())
+}
+
+pub async fn list(etcd: &Etcd) -> Result<Vec<PoolUsage>> {
+    let (pools, _) = read_pools(etcd).await?;
+    let mut out = Vec::new();
+    for p in pools {
+        let b = blocks(etcd, &p.name).await?;
+        let mut nodes: Vec<String> = b.iter().map(|r| r.node.clone()).collect();
+        nodes.sort();
+        nodes.dedup();
+        out.push(PoolUsage { blocks_total: p.block_count(), blocks_claimed: b.len(), nodes, pool: p });
+    }
+    Ok(out)
+}
+
+/// Removes a pool; refuses while blocks are claimed unless `force` (then the
+/// blocks go too, in the same transaction).
+pub async fn remove(etcd: &Etcd, name: &str, force: bool) -> Result<()> {
+    let key = records::pool_key(name);
+    let kv = etcd.get(&key).await?.ok_or_else(|| AgentError::UnknownPool(name.to_string()))?;
+    let claimed = blocks(etcd, name).await?;
+    if !claimed.is_empty() && !force {
+        let mut nodes: Vec<String> = claimed.iter().map(|b| b.node.clone()).collect();
+        nodes.dedup();
+        return Err(AgentError::PoolInUse { pool: name.to_string(), count: claimed.len(), nodes: nodes.join(", ") });
+    }
+    let mut ops = vec![TxnOp::delete(key.clone(), None), TxnOp::put(records::POOLS_GUARD, format!("-{name}"), None)];
+    if force {
+        ops.push(TxnOp::delete(records::blocks_of(name), Some(etcd_client::DeleteOptions::new().with_prefix())));
+    }
+    let txn = Txn::new().when(vec![Compare::mod_revision(key, CompareOp::Equal, kv.mod_revision())]).and_then(ops);
+    if etcd.txn(txn).await?.succeeded() {
+        Ok(())
+    } else {
+        Err(AgentError::Contention(format!("pool {name}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_names_the_flag() {
+        let s: IpNet = "198.18.64.0/18".parse().unwrap();
+        assert!(validate("p", &s, 26).is_ok());
+        let err = |r: Result<PoolRecord>| match r {
+            Err(AgentError::Invalid { field, .. }) => field,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(err(validate("a/b", &s, 26)), "NAME");
+        assert_eq!(err(validate("p", &"198.18.64.1/18".parse().unwrap(), 26)), "--subnet");
+        assert_eq!(err(validate("p", &s, 16)), "--block-size");
+        assert_eq!(err(validate("p", &s, 31)), "--block-size");
+        assert_eq!(default_block_prefix(&"2001:2::/48".parse().unwrap()), 122);
+        assert!(overlaps(&"198.18.0.0/16".parse().unwrap(), &"198.18.64.0/18".parse().unwrap()));
+        assert!(!overlaps(&"198.18.0.0/18".parse().unwrap(), &"198.18.64.0/18".parse().unwrap()));
+    }
+}
