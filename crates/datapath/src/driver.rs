@@ -40,6 +40,7 @@ pub const DATAPATHS: &[Registration] = &[
     crate::ipvlan::REGISTRATION,
     crate::bridge::REGISTRATION,
     crate::routed::REGISTRATION,
+    crate::sriov::REGISTRATION,
 ];
 
 /// Builds the driver named by the config's `datapath` field.

@@ -2,6 +2,7 @@
 //! trait, and the container-side work they share.
 
 pub mod bridge;
+pub mod claims;
 pub mod container;
 pub mod context;
 pub mod driver;
@@ -14,7 +15,11 @@ pub mod lower;
 pub mod macvlan;
 pub mod nat;
 pub mod routed;
+pub mod sriov;
 pub mod veth;
+pub mod vf;
+pub mod vf_lease;
+pub mod vf_settings;
 
 pub use context::{AddRequest, Assigned, CheckRequest, DelRequest, Iface, IpOut, Namespace, Outcome, PortMapping, RouteOut, RouteSpec};
 pub use driver::{build, Datapath, DATAPATHS};
