@@ -13,4 +13,5 @@ mod kernel_lab;
 mod lifecycle;
 mod macvlan;
 mod routed;
+mod sriov;
 mod versions;

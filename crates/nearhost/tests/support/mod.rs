@@ -5,6 +5,8 @@
 //! iproute2, independently of nearhost's own netlink code.
 #![allow(dead_code)]
 
+pub mod sriov;
+
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
