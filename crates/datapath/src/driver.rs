@@ -41,6 +41,8 @@ pub const DATAPATHS: &[Registration] = &[
     crate::bridge::REGISTRATION,
     crate::routed::REGISTRATION,
     crate::sriov::REGISTRATION,
+    crate::sriov_bond::REGISTRATION,
+    crate::hostdev::REGISTRATION,
 ];
 
 /// Builds the driver named by the config's `datapath` field.

@@ -4,13 +4,13 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use nearhost_kernel::link::Mac;
 use nearhost_kernel::sriov::VfSetting;
 use nearhost_kernel::sysfs::{Sysfs, VirtFn};
 use serde::{Deserialize, Serialize};
 
 use crate::claims::ClaimStore;
 use crate::error::{DatapathError, KernelContext, Result};
+use crate::moved::SavedNetdev;
 
 /// The claims file of SR-IOV VFs in a driver state directory (keyed by PCI address).
 pub const CLAIMS: &str = "sriov-vfs";
@@ -24,14 +24,8 @@ pub struct VfClaim {
     pub pf: String,
     pub vf: u32,
     pub pci: String,
-    /// The VF interface as it was in the host namespace.
-    pub host_name: String,
-    pub mtu: u32,
-    pub mac: Option<Mac>,
-    pub was_up: bool,
-    /// Its name while it moves into the container, then its final name there.
-    pub temp_name: String,
-    pub sandbox_name: String,
+    /// The VF's interface as it was in the host namespace.
+    pub dev: SavedNetdev,
     /// The PF settings ADD applies (CHECK compares them with the PF's report).
     pub applied: Vec<VfSetting>,
     /// The PF settings DEL sends, in this order, to undo ADD's.
@@ -169,12 +163,15 @@ mod tests {
             pf: "pf0".into(),
             vf: vf.index,
             pci: vf.pci.clone(),
-            host_name: vf.netdevs[0].clone(),
-            mtu: 1500,
-            mac: None,
-            was_up: false,
-            temp_name: "nhtmp0".into(),
-            sandbox_name: "eth0".into(),
+            dev: SavedNetdev {
+                host_name: vf.netdevs[0].clone(),
+                mtu: 1500,
+                mac: None,
+                was_up: false,
+                pci: Some(vf.pci.clone()),
+                temp_name: "nhtmp0".into(),
+                sandbox_name: "eth0".into(),
+            },
             applied: vec![],
             restore: vec![],
         }

@@ -1,18 +1,15 @@
 //! A VF's way into a container and back: claim it (recording what DEL must
-//! restore), apply its PF settings, move it in under a temporary name; and give
-//! it back — out of the container, or found by PCI address when the container's
-//! namespace is gone — with its name, MTU, MAC and PF settings restored.
+//! restore), apply its PF settings, move it in; and give it back (see
+//! [`crate::moved`]) with its PF settings restored and the claim released.
 
-use std::os::fd::AsFd;
-
-use nearhost_kernel::link::{format_mac, temp_link_name, Link};
+use nearhost_kernel::link::{Link, Mac};
 use nearhost_kernel::sriov::VfSetting;
 use nearhost_kernel::sysfs::Sysfs;
-use nearhost_kernel::NetNs;
 
 use crate::claims::{ClaimStore, Locked};
 use crate::context::Namespace;
 use crate::error::{join, DatapathError, KernelContext, Result};
+use crate::moved::{self, GiveBack, SavedNetdev};
 use crate::vf::{self, VfClaim};
 use crate::vf_settings;
 
@@ -34,9 +31,7 @@ pub struct Want<'a> {
 /// VF in the host namespace with its settings.
 pub struct VfLease {
     claim: VfClaim,
-    store: ClaimStore,
-    host: Option<NetNs>,
-    sandbox: Option<NetNs>,
+    give_back: GiveBack,
 }
 
 /// Claims one VF per `want`, all in one locked transaction: all or none.
@@ -52,14 +47,14 @@ pub fn claim(host: &mut Namespace, sb: &Namespace, store: &ClaimStore, owner: (&
         claims.push(c);
     }
     locked.commit()?;
-    let lease = |claim| -> Result<VfLease> {
-        Ok(VfLease { claim, store: store.clone(), host: Some(try_clone(&host.ns)?), sandbox: Some(try_clone(&sb.ns)?) })
+    let lease = |claim: VfClaim| -> Result<VfLease> {
+        let (store, pci) = (store.clone(), claim.pci.clone());
+        let what = format!("VF {} of {}", claim.vf, claim.pf);
+        // The claim as recorded then, not as now: ADD may have added to it.
+        let give_back = GiveBack::new(host, sb, what, move |h, s| release_recorded(h, Some(s), &store, &pci))?;
+        Ok(VfLease { claim, give_back })
     };
     claims.into_iter().map(lease).collect()
-}
-
-fn try_clone(ns: &NetNs) -> Result<NetNs> {
-    ns.try_clone().ctx(|| format!("duplicate the handle of {}", ns.path().display()))
 }
 
 /// Reads what the VF is like now: its interface in the host and its PF settings.
@@ -76,12 +71,7 @@ fn new_claim(host: &mut Namespace, owner: (&str, &str), want: &Want<'_>, vf: u32
         pf: want.pf.to_string(),
         vf,
         pci: pci.to_string(),
-        host_name: link.name,
-        mtu: link.mtu,
-        mac: link.mac,
-        was_up: link.up,
-        temp_name: temp_link_name(),
-        sandbox_name: want.sandbox_name.clone(),
+        dev: SavedNetdev::new(&link, Some(pci.to_string()), &want.sandbox_name),
         applied: want.settings.clone(),
         restore: vf_settings::originals(&want.settings, before),
     })
@@ -108,33 +98,39 @@ impl VfLease {
         for s in settings {
             host.nl.set_vf(pf.index, c.vf, s).ctx(|| format!("{}: PF {} refused VF {} {s}", vf_settings::field_of(s), c.pf, c.vf))?;
         }
-        let link = host.nl.require_link(&c.host_name).ctx(|| format!("look up VF interface {}", c.host_name))?;
-        host.nl
-            .move_and_rename_link(link.index, sb.ns.as_fd(), &c.temp_name)
-            .ctx(|| format!("move VF {} of {} ({}) into the container", c.vf, c.pf, c.host_name))?;
-        let moved = sb.nl.link_by_name(&c.temp_name).ctx(|| format!("look up {} in the container", c.temp_name))?;
-        moved.map(|l| l.index).ok_or_else(|| {
-            DatapathError::Conflict(format!("VF {} of {} did not appear in the container as {}", c.vf, c.pf, c.temp_name))
-        })
+        moved::move_in(host, sb, &c.dev)
+    }
+
+    /// Gives the VF `mac` as its administrative MAC through the PF, if the PF
+    /// takes it. The change is recorded first, so that DEL undoes it even after
+    /// a crash, and forgotten again when the PF refuses. Whether it took.
+    pub fn try_admin_mac(&mut self, host: &mut Namespace, store: &ClaimStore, mac: Mac) -> Result<bool> {
+        let (pf, vf) = (pf_link(host, "pfs", &self.claim.pf)?, self.claim.vf);
+        let states = host.nl.vf_states(pf.index).ctx(|| format!("read the VF settings of {}", pf.name))?;
+        let setting = VfSetting::Mac(mac);
+        let recorded = self.claim.clone();
+        self.claim.applied.insert(0, setting);
+        self.claim.restore.extend(vf_settings::originals(&[setting], states.iter().find(|s| s.vf == vf)));
+        self.save(store)?;
+        match host.nl.set_vf(pf.index, vf, &setting) {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                tracing::info!("PF {} does not set VF {vf}'s MAC ({e})", pf.name);
+                self.claim = recorded;
+                self.save(store).map(|()| false)
+            }
+        }
+    }
+
+    fn save(&self, store: &ClaimStore) -> Result<()> {
+        let mut locked: Locked<VfClaim> = store.lock()?;
+        locked.insert(self.claim.pci.clone(), self.claim.clone());
+        locked.commit()
     }
 
     /// ADD succeeded: the VF stays with the container.
-    pub fn keep(mut self) {
-        self.host = None;
-    }
-}
-
-impl Drop for VfLease {
-    fn drop(&mut self) {
-        let (Some(host), Some(sb)) = (self.host.take(), self.sandbox.take()) else { return };
-        let result = Namespace::open(host).and_then(|mut h| {
-            let mut sb = Namespace::open(sb)?;
-            release(&mut h, Some(&mut sb), &self.store, &self.claim)
-        });
-        match result {
-            Ok(()) => tracing::debug!("rolled back VF {} of {}", self.claim.vf, self.claim.pf),
-            Err(e) => tracing::warn!("rollback of VF {} of {} failed: {e}", self.claim.vf, self.claim.pf),
-        }
+    pub fn keep(self) {
+        self.give_back.disarm();
     }
 }
 
@@ -143,8 +139,8 @@ impl Drop for VfLease {
 /// the container, so that a retried DEL can finish the job.
 pub fn release(host: &mut Namespace, sb: Option<&mut Namespace>, store: &ClaimStore, claim: &VfClaim) -> Result<()> {
     let mut errors = Vec::new();
-    match bring_home(host, sb, claim)? {
-        Some(index) => errors.extend(restore_netdev(host, index, claim).err()),
+    match moved::bring_home(host, sb, &claim.dev)? {
+        Some(index) => errors.extend(moved::restore(host, index, &claim.dev).err()),
         // A veth stand-in dies with its namespace; a real VF never vanishes
         // like this unless its driver was unbound or VFs were disabled.
         None => tracing::warn!(
@@ -162,59 +158,10 @@ pub fn release(host: &mut Namespace, sb: Option<&mut Namespace>, store: &ClaimSt
     join(errors)
 }
 
-/// Moves the VF out of the container into the host under a temporary name, or
-/// finds it in the host by PCI address: when a namespace dies, the kernel
-/// returns physical devices to the initial namespace, renamed `devN` if their
-/// name is taken there. The index in the host, if it is anywhere to be found.
-fn bring_home(host: &mut Namespace, sb: Option<&mut Namespace>, c: &VfClaim) -> Result<Option<u32>> {
-    if let Some(sb) = sb {
-        // The temporary name first: if ADD failed before the rename, an
-        // interface called `sandbox_name` in the container is not ours.
-        for name in [&c.temp_name, &c.sandbox_name] {
-            let Some(link) = sb.nl.link_by_name(name).ctx(|| format!("look up {name} in the container"))? else { continue };
-            let temp = temp_link_name();
-            sb.nl
-                .move_and_rename_link(link.index, host.ns.as_fd(), &temp)
-                .ctx(|| format!("move VF {} of {} ({name}) back to the host namespace", c.vf, c.pf))?;
-            return Ok(host.nl.link_by_name(&temp).ctx(|| format!("look up {temp}"))?.map(|l| l.index));
-        }
-    }
-    let sysfs = Sysfs::from_env();
-    for name in sysfs.pci_netdevs(&c.pci).ctx(|| format!("read the interfaces of {}", c.pci))? {
-        if let Some(l) = host.nl.link_by_name(&name).ctx(|| format!("look up {name}"))? {
-            return Ok(Some(l.index));
-        }
-    }
-    Ok(None)
-}
-
-/// Name, MTU, MAC and up/down state as they were before ADD.
-fn restore_netdev(host: &mut Namespace, index: u32, c: &VfClaim) -> Result<()> {
-    let now = host.nl.link_by_index(index).ctx(|| format!("look up VF {} of {}", c.vf, c.pf))?;
-    let Some(now) = now else { return Ok(()) };
-    if now.up {
-        // The kernel refuses to rename a running interface (EBUSY).
-        host.nl.set_link_up(index, false).ctx(|| format!("bring {} down", now.name))?;
-    }
-    if now.name != c.host_name {
-        host.nl.rename_link(index, &c.host_name).map_err(|e| match e.is_exists() {
-            true => DatapathError::Conflict(format!(
-                "VF {} of {} is back in the host namespace as {}: its name {} is taken",
-                c.vf, c.pf, now.name, c.host_name
-            )),
-            false => DatapathError::Kernel { context: format!("rename {} back to {}", now.name, c.host_name), source: e },
-        })?;
-    }
-    if now.mtu != c.mtu {
-        host.nl.set_mtu(index, c.mtu).ctx(|| format!("restore MTU {} on {}", c.mtu, c.host_name))?;
-    }
-    if let Some(mac) = c.mac.filter(|m| Some(*m) != now.mac) {
-        host.nl.set_mac(index, mac).ctx(|| format!("restore MAC {} on {}", format_mac(&mac), c.host_name))?;
-    }
-    if c.was_up {
-        host.nl.set_link_up(index, true).ctx(|| format!("bring {} up", c.host_name))?;
-    }
-    Ok(())
+/// [`release`] of the claim recorded for the VF at `pci`, if there is one.
+fn release_recorded(host: &mut Namespace, sb: Option<&mut Namespace>, store: &ClaimStore, pci: &str) -> Result<()> {
+    let claim = store.lock::<VfClaim>()?.claims().get(pci).cloned();
+    claim.map_or(Ok(()), |c| release(host, sb, store, &c))
 }
 
 fn restore_pf_settings(host: &mut Namespace, c: &VfClaim) -> Result<()> {
