@@ -8,6 +8,7 @@ mod bridge;
 mod concurrency;
 mod delegate;
 mod errors;
+mod hostdev;
 mod ipvlan;
 mod kernel_lab;
 mod lifecycle;

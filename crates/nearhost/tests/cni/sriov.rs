@@ -118,7 +118,7 @@ fn del_after_the_namespace_is_gone() {
     // The kernel's part for VF 0: back in the host, renamed, still at the container's MTU.
     w.cable("dev7", "dev7s");
     w.host.ip(&["link", "set", "dev7", "mtu", "1400", "address", &before.1]);
-    w.set_vf_netdev(0x13, 0, "dev7");
+    w.set_netdev(&pci_address(0x13, Some(0)), "dev7");
     del_ok(&w, "g1", &p1, &conf, Some(&r1));
     assert!(w.host.link("dev7").is_none(), "found by PCI address and renamed");
     assert_eq!(host_state(&w, &vfs[0]).0, before.0, "MTU restored");

@@ -63,9 +63,14 @@ impl Wire {
         names
     }
 
-    /// What sysfs would show after the kernel renamed a VF's interface.
-    pub fn set_vf_netdev(&self, bus: u8, vf: usize, name: &str) {
-        let net = Tree(self.sysfs.path()).pci(&pci_address(bus, Some(vf))).join("net");
+    /// A PCI device `addr` whose interface is `ifname` (a NIC for hostdev).
+    pub fn pci_device(&self, addr: &str, ifname: &str) {
+        Tree(self.sysfs.path()).device(addr, ifname);
+    }
+
+    /// What sysfs would show after the kernel renamed a device's interface.
+    pub fn set_netdev(&self, pci: &str, name: &str) {
+        let net = Tree(self.sysfs.path()).pci(pci).join("net");
         std::fs::remove_dir_all(&net).unwrap();
         std::fs::create_dir_all(net.join(name)).unwrap();
     }
