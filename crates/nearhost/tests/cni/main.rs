@@ -15,4 +15,5 @@ mod lifecycle;
 mod macvlan;
 mod routed;
 mod sriov;
+mod sriov_bond;
 mod versions;
