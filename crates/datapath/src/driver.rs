@@ -61,3 +61,9 @@ pub fn build(conf: &Value) -> Result<Box<dyn Datapath>> {
         .ok_or_else(|| DatapathError::config("datapath", format!("unknown datapath {name:?} (known: {})", names())))?;
     (reg.build)(conf)
 }
+
+/// The message of the error a driver's config check gives (for its tests).
+#[cfg(test)]
+pub(crate) fn config_error(build: fn(&Value) -> Result<Box<dyn Datapath>>, conf: Value) -> String {
+    build(&conf).err().expect("config should be refused").to_string()
+}

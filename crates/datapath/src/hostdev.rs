@@ -250,7 +250,7 @@ mod tests {
     use serde_json::json;
 
     fn err(v: Value) -> String {
-        build(&v).err().expect("config should be refused").to_string()
+        crate::driver::config_error(build, v)
     }
 
     #[test]

@@ -333,16 +333,10 @@ fn parse_link_info(infos: &[LinkInfo], link: &mut Link) {
                 }
             }
             LinkInfo::Data(InfoData::Bond(attrs)) => {
-                for a in attrs {
-                    if let InfoBond::Mode(m) = a {
-                        link.bond_mode = match m {
-                            NlBondMode::ActiveBackup => Some(BondMode::ActiveBackup),
-                            NlBondMode::BalanceXor => Some(BondMode::BalanceXor),
-                            NlBondMode::Ieee8023Ad => Some(BondMode::Lacp),
-                            _ => None,
-                        }
-                    }
-                }
+                let mode = attrs.iter().find_map(|a| if let InfoBond::Mode(m) = a { Some(*m) } else { None });
+                link.bond_mode = [BondMode::ActiveBackup, BondMode::BalanceXor, BondMode::Lacp]
+                    .into_iter()
+                    .find(|b| Some(bond_mode_to_nl(*b)) == mode);
             }
             LinkInfo::Data(InfoData::IpVlan(attrs)) => {
                 for a in attrs {
