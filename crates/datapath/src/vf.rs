@@ -58,30 +58,41 @@ pub fn discover(sysfs: &Sysfs, field: &str, pf: &str) -> Result<Vec<VirtFn>> {
 }
 
 /// Chooses a VF of `pf`: the configured one, or the first free one. A VF is free
-/// when nobody claims it and its interface is visible in the host (one without
-/// is inside another namespace or bound to a non-network driver such as vfio-pci).
-pub fn pick<'a>(claims: &BTreeMap<String, VfClaim>, pf: &str, vfs: &'a [VirtFn], wanted: Option<u32>) -> Result<&'a VirtFn> {
-    if let Some(n) = wanted {
-        let vf = vfs.iter().find(|v| v.index == n).ok_or_else(|| {
-            DatapathError::config("vf", format!("{pf} has no VF {n} (VFs enabled: {})", vfs.len()))
-        })?;
-        if let Some(c) = claims.get(&vf.pci) {
-            return Err(DatapathError::Busy(format!("VF {n} of {pf} is claimed by container {} ({})", c.container_id, c.ifname)));
-        }
-        if vf.netdevs.is_empty() {
-            return Err(DatapathError::Busy(format!("VF {n} of {pf} ({}) has no interface in the host namespace", vf.pci)));
-        }
-        return Ok(vf);
+/// when nobody claims it, its interface is visible in the host (one without is
+/// inside another namespace or bound to a non-network driver such as vfio-pci)
+/// and it is not one of the host's `uplinks` (interfaces carrying its default
+/// route), which are never moved.
+pub fn pick<'a>(claims: &BTreeMap<String, VfClaim>, pf: &str, vfs: &'a [VirtFn], wanted: Option<u32>, uplinks: &[String]) -> Result<&'a VirtFn> {
+    let uplink = |v: &VirtFn| v.netdevs.iter().any(|n| uplinks.contains(n));
+    let Some(n) = wanted else {
+        let free = |v: &&VirtFn| !claims.contains_key(&v.pci) && !v.netdevs.is_empty() && !uplink(v);
+        return vfs.iter().find(free).ok_or_else(|| no_free_vf(claims, pf, vfs, uplink));
+    };
+    let vf = vfs
+        .iter()
+        .find(|v| v.index == n)
+        .ok_or_else(|| DatapathError::config("vf", format!("{pf} has no VF {n} (VFs enabled: {})", vfs.len())))?;
+    if let Some(c) = claims.get(&vf.pci) {
+        return Err(DatapathError::Busy(format!("VF {n} of {pf} is claimed by container {} ({})", c.container_id, c.ifname)));
     }
-    vfs.iter().find(|v| !claims.contains_key(&v.pci) && !v.netdevs.is_empty()).ok_or_else(|| no_free_vf(claims, pf, vfs))
+    if vf.netdevs.is_empty() {
+        return Err(DatapathError::Busy(format!("VF {n} of {pf} ({}) has no interface in the host namespace", vf.pci)));
+    }
+    if uplink(vf) {
+        return Err(DatapathError::config("vf", format!("VF {n} of {pf} ({}) carries the host's default route", vf.netdevs.join(", "))));
+    }
+    Ok(vf)
 }
 
-fn no_free_vf(claims: &BTreeMap<String, VfClaim>, pf: &str, vfs: &[VirtFn]) -> DatapathError {
-    let claimed = vfs.iter().filter(|v| claims.contains_key(&v.pci)).count();
+fn no_free_vf(claims: &BTreeMap<String, VfClaim>, pf: &str, vfs: &[VirtFn], uplink: impl Fn(&VirtFn) -> bool) -> DatapathError {
+    let count = |f: &dyn Fn(&VirtFn) -> bool| vfs.iter().filter(|v| f(v)).count();
+    let claimed = count(&|v| claims.contains_key(&v.pci));
+    let hidden = count(&|v| !claims.contains_key(&v.pci) && v.netdevs.is_empty());
+    let uplinks = count(&|v| !claims.contains_key(&v.pci) && uplink(v));
+    let uplinks = if uplinks > 0 { format!(", {uplinks} carrying the host's default route") } else { String::new() };
     DatapathError::Busy(format!(
-        "no free VF on {pf}: {} enabled, {claimed} claimed by containers, {} without an interface in the host namespace",
-        vfs.len(),
-        vfs.iter().filter(|v| !claims.contains_key(&v.pci) && v.netdevs.is_empty()).count(),
+        "no free VF on {pf}: {} enabled, {claimed} claimed by containers, {hidden} without an interface in the host namespace{uplinks}",
+        vfs.len()
     ))
 }
 
@@ -205,12 +216,12 @@ mod tests {
         tree(t.path(), &["vfa", "", "vfc", "vfd"]);
         let vfs = discover(&Sysfs::at(t.path()), "pf", "pf0").unwrap();
         let mut claims = BTreeMap::new();
-        assert_eq!(pick(&claims, "pf0", &vfs, None).unwrap().index, 0);
+        assert_eq!(pick(&claims, "pf0", &vfs, None, &[]).unwrap().index, 0);
         claims.insert(vfs[0].pci.clone(), claim(&vfs[0], "c0"));
-        assert_eq!(pick(&claims, "pf0", &vfs, None).unwrap().index, 2);
+        assert_eq!(pick(&claims, "pf0", &vfs, None, &[]).unwrap().index, 2);
         claims.insert(vfs[2].pci.clone(), claim(&vfs[2], "c2"));
         claims.insert(vfs[3].pci.clone(), claim(&vfs[3], "c3"));
-        let e = pick(&claims, "pf0", &vfs, None).unwrap_err();
+        let e = pick(&claims, "pf0", &vfs, None, &[]).unwrap_err();
         assert!(matches!(e, DatapathError::Busy(_)));
         assert_eq!(e.to_string(), "no free VF on pf0: 4 enabled, 3 claimed by containers, 1 without an interface in the host namespace");
     }
@@ -221,11 +232,24 @@ mod tests {
         tree(t.path(), &["vfa", "vfb"]);
         let vfs = discover(&Sysfs::at(t.path()), "pf", "pf0").unwrap();
         let mut claims = BTreeMap::new();
-        assert_eq!(pick(&claims, "pf0", &vfs, Some(1)).unwrap().index, 1);
-        assert_eq!(pick(&claims, "pf0", &vfs, Some(5)).unwrap_err().to_string(), "vf: pf0 has no VF 5 (VFs enabled: 2)");
+        assert_eq!(pick(&claims, "pf0", &vfs, Some(1), &[]).unwrap().index, 1);
+        assert_eq!(pick(&claims, "pf0", &vfs, Some(5), &[]).unwrap_err().to_string(), "vf: pf0 has no VF 5 (VFs enabled: 2)");
         claims.insert(vfs[1].pci.clone(), claim(&vfs[1], "other"));
-        let e = pick(&claims, "pf0", &vfs, Some(1)).unwrap_err().to_string();
+        let e = pick(&claims, "pf0", &vfs, Some(1), &[]).unwrap_err().to_string();
         assert_eq!(e, "VF 1 of pf0 is claimed by container other (eth0)");
+    }
+
+    #[test]
+    fn a_vf_carrying_the_host_default_route_is_never_picked() {
+        let t = tempfile::tempdir().unwrap();
+        tree(t.path(), &["vfa", "vfb"]);
+        let vfs = discover(&Sysfs::at(t.path()), "pf", "pf0").unwrap();
+        let (claims, uplinks) = (BTreeMap::new(), vec!["vfa".to_string()]);
+        assert_eq!(pick(&claims, "pf0", &vfs, None, &uplinks).unwrap().index, 1);
+        let e = pick(&claims, "pf0", &vfs, Some(0), &uplinks).unwrap_err().to_string();
+        assert_eq!(e, "vf: VF 0 of pf0 (vfa) carries the host's default route");
+        let e = pick(&claims, "pf0", &vfs[..1], None, &uplinks).unwrap_err().to_string();
+        assert!(e.ends_with("0 without an interface in the host namespace, 1 carrying the host's default route"), "{e}");
     }
 
     #[test]

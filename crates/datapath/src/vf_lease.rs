@@ -38,10 +38,11 @@ pub struct VfLease {
 pub fn claim(host: &mut Namespace, sb: &Namespace, store: &ClaimStore, owner: (&str, &str), wants: &[Want<'_>]) -> Result<Vec<VfLease>> {
     let sysfs = Sysfs::from_env();
     let found = wants.iter().map(|w| vf::discover(&sysfs, w.field, w.pf)).collect::<Result<Vec<_>>>()?;
+    let uplinks = uplinks(host)?;
     let mut locked: Locked<VfClaim> = store.lock()?;
     let mut claims = Vec::new();
     for (want, vfs) in wants.iter().zip(&found) {
-        let picked = vf::pick(locked.claims(), want.pf, vfs, want.vf)?;
+        let picked = vf::pick(locked.claims(), want.pf, vfs, want.vf, &uplinks)?;
         let c = new_claim(host, owner, want, picked.index, &picked.pci, &picked.netdevs[0])?;
         locked.insert(c.pci.clone(), c.clone());
         claims.push(c);
@@ -55,6 +56,15 @@ pub fn claim(host: &mut Namespace, sb: &Namespace, store: &ClaimStore, owner: (&
         Ok(VfLease { claim, give_back })
     };
     claims.into_iter().map(lease).collect()
+}
+
+/// The host interfaces carrying a default route: DESIGN forbids moving them.
+fn uplinks(host: &mut Namespace) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for index in host.nl.default_route_links().ctx(|| "read the default route".into())? {
+        names.extend(host.nl.link_by_index(index).ctx(|| format!("look up link #{index}"))?.map(|l| l.name));
+    }
+    Ok(names)
 }
 
 /// Reads what the VF is like now: its interface in the host and its PF settings.

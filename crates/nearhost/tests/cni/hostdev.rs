@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use crate::support::sriov::Wire;
+use crate::support::sriov::{with_prev, Wire};
 use crate::support::*;
 
 /// A NIC `name` in the host, cabled to the switch, with an address, a route
@@ -30,12 +30,6 @@ fn host_view(w: &Wire, name: &str) -> (u64, bool, Vec<String>, Vec<String>) {
     (l["mtu"].as_u64().unwrap(), up, w.host.addrs(name), routes)
 }
 
-fn prev(conf: &Value, r: &Value) -> Value {
-    let mut c = conf.clone();
-    c["prevResult"] = r.clone();
-    c
-}
-
 #[test]
 fn add_check_del_move_a_nic_in_and_back() {
     let w = Wire::new(120);
@@ -50,9 +44,9 @@ fn add_check_del_move_a_nic_in_and_back() {
     assert_eq!(r["interfaces"][0]["mtu"], 1450);
     assert_eq!(c1.addrs("eth0"), vec![format!("{}/24", result_ip(&r, 0))]);
     assert!(c1.ping(&w.v4(1)), "the container reaches the gateway through the NIC");
-    w.call("CHECK", "h1", &c1.path()).conf(&prev(&conf, &r)).expect_ok();
+    w.call("CHECK", "h1", &c1.path()).conf(&with_prev(&conf, &r)).expect_ok();
 
-    w.call("DEL", "h1", &c1.path()).conf(&prev(&conf, &r)).expect_ok();
+    w.call("DEL", "h1", &c1.path()).conf(&with_prev(&conf, &r)).expect_ok();
     assert!(c1.link_names().is_empty());
     assert_eq!(host_view(&w, "eni1"), before, "name, MTU, up state, address and route restored");
     w.call("DEL", "h1", &c1.path()).conf(&conf).expect_ok();
@@ -76,8 +70,8 @@ fn selects_by_hwaddr_and_by_pci_bus_id() {
     assert_eq!(c1.link("eth0").unwrap()["mtu"], 1400);
     assert_eq!(r2["interfaces"][0]["pciID"], "0000:5e:00.1");
     assert!(w.host.link("eni2").is_none() && w.host.link("eni3").is_none());
-    w.call("DEL", "m1", &c1.path()).conf(&prev(&by_mac, &r1)).expect_ok();
-    w.call("DEL", "p1", &c2.path()).conf(&prev(&by_pci, &r2)).expect_ok();
+    w.call("DEL", "m1", &c1.path()).conf(&with_prev(&by_mac, &r1)).expect_ok();
+    w.call("DEL", "p1", &c2.path()).conf(&with_prev(&by_pci, &r2)).expect_ok();
     assert_eq!(host_view(&w, "eni2").0, 1450, "MTU restored");
     assert!(w.host.link("eni3").is_some());
     let missing = w.conf("sel", "hostdev", json!({"pciBusID": "0000:5e:00.7"}));
@@ -101,7 +95,7 @@ fn the_default_route_nic_is_refused_unless_allowed() {
     let r = call("ADD", &allowed).expect_ok();
     assert!(c1.ping(&h.v4(1)), "the moved NIC works in the container");
     assert!(h.ns.routes(false).iter().all(|r| r["dst"] != "default"), "the host lost its default route with the NIC");
-    call("DEL", &prev(&allowed, &r)).expect_ok();
+    call("DEL", &with_prev(&allowed, &r)).expect_ok();
     assert_eq!(h.ns.addrs("eth0"), vec![format!("{}/24", h.v4(2))]);
     let routes = h.ns.routes(false);
     assert!(routes.iter().any(|r| r["dst"] == "default" && r["gateway"] == h.v4(1) && r["dev"] == "eth0"), "{routes:?}");
@@ -125,10 +119,10 @@ fn del_after_the_namespace_is_gone_finds_the_nic_by_pci_address() {
     drop(c1);
     w.cable("dev9", "dev9s");
     w.set_netdev("0000:5f:00.0", "dev9");
-    w.call("DEL", "g1", &path).conf(&prev(&conf, &r)).expect_ok();
+    w.call("DEL", "g1", &path).conf(&with_prev(&conf, &r)).expect_ok();
     assert!(w.host.link("dev9").is_none(), "found by PCI address and renamed");
     assert_eq!(host_view(&w, "eni4"), before);
-    w.call("DEL", "g1", &path).conf(&prev(&conf, &r)).expect_ok();
+    w.call("DEL", "g1", &path).conf(&with_prev(&conf, &r)).expect_ok();
     assert!(w.reservations("gn").is_empty());
 }
 
@@ -145,5 +139,5 @@ fn a_failed_add_puts_the_nic_back() {
     assert!(c1.link_names().is_empty() && w.reservations("fa").is_empty());
     let again = w.conf("fa", "hostdev", json!({"device": "eni5"}));
     let r = w.call("ADD", "f1", &c1.path()).conf(&again).expect_ok();
-    w.call("DEL", "f1", &c1.path()).conf(&prev(&again, &r)).expect_ok();
+    w.call("DEL", "f1", &c1.path()).conf(&with_prev(&again, &r)).expect_ok();
 }

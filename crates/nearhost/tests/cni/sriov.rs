@@ -10,7 +10,7 @@ use nearhost_datapath::vf;
 use nearhost_kernel::sysfs::Sysfs;
 use serde_json::{json, Value};
 
-use crate::support::sriov::{pci_address, Wire};
+use crate::support::sriov::{pci_address, with_prev, Wire};
 use crate::support::*;
 
 #[track_caller]
@@ -20,10 +20,7 @@ fn add_ok(w: &Wire, id: &str, ctr: &Netns, conf: &Value) -> Value {
 
 #[track_caller]
 fn del_ok(w: &Wire, id: &str, netns: &str, conf: &Value, prev: Option<&Value>) {
-    let mut c = conf.clone();
-    if let Some(p) = prev {
-        c["prevResult"] = p.clone();
-    }
+    let c = prev.map_or_else(|| conf.clone(), |p| with_prev(conf, p));
     w.call("DEL", id, netns).conf(&c).expect_ok();
 }
 
@@ -72,12 +69,6 @@ fn add_check_del_move_a_vf_in_and_back() {
     let mut names = vec!["pf0".to_string()];
     names.extend(vfs);
     assert_eq!(w.host.link_names(), names, "every VF is back under its own name");
-}
-
-fn with_prev(conf: &Value, prev: &Value) -> Value {
-    let mut c = conf.clone();
-    c["prevResult"] = prev.clone();
-    c
 }
 
 #[test]
@@ -252,4 +243,23 @@ fn config_and_environment_errors_say_what_is_wrong() {
     assert!(w.reservations("er").is_empty() && w.claims("er").is_empty());
     let status = w.call("STATUS", "", "").conf(&w.conf("er", "sriov", json!({"pf": "plain0"})));
     status.expect_err(50, "plain0 is not an SR-IOV physical function");
+}
+
+#[test]
+fn the_vf_carrying_the_host_default_route_is_left_alone() {
+    let w = Wire::new(119);
+    let vfs = w.pf("pf0", 0x1b, 2);
+    w.host.ip(&["link", "set", &vfs[0], "up"]);
+    w.host.ip(&["addr", "add", &format!("{}/24", w.v4(9)), "dev", &vfs[0]]);
+    w.host.ip(&["route", "add", "default", "via", &w.v4(1), "dev", &vfs[0]]);
+    let (c1, c2) = (Netns::new("c"), Netns::new("c"));
+    let conf = w.conf("up", "sriov", json!({"pf": "pf0"}));
+    let r = add_ok(&w, "u1", &c1, &conf);
+    assert_eq!(r["interfaces"][0]["pciID"], pci_address(0x1b, Some(1)), "the uplink VF was skipped");
+    let mut fixed = conf.clone();
+    fixed["vf"] = json!(0);
+    w.call("ADD", "u2", &c2.path()).conf(&fixed).expect_err(7, "vf: VF 0 of pf0 (pf0v0) carries the host's default route");
+    w.call("ADD", "u2", &c2.path()).conf(&conf).expect_err(11, "1 carrying the host's default route");
+    assert!(w.host.link(&vfs[0]).is_some() && c2.link_names().is_empty());
+    del_ok(&w, "u1", &c1.path(), &conf, Some(&r));
 }

@@ -9,9 +9,9 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::support::sriov::{pci_address, Wire};
+use crate::support::sriov::{pci_address, with_prev, Wire};
 use crate::support::*;
 
 const LAB: &str = "needs bonding: runs in the kernel lab (scripts/kernel-lab)";
@@ -22,12 +22,6 @@ fn wire(net: u8, bus: u8) -> Wire {
     w.pf("pfa", bus, 2);
     w.pf("pfb", bus + 1, 2);
     w
-}
-
-fn prev(conf: &Value, r: &Value) -> Value {
-    let mut c = conf.clone();
-    c["prevResult"] = r.clone();
-    c
 }
 
 /// The switch-side end of the cable of the VF with PCI address `pci`.
@@ -65,7 +59,7 @@ fn sriov_bond_add_states_whether_the_kernel_has_bonding() {
     let out = w.call("ADD", "b1", &c1.path()).conf(&conf);
     if kernel_has("bond") {
         let r = out.expect_ok();
-        w.call("DEL", "b1", &c1.path()).conf(&prev(&conf, &r)).expect_ok();
+        w.call("DEL", "b1", &c1.path()).conf(&with_prev(&conf, &r)).expect_ok();
     } else {
         out.expect_err(104, "this kernel has no bonding support");
     }
@@ -90,7 +84,7 @@ fn sriov_bond_active_backup_keeps_traffic_flowing_when_a_member_goes_down() {
         assert_eq!(c1.link(m).unwrap()["master"], "eth0", "{m} is a member of the bond");
     }
     assert!(c1.ping(&w.v4(1)), "traffic crosses the bond");
-    w.call("CHECK", "a1", &c1.path()).conf(&prev(&conf, &r)).expect_ok();
+    w.call("CHECK", "a1", &c1.path()).conf(&with_prev(&conf, &r)).expect_ok();
 
     let pci_of = |m: &str| r["interfaces"].as_array().unwrap().iter().find(|i| i["name"] == m).unwrap()["pciID"].as_str().unwrap().to_string();
     for round in 0..2 {
@@ -109,7 +103,7 @@ fn sriov_bond_active_backup_keeps_traffic_flowing_when_a_member_goes_down() {
         w.sw.ip(&["link", "set", &cable, "up"]);
         std::thread::sleep(Duration::from_millis(300)); // let miimon see the carrier again
     }
-    w.call("DEL", "a1", &c1.path()).conf(&prev(&conf, &r)).expect_ok();
+    w.call("DEL", "a1", &c1.path()).conf(&with_prev(&conf, &r)).expect_ok();
     all_clean(&w, "ab", &c1);
 }
 
@@ -130,11 +124,11 @@ fn sriov_bond_balance_xor_and_802_3ad_form_and_pass_traffic() {
             assert_eq!((l["master"].as_str(), l["address"].as_str()), (Some("eth0"), Some("02:00:00:00:13:20")), "{mode}: {m}");
         }
         assert!(c1.ping(&w.v4(1)), "{mode}: traffic crosses the bond");
-        w.call("CHECK", "x1", &c1.path()).conf(&prev(&conf, &r)).expect_ok();
+        w.call("CHECK", "x1", &c1.path()).conf(&with_prev(&conf, &r)).expect_ok();
         let mut other = conf.clone();
         other["mode"] = json!(if mode == "802.3ad" { "balance-xor" } else { "802.3ad" });
-        w.call("CHECK", "x1", &c1.path()).conf(&prev(&other, &r)).expect_err(106, "config says a bond in mode");
-        w.call("DEL", "x1", &c1.path()).conf(&prev(&conf, &r)).expect_ok();
+        w.call("CHECK", "x1", &c1.path()).conf(&with_prev(&other, &r)).expect_err(106, "config says a bond in mode");
+        w.call("DEL", "x1", &c1.path()).conf(&with_prev(&conf, &r)).expect_ok();
         all_clean(&w, "xr", &c1);
     }
 }
@@ -158,7 +152,7 @@ fn sriov_bond_failed_add_and_gone_namespace_leave_nothing() {
     let r = w.call("ADD", "f2", &path).conf(&conf).expect_ok();
     assert_eq!(w.claims("fg").len(), 2);
     drop(c2);
-    w.call("DEL", "f2", &path).conf(&prev(&conf, &r)).expect_ok();
+    w.call("DEL", "f2", &path).conf(&with_prev(&conf, &r)).expect_ok();
     w.call("DEL", "f2", "").conf(&conf).expect_ok();
     assert!(w.claims("fg").is_empty() && w.reservations("fg").is_empty());
 }

@@ -113,6 +113,13 @@ impl Wire {
     }
 }
 
+/// `conf` with the ADD's result as `prevResult` (for CHECK and DEL).
+pub fn with_prev(conf: &Value, prev: &Value) -> Value {
+    let mut c = conf.clone();
+    c["prevResult"] = prev.clone();
+    c
+}
+
 /// `0000:BB:00.0` for a PF, `0000:BB:DD.0` (DD = 0x10 + i) for its VF i.
 pub fn pci_address(bus: u8, vf: Option<usize>) -> String {
     match vf {
