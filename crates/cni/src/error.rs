@@ -64,19 +64,24 @@ impl CniError {
 
 impl From<DatapathError> for CniError {
     fn from(e: DatapathError) -> Self {
-        let code = match &e {
-            DatapathError::InvalidConfig { .. } => code::INVALID_CONFIG,
-            DatapathError::Conflict(_) => code::INTERFACE_CONFLICT,
-            DatapathError::Unsupported(_) => code::KERNEL_UNSUPPORTED,
-            DatapathError::Busy(_) => code::TRY_AGAIN_LATER,
-            DatapathError::CheckFailed(_) => code::CHECK_MISMATCH,
-            DatapathError::Kernel { .. } => code::KERNEL_FAILURE,
-        };
         let details = match &e {
             DatapathError::Kernel { source, .. } => Some(format!("{source:?}")),
             _ => None,
         };
-        CniError { code, msg: e.to_string(), details }
+        CniError { code: datapath_code(&e), msg: e.to_string(), details }
+    }
+}
+
+fn datapath_code(e: &DatapathError) -> u32 {
+    match e {
+        DatapathError::InvalidConfig { .. } => code::INVALID_CONFIG,
+        DatapathError::Conflict(_) => code::INTERFACE_CONFLICT,
+        DatapathError::Unsupported(_) => code::KERNEL_UNSUPPORTED,
+        DatapathError::Busy(_) => code::TRY_AGAIN_LATER,
+        DatapathError::CheckFailed(_) => code::CHECK_MISMATCH,
+        DatapathError::State { .. } => code::IO_FAILURE,
+        DatapathError::Several { first, .. } => datapath_code(first),
+        DatapathError::Kernel { .. } => code::KERNEL_FAILURE,
     }
 }
 

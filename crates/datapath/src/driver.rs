@@ -41,6 +41,9 @@ pub const DATAPATHS: &[Registration] = &[
     crate::bridge::REGISTRATION,
     crate::routed::REGISTRATION,
     crate::vxlan::REGISTRATION,
+    crate::sriov::REGISTRATION,
+    crate::sriov_bond::REGISTRATION,
+    crate::hostdev::REGISTRATION,
 ];
 
 /// Builds the driver named by the config's `datapath` field.
@@ -58,4 +61,10 @@ pub fn build(conf: &Value) -> Result<Box<dyn Datapath>> {
         .find(|r| r.name == name)
         .ok_or_else(|| DatapathError::config("datapath", format!("unknown datapath {name:?} (known: {})", names())))?;
     (reg.build)(conf)
+}
+
+/// The message of the error a driver's config check gives (for its tests).
+#[cfg(test)]
+pub(crate) fn config_error(build: fn(&Value) -> Result<Box<dyn Datapath>>, conf: Value) -> String {
+    build(&conf).err().expect("config should be refused").to_string()
 }

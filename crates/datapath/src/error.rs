@@ -16,9 +16,20 @@ pub enum DatapathError {
     /// A shared resource is exhausted for now (no free SR-IOV VF): retry later.
     #[error("{0}")]
     Busy(String),
+    /// The driver's state (e.g. the SR-IOV claims file) could not be read or written.
+    #[error("{what}: {source}")]
+    State {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// A CHECK found the attachment differs from what ADD made.
     #[error("{0}")]
     CheckFailed(String),
+    /// Teardown went on past a failure and failed again: the first failure and
+    /// the others' messages.
+    #[error("{first}; also: {}", rest.join("; also: "))]
+    Several { first: Box<DatapathError>, rest: Vec<String> },
     #[error("{context}: {source}")]
     Kernel {
         context: String,
@@ -31,6 +42,16 @@ impl DatapathError {
     pub fn config(field: impl Into<String>, reason: impl Into<String>) -> Self {
         DatapathError::InvalidConfig { field: field.into(), reason: reason.into() }
     }
+}
+
+/// The outcome of a teardown that kept going past failures: `Ok` when none
+/// failed, else the first failure with the others' messages.
+pub fn join(mut errors: Vec<DatapathError>) -> Result<()> {
+    if errors.len() <= 1 {
+        return errors.pop().map_or(Ok(()), Err);
+    }
+    let first = Box::new(errors.remove(0));
+    Err(DatapathError::Several { first, rest: errors.iter().map(ToString::to_string).collect() })
 }
 
 /// Adds a context line to kernel errors: `.ctx(|| "create macvlan on eth1")`.

@@ -12,7 +12,9 @@ pub mod netlink;
 pub mod netns;
 pub mod nft;
 pub mod route;
+pub mod sriov;
 pub mod sysctl;
+pub mod sysfs;
 
 pub use error::{KernelError, Result};
 pub use netlink::Netlink;

@@ -3,7 +3,7 @@
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use netlink_packet_route::link::{
-    BondMode as NlBondMode, InfoBond, InfoData, InfoIpVlan, InfoKind, InfoMacVlan, InfoVeth, InfoVxlan,
+    BondFailOverMac, BondMode as NlBondMode, InfoBond, InfoData, InfoIpVlan, InfoKind, InfoMacVlan, InfoVeth, InfoVxlan,
     IpVlanMode, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode, State,
 };
 use netlink_packet_route::RouteNetlinkMessage;
@@ -37,6 +37,7 @@ pub struct Link {
     pub oper_up: bool,
     pub macvlan_mode: Option<MacvlanMode>,
     pub ipvlan_mode: Option<IpvlanMode>,
+    pub bond_mode: Option<BondMode>,
     pub num_vf: Option<u32>,
 }
 
@@ -71,7 +72,9 @@ pub enum NewLinkKind<'a> {
     Veth { peer_name: String, peer_netns: Option<BorrowedFd<'a>>, peer_mac: Option<Mac> },
     Bridge,
     Vxlan { vni: u32, local: Option<IpAddr>, port: u16, underlay: Option<u32>, learning: bool },
-    Bond { mode: BondMode, miimon: u32 },
+    /// A bond; `fail_over_mac_active`: in active-backup, the bond takes the MAC
+    /// of whichever member is active instead of giving its MAC to every member.
+    Bond { mode: BondMode, miimon: u32, fail_over_mac_active: bool },
 }
 
 /// A link to create. With `netns` set, the link is created directly inside that
@@ -246,13 +249,12 @@ fn new_link_message(spec: &NewLink<'_>) -> LinkMessage {
             }
             (InfoKind::Vxlan, Some(InfoData::Vxlan(attrs)))
         }
-        NewLinkKind::Bond { mode, miimon } => {
-            let mode = match mode {
-                BondMode::ActiveBackup => NlBondMode::ActiveBackup,
-                BondMode::BalanceXor => NlBondMode::BalanceXor,
-                BondMode::Lacp => NlBondMode::Ieee8023Ad,
-            };
-            (InfoKind::Bond, Some(InfoData::Bond(vec![InfoBond::Mode(mode), InfoBond::MiiMon(*miimon)])))
+        NewLinkKind::Bond { mode, miimon, fail_over_mac_active } => {
+            let mut attrs = vec![InfoBond::Mode(bond_mode_to_nl(*mode)), InfoBond::MiiMon(*miimon)];
+            if *fail_over_mac_active {
+                attrs.push(InfoBond::FailOverMac(BondFailOverMac::Active));
+            }
+            (InfoKind::Bond, Some(InfoData::Bond(attrs)))
         }
     };
     let mut info = vec![LinkInfo::Kind(kind)];
@@ -261,6 +263,14 @@ fn new_link_message(spec: &NewLink<'_>) -> LinkMessage {
     }
     msg.attributes.push(LinkAttribute::LinkInfo(info));
     msg
+}
+
+fn bond_mode_to_nl(mode: BondMode) -> NlBondMode {
+    match mode {
+        BondMode::ActiveBackup => NlBondMode::ActiveBackup,
+        BondMode::BalanceXor => NlBondMode::BalanceXor,
+        BondMode::Lacp => NlBondMode::Ieee8023Ad,
+    }
 }
 
 fn macvlan_mode_to_nl(mode: MacvlanMode) -> MacVlanMode {
@@ -321,6 +331,12 @@ fn parse_link_info(infos: &[LinkInfo], link: &mut Link) {
                         }
                     }
                 }
+            }
+            LinkInfo::Data(InfoData::Bond(attrs)) => {
+                let mode = attrs.iter().find_map(|a| if let InfoBond::Mode(m) = a { Some(*m) } else { None });
+                link.bond_mode = [BondMode::ActiveBackup, BondMode::BalanceXor, BondMode::Lacp]
+                    .into_iter()
+                    .find(|b| Some(bond_mode_to_nl(*b)) == mode);
             }
             LinkInfo::Data(InfoData::IpVlan(attrs)) => {
                 for a in attrs {
@@ -437,5 +453,32 @@ mod tests {
                 LinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(MacVlanMode::Bridge)]))
             ]
         );
+    }
+
+    #[test]
+    fn bond_request_carries_mode_miimon_and_fail_over_mac() {
+        let spec = |fail_over_mac_active| NewLink {
+            name: "nhtmp0".into(),
+            kind: NewLinkKind::Bond { mode: BondMode::ActiveBackup, miimon: 100, fail_over_mac_active },
+            netns: None,
+            mtu: None,
+            mac: None,
+        };
+        let data = |msg: LinkMessage| {
+            msg.attributes.into_iter().find_map(|a| match a {
+                LinkAttribute::LinkInfo(i) => i.into_iter().find_map(|x| match x {
+                    LinkInfo::Data(InfoData::Bond(b)) => Some(b),
+                    _ => None,
+                }),
+                _ => None,
+            })
+        };
+        let plain = vec![InfoBond::Mode(NlBondMode::ActiveBackup), InfoBond::MiiMon(100)];
+        assert_eq!(data(new_link_message(&spec(false))).unwrap(), plain);
+        let mut active = plain.clone();
+        active.push(InfoBond::FailOverMac(BondFailOverMac::Active));
+        assert_eq!(data(new_link_message(&spec(true))).unwrap(), active);
+        let parsed = parse_link(&new_link_message(&spec(true)));
+        assert_eq!((parsed.kind.as_deref(), parsed.bond_mode), (Some("bond"), Some(BondMode::ActiveBackup)));
     }
 }

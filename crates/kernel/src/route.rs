@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::netlink::Netlink;
 
 /// A route in the main table (or `table`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Route {
     /// Destination prefix; `None` is the default route.
     pub dst: Option<(IpAddr, u8)>,

@@ -218,7 +218,7 @@ fn main() {
     println!("{:<9} {:<10} {:>16} {:>16} {:>16}", "datapath", "plugin", "ADD", "DEL", "ADD+DEL");
     let mut report = Vec::new();
     for (dp, nh, rf, fl) in &mut results {
-        let mut row = |label: &str, s: &mut Samples| {
+        let row = |label: &str, s: &mut Samples| {
             let mut both: Vec<f64> = s.add.iter().zip(&s.del).map(|(a, d)| a + d).collect();
             let (a, d, b) = (median(&mut s.add), median(&mut s.del), median(&mut both));
             println!("{dp:<9} {label:<10} {:>8.2} ({:>5.2}) {:>8.2} ({:>5.2}) {:>8.2} ({:>5.2})", a, p90(&mut s.add), d, p90(&mut s.del), b, p90(&mut both));

@@ -1,0 +1,274 @@
+//! hostdev: a whole NIC (a cloud ENI hot-plugged into the VM, a spare port)
+//! moved into the container. Selected by `device`, `hwaddr` or `pciBusID` — the
+//! field names of the reference host-device plugin. DEL moves it back with its
+//! name, MTU, addresses and routes. The NIC carrying the host's default route is
+//! refused unless `allowDefaultRoute: true`.
+
+use std::net::IpAddr;
+
+use nearhost_kernel::link::{format_mac, Link, Mac};
+use nearhost_kernel::route::Route;
+use nearhost_kernel::sysfs::Sysfs;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::claims::{ClaimStore, Locked};
+use crate::container::{self, Setup};
+use crate::context::{AddRequest, CheckRequest, DelRequest, Namespace, Outcome};
+use crate::driver::{Datapath, Registration};
+use crate::error::{join, DatapathError, KernelContext, Result};
+use crate::fields::Fields;
+use crate::moved::{self, GiveBack, SavedNetdev};
+use crate::{host, lower};
+
+pub const REGISTRATION: Registration = Registration { name: "hostdev", build };
+
+/// The claims file of moved NICs in a driver state directory.
+const CLAIMS: &str = "hostdev";
+
+/// A NIC held by one attachment, with what DEL must put back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct HostdevClaim {
+    container_id: String,
+    ifname: String,
+    dev: SavedNetdev,
+    /// Its addresses in the host (the kernel drops them on a namespace move).
+    addresses: Vec<(IpAddr, u8)>,
+    /// Routes through it in the host's main table (they go with the addresses).
+    routes: Vec<Route>,
+}
+
+impl HostdevClaim {
+    fn key(&self) -> String {
+        self.dev.pci.clone().unwrap_or_else(|| format!("name:{}", self.dev.host_name))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Selector {
+    Device(String),
+    HwAddr(Mac),
+    PciBusId(String),
+}
+
+struct Hostdev {
+    select: Selector,
+    allow_default_route: bool,
+    mtu: Option<u32>,
+}
+
+fn build(conf: &Value) -> Result<Box<dyn Datapath>> {
+    let f = Fields::new(conf)?;
+    let device = f.ifname("device")?.map(|d| Selector::Device(d.to_string()));
+    let hwaddr = f.str("hwaddr")?.map(|m| lower::parse_unicast_mac("hwaddr", m)).transpose()?.map(Selector::HwAddr);
+    let pci = f.str("pciBusID")?.map(parse_pci).transpose()?.map(Selector::PciBusId);
+    let mut given: Vec<Selector> = [device, hwaddr, pci].into_iter().flatten().collect();
+    if given.len() > 1 {
+        return Err(DatapathError::config("device", "give only one of \"device\", \"hwaddr\" and \"pciBusID\""));
+    }
+    let select = given.pop().ok_or_else(|| {
+        DatapathError::config("device", "is required: name the NIC by \"device\" (interface name), \"hwaddr\" (MAC) or \"pciBusID\"")
+    })?;
+    Ok(Box::new(Hostdev { select, allow_default_route: f.bool("allowDefaultRoute")?.unwrap_or(false), mtu: f.mtu("mtu")? }))
+}
+
+/// A PCI address as sysfs spells it: `0000:3b:00.1` (domain:bus:device.function, lower case).
+fn parse_pci(text: &str) -> Result<String> {
+    let lower = text.to_ascii_lowercase();
+    let parts: Vec<&str> = lower.split([':', '.']).collect();
+    let widths = [4, 2, 2, 1];
+    let ok = parts.len() == 4 && parts.iter().zip(widths).all(|(p, w)| p.len() == w && p.chars().all(|c| c.is_ascii_hexdigit()));
+    if !ok {
+        return Err(DatapathError::config("pciBusID", format!("{text:?} is not a PCI address (e.g. 0000:3b:00.1)")));
+    }
+    Ok(lower)
+}
+
+impl Hostdev {
+    fn field(&self) -> &'static str {
+        match self.select {
+            Selector::Device(_) => "device",
+            Selector::HwAddr(_) => "hwaddr",
+            Selector::PciBusId(_) => "pciBusID",
+        }
+    }
+
+    /// The selected NIC in the host namespace, refused if it carries the
+    /// host's default route (unless allowed).
+    fn find(&self, host: &mut Namespace) -> Result<Link> {
+        let link = match &self.select {
+            Selector::Device(name) => host.nl.link_by_name(name).ctx(|| format!("look up {name}"))?,
+            Selector::HwAddr(mac) => {
+                let links = host.nl.links().ctx(|| "list interfaces".into())?;
+                links.into_iter().find(|l| l.mac == Some(*mac) || l.perm_mac == Some(*mac))
+            }
+            Selector::PciBusId(pci) => by_pci(host, pci)?,
+        };
+        let link = link.ok_or_else(|| DatapathError::config(self.field(), format!("{} in the host namespace", self.not_found())))?;
+        if !self.allow_default_route && host::carries_default_route(host, link.index)? {
+            return Err(DatapathError::config(
+                self.field(),
+                format!("{} carries the host's default route; moving it would cut the host off (set \"allowDefaultRoute\": true to move it anyway)", link.name),
+            ));
+        }
+        Ok(link)
+    }
+
+    fn not_found(&self) -> String {
+        match &self.select {
+            Selector::Device(name) => format!("no interface named {name:?}"),
+            Selector::HwAddr(mac) => format!("no interface with MAC {}", format_mac(mac)),
+            Selector::PciBusId(pci) => format!("PCI device {pci} has no network interface (is it bound to a network driver?)"),
+        }
+    }
+}
+
+fn by_pci(host: &mut Namespace, pci: &str) -> Result<Option<Link>> {
+    let sysfs = Sysfs::from_env();
+    for name in sysfs.pci_netdevs(pci).ctx(|| format!("read the interfaces of {pci}"))? {
+        if let Some(l) = host.nl.link_by_name(&name).ctx(|| format!("look up {name}"))? {
+            return Ok(Some(l));
+        }
+    }
+    Ok(None)
+}
+
+impl Datapath for Hostdev {
+    fn preflight(&self, host: &mut Namespace) -> Result<()> {
+        self.find(host).map(|_| ())
+    }
+
+    fn add(&self, host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>) -> Result<Outcome> {
+        container::ensure_ifname_free(sb, req.ifname)?;
+        let link = self.find(host)?;
+        let store = ClaimStore::new(&req.state_dir, CLAIMS);
+        let claim = claim(host, &store, &link, req)?;
+        let (s, c) = (store.clone(), claim.clone());
+        let give_back = GiveBack::new(host, sb, link.name.clone(), move |h, sb| release(h, Some(sb), &s, &c))?;
+        let index = moved::move_in(host, sb, &claim.dev)?;
+        if let Some(m) = self.mtu {
+            sb.nl.set_mtu(index, m).ctx(|| format!("set MTU {m} on {}", link.name))?;
+        }
+        let routes = container::ipam_routes(req);
+        let addresses = req.addresses.iter().map(|a| a.address).collect();
+        let setup = Setup { temp_index: index, ifname: req.ifname, mac: req.mac, addresses, routes: routes.clone(), neighbours: Vec::new() };
+        let moved_link = container::finish(sb, &setup)?;
+        let addrs: Vec<_> = req.addresses.iter().map(|a| (a.address, a.gateway)).collect();
+        let (mut iface, ips, routes) = container::sandbox_result(&moved_link, &addrs, &routes, 0);
+        iface.pci_id = claim.dev.pci.clone();
+        give_back.disarm();
+        Ok(Outcome { interfaces: vec![iface], ips, routes })
+    }
+
+    fn del(&self, host: &mut Namespace, mut sb: Option<&mut Namespace>, req: &DelRequest<'_>) -> Result<()> {
+        let store = ClaimStore::new(&req.state_dir, CLAIMS);
+        let mut errors = Vec::new();
+        for claim in owned(&store, req.container_id, req.ifname)? {
+            errors.extend(release(host, sb.as_deref_mut(), &store, &claim).err());
+        }
+        join(errors)
+    }
+
+    fn check(&self, _host: &mut Namespace, sb: &mut Namespace, req: &CheckRequest<'_>) -> Result<()> {
+        let link = container::check_sandbox(sb, req)?;
+        if let Some(m) = self.mtu.filter(|m| *m != link.mtu) {
+            return Err(DatapathError::CheckFailed(format!("{} has MTU {}, config says {m}", req.ifname, link.mtu)));
+        }
+        if owned(&ClaimStore::new(&req.state_dir, CLAIMS), req.container_id, req.ifname)?.is_empty() {
+            return Err(DatapathError::CheckFailed(format!("no NIC claim is recorded for container {} ({})", req.container_id, req.ifname)));
+        }
+        Ok(())
+    }
+}
+
+/// Records the NIC as this attachment's, with its host addresses and routes.
+fn claim(host: &mut Namespace, store: &ClaimStore, link: &Link, req: &AddRequest<'_>) -> Result<HostdevClaim> {
+    let pci = Sysfs::from_env().netdev_pci_address(&link.name).ctx(|| format!("read the PCI address of {}", link.name))?;
+    let addrs = host.nl.addresses(Some(link.index)).ctx(|| format!("list the addresses of {}", link.name))?;
+    let mut routes = host.nl.routes(false).ctx(|| "list routes".into())?;
+    routes.extend(host.nl.routes(true).ctx(|| "list routes".into())?);
+    let claim = HostdevClaim {
+        container_id: req.container_id.to_string(),
+        ifname: req.ifname.to_string(),
+        dev: SavedNetdev::new(link, pci, req.ifname),
+        // Link-local addresses and the kernel's prefix routes come back by themselves.
+        addresses: addrs.iter().filter(|a| !a.scope_link).map(|a| (a.ip, a.prefix)).collect(),
+        routes: routes.into_iter().filter(|r| r.oif == Some(link.index) && !r.proto_kernel).collect(),
+    };
+    let mut locked: Locked<HostdevClaim> = store.lock()?;
+    if let Some(other) = locked.claims().get(&claim.key()) {
+        return Err(DatapathError::Busy(format!("{} is claimed by container {} ({})", link.name, other.container_id, other.ifname)));
+    }
+    locked.insert(claim.key(), claim.clone());
+    locked.commit()?;
+    Ok(claim)
+}
+
+fn owned(store: &ClaimStore, container_id: &str, ifname: &str) -> Result<Vec<HostdevClaim>> {
+    let locked = store.lock::<HostdevClaim>()?;
+    Ok(locked.claims().values().filter(|c| c.container_id == container_id && c.ifname == ifname).cloned().collect())
+}
+
+/// Moves the NIC back (or finds it by PCI address once its namespace is gone),
+/// restores it and releases the claim; the claim stays while the NIC is stuck
+/// in the container.
+fn release(host: &mut Namespace, sb: Option<&mut Namespace>, store: &ClaimStore, claim: &HostdevClaim) -> Result<()> {
+    let mut errors = Vec::new();
+    match moved::bring_home(host, sb, &claim.dev)? {
+        Some(index) => errors.extend(restore(host, index, claim).err()),
+        None => tracing::warn!("{} is in neither the container nor the host namespace; nothing to move back", claim.dev.host_name),
+    }
+    let mut locked: Locked<HostdevClaim> = store.lock()?;
+    if locked.remove(&claim.key()).is_some() {
+        errors.extend(locked.commit().err());
+    }
+    join(errors)
+}
+
+fn restore(host: &mut Namespace, index: u32, claim: &HostdevClaim) -> Result<()> {
+    moved::restore(host, index, &claim.dev)?;
+    let name = &claim.dev.host_name;
+    let mut errors = Vec::new();
+    for (ip, prefix) in &claim.addresses {
+        if let Err(e) = host.nl.add_address(index, *ip, *prefix, false) {
+            errors.push(DatapathError::Kernel { context: format!("restore address {ip}/{prefix} on {name}"), source: e });
+        }
+    }
+    // Routes need the link up and their gateways on-link: only after the above.
+    for r in claim.routes.iter().filter(|_| claim.dev.was_up) {
+        let r = Route { oif: Some(index), ..r.clone() };
+        if let Err(e) = host.nl.add_route(&r) {
+            errors.push(DatapathError::Kernel { context: format!("restore a route through {name}"), source: e });
+        }
+    }
+    join(errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn err(v: Value) -> String {
+        crate::driver::config_error(build, v)
+    }
+
+    #[test]
+    fn exactly_one_selector() {
+        assert!(err(json!({})).starts_with("device: is required"));
+        assert!(err(json!({"device": "eth1", "hwaddr": "02:00:00:00:00:01"})).starts_with("device: give only one of"));
+        assert!(err(json!({"device": "a/b"})).starts_with("device: \"a/b\""));
+        assert!(err(json!({"hwaddr": "nope"})).starts_with("hwaddr: \"nope\" is not a MAC address"));
+        assert!(err(json!({"device": "eth1", "allowDefaultRoute": "yes"})).starts_with("allowDefaultRoute: expected true or false"));
+    }
+
+    #[test]
+    fn pci_addresses_are_checked_and_lower_cased() {
+        assert_eq!(parse_pci("0000:3B:00.1").unwrap(), "0000:3b:00.1");
+        for bad in ["3b:00.1", "0000:3b:00", "0000:3g:00.1", "0000:3b:00.12", ""] {
+            let e = parse_pci(bad).unwrap_err().to_string();
+            assert!(e.starts_with("pciBusID: ") && e.contains(&format!("{bad:?}")), "{e}");
+        }
+        assert!(build(&json!({"pciBusID": "0000:3b:00.1"})).is_ok());
+    }
+}

@@ -1,0 +1,211 @@
+//! sriov: an SR-IOV virtual function moved into the container — its own queues
+//! and DMA, no software switch on the way. The PF applies the per-VF settings
+//! (VLAN, spoof checking, trust, rates, link state, admin MAC); claims in the
+//! state directory keep concurrent ADDs from sharing a VF.
+
+use nearhost_kernel::link::{Link, Mac};
+use nearhost_kernel::sriov::VfSetting;
+use serde_json::Value;
+
+use crate::claims::ClaimStore;
+use crate::container::{self, Setup};
+use crate::context::{AddRequest, CheckRequest, DelRequest, Namespace, Outcome};
+use crate::driver::{Datapath, Registration};
+use crate::error::{join, DatapathError, KernelContext, Result};
+use crate::fields::Fields;
+use crate::vf::{self, VfClaim};
+use crate::vf_lease::{self, VfLease, Want};
+use crate::vf_settings::{self, VfOptions};
+use crate::lower;
+
+pub const REGISTRATION: Registration = Registration { name: "sriov", build };
+
+struct Sriov {
+    /// The PFs to take a VF from, in order of preference.
+    pfs: Vec<String>,
+    /// `pf` or `pfs`: where they came from, for error messages.
+    field: &'static str,
+    vf: Option<u32>,
+    opts: VfOptions,
+    mac: Option<Mac>,
+    mtu: Option<u32>,
+}
+
+fn build(conf: &Value) -> Result<Box<dyn Datapath>> {
+    let f = Fields::new(conf)?;
+    let (field, pfs) = pf_names(&f)?;
+    let vf = f.u32("vf")?;
+    if vf.is_some() && pfs.len() > 1 {
+        return Err(DatapathError::config("vf", "a fixed VF number needs a single PF: use \"pf\", not a list in \"pfs\""));
+    }
+    Ok(Box::new(Sriov {
+        pfs,
+        field,
+        vf,
+        opts: VfOptions::parse(&f)?,
+        mac: f.str("mac")?.map(|m| lower::parse_unicast_mac("mac", m)).transpose()?,
+        mtu: f.mtu("mtu")?,
+    }))
+}
+
+/// `pf` or `pfs` (exactly one of them), each a valid interface name.
+fn pf_names(f: &Fields<'_>) -> Result<(&'static str, Vec<String>)> {
+    match (f.ifname("pf")?, f.strings("pfs")?) {
+        (Some(_), Some(_)) => Err(DatapathError::config("pfs", "give either \"pf\" or \"pfs\", not both")),
+        (Some(pf), None) => Ok(("pf", vec![pf.to_string()])),
+        (None, Some(list)) if list.is_empty() => Err(DatapathError::config("pfs", "is empty; name at least one PF")),
+        (None, Some(list)) => {
+            for pf in &list {
+                crate::fields::validate_ifname(pf).map_err(|r| DatapathError::config("pfs", format!("{pf:?} {r}")))?;
+            }
+            Ok(("pfs", list.into_iter().map(str::to_string).collect()))
+        }
+        (None, None) => Err(DatapathError::config("pf", "is required: the physical function (PF) whose VFs to use")),
+    }
+}
+
+impl Sriov {
+    /// A VF from the first PF that has a free one.
+    fn claim(&self, host: &mut Namespace, sb: &Namespace, store: &ClaimStore, req: &AddRequest<'_>, settings: &[VfSetting]) -> Result<VfLease> {
+        let mut busy = Vec::new();
+        for pf in &self.pfs {
+            let want = Want { field: self.field, pf, vf: self.vf, sandbox_name: req.ifname.to_string(), settings: settings.to_vec() };
+            match vf_lease::claim(host, sb, store, (req.container_id, req.ifname), &[want]) {
+                Ok(mut leases) => return Ok(leases.remove(0)),
+                Err(DatapathError::Busy(why)) => busy.push(why),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(DatapathError::Busy(busy.join("; ")))
+    }
+}
+
+impl Datapath for Sriov {
+    fn preflight(&self, host: &mut Namespace) -> Result<()> {
+        let sysfs = nearhost_kernel::sysfs::Sysfs::from_env();
+        for pf in &self.pfs {
+            let link = vf_lease::pf_link(host, self.field, pf)?;
+            check_mtu(self.mtu, &link)?;
+            vf::discover(&sysfs, self.field, pf)?;
+        }
+        Ok(())
+    }
+
+    fn add(&self, host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>) -> Result<Outcome> {
+        container::ensure_ifname_free(sb, req.ifname)?;
+        let mac = req.mac.or(self.mac);
+        let settings = self.opts.settings(mac);
+        let store = ClaimStore::new(&req.state_dir, vf::CLAIMS);
+        let lease = self.claim(host, sb, &store, req, &settings)?;
+        let index = lease.take(host, sb, &settings)?;
+        if let Some(m) = self.mtu {
+            sb.nl.set_mtu(index, m).ctx(|| format!("set MTU {m} on VF {}", lease.claim().vf))?;
+        }
+        let routes = container::ipam_routes(req);
+        let setup = Setup {
+            temp_index: index,
+            ifname: req.ifname,
+            mac,
+            addresses: req.addresses.iter().map(|a| a.address).collect(),
+            routes: routes.clone(),
+            neighbours: Vec::new(),
+        };
+        let link = container::finish(sb, &setup)?;
+        let addrs: Vec<_> = req.addresses.iter().map(|a| (a.address, a.gateway)).collect();
+        let (mut iface, ips, routes) = container::sandbox_result(&link, &addrs, &routes, 0);
+        iface.pci_id = Some(lease.claim().pci.clone());
+        lease.keep();
+        Ok(Outcome { interfaces: vec![iface], ips, routes })
+    }
+
+    fn del(&self, host: &mut Namespace, mut sb: Option<&mut Namespace>, req: &DelRequest<'_>) -> Result<()> {
+        let store = ClaimStore::new(&req.state_dir, vf::CLAIMS);
+        let mut errors = Vec::new();
+        for claim in owned_claims(&store, req.container_id, req.ifname)? {
+            errors.extend(vf_lease::release(host, sb.as_deref_mut(), &store, &claim).err());
+        }
+        join(errors)
+    }
+
+    fn check(&self, host: &mut Namespace, sb: &mut Namespace, req: &CheckRequest<'_>) -> Result<()> {
+        let link = container::check_sandbox(sb, req)?;
+        if let Some(m) = self.mtu.filter(|m| *m != link.mtu) {
+            return Err(DatapathError::CheckFailed(format!("{} has MTU {}, config says {m}", req.ifname, link.mtu)));
+        }
+        let store = ClaimStore::new(&req.state_dir, vf::CLAIMS);
+        let claims = owned_claims(&store, req.container_id, req.ifname)?;
+        let [claim] = claims.as_slice() else {
+            return Err(DatapathError::CheckFailed(format!(
+                "no VF claim is recorded for container {} ({}) in {}",
+                req.container_id,
+                req.ifname,
+                req.state_dir.display()
+            )));
+        };
+        check_pf_settings(host, claim)
+    }
+}
+
+/// The VF claims of one attachment.
+pub fn owned_claims(store: &ClaimStore, container_id: &str, ifname: &str) -> Result<Vec<VfClaim>> {
+    let locked = store.lock::<VfClaim>()?;
+    Ok(locked.claims().values().filter(|c| c.owned_by(container_id, ifname)).cloned().collect())
+}
+
+/// CHECK: the PF still applies the settings the config asks for.
+pub fn check_pf_settings(host: &mut Namespace, claim: &VfClaim) -> Result<()> {
+    if claim.applied.is_empty() {
+        return Ok(());
+    }
+    let pf = vf_lease::pf_link(host, "pf", &claim.pf)?;
+    let states = host.nl.vf_states(pf.index).ctx(|| format!("read the VF settings of {}", claim.pf))?;
+    let Some(now) = states.iter().find(|s| s.vf == claim.vf) else {
+        return Err(DatapathError::CheckFailed(format!("PF {} reports no VF {}", claim.pf, claim.vf)));
+    };
+    let diffs = vf_settings::differences(&claim.applied, now);
+    if diffs.is_empty() {
+        Ok(())
+    } else {
+        Err(DatapathError::CheckFailed(format!("{}: {}", claim.pf, diffs.join("; "))))
+    }
+}
+
+/// The VF's MTU must not exceed its PF's: the PF carries the VF's frames.
+pub fn check_mtu(mtu: Option<u32>, pf: &Link) -> Result<()> {
+    match mtu {
+        Some(m) if m > pf.mtu => Err(DatapathError::config("mtu", format!("{m} exceeds the MTU {} of PF {}", pf.mtu, pf.name))),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn err(v: Value) -> String {
+        crate::driver::config_error(build, v)
+    }
+
+    #[test]
+    fn config_errors_name_the_field_and_value() {
+        assert_eq!(err(json!({})), "pf: is required: the physical function (PF) whose VFs to use");
+        assert_eq!(err(json!({"pf": "a", "pfs": ["b"]})), "pfs: give either \"pf\" or \"pfs\", not both");
+        assert_eq!(err(json!({"pfs": []})), "pfs: is empty; name at least one PF");
+        assert!(err(json!({"pfs": ["ok", "not/ok"]})).starts_with("pfs: \"not/ok\" contains"));
+        assert!(err(json!({"pf": "p0", "vf": "one"})).starts_with("vf: expected a non-negative integer, got \"one\""));
+        assert!(err(json!({"pfs": ["p0", "p1"], "vf": 2})).starts_with("vf: a fixed VF number needs a single PF"));
+        assert!(err(json!({"pf": "p0", "mtu": 10})).starts_with("mtu: 10 is not a valid MTU"));
+        assert!(err(json!({"pf": "p0", "mac": "01:00:00:00:00:01"})).starts_with("mac: 01:00:00:00:00:01 is a multicast"));
+        assert_eq!(err(json!({"pf": "p0", "vlan": 5000})), "vlan: 5000 is out of range (0..4095)");
+    }
+
+    #[test]
+    fn a_good_config_builds() {
+        let conf = json!({"pf": "p0", "vf": 3, "vlan": 10, "vlanQoS": 1, "vlanProto": "802.1Q", "spoofchk": true,
+                          "trust": false, "minTxRate": 0, "maxTxRate": 100, "linkState": "auto", "mtu": 9000,
+                          "mac": "02:00:00:00:00:07"});
+        assert!(build(&conf).is_ok());
+        assert!(build(&json!({"pfs": ["p0", "p1"]})).is_ok());
+    }
+}

@@ -1,0 +1,247 @@
+//! sriov-bond: one VF from each of two PFs — two NICs, cabled to two switches —
+//! joined in a Linux bond created inside the container, so a cable, NIC or
+//! switch can fail without the container noticing. The bond is named
+//! `CNI_IFNAME` and carries the addresses; the members are `IFNAME` + `m0`/`m1`.
+//!
+//! MACs. A bond normally gives every member its own MAC, but a VF may not change
+//! its MAC from inside (untrusted VFs are refused, and with spoof checking the
+//! PF drops frames from any MAC but the one it assigned). So the bond's MAC is
+//! first given to both VFs *through their PFs* (`IFLA_VF_MAC`): both members
+//! then legitimately carry it, and a failover needs no MAC change anywhere —
+//! only the switches relearn the port, from the bond's gratuitous ARP. Where a
+//! PF refuses (some drivers, and every stand-in device), active-backup falls
+//! back to `fail_over_mac=active`: each member keeps its own MAC and the bond
+//! takes the active member's, announcing the change on failover. balance-xor
+//! and 802.3ad need one MAC on all members by design; without the PF's help
+//! the bond sets it on the VFs itself, which needs `trust: true` on real VFs.
+
+use std::os::fd::AsFd;
+
+use nearhost_kernel::link::{random_mac, temp_link_name, BondMode, Mac, NewLink, NewLinkKind};
+use serde_json::Value;
+
+use crate::claims::ClaimStore;
+use crate::container::{self, Setup};
+use crate::context::{AddRequest, CheckRequest, DelRequest, Iface, Namespace, Outcome};
+use crate::driver::{Datapath, Registration};
+use crate::error::{join, DatapathError, KernelContext, Result};
+use crate::fields::Fields;
+use crate::guard::LinkGuard;
+use crate::sriov::{check_mtu, check_pf_settings, owned_claims};
+use crate::vf::{self, VfClaim};
+use crate::vf_lease::{self, VfLease, Want};
+use crate::vf_settings::VfOptions;
+use crate::lower;
+
+pub const REGISTRATION: Registration = Registration { name: "sriov-bond", build };
+
+const MODES: &[(&str, BondMode)] =
+    &[("active-backup", BondMode::ActiveBackup), ("balance-xor", BondMode::BalanceXor), ("802.3ad", BondMode::Lacp)];
+
+/// How often the bond checks its members' carrier (ms), unless `miimon` says.
+const DEFAULT_MIIMON: u32 = 100;
+
+struct SriovBond {
+    pfs: [String; 2],
+    mode: BondMode,
+    miimon: u32,
+    opts: VfOptions,
+    mac: Option<Mac>,
+    mtu: Option<u32>,
+}
+
+fn build(conf: &Value) -> Result<Box<dyn Datapath>> {
+    let f = Fields::new(conf)?;
+    let pfs = match f.strings("pfs")? {
+        None => return Err(DatapathError::config("pfs", "is required: the two PFs to take one VF each from, e.g. [\"ens1f0\", \"ens2f0\"]")),
+        Some(list) => two_pfs(&list)?,
+    };
+    if f.str("pf")?.is_some() || f.u32("vf")?.is_some() {
+        return Err(DatapathError::config("pfs", "sriov-bond takes a VF from each of the two \"pfs\"; \"pf\" and \"vf\" do not apply"));
+    }
+    Ok(Box::new(SriovBond {
+        pfs,
+        mode: f.choice("mode", MODES)?.unwrap_or(BondMode::ActiveBackup),
+        miimon: f.u32("miimon")?.unwrap_or(DEFAULT_MIIMON),
+        opts: VfOptions::parse(&f)?,
+        mac: f.str("mac")?.map(|m| lower::parse_unicast_mac("mac", m)).transpose()?,
+        mtu: f.mtu("mtu")?,
+    }))
+}
+
+fn two_pfs(list: &[&str]) -> Result<[String; 2]> {
+    let [a, b] = list else {
+        return Err(DatapathError::config("pfs", format!("needs exactly two PFs, got {}", list.len())));
+    };
+    for pf in [a, b] {
+        crate::fields::validate_ifname(pf).map_err(|r| DatapathError::config("pfs", format!("{pf:?} {r}")))?;
+    }
+    if a == b {
+        return Err(DatapathError::config("pfs", format!("names {a} twice; the two VFs must come from two PFs")));
+    }
+    Ok([a.to_string(), b.to_string()])
+}
+
+/// The members' names in the container: `IFNAME` (cut to fit) + `m0` / `m1`.
+fn member_name(ifname: &str, n: usize) -> String {
+    format!("{}m{n}", &ifname[..ifname.len().min(13)])
+}
+
+impl Datapath for SriovBond {
+    fn preflight(&self, host: &mut Namespace) -> Result<()> {
+        let sysfs = nearhost_kernel::sysfs::Sysfs::from_env();
+        for pf in &self.pfs {
+            check_mtu(self.mtu, &vf_lease::pf_link(host, "pfs", pf)?)?;
+            vf::discover(&sysfs, "pfs", pf)?;
+        }
+        Ok(())
+    }
+
+    fn add(&self, host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>) -> Result<Outcome> {
+        let names = [req.ifname.to_string(), member_name(req.ifname, 0), member_name(req.ifname, 1)];
+        for name in &names {
+            container::ensure_ifname_free(sb, name)?;
+        }
+        let store = ClaimStore::new(&req.state_dir, vf::CLAIMS);
+        let settings = self.opts.settings(None);
+        let wants: Vec<Want<'_>> = self
+            .pfs
+            .iter()
+            .zip(&names[1..])
+            .map(|(pf, m)| Want { field: "pfs", pf, vf: None, sandbox_name: m.clone(), settings: settings.clone() })
+            .collect();
+        let mut leases = vf_lease::claim(host, sb, &store, (req.container_id, req.ifname), &wants)?;
+        let bond_mac = req.mac.or(self.mac).unwrap_or_else(random_mac);
+        let mut shared_mac = true;
+        for lease in &mut leases {
+            shared_mac &= lease.try_admin_mac(host, &store, bond_mac)?;
+        }
+        let members = self.take_members(host, sb, &leases, &settings)?;
+        let (bond_index, bond_guard) = self.create_bond(sb, bond_mac, shared_mac)?;
+        for (index, lease) in members.iter().zip(&leases) {
+            let name = &lease.claim().dev.sandbox_name;
+            sb.nl.set_master(*index, Some(bond_index)).ctx(|| format!("enslave {name} to the bond"))?;
+        }
+        let routes = container::ipam_routes(req);
+        let addresses = req.addresses.iter().map(|a| a.address).collect();
+        let setup = Setup { temp_index: bond_index, ifname: req.ifname, mac: None, addresses, routes: routes.clone(), neighbours: Vec::new() };
+        let bond = container::finish(sb, &setup)?;
+        let addrs: Vec<_> = req.addresses.iter().map(|a| (a.address, a.gateway)).collect();
+        let (iface, ips, routes) = container::sandbox_result(&bond, &addrs, &routes, 0);
+        let mut interfaces = vec![iface];
+        interfaces.extend(leases.iter().map(|l| member_iface(sb, l.claim())).collect::<Result<Vec<_>>>()?);
+        bond_guard.disarm();
+        leases.into_iter().for_each(VfLease::keep);
+        Ok(Outcome { interfaces, ips, routes })
+    }
+
+    fn del(&self, host: &mut Namespace, mut sb: Option<&mut Namespace>, req: &DelRequest<'_>) -> Result<()> {
+        let mut errors = Vec::new();
+        if let Some(sb) = sb.as_deref_mut() {
+            // Deleting the bond releases its members (and gives them their MACs back).
+            errors.extend(container::delete_iface(sb, req.ifname).err());
+        }
+        let store = ClaimStore::new(&req.state_dir, vf::CLAIMS);
+        for claim in owned_claims(&store, req.container_id, req.ifname)? {
+            errors.extend(vf_lease::release(host, sb.as_deref_mut(), &store, &claim).err());
+        }
+        join(errors)
+    }
+
+    fn check(&self, host: &mut Namespace, sb: &mut Namespace, req: &CheckRequest<'_>) -> Result<()> {
+        let bond = container::check_sandbox(sb, req)?;
+        if bond.kind.as_deref() != Some("bond") || bond.bond_mode != Some(self.mode) {
+            return Err(DatapathError::CheckFailed(format!(
+                "{} is a {:?} link in mode {:?}, config says a bond in mode {:?}",
+                req.ifname, bond.kind, bond.bond_mode, self.mode
+            )));
+        }
+        let claims = owned_claims(&ClaimStore::new(&req.state_dir, vf::CLAIMS), req.container_id, req.ifname)?;
+        if claims.len() != 2 {
+            return Err(DatapathError::CheckFailed(format!("{} VF claims are recorded for {} ({}), not 2", claims.len(), req.container_id, req.ifname)));
+        }
+        for c in &claims {
+            let name = &c.dev.sandbox_name;
+            let member = sb.nl.link_by_name(name).ctx(|| format!("look up {name}"))?;
+            if member.and_then(|m| m.master) != Some(bond.index) {
+                return Err(DatapathError::CheckFailed(format!("{name} (VF {} of {}) is not a member of bond {}", c.vf, c.pf, req.ifname)));
+            }
+            check_pf_settings(host, c)?;
+        }
+        Ok(())
+    }
+}
+
+impl SriovBond {
+    /// Applies the PF settings, moves both VFs in and names them; their indexes.
+    fn take_members(&self, host: &mut Namespace, sb: &mut Namespace, leases: &[VfLease], settings: &[nearhost_kernel::sriov::VfSetting]) -> Result<Vec<u32>> {
+        let mut out = Vec::new();
+        for lease in leases {
+            let index = lease.take(host, sb, settings)?;
+            let name = &lease.claim().dev.sandbox_name;
+            sb.nl.rename_link(index, name).ctx(|| format!("rename VF {} of {} to {name}", lease.claim().vf, lease.claim().pf))?;
+            out.push(index);
+        }
+        Ok(out)
+    }
+
+    /// Creates the bond inside the container (under a temporary name, see
+    /// DESIGN: created in place). The guard deletes it, releasing the members.
+    fn create_bond(&self, sb: &mut Namespace, mac: Mac, shared_mac: bool) -> Result<(u32, LinkGuard)> {
+        let follow_active = self.mode == BondMode::ActiveBackup && !shared_mac;
+        let spec = NewLink {
+            name: temp_link_name(),
+            kind: NewLinkKind::Bond { mode: self.mode, miimon: self.miimon, fail_over_mac_active: follow_active },
+            netns: Some(sb.ns.as_fd()),
+            mtu: self.mtu,
+            // With fail_over_mac=active the bond takes the active member's MAC.
+            mac: (!follow_active).then_some(mac),
+        };
+        sb.nl.create_link(&spec).map_err(|e| match e.errno() {
+            Some(libc::EOPNOTSUPP) => DatapathError::Unsupported(
+                "this kernel has no bonding support (module not built in and not loadable); use a kernel with CONFIG_BONDING".into(),
+            ),
+            _ => DatapathError::Kernel { context: "create the bond in the container".into(), source: e },
+        })?;
+        let bond = sb.nl.require_link(&spec.name).ctx(|| format!("look up the new bond {}", spec.name))?;
+        Ok((bond.index, LinkGuard::new(&sb.ns, bond.index, "bond")))
+    }
+}
+
+/// A member in the result: in the sandbox, with its VF's PCI address.
+fn member_iface(sb: &mut Namespace, c: &VfClaim) -> Result<Iface> {
+    let name = &c.dev.sandbox_name;
+    let link = sb.nl.require_link(name).ctx(|| format!("read back {name}"))?;
+    let (mut iface, _, _) = container::sandbox_result(&link, &[], &[], 0);
+    iface.pci_id = Some(c.pci.clone());
+    Ok(iface)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn err(v: Value) -> String {
+        crate::driver::config_error(build, v)
+    }
+
+    #[test]
+    fn config_errors_name_the_field_and_value() {
+        assert!(err(json!({})).starts_with("pfs: is required"));
+        assert_eq!(err(json!({"pfs": ["a"]})), "pfs: needs exactly two PFs, got 1");
+        assert_eq!(err(json!({"pfs": ["a", "b", "c"]})), "pfs: needs exactly two PFs, got 3");
+        assert_eq!(err(json!({"pfs": ["a", "a"]})), "pfs: names a twice; the two VFs must come from two PFs");
+        assert!(err(json!({"pfs": ["a", "b"], "vf": 1})).starts_with("pfs: sriov-bond takes a VF from each"));
+        assert!(err(json!({"pfs": ["a", "b"], "mode": "balance-rr"})).starts_with("mode: \"balance-rr\" is not one of active-backup, balance-xor, 802.3ad"));
+        assert!(err(json!({"pfs": ["a", "b"], "miimon": -5})).starts_with("miimon: expected a non-negative integer"));
+        assert_eq!(err(json!({"pfs": ["a", "b"], "vlanQoS": 9})), "vlanQoS: 9 is out of range (0..7)");
+    }
+
+    #[test]
+    fn members_are_named_after_the_bond_within_ifnamsiz() {
+        assert_eq!(member_name("eth0", 1), "eth0m1");
+        assert_eq!(member_name("abcdefghijklmno", 0), "abcdefghijklmm0");
+        assert!(build(&json!({"pfs": ["a", "b"], "mode": "802.3ad", "miimon": 50})).is_ok());
+    }
+}

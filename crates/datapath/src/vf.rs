@@ -1,0 +1,272 @@
+//! SR-IOV virtual functions: discovery from sysfs, claims that keep concurrent
+//! ADDs from sharing one, and the per-PF inventory the node agent reports.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use nearhost_kernel::sriov::VfSetting;
+use nearhost_kernel::sysfs::{Sysfs, VirtFn};
+use serde::{Deserialize, Serialize};
+
+use crate::claims::ClaimStore;
+use crate::error::{DatapathError, KernelContext, Result};
+use crate::moved::SavedNetdev;
+
+/// The claims file of SR-IOV VFs in a driver state directory (keyed by PCI address).
+pub const CLAIMS: &str = "sriov-vfs";
+
+/// A VF held by one attachment, with everything DEL needs to put it back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VfClaim {
+    pub container_id: String,
+    /// The attachment's `CNI_IFNAME` (for a bond member: the bond's).
+    pub ifname: String,
+    pub pf: String,
+    pub vf: u32,
+    pub pci: String,
+    /// The VF's interface as it was in the host namespace.
+    pub dev: SavedNetdev,
+    /// The PF settings ADD applies (CHECK compares them with the PF's report).
+    pub applied: Vec<VfSetting>,
+    /// The PF settings DEL sends, in this order, to undo ADD's.
+    pub restore: Vec<VfSetting>,
+}
+
+impl VfClaim {
+    pub fn owned_by(&self, container_id: &str, ifname: &str) -> bool {
+        self.container_id == container_id && self.ifname == ifname
+    }
+}
+
+/// The enabled VFs of `pf`; errors name the config field it came from.
+pub fn discover(sysfs: &Sysfs, field: &str, pf: &str) -> Result<Vec<VirtFn>> {
+    let ctx = || format!("read the SR-IOV VFs of {pf} from {}", sysfs.root().display());
+    let Some(total) = sysfs.sriov_totalvfs(pf).ctx(ctx)? else {
+        return Err(DatapathError::config(
+            field,
+            format!("{pf} is not an SR-IOV physical function (no {}/class/net/{pf}/device/sriov_totalvfs)", sysfs.root().display()),
+        ));
+    };
+    let vfs = sysfs.virtfns(pf).ctx(ctx)?;
+    if vfs.is_empty() {
+        return Err(DatapathError::config(
+            field,
+            format!("{pf} has no VFs enabled (it supports {total}): echo N > /sys/class/net/{pf}/device/sriov_numvfs"),
+        ));
+    }
+    Ok(vfs)
+}
+
+/// Chooses a VF of `pf`: the configured one, or the first free one. A VF is free
+/// when nobody claims it, its interface is visible in the host (one without is
+/// inside another namespace or bound to a non-network driver such as vfio-pci)
+/// and it is not one of the host's `uplinks` (interfaces carrying its default
+/// route), which are never moved.
+pub fn pick<'a>(claims: &BTreeMap<String, VfClaim>, pf: &str, vfs: &'a [VirtFn], wanted: Option<u32>, uplinks: &[String]) -> Result<&'a VirtFn> {
+    let uplink = |v: &VirtFn| v.netdevs.iter().any(|n| uplinks.contains(n));
+    let Some(n) = wanted else {
+        let free = |v: &&VirtFn| !claims.contains_key(&v.pci) && !v.netdevs.is_empty() && !uplink(v);
+        return vfs.iter().find(free).ok_or_else(|| no_free_vf(claims, pf, vfs, uplink));
+    };
+    let vf = vfs
+        .iter()
+        .find(|v| v.index == n)
+        .ok_or_else(|| DatapathError::config("vf", format!("{pf} has no VF {n} (VFs enabled: {})", vfs.len())))?;
+    if let Some(c) = claims.get(&vf.pci) {
+        return Err(DatapathError::Busy(format!("VF {n} of {pf} is claimed by container {} ({})", c.container_id, c.ifname)));
+    }
+    if vf.netdevs.is_empty() {
+        return Err(DatapathError::Busy(format!("VF {n} of {pf} ({}) has no interface in the host namespace", vf.pci)));
+    }
+    if uplink(vf) {
+        return Err(DatapathError::config("vf", format!("VF {n} of {pf} ({}) carries the host's default route", vf.netdevs.join(", "))));
+    }
+    Ok(vf)
+}
+
+fn no_free_vf(claims: &BTreeMap<String, VfClaim>, pf: &str, vfs: &[VirtFn], uplink: impl Fn(&VirtFn) -> bool) -> DatapathError {
+    let count = |f: &dyn Fn(&VirtFn) -> bool| vfs.iter().filter(|v| f(v)).count();
+    let claimed = count(&|v| claims.contains_key(&v.pci));
+    let hidden = count(&|v| !claims.contains_key(&v.pci) && v.netdevs.is_empty());
+    let uplinks = count(&|v| !claims.contains_key(&v.pci) && uplink(v));
+    let uplinks = if uplinks > 0 { format!(", {uplinks} carrying the host's default route") } else { String::new() };
+    DatapathError::Busy(format!(
+        "no free VF on {pf}: {} enabled, {claimed} claimed by containers, {hidden} without an interface in the host namespace{uplinks}",
+        vfs.len()
+    ))
+}
+
+/// One PF's VFs for the node agent's metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PfInventory {
+    pub pf: String,
+    /// `sriov_totalvfs`: how many VFs the device supports.
+    pub total: u32,
+    /// `sriov_numvfs`: how many are enabled.
+    pub enabled: u32,
+    /// Enabled, unclaimed, with an interface in the host namespace.
+    pub free: u32,
+    pub claimed: Vec<ClaimedVf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClaimedVf {
+    pub vf: u32,
+    pub pci: String,
+    pub container_id: String,
+    pub ifname: String,
+}
+
+/// The VF inventory of every SR-IOV PF in `sysfs`, with the claims recorded in
+/// `state_dirs` (each network's state directory; claims are per network).
+pub fn inventory(sysfs: &Sysfs, state_dirs: &[PathBuf]) -> Result<Vec<PfInventory>> {
+    let mut claims = BTreeMap::new();
+    for dir in state_dirs.iter().filter(|d| d.is_dir()) {
+        claims.extend(ClaimStore::new(dir, CLAIMS).lock::<VfClaim>()?.claims().clone());
+    }
+    let mut out = Vec::new();
+    for pf in sysfs.net_devices().ctx(|| format!("list {}/class/net", sysfs.root().display()))? {
+        let ctx = || format!("read the SR-IOV VFs of {pf}");
+        let Some(total) = sysfs.sriov_totalvfs(&pf).ctx(ctx)? else { continue };
+        let vfs = sysfs.virtfns(&pf).ctx(ctx)?;
+        let claimed: Vec<ClaimedVf> = vfs
+            .iter()
+            .filter_map(|v| claims.get(&v.pci).map(|c: &VfClaim| (v, c)))
+            .map(|(v, c)| ClaimedVf { vf: v.index, pci: v.pci.clone(), container_id: c.container_id.clone(), ifname: c.ifname.clone() })
+            .collect();
+        let free = vfs.iter().filter(|v| !claims.contains_key(&v.pci) && !v.netdevs.is_empty()).count() as u32;
+        out.push(PfInventory { pf, total, enabled: vfs.len() as u32, free, claimed });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::claims::ClaimStore;
+    use std::os::unix::fs::symlink;
+    use std::path::Path;
+
+    /// A fake sysfs with PF `pf0` (0000:01:00.0) and VFs whose interfaces are
+    /// `names` ("" = no interface), plus a non-SR-IOV `eth9`.
+    fn tree(root: &Path, names: &[&str]) {
+        let pf_dir = root.join("devices/0000:01:00.0");
+        std::fs::create_dir_all(pf_dir.join("net/pf0")).unwrap();
+        std::fs::write(pf_dir.join("sriov_totalvfs"), "16").unwrap();
+        std::fs::write(pf_dir.join("sriov_numvfs"), names.len().to_string()).unwrap();
+        for (i, name) in names.iter().enumerate() {
+            let vf_dir = root.join(format!("devices/0000:01:10.{i}"));
+            std::fs::create_dir_all(&vf_dir).unwrap();
+            if !name.is_empty() {
+                std::fs::create_dir_all(vf_dir.join("net").join(name)).unwrap();
+            }
+            symlink(&vf_dir, pf_dir.join(format!("virtfn{i}"))).unwrap();
+        }
+        std::fs::create_dir_all(root.join("class/net/pf0")).unwrap();
+        symlink(&pf_dir, root.join("class/net/pf0/device")).unwrap();
+        std::fs::create_dir_all(root.join("class/net/eth9")).unwrap();
+    }
+
+    fn claim(vf: &VirtFn, id: &str) -> VfClaim {
+        VfClaim {
+            container_id: id.into(),
+            ifname: "eth0".into(),
+            pf: "pf0".into(),
+            vf: vf.index,
+            pci: vf.pci.clone(),
+            dev: SavedNetdev {
+                host_name: vf.netdevs[0].clone(),
+                mtu: 1500,
+                mac: None,
+                was_up: false,
+                pci: Some(vf.pci.clone()),
+                temp_name: "nhtmp0".into(),
+                sandbox_name: "eth0".into(),
+            },
+            applied: vec![],
+            restore: vec![],
+        }
+    }
+
+    #[test]
+    fn discovery_reads_the_vfs_in_order() {
+        let t = tempfile::tempdir().unwrap();
+        tree(t.path(), &["vfa", "", "vfc"]);
+        let vfs = discover(&Sysfs::at(t.path()), "pf", "pf0").unwrap();
+        let names: Vec<_> = vfs.iter().map(|v| (v.index, v.pci.as_str(), v.netdevs.clone())).collect();
+        assert_eq!(names[0], (0, "0000:01:10.0", vec!["vfa".to_string()]));
+        assert_eq!(names[1], (1, "0000:01:10.1", vec![]));
+        assert_eq!(names[2].0, 2);
+    }
+
+    #[test]
+    fn discovery_errors_name_the_field_and_the_pf() {
+        let t = tempfile::tempdir().unwrap();
+        tree(t.path(), &[]);
+        let s = Sysfs::at(t.path());
+        let e = discover(&s, "pfs", "eth9").unwrap_err().to_string();
+        assert!(e.starts_with("pfs: eth9 is not an SR-IOV physical function"), "{e}");
+        let e = discover(&s, "pf", "pf0").unwrap_err().to_string();
+        assert!(e.starts_with("pf: pf0 has no VFs enabled (it supports 16)"), "{e}");
+    }
+
+    #[test]
+    fn pick_skips_claimed_vfs_and_vfs_without_an_interface() {
+        let t = tempfile::tempdir().unwrap();
+        tree(t.path(), &["vfa", "", "vfc", "vfd"]);
+        let vfs = discover(&Sysfs::at(t.path()), "pf", "pf0").unwrap();
+        let mut claims = BTreeMap::new();
+        assert_eq!(pick(&claims, "pf0", &vfs, None, &[]).unwrap().index, 0);
+        claims.insert(vfs[0].pci.clone(), claim(&vfs[0], "c0"));
+        assert_eq!(pick(&claims, "pf0", &vfs, None, &[]).unwrap().index, 2);
+        claims.insert(vfs[2].pci.clone(), claim(&vfs[2], "c2"));
+        claims.insert(vfs[3].pci.clone(), claim(&vfs[3], "c3"));
+        let e = pick(&claims, "pf0", &vfs, None, &[]).unwrap_err();
+        assert!(matches!(e, DatapathError::Busy(_)));
+        assert_eq!(e.to_string(), "no free VF on pf0: 4 enabled, 3 claimed by containers, 1 without an interface in the host namespace");
+    }
+
+    #[test]
+    fn a_configured_vf_must_exist_and_be_free() {
+        let t = tempfile::tempdir().unwrap();
+        tree(t.path(), &["vfa", "vfb"]);
+        let vfs = discover(&Sysfs::at(t.path()), "pf", "pf0").unwrap();
+        let mut claims = BTreeMap::new();
+        assert_eq!(pick(&claims, "pf0", &vfs, Some(1), &[]).unwrap().index, 1);
+        assert_eq!(pick(&claims, "pf0", &vfs, Some(5), &[]).unwrap_err().to_string(), "vf: pf0 has no VF 5 (VFs enabled: 2)");
+        claims.insert(vfs[1].pci.clone(), claim(&vfs[1], "other"));
+        let e = pick(&claims, "pf0", &vfs, Some(1), &[]).unwrap_err().to_string();
+        assert_eq!(e, "VF 1 of pf0 is claimed by container other (eth0)");
+    }
+
+    #[test]
+    fn a_vf_carrying_the_host_default_route_is_never_picked() {
+        let t = tempfile::tempdir().unwrap();
+        tree(t.path(), &["vfa", "vfb"]);
+        let vfs = discover(&Sysfs::at(t.path()), "pf", "pf0").unwrap();
+        let (claims, uplinks) = (BTreeMap::new(), vec!["vfa".to_string()]);
+        assert_eq!(pick(&claims, "pf0", &vfs, None, &uplinks).unwrap().index, 1);
+        let e = pick(&claims, "pf0", &vfs, Some(0), &uplinks).unwrap_err().to_string();
+        assert_eq!(e, "vf: VF 0 of pf0 (vfa) carries the host's default route");
+        let e = pick(&claims, "pf0", &vfs[..1], None, &uplinks).unwrap_err().to_string();
+        assert!(e.ends_with("0 without an interface in the host namespace, 1 carrying the host's default route"), "{e}");
+    }
+
+    #[test]
+    fn inventory_counts_and_names_claimants() {
+        let t = tempfile::tempdir().unwrap();
+        tree(t.path(), &["vfa", "vfb", ""]);
+        let sysfs = Sysfs::at(t.path());
+        let vfs = discover(&sysfs, "pf", "pf0").unwrap();
+        let state = t.path().join("state");
+        let mut l = ClaimStore::new(&state, CLAIMS).lock().unwrap();
+        l.insert(vfs[1].pci.clone(), claim(&vfs[1], "ctr-b"));
+        l.commit().unwrap();
+        drop(l);
+        let inv = inventory(&sysfs, &[state]).unwrap();
+        assert_eq!(inv.len(), 1, "eth9 is no PF: {inv:?}");
+        let pf = &inv[0];
+        assert_eq!((pf.pf.as_str(), pf.total, pf.enabled, pf.free), ("pf0", 16, 3, 1));
+        assert_eq!(pf.claimed, vec![ClaimedVf { vf: 1, pci: "0000:01:10.1".into(), container_id: "ctr-b".into(), ifname: "eth0".into() }]);
+    }
+}
