@@ -248,9 +248,16 @@ impl Agent {
     }
 
     async fn answer(&mut self, req: Request, session: &Session) -> Response {
-        let fail = |e: AgentError| Response { ok: false, error: Some(e.to_string()), body: None };
+        let fail = |e: AgentError| {
+            let code = match e {
+                AgentError::UnknownPool(_) => Some(7),
+                AgentError::PoolExhausted { .. } => Some(100),
+                _ => None,
+            };
+            Response { ok: false, error: Some(e.to_string()), code, body: None }
+        };
         match req {
-            Request::Status => Response { ok: true, error: None, body: Some(self.status()) },
+            Request::Status => Response { ok: true, error: None, code: None, body: Some(self.status()) },
             Request::Claim { pool, if_low } => {
                 let i = match self.serve_pool(&pool).await {
                     Ok(i) => i,
@@ -259,10 +266,10 @@ impl Agent {
                 let free = local::usage(&self.served[i].store).map(|(_, f)| f).unwrap_or(0);
                 let needed = if if_low { free < self.cfg.low_water } else { free == 0 };
                 if !needed {
-                    return Response { ok: true, error: None, body: None };
+                    return Response { ok: true, error: None, code: None, body: None };
                 }
                 match self.claim(i, session.lease).await {
-                    Ok(rec) => Response { ok: true, error: None, body: Some(serde_json::json!({"block": rec.block})) },
+                    Ok(rec) => Response { ok: true, error: None, code: None, body: Some(serde_json::json!({"block": rec.block})) },
                     Err(e) => fail(e),
                 }
             }
@@ -290,7 +297,7 @@ impl Agent {
             }
         }
         for i in 0..self.served.len() {
-            let Ok((per_block, _)) = local::usage(&self.served[i].store) else { continue };
+            let Ok((per_block, free)) = local::usage(&self.served[i].store) else { continue };
             let label = PoolLabel { pool: self.served[i].rec.name.clone() };
             self.metrics.addresses_in_use.get_or_create(&label).set(per_block.iter().map(|(_, n)| *n as i64).sum());
             let now = Instant::now();
@@ -307,10 +314,15 @@ impl Agent {
                 .filter(|(_, since)| now.duration_since(**since) >= self.cfg.release_grace)
                 .map(|(b, _)| *b)
                 .collect();
+            let mut free = free;
             for block in idle {
-                if self.served[i].owned.len() <= self.cfg.min_blocks {
+                // Keep the per-pool minimum, and the headroom that made us claim
+                // the block in the first place (else: claim, release, claim …).
+                let capacity = local::capacity(&block);
+                if self.served[i].owned.len() <= self.cfg.min_blocks || free.saturating_sub(capacity) < self.cfg.low_water {
                     break;
                 }
+                free -= capacity;
                 if let Err(e) = self.release(i, block).await {
                     tracing::warn!("releasing block {block}: {e}");
                 }

@@ -34,9 +34,9 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Ipam(#[from] nearhost_ipam::IpamError),
-    #[error("{0}")]
+    #[error(transparent)]
     Datapath(#[from] nearhost_datapath::DatapathError),
 }
 

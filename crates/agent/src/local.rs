@@ -71,6 +71,12 @@ pub fn usage(store: &PoolStore) -> Result<(Vec<(IpNet, usize)>, usize)> {
     Ok((per_block, capacity.saturating_sub(used)))
 }
 
+/// Addresses one block gives containers (its gateway excluded).
+pub fn capacity(block: &IpNet) -> usize {
+    let (start, end) = nearhost_ipam::config::usable_bounds(block);
+    usable(start, end).saturating_sub(1)
+}
+
 fn usable(start: std::net::IpAddr, end: std::net::IpAddr) -> usize {
     let o = |ip| nearhost_ipam::config::ord(ip);
     usize::try_from(o(end) - o(start) + 1).unwrap_or(usize::MAX)

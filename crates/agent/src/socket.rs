@@ -44,7 +44,7 @@ pub async fn serve(listener: UnixListener, to_agent: mpsc::Sender<Ask>) {
                 return;
             }
             let response = match serde_json::from_str::<Request>(&line) {
-                Err(e) => Response { ok: false, error: Some(format!("bad request: {e}")), body: None },
+                Err(e) => Response { ok: false, error: Some(format!("bad request: {e}")), code: None, body: None },
                 Ok(request) => {
                     let (tx, rx) = oneshot::channel();
                     if to_agent.send(Ask { request, reply: tx }).await.is_err() {
@@ -52,7 +52,7 @@ pub async fn serve(listener: UnixListener, to_agent: mpsc::Sender<Ask>) {
                     }
                     match tokio::time::timeout(Duration::from_secs(9), rx).await {
                         Ok(Ok(r)) => r,
-                        _ => Response { ok: false, error: Some("the agent is busy (etcd slow or unreachable); try again".into()), body: None },
+                        _ => Response { ok: false, error: Some("the agent is busy (etcd slow or unreachable); try again".into()), code: None, body: None },
                     }
                 }
             };

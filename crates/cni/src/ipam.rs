@@ -50,7 +50,10 @@ fn allocate_from_pool(ipam: &Ipam<FileStore>, cfg: &IpamConfig, pool: &str, owne
             })?;
             if !answer.ok {
                 let why = answer.error.unwrap_or_default();
-                return Err(CniError::new(code::TRY_AGAIN_LATER, format!("pool {pool}: this node's blocks are full and the agent could not claim another: {why}")));
+                return Err(match answer.code {
+                    Some(c) => CniError::new(c, format!("ipam.pool: {why}")),
+                    None => CniError::new(code::TRY_AGAIN_LATER, format!("pool {pool}: this node's blocks are full and the agent could not claim another: {why}")),
+                });
             }
             Ok(ipam.allocate_in_blocks(&cfg.exclude, owner, requested)?)
         }

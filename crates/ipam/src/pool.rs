@@ -43,6 +43,10 @@ pub struct Response {
     pub ok: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// With an error: the CNI error code the plugin should answer with (7 for
+    /// an unknown pool, 100 for an exhausted one); absent means "try again later".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<serde_json::Value>,
 }

@@ -1,0 +1,233 @@
+//! Multi-host: `nearhost agent` with real etcd (Debian's etcd-server), hosts
+//! and etcd members in namespaces on one switch, containers attached through
+//! the CNI protocol with `"ipam": {"type": "nearhost", "pool": …}`.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod fixture;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use fixture::*;
+use serde_json::Value;
+use support::*;
+
+struct Cluster {
+    sw: Switch,
+    etcd: Vec<EtcdMember>,
+    nodes: Vec<Node>,
+}
+
+impl Cluster {
+    /// `members` etcd members, a pool `p1` (198.19.0.0/20 in /26 blocks), and
+    /// `n` nodes in `mode` with running agents.
+    fn new(members: u8, n: u8, mode: &str) -> Cluster {
+        let sw = Switch::new();
+        let etcd = etcd_cluster(&sw, members);
+        let ep = endpoints(&etcd);
+        let out = pool_cmd(&etcd[0].ns, &ep, &["create", "p1", "--subnet", "198.19.0.0/20", "--block-size", "26"]);
+        assert!(out.status.success(), "pool create: {}", String::from_utf8_lossy(&out.stderr));
+        let mut nodes: Vec<Node> = (1..=n).map(|i| Node::new(&sw, i, mode)).collect();
+        for node in &mut nodes {
+            node.start_agent(&ep, &["--pool", "p1"]);
+        }
+        Cluster { sw, etcd, nodes }
+    }
+
+    fn ep(&self) -> String {
+        endpoints(&self.etcd)
+    }
+}
+
+fn block_of(result: &Value) -> String {
+    // the container's address within its /26 block
+    let ip: std::net::Ipv4Addr = result_ip(result, 0).parse().unwrap();
+    let o = ip.octets();
+    format!("{}.{}.{}.{}/26", o[0], o[1], o[2], o[3] & 0xc0)
+}
+
+fn containers_on_every_node_reach_each_other(mode: &str) {
+    let c = Cluster::new(1, 3, mode);
+    let ctrs: Vec<Netns> = (0..3).map(|_| Netns::new("c")).collect();
+    let results: Vec<Value> = c.nodes.iter().zip(&ctrs).map(|(n, ctr)| add(&n.ns, &format!("ctr-{}", n.name), ctr, &n.conf("p1"))).collect();
+    let blocks: HashSet<String> = results.iter().map(block_of).collect();
+    assert_eq!(blocks.len(), 3, "each host hands out addresses from its own block: {results:?}");
+    for (i, r) in results.iter().enumerate().skip(1) {
+        let ip = result_ip(r, 0);
+        assert!(eventually(Duration::from_secs(10), || ctrs[0].ping(&ip)), "{mode}: container on node1 cannot reach node{}'s container {ip}", i + 1);
+    }
+    // node1 has a route to every other node's block via that node
+    let routes = c.nodes[0].ns.routes(false);
+    for (i, r) in results.iter().enumerate().skip(1) {
+        let block = block_of(r);
+        assert!(routes.iter().any(|rt| rt["dst"] == block && rt["gateway"] == c.nodes[i].ip), "{mode}: no route to {block}: {routes:?}");
+    }
+    assert!(c.nodes[0].metric("nearhost_agent_routes_programmed") >= 2.0);
+    for (n, (ctr, r)) in c.nodes.iter().zip(ctrs.iter().zip(&results)) {
+        del(&n.ns, &format!("ctr-{}", n.name), &ctr.path(), &n.conf("p1"), Some(r));
+    }
+}
+
+#[test]
+fn three_hosts_routed() {
+    containers_on_every_node_reach_each_other("routed");
+}
+
+#[test]
+fn three_hosts_vxlan() {
+    containers_on_every_node_reach_each_other("vxlan");
+}
+
+#[test]
+fn a_dead_agent_loses_its_blocks_after_the_ttl_and_gets_them_back_on_restart() {
+    let mut c = Cluster::new(1, 3, "routed");
+    let ctr3 = Netns::new("c");
+    let r3 = add(&c.nodes[2].ns, "keep-me", &ctr3, &c.nodes[2].conf("p1"));
+    let block3 = block_of(&r3);
+    let ctr1 = Netns::new("c");
+    add(&c.nodes[0].ns, "probe", &ctr1, &c.nodes[0].conf("p1"));
+    assert!(eventually(Duration::from_secs(10), || ctr1.ping(&result_ip(&r3, 0))));
+
+    c.nodes[2].agent.kill(); // SIGKILL: no goodbye
+    let ep = c.ep();
+    let gone = eventually(Duration::from_secs(15), || !pool_usage(&c.etcd[0].ns, &ep, "p1").1.contains(&"node3".to_string()));
+    assert!(gone, "node3's blocks still claimed after its lease TTL");
+    assert!(
+        eventually(Duration::from_secs(10), || c.nodes[0].ns.routes(false).iter().all(|r| r["dst"] != block3)),
+        "node1 still routes {block3} to the dead node"
+    );
+
+    // Back again: it re-registers and takes back the block its container uses.
+    let ep2 = c.ep();
+    c.nodes[2].start_agent(&ep2, &["--pool", "p1"]);
+    assert!(eventually(Duration::from_secs(15), || c.nodes[0].ns.routes(false).iter().any(|r| r["dst"] == block3)), "route to {block3} did not come back");
+    assert!(eventually(Duration::from_secs(10), || ctr1.ping(&result_ip(&r3, 0))), "the container kept its address and is reachable again");
+    let (_, nodes) = pool_usage(&c.etcd[0].ns, &ep2, "p1");
+    assert!(nodes.contains(&"node3".to_string()));
+}
+
+#[test]
+fn etcd_down_adds_still_work_and_the_agent_reconnects() {
+    let c = Cluster::new(1, 2, "routed");
+    let remote = Netns::new("c");
+    let rr = add(&c.nodes[1].ns, "remote", &remote, &c.nodes[1].conf("p1"));
+    let local = Netns::new("c");
+    add(&c.nodes[0].ns, "local", &local, &c.nodes[0].conf("p1"));
+    assert!(eventually(Duration::from_secs(10), || local.ping(&result_ip(&rr, 0))));
+
+    c.etcd[0].proc.signal(libc::SIGSTOP); // etcd hangs (worse than gone: no RST)
+    let more = Netns::new("c");
+    let started = std::time::Instant::now();
+    let r = add(&c.nodes[0].ns, "during-outage", &more, &c.nodes[0].conf("p1"));
+    assert!(started.elapsed() < Duration::from_secs(3), "an ADD with free addresses must not wait on etcd ({:?})", started.elapsed());
+    assert!(!r["ips"].as_array().unwrap().is_empty());
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(local.ping(&result_ip(&rr, 0)), "routes stay while etcd is away");
+
+    c.etcd[0].proc.signal(libc::SIGCONT);
+    assert!(eventually(Duration::from_secs(30), || c.nodes[0].http("/readyz").0 == 200), "agent did not recover: {}", c.nodes[0].agent_log());
+    // a brand-new block can be claimed again: fill the node's first block
+    let ctrs: Vec<Netns> = (0..64).map(|_| Netns::new("c")).collect();
+    for (i, ctr) in ctrs.iter().enumerate() {
+        add(&c.nodes[0].ns, &format!("fill{i}"), ctr, &c.nodes[0].conf("p1"));
+    }
+    assert!(eventually(Duration::from_secs(6), || c.nodes[0].metric("nearhost_agent_blocks_owned") >= 2.0), "the agent claimed more blocks after etcd returned");
+}
+
+#[test]
+fn a_three_member_etcd_cluster_survives_losing_one() {
+    let mut c = Cluster::new(3, 2, "routed");
+    c.etcd[2].proc.kill();
+    let ctrs: Vec<Netns> = (0..70).map(|_| Netns::new("c")).collect();
+    for (i, ctr) in ctrs.iter().enumerate() {
+        add(&c.nodes[0].ns, &format!("x{i}"), ctr, &c.nodes[0].conf("p1"));
+    }
+    assert!(eventually(Duration::from_secs(6), || c.nodes[0].metric("nearhost_agent_blocks_owned") >= 2.0), "a new block was claimed with one member down");
+}
+
+#[test]
+fn parallel_adds_on_several_hosts_never_duplicate_an_address() {
+    let c = Cluster::new(1, 3, "routed");
+    let per_node = 40;
+    let ctrs: Vec<Vec<Netns>> = c.nodes.iter().map(|_| (0..per_node).map(|_| Netns::new("c")).collect()).collect();
+    let results: Vec<Value> = std::thread::scope(|s| {
+        let mut hs = Vec::new();
+        for (n, list) in c.nodes.iter().zip(&ctrs) {
+            for (i, ctr) in list.iter().enumerate() {
+                let conf = n.conf("p1");
+                hs.push(s.spawn(move || add(&n.ns, &format!("{}-{i}", n.name), ctr, &conf)));
+            }
+        }
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let ips: HashSet<String> = results.iter().map(|r| result_ip(r, 0)).collect();
+    assert_eq!(ips.len(), results.len(), "a duplicate address across the cluster");
+    // 40 containers per node need a second /26 block on every node
+    for n in &c.nodes {
+        assert!(n.metric("nearhost_agent_blocks_owned") >= 1.0);
+    }
+}
+
+#[test]
+fn bad_input_is_refused_clearly_and_writes_nothing() {
+    let c = Cluster::new(1, 1, "routed");
+    let ep = c.ep();
+    let ns = &c.etcd[0].ns;
+    let err = |args: &[&str]| {
+        let out = pool_cmd(ns, &ep, args);
+        assert!(!out.status.success(), "{args:?} should fail");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    assert!(err(&["create", "p2", "--subnet", "198.19.8.0/21"]).contains("overlaps pool \"p1\""));
+    assert!(err(&["create", "p1", "--subnet", "198.19.64.0/20"]).contains("already exists"));
+    assert!(err(&["create", "p3", "--subnet", "198.19.64.0/20", "--block-size", "16"]).contains("--block-size"));
+    assert!(err(&["rm", "nosuch"]).contains("does not exist"));
+    assert!(err(&["rm", "p1"]).contains("still has"), "a pool with claimed blocks is not removed");
+    let out = pool_cmd(ns, &ep, &["ls", "--json"]);
+    let pools: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(pools.as_array().unwrap().len(), 1, "nothing half-written: {pools}");
+
+    // a container asking for a pool that does not exist
+    let ctr = Netns::new("c");
+    Call::new(&c.nodes[0].ns, "ADD", "u1", &ctr.path(), "eth0").conf(&c.nodes[0].conf("nosuch")).expect_err(7, "pool \"nosuch\" does not exist");
+    assert!(ctr.link_names().is_empty());
+
+    // an exhausted pool: /28 in /30 blocks is 4 blocks of one address each
+    let out = pool_cmd(ns, &ep, &["create", "tiny", "--subnet", "198.19.128.0/28", "--block-size", "30"]);
+    assert!(out.status.success());
+    let ctrs: Vec<Netns> = (0..5).map(|_| Netns::new("c")).collect();
+    for (i, ctr) in ctrs.iter().enumerate().take(4) {
+        add(&c.nodes[0].ns, &format!("t{i}"), ctr, &c.nodes[0].conf("tiny"));
+    }
+    Call::new(&c.nodes[0].ns, "ADD", "t4", &ctrs[4].path(), "eth0").conf(&c.nodes[0].conf("tiny")).expect_err(100, "pool \"tiny\" is exhausted");
+
+    // etcd unreachable at start-up: a clear error within the timeout
+    let lonely = Netns::new("n");
+    c.sw.plug(&lonely, 99);
+    let started = std::time::Instant::now();
+    let out = lonely.exec(&[bin(), "agent", "--etcd", "http://198.18.200.250:2379", "--node-name", "x", "--node-ip", "198.18.200.99", "--etcd-timeout", "2", "--data-dir", "/tmp/nearhost-agent-unreachable"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach etcd at http://198.18.200.250:2379"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn metrics_and_health() {
+    let c = Cluster::new(1, 1, "routed");
+    let n = &c.nodes[0];
+    assert_eq!(n.http("/healthz").0, 200);
+    assert_eq!(n.http("/readyz").0, 200);
+    let (code, body) = n.http("/metrics");
+    assert_eq!(code, 200);
+    for m in ["nearhost_agent_blocks_owned", "nearhost_agent_addresses_in_use", "nearhost_agent_etcd_requests_total", "nearhost_agent_etcd_request_duration_seconds", "nearhost_agent_routes_programmed"] {
+        assert!(body.contains(m), "{m} missing from /metrics:\n{body}");
+    }
+    let ctr = Netns::new("c");
+    add(&n.ns, "m1", &ctr, &n.conf("p1"));
+    assert!(eventually(Duration::from_secs(5), || n.metric("nearhost_agent_addresses_in_use") >= 1.0));
+    // the metrics listener is on loopback only
+    let st = c.etcd[0].ns.exec(&["python3", "-c", &format!("import socket;socket.create_connection(('{}',9464),timeout=1)", n.ip)]);
+    assert!(!st.status.success(), "metrics must not be reachable from the network");
+}
