@@ -157,7 +157,10 @@ impl Node {
         let log = std::fs::File::create(self.data.path().join("agent.log")).unwrap();
         let mut args = vec!["netns", "exec", &self.ns.name, bin(), "agent", "--etcd", etcd, "--node-name", &self.name, "--node-ip", &self.ip];
         let dd = self.data_dir();
-        args.extend(["--data-dir", &dd, "--lease-ttl", "3", "--mode", &self.mode, "--release-grace", "2", "--vni", "7", "--underlay", "eth0"]);
+        args.extend(["--data-dir", &dd, "--lease-ttl", "3", "--mode", &self.mode, "--vni", "7", "--underlay", "eth0"]);
+        if !extra.contains(&"--release-grace") {
+            args.extend(["--release-grace", "2"]);
+        }
         args.extend_from_slice(extra);
         let child = Command::new("ip").args(&args).env("NEARHOST_LOG", "info").stdout(Stdio::null()).stderr(log).spawn().expect("start agent");
         self.agent = Proc { child: Some(child) };
