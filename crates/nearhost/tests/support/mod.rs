@@ -8,6 +8,7 @@
 // The bench suites' helpers.
 pub mod bench_support;
 pub mod tools;
+pub mod lab;
 pub mod sriov;
 
 use std::io::Write;
