@@ -163,14 +163,7 @@ pub fn attach(host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>, o:
     if o.is_default_gateway {
         add_default_routes(req, &mut routes);
     }
-    let setup = Setup {
-        temp_index: pair.sandbox_index,
-        ifname: req.ifname,
-        mac: None, // set at creation
-        addresses: req.addresses.iter().map(|a| a.address).collect(),
-        routes: routes.clone(),
-        neighbours: Vec::new(),
-    };
+    let setup = Setup::standard(pair.sandbox_index, req, routes.clone());
     let link = container::finish(sb, &setup)?;
     let container_v4 = req.addresses.iter().map(|a| a.address.addr()).find(IpAddr::is_ipv4);
     if o.ip_masq || !req.port_mappings.is_empty() {
@@ -208,10 +201,7 @@ fn add_default_routes(req: &AddRequest<'_>, routes: &mut Vec<Route>) {
 pub fn detach(host: &mut Namespace, sb: Option<&mut Namespace>, req: &DelRequest<'_>) -> Result<()> {
     let container_v4 = req.prev.and_then(|p| p.ips.iter().map(|i| i.address.addr()).find(IpAddr::is_ipv4));
     nat::remove_mappings(host, req.port_mappings, container_v4)?;
-    match sb {
-        Some(sb) => container::delete_iface(sb, req.ifname),
-        None => Ok(()),
-    }
+    container::delete_if_present(sb, req.ifname)
 }
 
 /// CHECK for bridge-based datapaths.

@@ -25,6 +25,21 @@ pub struct Setup<'a> {
     pub neighbours: Vec<(IpAddr, Mac)>,
 }
 
+impl<'a> Setup<'a> {
+    /// The usual finish: the request's addresses and the given routes, no
+    /// MAC change (set when the link was created), no pinned neighbours.
+    pub fn standard(temp_index: u32, req: &AddRequest<'a>, routes: Vec<Route>) -> Self {
+        Setup {
+            temp_index,
+            ifname: req.ifname,
+            mac: None,
+            addresses: req.addresses.iter().map(|a| a.address).collect(),
+            routes,
+            neighbours: Vec::new(),
+        }
+    }
+}
+
 /// ADD must not take over an interface the container already has.
 pub fn ensure_ifname_free(sb: &mut Namespace, ifname: &str) -> Result<()> {
     match sb.nl.link_by_name(ifname).ctx(|| format!("look up {ifname} in the container"))? {
@@ -159,6 +174,15 @@ fn route_text(r: &Route) -> String {
     match ro.gw {
         Some(gw) => format!("{} via {gw}", ro.dst),
         None => ro.dst.to_string(),
+    }
+}
+
+/// DEL's container side: delete the interface if the namespace is still there
+/// (links of a namespace die with it).
+pub fn delete_if_present(sb: Option<&mut Namespace>, ifname: &str) -> Result<()> {
+    match sb {
+        Some(sb) => delete_iface(sb, ifname),
+        None => Ok(()),
     }
 }
 

@@ -30,14 +30,7 @@ pub fn add(host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>, kind:
     })?;
     let guard = LinkGuard::new(&sb.ns, created.index, format!("{} {}", kind.name, req.ifname));
     let routes = container::ipam_routes(req);
-    let setup = Setup {
-        temp_index: created.index,
-        ifname: req.ifname,
-        mac: None, // set at creation
-        addresses: req.addresses.iter().map(|a| a.address).collect(),
-        routes: routes.clone(),
-        neighbours: Vec::new(),
-    };
+    let setup = Setup::standard(created.index, req, routes.clone());
     let link = container::finish(sb, &setup)?;
     guard.disarm();
     let addrs: Vec<_> = req.addresses.iter().map(|a| (a.address, a.gateway)).collect();

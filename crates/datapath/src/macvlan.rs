@@ -57,10 +57,7 @@ impl Datapath for Macvlan {
     }
 
     fn del(&self, _host: &mut Namespace, sb: Option<&mut Namespace>, req: &DelRequest<'_>) -> Result<()> {
-        match sb {
-            Some(sb) => container::delete_iface(sb, req.ifname),
-            None => Ok(()), // the macvlan died with its namespace
-        }
+        container::delete_if_present(sb, req.ifname)
     }
 
     fn check(&self, host: &mut Namespace, sb: &mut Namespace, req: &CheckRequest<'_>) -> Result<()> {

@@ -97,10 +97,7 @@ impl Datapath for Routed {
     fn del(&self, _host: &mut Namespace, sb: Option<&mut Namespace>, req: &DelRequest<'_>) -> Result<()> {
         // Deleting the container end deletes the host end, and with it the host
         // routes and neighbour entries that pointed at it.
-        match sb {
-            Some(sb) => container::delete_iface(sb, req.ifname),
-            None => Ok(()),
-        }
+        container::delete_if_present(sb, req.ifname)
     }
 
     fn check(&self, host: &mut Namespace, sb: &mut Namespace, req: &CheckRequest<'_>) -> Result<()> {
