@@ -28,6 +28,8 @@ pub struct Network {
     pub file: PathBuf,
     pub cni_version: String,
     pub plugins: Vec<Value>,
+    /// The file's JSON as written.
+    pub raw: Value,
 }
 
 impl Network {
@@ -61,7 +63,7 @@ impl Network {
             po.insert("cniVersion".into(), json!(cni_version));
             out.push(p);
         }
-        Ok(Network { name, file: file.to_path_buf(), cni_version, plugins: out })
+        Ok(Network { name, file: file.to_path_buf(), cni_version, plugins: out, raw: raw.clone() })
     }
 
     /// Runs every `nearhost` plugin config through the plugin's own parsers:

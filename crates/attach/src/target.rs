@@ -270,7 +270,8 @@ pub fn netns_inode(path: &str) -> std::result::Result<u64, KernelError> {
     NetNs::open(Path::new(path))?.inode()
 }
 
-/// Field 22 of `/proc/PID/stat`: when the process started.
+/// Field 22 of `/proc/PID/stat`: when the process started; `None` when there
+/// is no such process or it has exited.
 pub fn process_start(pid: u32) -> Option<u64> {
     if pid == 0 {
         return None;
@@ -278,8 +279,12 @@ pub fn process_start(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may contain spaces and parentheses: count
     // fields from the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let rest: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    // A zombie (Z) or dead (X) process has no namespaces any more.
+    if matches!(rest.first(), Some(&"Z") | Some(&"X")) {
+        return None;
+    }
+    rest.get(19)?.parse().ok()
 }
 
 #[cfg(test)]

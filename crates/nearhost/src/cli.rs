@@ -15,6 +15,8 @@ struct Cli {
 enum Cmd {
     /// Print the CNI spec versions this plugin speaks.
     Version,
+    #[command(flatten)]
+    Attach(crate::cli_attach::AttachCmd),
 }
 
 pub fn run() -> ExitCode {
@@ -24,6 +26,7 @@ pub fn run() -> ExitCode {
             println!("nearhost {} (CNI {})", env!("CARGO_PKG_VERSION"), nearhost_cni::version::SpecVersion::supported_list().join(", "));
             Ok(())
         }
+        Cmd::Attach(cmd) => crate::cli_attach::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,8 @@
 //! `nearhost`: a CNI plugin when `CNI_COMMAND` is set, otherwise the CLI.
 
+mod attach_view;
 mod cli;
+mod cli_attach;
 mod cni_entry;
 
 use std::process::ExitCode;
