@@ -166,7 +166,8 @@ pub struct NetCreateArgs {
     /// bridge: masquerade traffic leaving the subnet.
     #[arg(long)]
     ip_masq: bool,
-    /// Where the IPAM state lives (ipam.dataDir; default /var/lib/nearhost).
+    /// Where the IPAM state lives (ipam.dataDir) [default: $NEARHOST_STATE_DIR,
+    /// else the plugin's /var/lib/nearhost].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// Replace an existing definition of NAME.
@@ -296,7 +297,8 @@ fn net_create(a: NetCreateArgs) -> Result<(), AttachError> {
         bridge: a.bridge,
         default_route: a.default_route,
         ip_masq: a.ip_masq,
-        data_dir: a.data_dir,
+        // One state directory for records and addresses unless told otherwise.
+        data_dir: a.data_dir.or_else(|| std::env::var_os(STATE_DIR_ENV).filter(|v| !v.is_empty()).map(PathBuf::from)),
     };
     let config = spec.to_config()?;
     let file = NetDir::new(&a.dir.net_dir).create(&config, a.force)?;

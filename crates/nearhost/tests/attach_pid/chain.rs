@@ -19,7 +19,9 @@ fn a_chain_adds_in_order_and_deletes_in_reverse() {
     assert!(std::path::Path::new("/usr/lib/cni/tuning").exists(), "install containernetworking-plugins");
     let h = Host::new(64);
     let cli = Cli::new(&h.ns).env("CNI_PATH", "/usr/lib/cni");
-    write_chain(&cli, &h, "tuned", json!({"type": "tuning", "promisc": true, "mtu": 1400}));
+    // tuning keeps what it changed (to restore it on DEL) in dataDir.
+    let tuning_dir = cli.dir.path().join("tuning");
+    write_chain(&cli, &h, "tuned", json!({"type": "tuning", "promisc": true, "mtu": 1400, "dataDir": tuning_dir}));
     let s = Sleeper::new();
     let ns = netns_of_pid(s.pid());
     let a = cli.json(&["attach", &s.pid().to_string(), "--net", "tuned"]);
@@ -48,7 +50,7 @@ fn a_failing_or_missing_plugin_leaves_nothing_behind() {
 
     // tuning refuses its config after nearhost's ADD succeeded: nearhost's
     // part is deleted again.
-    write_chain(&cli, &h, "broken", json!({"type": "tuning", "mtu": "big"}));
+    write_chain(&cli, &h, "broken", json!({"type": "tuning", "mtu": "big", "dataDir": cli.dir.path().join("tuning")}));
     cli.fails(&["attach", &pid, "--net", "broken"]).expect_err("plugin", &["network \"broken\": plugin tuning ADD failed"]);
     assert_eq!(ns.link_names(), Vec::<String>::new(), "the macvlan was not rolled back");
     assert_eq!(h.reservations("broken"), Vec::<String>::new(), "the address was not released");
