@@ -16,7 +16,7 @@ enum Cmd {
     /// Print the CNI spec versions this plugin speaks.
     Version,
     #[command(flatten)]
-    Attach(crate::cli_attach::AttachCmd),
+    Attach(Box<crate::cli_attach::AttachCmd>),
 }
 
 pub fn run() -> ExitCode {
@@ -26,7 +26,7 @@ pub fn run() -> ExitCode {
             println!("nearhost {} (CNI {})", env!("CARGO_PKG_VERSION"), nearhost_cni::version::SpecVersion::supported_list().join(", "));
             Ok(())
         }
-        Cmd::Attach(cmd) => crate::cli_attach::run(cmd),
+        Cmd::Attach(cmd) => crate::cli_attach::run(*cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
