@@ -51,7 +51,7 @@ impl Chain<'_> {
                 }
             }
         }
-        prev.ok_or_else(|| AttachError::NetworkInvalid { file: self.network.into(), reason: "the network has no plugins".into() })
+        prev.ok_or_else(|| self.error(&Value::Null, "ADD", CniError::new(code::INVALID_CONFIG, "the network has no plugins")))
     }
 
     fn undo(&self, done: &[Value], inv: &Invocation, prev: Option<&Value>) {

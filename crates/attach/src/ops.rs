@@ -53,6 +53,8 @@ pub enum Status {
     Unknown(String),
     /// An attach was interrupted before it finished; `gc` undoes it.
     Incomplete,
+    /// Attached, but CHECK found the interface differs from what ADD made.
+    Differs(String),
 }
 
 #[derive(Debug, Default)]
@@ -86,7 +88,11 @@ pub fn attach(ctx: &Context, req: &AttachRequest) -> Result<Attachment> {
     match chain.add(&inv) {
         Ok(result) => record.result = Some(result),
         Err(e) => {
-            ctx.records.remove(&record)?;
+            // The ADD's error is the one to report; a record left behind is
+            // an unfinished attach that `gc` undoes.
+            if let Err(rm) = ctx.records.remove(&record) {
+                tracing::error!("{rm}");
+            }
             return Err(e);
         }
     }
@@ -121,14 +127,20 @@ pub fn detach(ctx: &Context, target: &str, network: &str, ifname: Option<&str>) 
     Ok(record)
 }
 
-/// Every record with what became of its target.
-pub fn list(ctx: &Context) -> Result<(Vec<Listed>, Vec<AttachError>)> {
+/// Every record with what became of its target; with `check`, live ones are
+/// also verified by CHECK through their chain (the plugin's own comparison of
+/// the kernel's state with the recorded result).
+pub fn list(ctx: &Context, check: bool) -> Result<(Vec<Listed>, Vec<AttachError>)> {
     let (records, bad) = ctx.records.list()?;
     let listed = records
         .into_iter()
         .map(|a| {
             let status = match (&a.result, ctx.resolver.liveness(&a.target)) {
                 (None, _) => Status::Incomplete,
+                (Some(result), Liveness::Alive) if check => match verify(ctx, &a, result) {
+                    Ok(()) => Status::Attached,
+                    Err(e) => Status::Differs(e.to_string()),
+                },
                 (_, Liveness::Alive) => Status::Attached,
                 (_, Liveness::Gone(why)) => Status::Gone(why),
                 (_, Liveness::Unknown(why)) => Status::Unknown(why),
@@ -139,14 +151,19 @@ pub fn list(ctx: &Context) -> Result<(Vec<Listed>, Vec<AttachError>)> {
     Ok((listed, bad))
 }
 
+fn verify(ctx: &Context, a: &Attachment, result: &serde_json::Value) -> Result<()> {
+    let inv = ctx.invocation(Command::Check, a, &a.target.netns)?;
+    chain_of(a).check(&inv, result)
+}
+
 /// Releases every attachment whose target is gone (and unfinished ones).
 pub fn gc(ctx: &Context) -> Result<GcReport> {
     let _lock = ctx.records.lock()?;
-    let (listed, _) = list(ctx)?;
+    let (listed, _) = list(ctx, false)?;
     let mut report = GcReport::default();
     for l in listed {
         match l.status {
-            Status::Attached => {}
+            Status::Attached | Status::Differs(_) => {}
             Status::Unknown(_) => report.kept.push(l),
             Status::Gone(_) | Status::Incomplete => match release(ctx, &l.attachment, &live_netns(&l.attachment)) {
                 Ok(()) => report.removed.push(l),
@@ -181,10 +198,15 @@ fn chain_of(a: &Attachment) -> Chain<'_> {
 
 impl Context {
     fn invocation(&self, command: Command, a: &Attachment, netns: &str) -> Result<Invocation> {
+        let verb = match command {
+            Command::Add => "ADD",
+            Command::Check => "CHECK",
+            _ => "DEL",
+        };
         let to_err = |e: nearhost_cni::CniError| AttachError::Plugin {
             network: a.network.clone(),
             plugin: "(invocation)".into(),
-            verb: "ADD",
+            verb,
             code: e.code,
             msg: e.msg,
             hint: "",

@@ -39,6 +39,7 @@ fn status_words(s: &Status) -> (&'static str, String) {
         Status::Gone(why) => ("gone", why.clone()),
         Status::Unknown(why) => ("unknown", why.clone()),
         Status::Incomplete => ("incomplete", "an attach was interrupted".into()),
+        Status::Differs(why) => ("differs", why.clone()),
     }
 }
 
@@ -116,7 +117,7 @@ pub fn ls_table(listed: &[Listed]) -> String {
             let status = match &l.status {
                 Status::Attached => word.to_string(),
                 Status::Gone(_) | Status::Incomplete => format!("{word}: {reason} (`nearhost gc` cleans it up)"),
-                Status::Unknown(_) => format!("{word}: {reason}"),
+                Status::Unknown(_) | Status::Differs(_) => format!("{word}: {reason}"),
             };
             vec![who(&a.target), a.network.clone(), a.ifname.clone(), a.addresses().join(","), a.datapath.clone(), status]
         })

@@ -107,6 +107,9 @@ pub struct DetachArgs {
 
 #[derive(Args)]
 pub struct LsArgs {
+    /// Also run CNI CHECK on live attachments (does the interface still match?).
+    #[arg(long)]
+    check: bool,
     #[command(flatten)]
     common: Common,
 }
@@ -183,7 +186,7 @@ pub fn run(cmd: AttachCmd) -> anyhow::Result<()> {
     let (json, out) = match cmd {
         AttachCmd::Attach(a) => (a.common.json, attach(a)),
         AttachCmd::Detach(a) => (a.common.json, detach(a)),
-        AttachCmd::Ls(a) => (a.common.json, ls(a.common)),
+        AttachCmd::Ls(a) => (a.common.json, ls(a.common, a.check)),
         AttachCmd::Gc(a) => (a.common.json, gc(a.common)),
         AttachCmd::Net(NetCmd::Ls(a)) => (a.json, net_ls(a)),
         AttachCmd::Net(NetCmd::Show(a)) => (a.json, net_show(a)),
@@ -235,8 +238,8 @@ fn detach(a: DetachArgs) -> Result<(), AttachError> {
     Ok(())
 }
 
-fn ls(c: Common) -> Result<(), AttachError> {
-    let (listed, bad) = nearhost_attach::list(&context(&c))?;
+fn ls(c: Common, check: bool) -> Result<(), AttachError> {
+    let (listed, bad) = nearhost_attach::list(&context(&c), check)?;
     for e in &bad {
         eprintln!("nearhost: {e}");
     }

@@ -1,16 +1,11 @@
 //! Errors only a container engine can cause, each with nothing left behind.
 
 use crate::attach_support::*;
-use crate::docker::{Dockerd, IMAGE};
-use crate::support::*;
+use crate::docker::{engine_host_and_network, IMAGE};
 
 #[test]
 fn docker_errors_leave_nothing_behind() {
-    let d = Dockerd::start();
-    d.import_busybox(IMAGE);
-    let h = Host::new(93);
-    let cli = Cli::new(&h.ns).env("DOCKER_HOST", &d.host);
-    cli.net_create(&h, "err", "macvlan", 93, &["--master", "eth0"]);
+    let (d, h, cli) = engine_host_and_network(93, "err", "macvlan", 93, &["--master", "eth0"]);
     let web = d.run("web");
     let ns = netns_of_pid(web.pid);
     let refused = |cli: &Cli, args: &[&str], kind: &str, needles: &[&str]| {

@@ -4,8 +4,7 @@
 use serde_json::Value;
 
 use crate::attach_support::*;
-use crate::docker::{Dockerd, IMAGE};
-use crate::support::*;
+use crate::docker::{engine_host_and_network, Dockerd};
 
 fn ip_of(attachment: &Value) -> String {
     attachment["addresses"][0].as_str().unwrap_or_else(|| panic!("no address: {attachment}")).split('/').next().unwrap().to_string()
@@ -39,11 +38,7 @@ fn attach_two(d: &Dockerd, cli: &Cli, net: &str, gateway: &str) -> (String, Stri
 
 #[test]
 fn docker_containers_over_macvlan() {
-    let d = Dockerd::start();
-    d.import_busybox(IMAGE);
-    let h = Host::new(90);
-    let cli = Cli::new(&h.ns).env("DOCKER_HOST", &d.host);
-    cli.net_create(&h, "fast", "macvlan", 90, &["--master", "eth0"]);
+    let (d, h, cli) = engine_host_and_network(90, "fast", "macvlan", 90, &["--master", "eth0"]);
     let (ip1, ip2) = attach_two(&d, &cli, "fast", "198.18.90.1");
     assert!(h.gw.ping(&ip1), "the gateway cannot reach web1");
 
@@ -74,11 +69,7 @@ fn row_id(d: &Dockerd, name: &str) -> String {
 
 #[test]
 fn docker_containers_over_bridge() {
-    let d = Dockerd::start();
-    d.import_busybox(IMAGE);
-    let h = Host::new(91);
-    let cli = Cli::new(&h.ns).env("DOCKER_HOST", &d.host);
-    cli.net_create(&h, "br", "bridge", 191, &[]);
+    let (d, h, cli) = engine_host_and_network(91, "br", "bridge", 191, &[]);
     let (ip1, _ip2) = attach_two(&d, &cli, "br", "198.18.191.1");
     assert!(h.ns.ping(&ip1), "the host cannot reach web1 through the bridge");
 

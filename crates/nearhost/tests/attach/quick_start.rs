@@ -21,7 +21,7 @@ fn quick_start_lines() -> Vec<String> {
 }
 
 #[test]
-fn the_quick_start_works_as_written() {
+fn the_docker_quick_start_works_as_written() {
     let lines = quick_start_lines();
     assert!(lines.len() >= 3, "the quick start should be run / attach / reach: {lines:?}");
     let d = Dockerd::start();

@@ -69,3 +69,24 @@ fn a_reused_pid_is_not_the_attached_process() {
     assert_eq!(ra["target"]["pidStart"].as_u64().map(|s| s.to_string()), id.rsplit('-').next().map(str::to_string));
     cli.json(&["detach", &a.pid().to_string(), "--net", "fast"]);
 }
+
+#[test]
+fn ls_check_runs_the_plugins_check() {
+    let h = Host::new(66);
+    let cli = Cli::new(&h.ns);
+    cli.net_create(&h, "fast", "macvlan", 66, &["--master", "eth0"]);
+    let a = Sleeper::new();
+    let pid = a.pid().to_string();
+    cli.json(&["attach", &pid, "--net", "fast"]);
+    assert_eq!(cli.json(&["ls", "--check"])[0]["status"], "attached");
+    let ns = netns_of_pid(a.pid());
+    ns.ip(&["addr", "flush", "dev", "eth1"]);
+    let row = &cli.json(&["ls", "--check"])[0];
+    assert_eq!(row["status"], "differs", "{row}");
+    let reason = row["reason"].as_str().unwrap();
+    assert!(reason.contains("plugin nearhost CHECK failed (CNI error 106)") && reason.contains("eth1 lacks address 198.18.66.100/24"), "{reason}");
+    assert_eq!(cli.json(&["ls"])[0]["status"], "attached", "without --check only liveness is looked at");
+    assert_eq!(cli.json(&["gc"])["removed"].as_array().unwrap().len(), 0, "gc leaves live attachments alone");
+    cli.json(&["detach", &pid, "--net", "fast"]);
+    assert!(ns.link_names().is_empty());
+}
