@@ -1,8 +1,9 @@
 //! A real Docker engine per test: `containerd` and `dockerd` from Debian's
 //! packages with every root (data, exec, state, pid file, sockets, config) in a
-//! temporary directory, no bridge and no iptables; a busybox image made with
-//! `docker import` (no registry is needed). Stopped on drop, also when the test
-//! panics. If the engine cannot start, the test fails with its log.
+//! temporary directory, no bridge, no iptables, the vfs storage driver; a
+//! busybox image made with `docker import` (no registry is needed). Stopped on
+//! drop, also when the test panics. If the engine cannot start, the test fails
+//! with its log.
 //!
 //! containerd is started here rather than by dockerd: dockerd gives the
 //! containerd it supervises 10 s to come up, which a loaded machine or the
@@ -97,6 +98,10 @@ impl Dockerd {
             .arg("--pidfile").arg(p("docker.pid"))
             .arg("--containerd").arg(containerd_sock)
             .args(["-H", &self.host, "--bridge=none", "--iptables=false", "--ip6tables=false"])
+            // vfs needs no mounts: overlay2 fails where /tmp is itself an
+            // overlay (the kernel lab), and dockerd's fallback, devicemapper,
+            // takes the only loop device. The busybox image is 2 MB.
+            .args(["--storage-driver", "vfs"])
             .args(["--containerd-namespace", &ns, "--containerd-plugins-namespace", &format!("{ns}p")])
             .stdin(Stdio::null())
             .stdout(out)

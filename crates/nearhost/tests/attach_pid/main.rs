@@ -14,3 +14,4 @@ mod errors;
 mod net;
 mod netns;
 mod pid;
+mod podman;
