@@ -23,6 +23,7 @@ enum Cmd {
     #[command(subcommand)]
     Lab(crate::cli_lab::LabCmd),
     /// The node agent: etcd-backed address blocks, routes to other nodes, metrics.
+    #[command(args_conflicts_with_subcommands = true)]
     Agent {
         #[command(flatten)]
         args: Box<crate::cli_agent::AgentArgs>,
@@ -32,6 +33,8 @@ enum Cmd {
     /// Cluster address pools in etcd (create, ls, rm).
     #[command(subcommand)]
     Pool(crate::cli_agent::PoolCmd),
+    #[command(flatten)]
+    Attach(Box<crate::cli_attach::AttachCmd>),
 }
 
 pub fn run() -> ExitCode {
@@ -54,6 +57,7 @@ pub fn run() -> ExitCode {
             println!("nearhost {} (CNI {})", env!("CARGO_PKG_VERSION"), nearhost_cni::version::SpecVersion::supported_list().join(", "));
             Ok(())
         }
+        Cmd::Attach(cmd) => crate::cli_attach::run(*cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -13,7 +13,7 @@ use nearhost_datapath::vxlan::VxlanOptions;
 #[derive(Args, Clone)]
 pub struct EtcdArgs {
     /// etcd endpoints, comma-separated (http:// or https://).
-    #[arg(long, value_delimiter = ',', required = true, env = "NEARHOST_ETCD")]
+    #[arg(long, value_delimiter = ',', env = "NEARHOST_ETCD")]
     etcd: Vec<String>,
     /// CA certificate (PEM) to verify etcd's TLS certificate.
     #[arg(long)]
@@ -116,6 +116,9 @@ pub fn agent(a: AgentArgs, sub: Option<AgentCmd>) -> anyhow::Result<()> {
         let r = nearhost_ipam::pool::ask_agent(&data_dir, &nearhost_ipam::pool::Request::Status, Duration::from_secs(3))?;
         println!("{}", serde_json::to_string_pretty(&r.body.unwrap_or_default())?);
         return Ok(());
+    }
+    if a.etcd.etcd.is_empty() {
+        anyhow::bail!("--etcd: at least one etcd URL is required (or NEARHOST_ETCD)");
     }
     let mode = match a.mode.as_str() {
         "vxlan" => Mode::Vxlan(VxlanOptions { vni: a.vni, port: nearhost_datapath::vxlan::DEFAULT_PORT, device: format!("nhvx{}", a.vni), underlay: a.underlay.clone() }),

@@ -1,8 +1,10 @@
 //! `nearhost`: a CNI plugin when `CNI_COMMAND` is set, otherwise the CLI.
 
+mod attach_view;
 mod cli;
 mod cli_agent;
 mod cli_lab;
+mod cli_attach;
 mod cni_entry;
 
 use std::process::ExitCode;

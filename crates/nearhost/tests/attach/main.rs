@@ -1,0 +1,16 @@
+//! `nearhost attach` against a real Docker engine (started by each test, with
+//! every root in a temporary directory): containers run with `--network none`,
+//! attached, reaching each other and the gateway over macvlan and bridge,
+//! detached, listed after removal, collected; Docker-specific errors; and the
+//! quick-start of docs/attach.md run exactly as written.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+#[path = "../support/attach.rs"]
+mod attach_support;
+
+mod docker;
+mod docker_errors;
+mod flows;
+mod quick_start;
