@@ -52,7 +52,7 @@ impl Datapath for Macvlan {
         let parent = host::resolve_master(host, self.master.as_deref())?;
         host::check_mtu_fits(self.mtu, &parent)?;
         let mac = req.mac.or(self.mac);
-        let kind = LowerKind { name: "macvlan", parent: &parent.name, link: NewLinkKind::Macvlan { parent: parent.index, mode: self.mode }, mtu: self.mtu, mac: mac };
+        let kind = LowerKind { name: "macvlan", parent: &parent.name, link: NewLinkKind::Macvlan { parent: parent.index, mode: self.mode }, mtu: self.mtu, mac };
         lower::add(host, sb, req, kind)
     }
 

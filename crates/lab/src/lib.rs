@@ -42,8 +42,11 @@ pub fn down() -> Result<Vec<String>> {
     topology::down(state.as_ref())
 }
 
+/// A lab namespace and whether it exists.
+pub type NamespacePresence = (String, bool);
+
 /// `nearhost lab status`: the lab's state and which of its namespaces exist.
-pub fn status() -> Result<Option<(LabState, Vec<(String, bool)>)>> {
+pub fn status() -> Result<Option<(LabState, Vec<NamespacePresence>)>> {
     let Some(state) = LabState::load()? else { return Ok(None) };
     let present = nearhost_kernel::netns::list_named().map_err(error::LabError::kernel("list namespaces"))?;
     let ns = state.namespaces.iter().map(|n| (n.clone(), present.contains(n))).collect();

@@ -5,7 +5,7 @@
 //! Run as root: `cargo bench -p nearhost --bench agent_scale [-- --hosts 10 --adds 1000]`
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod support;
 
 #[path = "../tests/agent/fixture.rs"]
