@@ -104,9 +104,13 @@ pub fn run(opts: &DemoOptions, stop: &StopFlag) -> Result<DemoReport> {
     let mut loads = vec![Load::Rr { size: 1 }, Load::Rr { size: 64 }];
     loads.extend(RATE_FRACTIONS.iter().map(|f| Load::Rate { fraction: *f, per_s: (host_max * f).max(1.0), connections: RATE_CONNECTIONS }));
     let mut samples: BTreeMap<(usize, Dp), Vec<Figures>> = BTreeMap::new();
+    // Every round runs every datapath once per load, in an order rotated per
+    // round and load (A B C, B C A, …), so neither drift nor going first
+    // favours one datapath.
+    let n = usable.len();
     for round in 0..rounds {
         for (li, load) in loads.iter().enumerate() {
-            for d in &usable {
+            for d in (0..n).map(|k| &usable[(k + round as usize + li) % n]) {
                 stop.check()?;
                 progress.step(&format!("round {}/{rounds}: {} {}", round + 1, load.key(), d.datapath.name()));
                 let r = measure::run(&d.client_ns, d.target.as_deref().unwrap_or_default(), load, &timing, stop)?;

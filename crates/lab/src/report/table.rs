@@ -63,7 +63,15 @@ pub fn render(r: &DemoReport) -> String {
                 Some(rt) => (ratio(&rt.p50), ratio(&rt.p99)),
                 None => ("1.00".into(), "1.00".into()),
             };
-            let warn = if f.errors + f.timeouts > 0 { format!("  ({} errors, {} timeouts)", f.errors, f.timeouts) } else { String::new() };
+            let mut warn = String::new();
+            if let Some(target) = m.target_per_s {
+                if f.transactions_per_s < 0.97 * target {
+                    warn.push_str(&format!("  overloaded: {:.0}% of the target rate", 100.0 * f.transactions_per_s / target));
+                }
+            }
+            if f.errors + f.timeouts > 0 {
+                warn.push_str(&format!("  ({} errors, {} timeouts)", f.errors, f.timeouts));
+            }
             let _ = writeln!(
                 out,
                 "  {:<9} {:>9} {:>9} {:>9} {:>10} {:>10}  {:<18} {:<18}{warn}",
