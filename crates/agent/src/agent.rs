@@ -17,7 +17,7 @@ use crate::blocks;
 use crate::error::{AgentError, Result};
 use crate::etcd::{Etcd, EtcdOptions};
 use crate::local::{self, PoolStore};
-use crate::metrics::{Metrics, PoolLabel};
+use crate::metrics::{Metrics, PoolLabel, VfClaimLabel, VfCountLabel};
 use crate::pools;
 use crate::records::{self, BlockRecord, NodeRecord, PoolRecord};
 use crate::routes::{self, Mode};
@@ -291,6 +291,7 @@ impl Agent {
     /// Metrics, and giving back blocks idle for the grace period (keeping the
     /// per-pool minimum).
     async fn housekeeping(&mut self) {
+        self.vf_inventory();
         for rec in std::mem::take(&mut self.pending_release) {
             if blocks::release(&self.etcd, &rec).await.is_err() {
                 self.pending_release.push(rec);
@@ -328,6 +329,37 @@ impl Agent {
                 }
             }
             self.metrics.blocks_owned.get_or_create(&label).set(self.served[i].owned.len() as i64);
+        }
+    }
+
+    /// The SR-IOV VF inventory per PF (from sysfs, and the claims the sriov
+    /// datapaths keep in each network's state directory under --data-dir).
+    fn vf_inventory(&self) {
+        let dirs: Vec<PathBuf> = std::fs::read_dir(&self.cfg.data_dir)
+            .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect())
+            .unwrap_or_default();
+        let sysfs = nearhost_kernel::sysfs::Sysfs::from_env();
+        let inventory = match nearhost_datapath::vf::inventory(&sysfs, &dirs) {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::debug!("VF inventory: {e}");
+                return;
+            }
+        };
+        self.metrics.vfs.clear();
+        self.metrics.vf_claims.clear();
+        for pf in inventory {
+            let count = |state: &str, n: u32| {
+                self.metrics.vfs.get_or_create(&VfCountLabel { pf: pf.pf.clone(), state: state.into() }).set(i64::from(n));
+            };
+            count("total", pf.total);
+            count("enabled", pf.enabled);
+            count("free", pf.free);
+            count("claimed", pf.claimed.len() as u32);
+            for c in &pf.claimed {
+                let label = VfClaimLabel { pf: pf.pf.clone(), vf: c.vf.to_string(), pci: c.pci.clone(), container: c.container_id.clone(), ifname: c.ifname.clone() };
+                self.metrics.vf_claims.get_or_create(&label).set(1);
+            }
         }
     }
 

@@ -24,6 +24,22 @@ pub struct PoolLabel {
     pub pool: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VfCountLabel {
+    pub pf: String,
+    /// `total` (sriov_totalvfs), `enabled` (sriov_numvfs), `free` or `claimed`.
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VfClaimLabel {
+    pub pf: String,
+    pub vf: String,
+    pub pci: String,
+    pub container: String,
+    pub ifname: String,
+}
+
 pub struct Metrics {
     pub registry: Registry,
     pub etcd_requests: Family<OpLabel, Counter>,
@@ -33,6 +49,8 @@ pub struct Metrics {
     pub addresses_in_use: Family<PoolLabel, Gauge>,
     pub routes_programmed: Gauge,
     pub peers: Gauge,
+    pub vfs: Family<VfCountLabel, Gauge>,
+    pub vf_claims: Family<VfClaimLabel, Gauge>,
     pub ready: AtomicBool,
 }
 
@@ -46,6 +64,8 @@ impl Metrics {
         let addresses_in_use = Family::<PoolLabel, Gauge>::default();
         let routes_programmed = Gauge::default();
         let peers = Gauge::default();
+        let vfs = Family::<VfCountLabel, Gauge>::default();
+        let vf_claims = Family::<VfClaimLabel, Gauge>::default();
         registry.register("etcd_requests", "etcd requests made, by operation", etcd_requests.clone());
         registry.register("etcd_errors", "etcd requests that failed, by operation", etcd_errors.clone());
         registry.register("etcd_request_duration_seconds", "etcd request latency", etcd_latency.clone());
@@ -53,6 +73,8 @@ impl Metrics {
         registry.register("addresses_in_use", "addresses reserved in this node's blocks, by pool", addresses_in_use.clone());
         registry.register("routes_programmed", "routes to other nodes' blocks in the kernel", routes_programmed.clone());
         registry.register("peers", "other nodes with blocks", peers.clone());
+        registry.register("sriov_vfs", "SR-IOV VFs per physical function, by state (total, enabled, free, claimed)", vfs.clone());
+        registry.register("sriov_vf_claim", "1 for every VF a container holds, labelled with the container", vf_claims.clone());
         Arc::new(Metrics {
             registry,
             etcd_requests,
@@ -62,6 +84,8 @@ impl Metrics {
             addresses_in_use,
             routes_programmed,
             peers,
+            vfs,
+            vf_claims,
             ready: AtomicBool::new(false),
         })
     }
