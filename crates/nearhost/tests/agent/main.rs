@@ -231,3 +231,53 @@ fn metrics_and_health() {
     let st = c.etcd[0].ns.exec(&["python3", "-c", &format!("import socket;socket.create_connection(('{}',9464),timeout=1)", n.ip)]);
     assert!(!st.status.success(), "metrics must not be reachable from the network");
 }
+
+/// The agent exports the SR-IOV VF inventory: per PF how many VFs there are,
+/// are free and are claimed, and which container holds each claimed one.
+#[test]
+fn the_agent_reports_the_sriov_vf_inventory() {
+    let w = support::sriov::Wire::new(210);
+    w.pf("pf0", 3, 4);
+    w.host.ip(&["addr", "add", "198.18.210.2/24", "dev", "pf0"]);
+    let etcd_data = tempfile::tempdir().unwrap();
+    let etcd = std::process::Command::new("ip")
+        .args(["netns", "exec", &w.sw.name, "etcd", "--name", "vfe"])
+        .arg(format!("--data-dir={}", etcd_data.path().join("d").display()))
+        .args(["--listen-client-urls=http://198.18.210.1:2379", "--advertise-client-urls=http://198.18.210.1:2379"])
+        .args(["--listen-peer-urls=http://127.0.0.1:2380", "--initial-advertise-peer-urls=http://127.0.0.1:2380", "--initial-cluster=vfe=http://127.0.0.1:2380"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("etcd");
+    let _etcd = Proc { child: Some(etcd) };
+    let healthy = || w.sw.exec(&["etcdctl", "--endpoints", "http://198.18.210.1:2379", "--dial-timeout=1s", "endpoint", "health"]).status.success();
+    assert!(eventually(Duration::from_secs(30), healthy), "etcd did not start");
+    let data = w.data.path().display().to_string();
+    let sysfs = w.sysfs_root();
+    let agent = std::process::Command::new("ip")
+        .args(["netns", "exec", &w.host.name, "env", &format!("NEARHOST_SYSFS_ROOT={sysfs}"), bin(), "agent"])
+        .args(["--etcd", "http://198.18.210.1:2379", "--etcd-timeout", "10", "--node-name", "vfnode", "--node-ip", "198.18.210.2", "--data-dir", &data])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(etcd_data.path().join("agent.log")).unwrap())
+        .spawn()
+        .expect("agent");
+    let _agent = Proc { child: Some(agent) };
+    let metrics = || {
+        let out = w.host.exec(&["python3", "-c", "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:9464/metrics',timeout=2).read().decode())"]);
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let has = |needle: &str| eventually(Duration::from_secs(20), || metrics().contains(needle));
+    let log = || std::fs::read_to_string(etcd_data.path().join("agent.log")).unwrap_or_default();
+    assert!(has(r#"nearhost_agent_sriov_vfs{pf="pf0",state="enabled"} 4"#), "{}\nagent log:\n{}", metrics(), log());
+    assert!(has(r#"nearhost_agent_sriov_vfs{pf="pf0",state="free"} 4"#), "{}", metrics());
+
+    let ctr = Netns::new("c");
+    let conf = w.conf("vfnet", "sriov", serde_json::json!({"pf": "pf0"}));
+    w.call("ADD", "vf-ctr-1", &ctr.path()).conf(&conf).expect_ok();
+    assert!(has(r#"nearhost_agent_sriov_vfs{pf="pf0",state="claimed"} 1"#), "{}", metrics());
+    assert!(has(r#"container="vf-ctr-1""#), "{}", metrics());
+    assert!(has(r#"nearhost_agent_sriov_vfs{pf="pf0",state="free"} 3"#), "{}", metrics());
+    w.call("DEL", "vf-ctr-1", &ctr.path()).conf(&conf).expect_ok();
+    assert!(has(r#"nearhost_agent_sriov_vfs{pf="pf0",state="claimed"} 0"#), "{}", metrics());
+    assert!(!metrics().contains("vf-ctr-1"), "a released VF's claim must disappear from the metrics");
+}
