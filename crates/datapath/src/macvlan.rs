@@ -26,6 +26,7 @@ struct Macvlan {
     mode: MacvlanMode,
     mtu: Option<u32>,
     mac: Option<[u8; 6]>,
+    allow_default_route: bool,
 }
 
 fn build(conf: &Value) -> Result<Box<dyn Datapath>> {
@@ -39,13 +40,24 @@ fn build(conf: &Value) -> Result<Box<dyn Datapath>> {
         mode: f.choice("mode", MODES)?.unwrap_or(MacvlanMode::Bridge),
         mtu: f.mtu("mtu")?,
         mac,
+        allow_default_route: f.bool("allowDefaultRoute")?.unwrap_or(false),
     }))
 }
 
 impl Datapath for Macvlan {
     fn preflight(&self, host: &mut Namespace) -> Result<()> {
         let parent = host::resolve_master(host, self.master.as_deref())?;
-        host::check_mtu_fits(self.mtu, &parent)
+        host::check_mtu_fits(self.mtu, &parent)?;
+        // passthru hands the NIC itself to the container (its MAC, its
+        // promiscuity): on the default-route interface that would reconfigure
+        // the host's own uplink.
+        if self.mode == MacvlanMode::Passthru && !self.allow_default_route && host::carries_default_route(host, parent.index)? {
+            return Err(DatapathError::config(
+                "mode",
+                format!("passthru on {}, the interface of the host's default route, would hand the host's uplink to the container; set \"allowDefaultRoute\": true if that is intended", parent.name),
+            ));
+        }
+        Ok(())
     }
 
     fn add(&self, host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>) -> Result<Outcome> {

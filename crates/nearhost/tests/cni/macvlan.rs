@@ -77,7 +77,12 @@ fn vepa_mode_sends_sibling_traffic_to_the_switch() {
 fn passthru_mode_owns_the_master() {
     let h = Host::new(4);
     let (c1, c2) = (Netns::new("c"), Netns::new("c"));
-    let conf = conf(&h, "passthru");
+    // eth0 carries the host's default route: passthru on it must be asked for.
+    let refused = conf(&h, "passthru");
+    Call::new(&h.ns, "ADD", "t0", &c1.path(), "eth0").conf(&refused).expect_err(7, "the interface of the host's default route");
+    assert!(c1.link_names().is_empty() && h.reservations("mv").is_empty());
+    let mut conf = conf(&h, "passthru");
+    conf["allowDefaultRoute"] = json!(true);
     let r1 = add(&h.ns, "t1", &c1, &conf);
     assert_eq!(c1.link("eth0").unwrap()["linkinfo"]["info_data"]["mode"], "passthru");
     assert!(c1.ping(&h.v4(1)));
