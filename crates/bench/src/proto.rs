@@ -21,7 +21,7 @@
 //!
 //! A connection whose first 4 bytes are not the magic is treated as
 //! HTTP/1.1. UDP datagrams are echoed back verbatim; the client puts a
-//! sequence number (u64 BE) in bytes 0..8 and its latency origin (u64 BE,
+//! sequence number (u64 BE) in bytes 0..8 and its send time (u64 BE,
 //! client clock, ns) in bytes 8..16; the server never interprets them.
 
 /// First bytes of every bench TCP connection.

@@ -76,7 +76,13 @@ pub struct Report {
     /// Event counters over the measured window.
     pub counts: Counts,
     /// Latency distribution; `None` for `stream` and when nothing completed.
+    /// Open-loop runs measure it from the intended send time.
     pub latency: Option<LatencySummary>,
+    /// Open-loop runs only: the same responses measured from the moment each
+    /// request was actually written — what a closed-loop tool would report.
+    /// The gap to `latency` is time requests spent queued in the client
+    /// (behind a busy connection, or a client that fell behind).
+    pub latency_from_send: Option<LatencySummary>,
     /// Target vs achieved rate; only for open-loop runs (`rate`, `udp --rate`).
     pub rate: Option<RateSummary>,
     /// Bulk throughput; only for `stream`.
@@ -330,6 +336,7 @@ mod tests {
                 send_lag_p99_us: 9.0,
                 send_lag_max_us: 50.0,
             }),
+            latency_from_send: None,
             throughput: None,
             udp: None,
             timeline: vec![Interval {

@@ -63,6 +63,7 @@ pub(crate) struct EngineSpec {
 /// One thread's results.
 pub(crate) struct EngineOutput {
     pub(crate) hist: LatencyHistogram,
+    pub(crate) from_send: LatencyHistogram,
     pub(crate) send_lag: LatencyHistogram,
     pub(crate) counts: Counts,
     /// Open loop: requests this thread's schedule intended in the window.
@@ -98,12 +99,14 @@ pub(crate) fn run(spec: EngineSpec, plan: &Plan) -> Result<(EngineOutput, Vec<In
     let (outputs, timeline) = run_threads(plan, move |ctx| run_thread(Arc::clone(&spec), ctx))?;
     let mut total = EngineOutput {
         hist: LatencyHistogram::new(),
+        from_send: LatencyHistogram::new(),
         send_lag: LatencyHistogram::new(),
         counts: Counts::default(),
         scheduled: 0,
     };
     for out in outputs {
         total.hist.merge(&out.hist);
+        total.from_send.merge(&out.from_send);
         total.send_lag.merge(&out.send_lag);
         total.counts += out.counts;
         total.scheduled += out.scheduled;
@@ -134,6 +137,7 @@ fn run_thread(spec: Arc<EngineSpec>, ctx: WorkerCtx) -> Result<EngineOutput, Ben
         schedule,
         window,
         hist: LatencyHistogram::new(),
+        from_send: LatencyHistogram::new(),
         send_lag: LatencyHistogram::new(),
         recorder,
         counts: Counts::default(),
@@ -350,6 +354,6 @@ impl Worker {
             None => 0,
         };
         self.meter.recorder.finish();
-        EngineOutput { hist: self.meter.hist, send_lag: self.meter.send_lag, counts, scheduled }
+        EngineOutput { hist: self.meter.hist, from_send: self.meter.from_send, send_lag: self.meter.send_lag, counts, scheduled }
     }
 }

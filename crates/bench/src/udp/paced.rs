@@ -49,6 +49,7 @@ impl Paced {
         let schedule = Schedule::new(w.start_ns, rate, config.common.connections);
         let (from, to) = (w.measure_ns - w.start_ns, w.end_ns - w.start_ns);
         tally.out.scheduled = ids.iter().map(|&c| schedule.conn_scheduled_before(c, to) - schedule.conn_scheduled_before(c, from)).sum();
+        tally.schedule = Some((schedule, ids.clone()));
         Ok(Paced {
             poll,
             socks,
@@ -104,7 +105,9 @@ impl Paced {
             if slot.intended_ns > now || slot.intended_ns >= w.end_ns {
                 return;
             }
-            put_seq(&mut self.buf, slot.k, slot.intended_ns);
+            // The datagram carries its actual send time; the intended time
+            // follows from its sequence number and the schedule.
+            put_seq(&mut self.buf, slot.k, now);
             // A full socket buffer drops the datagram: it counts as sent and lost.
             if let Err(e) = self.socks[slot.local].send(&self.buf) {
                 if e.kind() != io::ErrorKind::WouldBlock {
