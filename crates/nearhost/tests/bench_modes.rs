@@ -96,11 +96,15 @@ fn udp_ping_pong_and_paced_load_account_every_datagram() {
     );
     check_report(&paced);
     let u = paced.udp.as_ref().unwrap();
-    assert!(u.sent >= 9_990 && u.sent <= 10_000, "{u:?}");
+    let rate = paced.rate.as_ref().unwrap();
+    // Datagrams not sent by the end (a client descheduled at the very end on
+    // a busy machine) are reported, not lost from the accounting.
+    assert_eq!(u.sent + rate.unsent, 10_000, "{u:?} {rate:?}");
+    assert!(u.sent >= 9_000, "{u:?}");
     assert!(u.loss_ratio < 0.01, "loopback loses next to nothing: {u:?}");
     assert_eq!(paced.latency.as_ref().unwrap().origin, LatencyOrigin::IntendedTime);
     assert_eq!(paced.latency_from_send.as_ref().unwrap().origin, LatencyOrigin::SendTime);
-    assert_eq!(paced.rate.as_ref().unwrap().requests_scheduled, 10_000);
+    assert_eq!(rate.requests_scheduled, 10_000);
 }
 
 #[test]

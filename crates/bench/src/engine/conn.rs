@@ -1,9 +1,10 @@
 //! One client TCP connection of the request/response engine, and the
 //! per-thread meter it reports into.
 //!
-//! A connection tracks three counters over its requests k = 0, 1, 2, …:
-//! `due` (the schedule or the closed loop has released them), `sent`
-//! (handed to the kernel) and `answered`. Responses arrive in order, so the
+//! A connection tracks its requests k = 0, 1, 2, … by counters: how many
+//! are due (open loop: computed from the schedule and the clock whenever it
+//! is needed; closed loop: one more than answered), `sent` (handed to the
+//! kernel) and `answered`. Responses arrive in order, so the
 //! k-th response answers request k and its latency origin is known without
 //! storing much per-request state: the intended time comes from the
 //! schedule, the send time from a queue of the in-flight requests' send
@@ -102,6 +103,7 @@ pub(super) struct ClientConn {
     pub(super) id: u32,
     pub(super) stream: Option<TcpStream>,
     pub(super) framer: Framer,
+    /// Closed loop only: requests released so far.
     pub(super) due: u64,
     pub(super) sent: u64,
     pub(super) answered: u64,
@@ -132,9 +134,24 @@ impl ClientConn {
         self.sent - self.answered
     }
 
-    /// Connected, nothing queued and room for another request.
-    pub(super) fn is_idle(&self, pipeline: u32) -> bool {
-        self.stream.is_some() && self.due == self.sent && self.in_flight() < u64::from(pipeline)
+    /// Connected, with room for another request, and nothing queued before
+    /// its request `k`: it would write request `k` the moment it is due.
+    pub(super) fn is_idle_before(&self, k: u64, pipeline: u32) -> bool {
+        self.stream.is_some() && self.sent >= k && self.in_flight() < u64::from(pipeline)
+    }
+
+    /// Connected and with room for another request.
+    pub(super) fn has_room(&self, pipeline: u32) -> bool {
+        self.stream.is_some() && self.in_flight() < u64::from(pipeline)
+    }
+
+    /// How many requests are due by `now`.
+    fn due(&self, m: &Meter, now: u64) -> u64 {
+        match &m.schedule {
+            // Intended at or before now, and before the end of the window.
+            Some(s) => s.conn_scheduled_before(self.id, (now + 1).min(m.window.end_ns) - m.window.start_ns),
+            None => self.due,
+        }
     }
 
     /// Sends what is due and allowed by the pipeline limit, then writes.
@@ -146,7 +163,7 @@ impl ClientConn {
         // Nothing new is written after the end: requests still queued then
         // are reported as unsent, and the drain only waits for replies.
         let room = if now < m.window.end_ns { room } else { 0 };
-        let count = self.due.saturating_sub(self.sent).min(room);
+        let count = self.due(m, now).saturating_sub(self.sent).min(room);
         for k in self.sent..self.sent + count {
             self.send_times.push_back(now);
             let origin = self.origin(m, k);

@@ -217,33 +217,21 @@ impl Worker {
     /// connection. Closed loop: sends the first requests.
     fn release_due(&mut self, now: u64) {
         if let Some(schedule) = self.meter.schedule {
-            let end = self.meter.window.end_ns;
-            let round = self.cursor.peek_ahead(&schedule, self.conns.len() as u64);
-            if round.intended_ns <= now && round.intended_ns < end {
-                // More than a whole round is due (the client is behind the
-                // schedule, e.g. a target rate above what the path sustains):
-                // set every connection's due count directly instead of
-                // walking the slots one by one.
-                let offset = (now + 1).min(end) - self.meter.window.start_ns;
-                let mut released = 0;
-                for conn in &mut self.conns {
-                    conn.due = schedule.conn_scheduled_before(conn.id, offset);
-                    released += conn.due;
-                }
-                self.cursor.jump_to(released);
-                self.touched.clear();
-                self.touched.extend(0..self.conns.len());
+            let w = self.meter.window;
+            let released = self.cursor.released_by(&schedule, (now + 1).min(w.end_ns) - w.start_ns);
+            let pipeline = self.meter.spec.pipeline;
+            if released > self.cursor.position() + self.conns.len() as u64 {
+                // More than a whole round came due at once (a target rate
+                // above what the path sustains): every connection has work,
+                // and those with room are the only ones that can write.
+                self.touched.extend((0..self.conns.len()).filter(|&l| self.conns[l].has_room(pipeline)));
             } else {
-                loop {
-                    let slot = self.cursor.peek(&schedule);
-                    if slot.intended_ns > now || slot.intended_ns >= end {
-                        break;
-                    }
-                    self.conns[slot.local].due = slot.k + 1;
-                    self.touched.push(slot.local);
+                while self.cursor.position() < released {
+                    self.touched.push(self.cursor.peek(&schedule).local);
                     self.cursor.advance();
                 }
             }
+            self.cursor.jump_to(released);
         }
         let mut touched = std::mem::take(&mut self.touched);
         touched.sort_unstable();
@@ -286,7 +274,7 @@ impl Worker {
             if slot.intended_ns >= self.meter.window.end_ns {
                 return None;
             }
-            if self.conns[slot.local].is_idle(self.meter.spec.pipeline) {
+            if self.conns[slot.local].is_idle_before(slot.k, self.meter.spec.pipeline) {
                 return Some(slot.intended_ns);
             }
         }
