@@ -198,18 +198,20 @@ impl Worker {
                 }
                 let local = event.token().0;
                 let Some(conn) = self.conns.get_mut(local) else { continue };
-                let mut result = Ok(());
                 if event.is_readable() || event.is_read_closed() || event.is_error() {
-                    result = conn.receive(&mut self.meter, &mut scratch, now, event.is_read_closed());
+                    if let Err(failure) = conn.receive(&mut self.meter, &mut scratch, now, event.is_read_closed()) {
+                        self.fail(local, failure, now);
+                        continue;
+                    }
                 }
-                if result.is_ok() {
-                    // Writable, or a response made room in the pipeline.
-                    result = conn.pump(&mut self.meter, now);
-                }
-                if let Err(failure) = result {
-                    self.fail(local, failure, now);
-                }
+                // Writable, or a response made room in the pipeline.
+                self.touched.push(local);
             }
+            // Write only after every ready socket was read: the requests of
+            // one batch then reach the server together and wake it once,
+            // which on a VM (where each wake-up is an interrupt) is worth more
+            // than the microsecond the first of them waits.
+            self.pump_touched(now);
         }
     }
 
@@ -233,6 +235,11 @@ impl Worker {
             }
             self.cursor.jump_to(released);
         }
+        self.pump_touched(now);
+    }
+
+    /// Lets every connection in `touched` write what it may.
+    fn pump_touched(&mut self, now: u64) {
         let mut touched = std::mem::take(&mut self.touched);
         touched.sort_unstable();
         touched.dedup();
