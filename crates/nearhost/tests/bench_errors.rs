@@ -91,3 +91,32 @@ fn a_server_that_never_answers_the_hello_times_out() {
     assert!(out.stderr.contains("no answer to the hello within 1 s"), "{}", out.stderr);
     assert!(out.elapsed < Duration::from_secs(5), "took {:?}", out.elapsed);
 }
+
+#[test]
+fn a_server_that_dies_mid_run_is_counted_not_waited_for() {
+    use nix::sys::signal::Signal;
+    use support::bench_support::{start_server, ChildGuard};
+    for mode in [&["rr"][..], &["rate", "--rate", "500", "--connections", "4"][..]] {
+        let (mut server, addr) = start_server(None, "127.0.0.1:0", &["--threads", "1"]);
+        let target = addr.to_string();
+        let mut args = vec!["bench"];
+        args.extend_from_slice(mode);
+        args.extend_from_slice(&["--target", &target, "--duration", "3", "--warmup", "0", "--timeout", "1", "--json"]);
+        let child = support::bench_support::command(None, &args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut client = ChildGuard { child, what: args.join(" ") };
+        std::thread::sleep(Duration::from_secs(1));
+        server.signal(Signal::SIGKILL);
+        server.wait(Duration::from_secs(5));
+        let status = client.wait(Duration::from_secs(15));
+        let mut out = String::new();
+        std::io::Read::read_to_string(client.child.stdout.as_mut().unwrap(), &mut out).unwrap();
+        assert!(status.success(), "{mode:?}: the run completes and reports: {status:?}");
+        let r = nearhost_bench::Report::from_json(&out).unwrap();
+        assert!(r.counts.responses > 0, "{mode:?}: {:?}", r.counts);
+        assert!(r.counts.errors > 0, "{mode:?}: the failure is counted: {:?}", r.counts);
+    }
+}

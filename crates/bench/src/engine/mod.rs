@@ -8,8 +8,11 @@
 //! time, so time spent queued behind a stalled connection counts.
 //!
 //! Closed loop: each connection sends its next request as soon as the
-//! previous response is complete; latency is measured from the send.
+//! previous response is complete; latency is measured from the send. With
+//! one connection per thread, the closed loop uses plain blocking I/O
+//! instead (see [`blocking`]).
 
+mod blocking;
 mod conn;
 
 use std::io;
@@ -96,7 +99,11 @@ impl EngineSpec {
 /// Runs the engine on `plan.threads` threads and merges their results.
 pub(crate) fn run(spec: EngineSpec, plan: &Plan) -> Result<(EngineOutput, Vec<Interval>), BenchError> {
     let spec = Arc::new(spec);
-    let (outputs, timeline) = run_threads(plan, move |ctx| run_thread(Arc::clone(&spec), ctx))?;
+    let one_each = spec.rate_per_s.is_none() && spec.connections as usize == spec.threads;
+    let (outputs, timeline) = run_threads(plan, move |ctx| match one_each {
+        true => blocking::run_thread(Arc::clone(&spec), ctx),
+        false => run_thread(Arc::clone(&spec), ctx),
+    })?;
     let mut total = EngineOutput {
         hist: LatencyHistogram::new(),
         from_send: LatencyHistogram::new(),
@@ -125,7 +132,9 @@ fn run_thread(spec: Arc<EngineSpec>, ctx: WorkerCtx) -> Result<EngineOutput, Ben
             register(&poll, &mut stream, local).map_err(|e| BenchError::io("registering a socket", e))?;
             conns.push(ClientConn::new(id, stream, spec.framer()));
         }
-        let pacer = Pacer::new().map_err(|e| BenchError::io("creating a timerfd", e))?;
+        // This thread sends `rate / threads` requests per second.
+        let interval_ns = spec.rate_per_s.map_or(u64::MAX, |r| (1e9 * spec.threads as f64 / r) as u64);
+        let pacer = Pacer::new(interval_ns).map_err(|e| BenchError::io("creating a timerfd", e))?;
         pacer.register(poll.registry(), PACER).map_err(|e| BenchError::io("registering a timerfd", e))?;
         Ok((poll, conns, pacer))
     })();

@@ -43,7 +43,8 @@ impl Paced {
             poll.registry().register(&mut s, Token(local), Interest::READABLE).map_err(|e| io_err("registering a socket", e))?;
             socks.push(s);
         }
-        let pacer = Pacer::new().map_err(|e| io_err("creating a timerfd", e))?;
+        let share = ids.len() as f64 / f64::from(config.common.connections.max(1));
+        let pacer = Pacer::new((1e9 / (rate * share)) as u64).map_err(|e| io_err("creating a timerfd", e))?;
         pacer.register(poll.registry(), PACER).map_err(|e| io_err("registering a timerfd", e))?;
         let w = tally.window;
         let schedule = Schedule::new(w.start_ns, rate, config.common.connections);
