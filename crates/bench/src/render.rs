@@ -85,6 +85,9 @@ pub fn render(r: &Report) -> String {
         if let Some(rx) = t.receiver_bits_per_s {
             let _ = write!(out, ", receiver {}/s", fmt_bits(rx));
         }
+        if let Some(retr) = t.retransmits {
+            let _ = write!(out, "; {retr} retransmitted segments");
+        }
         out.push('\n');
     }
     if let Some(u) = &r.udp {

@@ -227,6 +227,9 @@ pub struct Throughput {
     /// `receiver_bytes` as bits per second, from the start of the load until
     /// the receiver had everything, if known.
     pub receiver_bits_per_s: Option<f64>,
+    /// TCP segments the client's kernel retransmitted over the whole run
+    /// (`client_to_server` only: the sender's count, like iperf3's "Retr").
+    pub retransmits: Option<u64>,
 }
 
 /// Datagram accounting of a `udp` run. Loss is round-trip: a datagram counts

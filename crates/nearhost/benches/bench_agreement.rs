@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use bench_support::{run_program, run_report, spawn_program, start_server, VethPair};
 use nearhost_bench::Report;
-use tools::{env_or, iperf3_tcp_bits, iperf3_udp_loss_percent, loadavg, median, require_tool, Check};
+use tools::{env_or, iperf3_retransmits, iperf3_tcp_bits, iperf3_udp_loss_percent, loadavg, median, require_tool, Check};
 use tools::{sockperf_dropped, sockperf_percentile, sockperf_valid_messages};
 
 const SOCKPERF_TCP: &str = "11111";
@@ -94,6 +94,7 @@ impl Bench {
         let t = r.throughput.expect("throughput");
         self.record("stream sender bit/s", t.client_bits_per_s);
         self.record("stream receiver bit/s", t.receiver_bits_per_s.unwrap_or(f64::NAN));
+        self.record("stream retransmits", t.retransmits.map_or(f64::NAN, |r| r as f64));
     }
 
     fn iperf3_tcp(&mut self) {
@@ -102,6 +103,7 @@ impl Bench {
         let (sent, received) = iperf3_tcp_bits(&out).expect("iperf3 JSON");
         self.record("iperf3 sender bit/s", sent);
         self.record("iperf3 receiver bit/s", received);
+        self.record("iperf3 retransmits", iperf3_retransmits(&out).map_or(f64::NAN, |r| r as f64));
     }
 
     fn udp_ping_pong(&mut self) {
@@ -223,7 +225,12 @@ fn checks(b: &Bench) -> Vec<Check> {
 /// loopback, with a bimodal distribution), so the two p50s are shown side by
 /// side without a verdict: a ratio against that would not test us.
 fn info(b: &Bench) -> String {
-    format!(
+    let retr = format!(
+        "INFO  stream-retransmits      nearhost {:.0} | iperf3 {:.0} | not a check",
+        b.median("stream retransmits"),
+        b.median("iperf3 retransmits")
+    );
+    retr + "\n" + &format!(
         "INFO  udp-load-p50 (20k/s)    nearhost {:.2} µs from the send, {:.2} µs from the intended time | sockperf under-load 2x {:.2} µs | not a check",
         b.median("udp load p50 us"),
         b.median("udp load p50 (intended) us"),

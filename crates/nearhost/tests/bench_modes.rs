@@ -120,11 +120,13 @@ fn stream_measures_both_directions_with_per_second_intervals() {
     let rx = t.receiver_bytes.expect("the sink reports its count");
     assert!(rx >= t.client_bytes, "receiver {rx} < client {}", t.client_bytes);
     assert!(fwd.latency.is_none(), "throughput mode has no latency");
+    assert!(t.retransmits.is_some(), "the sender's retransmissions are reported");
     assert!(fwd.timeline.iter().all(|i| i.bits_per_s > 0.0));
 
     let rev = run_report(None, &["bench", "stream", "--target", &target, "--duration", "1", "--reverse"], LIMIT);
     let t = rev.throughput.as_ref().unwrap();
     assert_eq!(t.direction, Direction::ServerToClient);
+    assert_eq!(t.retransmits, None, "the server's sender count is not known to the client");
     assert!(t.client_bits_per_s > 1e8, "{t:?}");
 }
 

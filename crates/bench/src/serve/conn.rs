@@ -150,7 +150,13 @@ impl Conn {
                         partial: 0,
                     },
                     TcpMode::Sink => Proto::Sink { received: 0 },
-                    TcpMode::Source => Proto::Source,
+                    TcpMode::Source { nodelay } => {
+                        // Accepted connections start with TCP_NODELAY (right
+                        // for request/response); bulk sending follows the
+                        // client's choice, off by default like iperf3.
+                        let _ = self.stream.set_nodelay(nodelay);
+                        Proto::Source
+                    }
                 };
                 self.out.extend_from_slice(&ACK_OK);
                 let rest = self.inbuf.split_off(HELLO_LEN);
