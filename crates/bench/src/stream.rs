@@ -124,7 +124,7 @@ fn stream_thread(config: &StreamConfig, ctx: WorkerCtx) -> Result<StreamOutput, 
         Ok(s)
     });
     let (mut sock, window, mut recorder) = ctx.ready(setup)?;
-    let mut buf = vec![0u8; config.write_size as usize];
+    let mut buf = crate::proto::filler(config.write_size as usize);
     let mut out = StreamOutput::default();
     sleep_until(window.start_ns);
     while now_ns() < window.end_ns {
