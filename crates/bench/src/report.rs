@@ -277,7 +277,8 @@ pub struct Interval {
 }
 
 impl Report {
-    /// Parses the output of `nearhost bench ... --json`.
+    /// Parses the output of `nearhost bench ... --json`. Floats round-trip
+    /// exactly: `Report::from_json(&r.to_json())` equals `r`.
     pub fn from_json(text: &str) -> Result<Report, serde_json::Error> {
         serde_json::from_str(text)
     }
@@ -362,6 +363,19 @@ mod tests {
         let report = sample();
         let back = Report::from_json(&report.to_json()).unwrap();
         assert_eq!(back, report);
+    }
+
+    #[test]
+    fn awkward_floats_round_trip_exactly() {
+        let mut report = sample();
+        let mut x = 0.123_456_789_f64;
+        for _ in 0..2000 {
+            x = (x * 3.7 + 0.1).fract() * 1e6 + 1e-9;
+            report.elapsed_s = x;
+            report.latency.as_mut().unwrap().mean_us = x / 7.0;
+            report.transactions_per_s = 1.0 / x;
+            assert_eq!(Report::from_json(&report.to_json()).unwrap(), report, "x = {x:e}");
+        }
     }
 
     #[test]

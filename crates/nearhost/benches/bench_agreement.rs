@@ -1,8 +1,9 @@
 //! Agreement of `nearhost bench` with the reference tools on one path: two
 //! network namespaces joined by a veth pair (198.18.0.1 ↔ 198.18.0.2),
 //! servers pinned to CPU 1, clients to CPU 0, every pair of runs interleaved
-//! (ours first in even rounds, the reference first in odd ones) and the
-//! median over rounds compared:
+//! (ours first in even rounds, the reference first in odd ones); each check
+//! is the median over rounds of the ratio within each round's pair, the
+//! figure least disturbed by other load on the machine:
 //!
 //! - `rr` round-trip p50 vs `sockperf ping-pong --tcp` p50 × 2 (sockperf
 //!   reports half the round trip), 64-byte messages: ratio within ±10%;
@@ -14,7 +15,8 @@
 //!   checked (see [`info`]); UDP latency agreement is checked by ping-pong.
 //!
 //! Run: `cargo bench -p nearhost --bench bench_agreement` (root; set
-//! NHB_ROUNDS and NHB_SECONDS to change the 3 rounds × 5 s). Prints one
+//! NHB_ROUNDS and NHB_SECONDS to change the 9 rounds × 3 s: short, many
+//! pairs follow the machine's load more closely than few long ones). Prints one
 //! CHECK line per comparison with PASS or OUT-OF-RANGE; exits non-zero only
 //! if it could not run (missing tool, set-up failure).
 
@@ -151,8 +153,8 @@ impl Bench {
 fn main() {
     require_tool("sockperf", "--version", "sockperf");
     require_tool("iperf3", "--version", "iperf3");
-    let rounds: usize = env_or("NHB_ROUNDS", 3);
-    let secs: u64 = env_or("NHB_SECONDS", 5);
+    let rounds: usize = env_or("NHB_ROUNDS", 9);
+    let secs: u64 = env_or("NHB_SECONDS", 3);
     let pair = VethPair::new();
     let b = Some(pair.b.name.as_str());
     let listen = format!("{}:7000", VethPair::ADDR_B);

@@ -20,7 +20,7 @@
 //! nearhost/wrk ≤ 1.05 (the same or lower, with 5% for measurement noise).
 //!
 //! Run: `cargo bench -p nearhost --bench bench_efficiency` (set NHB_ROUNDS,
-//! NHB_SECONDS, NHB_CONNECTIONS to change 3 rounds × 5 s × 50 connections).
+//! NHB_SECONDS, NHB_CONNECTIONS to change 7 rounds × 5 s × 50 connections).
 
 #[path = "../tests/support/bench_support.rs"]
 mod bench_support;
@@ -158,7 +158,7 @@ fn ours(target: &str, secs: u64, connections: u32) -> Sample {
 fn main() {
     require_tool("wrk", "--version", "wrk");
     require_tool("nginx", "-v", "nginx-light");
-    let rounds: usize = env_or("NHB_ROUNDS", 3);
+    let rounds: usize = env_or("NHB_ROUNDS", 7);
     let secs: u64 = env_or("NHB_SECONDS", 5);
     let connections: u32 = env_or("NHB_CONNECTIONS", 50);
     let dir = tempfile::tempdir().expect("a temporary directory");
