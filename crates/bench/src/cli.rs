@@ -187,6 +187,9 @@ pub struct StreamArgs {
     /// Bytes per write (or read) call.
     #[arg(long, value_name = "BYTES", default_value_t = 128 * 1024)]
     pub write_size: u32,
+    /// Send with TCP_NODELAY (like iperf3 -N; off by default, like iperf3).
+    #[arg(long)]
+    pub nodelay: bool,
 }
 
 /// Runs a `nearhost bench` command line.
@@ -223,6 +226,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             config.common = a.client.common(0.0, 5.0);
             config.reverse = a.reverse;
             config.write_size = a.write_size;
+            config.nodelay = a.nodelay;
             (crate::stream::stream(&config)?, a.client.json)
         }
     };
@@ -320,7 +324,7 @@ mod tests {
             "rate --target 127.0.0.1:7000 --rate 1000 --pipeline 4 --connections 10 --request-size 2 --response-size 3",
             "rate --target 127.0.0.1:80 --http --path /file350 --host example --rate 5000",
             "udp --target [::1]:7000 --size 100 --rate 20000 --connections 2",
-            "stream --target 127.0.0.1:7000 --reverse --write-size 65536 --connections 2",
+            "stream --target 127.0.0.1:7000 --reverse --write-size 65536 --connections 2 --nodelay",
         ];
         for line in lines {
             let args = parse(line).unwrap_or_else(|e| panic!("{line}: {e}"));

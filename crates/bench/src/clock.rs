@@ -53,25 +53,35 @@ const MAX_LEAD_NS: u64 = 200_000;
 /// latency measured from the intended time. So the pacer learns how late its
 /// wake-ups are and arms the timer that much early (at most 200 µs); the
 /// caller then polls without blocking (spins) for the last stretch.
+///
+/// The spin is also capped at a quarter of the thread's interval between
+/// sends, so pacing never keeps a CPU more than ~25% busy: a thread that
+/// spins all the time is the first the scheduler preempts when the machine
+/// is shared, and then every reply waits for it, which costs far more than
+/// the wake-up lateness the spin saves.
 pub(crate) struct Pacer {
     timer: TimerFd,
     armed_ns: Option<u64>,
     /// Moving average of how late the timer fired, ns.
     lateness_ns: u64,
+    /// Upper bound of the spin, ns.
+    max_lead_ns: u64,
 }
 
 impl Pacer {
-    pub(crate) fn new() -> io::Result<Self> {
+    /// A pacer for a thread that sends every `interval_ns` on average.
+    pub(crate) fn new(interval_ns: u64) -> io::Result<Self> {
         let timer = TimerFd::new(ClockId::CLOCK_MONOTONIC, TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC)?;
         // Shrink this thread's timer slack too (default 50 µs): it applies to
         // the poll's own timeouts. Best effort — only precision suffers.
         let _ = nix::sys::prctl::set_timerslack(1);
-        Ok(Pacer { timer, armed_ns: None, lateness_ns: 20_000 })
+        let max_lead_ns = (interval_ns / 4).min(MAX_LEAD_NS);
+        Ok(Pacer { timer, armed_ns: None, lateness_ns: 20_000, max_lead_ns })
     }
 
     /// How early to wake before an intended time.
     fn lead_ns(&self) -> u64 {
-        (2 * self.lateness_ns + 2_000).min(MAX_LEAD_NS)
+        (2 * self.lateness_ns + 2_000).min(self.max_lead_ns)
     }
 
     /// Prepares to wait for `next_ns`: returns `true` when it is so close
@@ -139,7 +149,7 @@ mod tests {
     #[test]
     fn pacer_wakes_the_poll_close_to_the_requested_time() {
         let mut poll = Poll::new().unwrap();
-        let mut pacer = Pacer::new().unwrap();
+        let mut pacer = Pacer::new(1_000_000).unwrap();
         pacer.register(poll.registry(), Token(7)).unwrap();
         let target = now_ns() + 600_000; // 0.6 ms: below epoll's 1 ms granularity
         assert!(!pacer.wait_for(target, now_ns()).unwrap());
@@ -156,5 +166,15 @@ mod tests {
         assert!(pacer.armed_ns.is_none());
         // Within the lead the caller is told to spin instead.
         assert!(pacer.wait_for(woke + 1_000, woke).unwrap());
+    }
+
+    #[test]
+    fn the_spin_is_at_most_a_quarter_of_the_interval() {
+        let mut pacer = Pacer::new(40_000).unwrap(); // a send every 40 µs
+        pacer.lateness_ns = 150_000; // very late wake-ups
+        assert_eq!(pacer.lead_ns(), 10_000);
+        let now = now_ns();
+        assert!(!pacer.wait_for(now + 20_000, now).unwrap(), "20 µs ahead: sleep, do not spin");
+        assert!(pacer.wait_for(now + 5_000, now).unwrap());
     }
 }

@@ -123,6 +123,7 @@ pub(crate) fn base_report(mode: Mode, target: String, settings: Settings, counts
         transactions_per_s: in_window as f64 / elapsed_s,
         counts,
         latency: None,
+        latency_from_send: None,
         rate: None,
         throughput: None,
         udp: None,

@@ -7,7 +7,8 @@
 //! ```text
 //! offset 0  4 bytes  magic "NHB1"
 //! offset 4  1 byte   mode: 1 = echo, 2 = sink, 3 = source
-//! offset 5  3 bytes  zero
+//! offset 5  1 byte   flags: bit 0 = source mode sends with TCP_NODELAY
+//! offset 6  2 bytes  zero
 //! offset 8  u32 BE   request size  (echo: bytes per request, 1 ..= 16 MiB)
 //! offset 12 u32 BE   response size (echo: bytes per response, 1 ..= 16 MiB)
 //! ```
@@ -21,7 +22,7 @@
 //!
 //! A connection whose first 4 bytes are not the magic is treated as
 //! HTTP/1.1. UDP datagrams are echoed back verbatim; the client puts a
-//! sequence number (u64 BE) in bytes 0..8 and its latency origin (u64 BE,
+//! sequence number (u64 BE) in bytes 0..8 and its send time (u64 BE,
 //! client clock, ns) in bytes 8..16; the server never interprets them.
 
 /// First bytes of every bench TCP connection.
@@ -52,7 +53,11 @@ pub enum TcpMode {
     /// Client sends, server discards and finally reports the byte count.
     Sink,
     /// Server sends, client discards.
-    Source,
+    Source {
+        /// Send with TCP_NODELAY (iperf3 -N); off by default, as bulk
+        /// senders (and iperf3) normally run.
+        nodelay: bool,
+    },
 }
 
 /// Why a hello was rejected.
@@ -72,14 +77,15 @@ pub enum HelloError {
 impl TcpMode {
     /// The 16-byte hello announcing this mode.
     pub fn hello(self) -> [u8; HELLO_LEN] {
-        let (mode, req, resp) = match self {
-            TcpMode::Echo { request_size, response_size } => (1u8, request_size, response_size),
-            TcpMode::Sink => (2, 0, 0),
-            TcpMode::Source => (3, 0, 0),
+        let (mode, flags, req, resp) = match self {
+            TcpMode::Echo { request_size, response_size } => (1u8, 0u8, request_size, response_size),
+            TcpMode::Sink => (2, 0, 0, 0),
+            TcpMode::Source { nodelay } => (3, u8::from(nodelay), 0, 0),
         };
         let mut out = [0u8; HELLO_LEN];
         out[..4].copy_from_slice(&MAGIC);
         out[4] = mode;
+        out[5] = flags;
         out[8..12].copy_from_slice(&req.to_be_bytes());
         out[12..16].copy_from_slice(&resp.to_be_bytes());
         out
@@ -102,10 +108,30 @@ impl TcpMode {
                 Ok(TcpMode::Echo { request_size, response_size })
             }
             2 => Ok(TcpMode::Sink),
-            3 => Ok(TcpMode::Source),
+            3 => Ok(TcpMode::Source { nodelay: bytes[5] & 1 != 0 }),
             other => Err(HelloError::UnknownMode(other)),
         }
     }
+}
+
+/// `len` bytes of deterministic pseudo-random filler for payloads.
+///
+/// Not zeros: a zero-filled buffer from a fresh allocation (or `.bss`) is
+/// backed by the kernel's single shared zero page, so every copy reads the
+/// same 4 KiB that never leaves the CPU cache — bulk throughput measured
+/// from it is inflated (by tens of percent on a veth pair) compared with
+/// real data, which iperf3, for one, sends.
+pub fn filler(len: usize) -> Vec<u8> {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            // xorshift64: cheap, and enough to make every page distinct.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
 }
 
 /// Writes the sequence number and timestamp into a datagram buffer
@@ -127,7 +153,13 @@ mod tests {
 
     #[test]
     fn hello_round_trips_every_mode() {
-        for mode in [TcpMode::Echo { request_size: 1, response_size: 4096 }, TcpMode::Sink, TcpMode::Source] {
+        let modes = [
+            TcpMode::Echo { request_size: 1, response_size: 4096 },
+            TcpMode::Sink,
+            TcpMode::Source { nodelay: false },
+            TcpMode::Source { nodelay: true },
+        ];
+        for mode in modes {
             assert_eq!(TcpMode::from_hello(&mode.hello()), Ok(mode));
         }
     }
@@ -138,6 +170,7 @@ mod tests {
         assert_eq!(&hello[..4], b"NHB1");
         assert_eq!(hello[4], 1);
         assert_eq!(&hello[5..8], &[0, 0, 0]);
+        assert_eq!(TcpMode::Source { nodelay: true }.hello()[5], 1);
         assert_eq!(&hello[8..12], &[1, 2, 3, 4]);
         assert_eq!(&hello[12..16], &[0, 0, 0, 5]);
     }
@@ -152,6 +185,15 @@ mod tests {
         assert_eq!(TcpMode::from_hello(&zero), Err(HelloError::BadSize(0)));
         let huge = TcpMode::Echo { request_size: 1, response_size: MAX_MESSAGE + 1 }.hello();
         assert_eq!(TcpMode::from_hello(&huge), Err(HelloError::BadSize(MAX_MESSAGE + 1)));
+    }
+
+    #[test]
+    fn filler_is_deterministic_and_not_zero() {
+        let a = filler(8192);
+        assert_eq!(a, filler(8192));
+        assert!(a.iter().filter(|&&b| b == 0).count() < 100);
+        // Every 4 KiB page differs from the first one.
+        assert_ne!(a[..4096], a[4096..]);
     }
 
     #[test]

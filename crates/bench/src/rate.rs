@@ -108,6 +108,7 @@ pub fn rate(config: &RateConfig) -> Result<Report, BenchError> {
     let (out, timeline) = engine::run(spec, &plan)?;
     let mut report = base_report(Mode::Rate, config.target.to_string(), settings, out.counts, timeline);
     report.latency = out.hist.summary(LatencyKind::RoundTrip, LatencyOrigin::IntendedTime);
+    report.latency_from_send = out.from_send.summary(LatencyKind::RoundTrip, LatencyOrigin::SendTime);
     let lag = |q: f64| if out.send_lag.is_empty() { 0.0 } else { out.send_lag.quantile_us(q) };
     report.rate = Some(RateSummary {
         target_per_s: config.rate_per_s,

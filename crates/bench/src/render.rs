@@ -49,6 +49,16 @@ pub fn render(r: &Report) -> String {
     if let Some(l) = &r.latency {
         render_latency(&mut out, l);
     }
+    if let Some(l) = &r.latency_from_send {
+        let _ = writeln!(
+            out,
+            "  the same responses from the actual send (what a closed loop would report): p50 {}  p99 {}  p99.9 {}  max {}",
+            fmt_us(l.p50_us),
+            fmt_us(l.p99_us),
+            fmt_us(l.p99_9_us),
+            fmt_us(l.max_us)
+        );
+    }
     if let Some(rate) = &r.rate {
         let _ = writeln!(
             out,
@@ -74,6 +84,9 @@ pub fn render(r: &Report) -> String {
         let _ = write!(out, "throughput {dir}: at the client {}/s", fmt_bits(t.client_bits_per_s));
         if let Some(rx) = t.receiver_bits_per_s {
             let _ = write!(out, ", receiver {}/s", fmt_bits(rx));
+        }
+        if let Some(retr) = t.retransmits {
+            let _ = write!(out, "; {retr} retransmitted segments");
         }
         out.push('\n');
     }

@@ -76,7 +76,13 @@ pub struct Report {
     /// Event counters over the measured window.
     pub counts: Counts,
     /// Latency distribution; `None` for `stream` and when nothing completed.
+    /// Open-loop runs measure it from the intended send time.
     pub latency: Option<LatencySummary>,
+    /// Open-loop runs only: the same responses measured from the moment each
+    /// request was actually written — what a closed-loop tool would report.
+    /// The gap to `latency` is time requests spent queued in the client
+    /// (behind a busy connection, or a client that fell behind).
+    pub latency_from_send: Option<LatencySummary>,
     /// Target vs achieved rate; only for open-loop runs (`rate`, `udp --rate`).
     pub rate: Option<RateSummary>,
     /// Bulk throughput; only for `stream`.
@@ -221,6 +227,9 @@ pub struct Throughput {
     /// `receiver_bytes` as bits per second, from the start of the load until
     /// the receiver had everything, if known.
     pub receiver_bits_per_s: Option<f64>,
+    /// TCP segments the client's kernel retransmitted over the whole run
+    /// (`client_to_server` only: the sender's count, like iperf3's "Retr").
+    pub retransmits: Option<u64>,
 }
 
 /// Datagram accounting of a `udp` run. Loss is round-trip: a datagram counts
@@ -268,7 +277,8 @@ pub struct Interval {
 }
 
 impl Report {
-    /// Parses the output of `nearhost bench ... --json`.
+    /// Parses the output of `nearhost bench ... --json`. Floats round-trip
+    /// exactly: `Report::from_json(&r.to_json())` equals `r`.
     pub fn from_json(text: &str) -> Result<Report, serde_json::Error> {
         serde_json::from_str(text)
     }
@@ -330,6 +340,7 @@ mod tests {
                 send_lag_p99_us: 9.0,
                 send_lag_max_us: 50.0,
             }),
+            latency_from_send: None,
             throughput: None,
             udp: None,
             timeline: vec![Interval {
@@ -352,6 +363,19 @@ mod tests {
         let report = sample();
         let back = Report::from_json(&report.to_json()).unwrap();
         assert_eq!(back, report);
+    }
+
+    #[test]
+    fn awkward_floats_round_trip_exactly() {
+        let mut report = sample();
+        let mut x = 0.123_456_789_f64;
+        for _ in 0..2000 {
+            x = (x * 3.7 + 0.1).fract() * 1e6 + 1e-9;
+            report.elapsed_s = x;
+            report.latency.as_mut().unwrap().mean_us = x / 7.0;
+            report.transactions_per_s = 1.0 / x;
+            assert_eq!(Report::from_json(&report.to_json()).unwrap(), report, "x = {x:e}");
+        }
     }
 
     #[test]

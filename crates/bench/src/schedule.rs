@@ -49,8 +49,10 @@ impl Schedule {
     /// `offset_ns` after the start.
     pub(crate) fn scheduled_before(&self, offset_ns: u64) -> u64 {
         // floor(i·S/r) < o  ⇔  i·S < o·r  ⇔  i < o·r/S, so the count is ceil(o·r/S).
-        let scaled = u128::from(offset_ns) * self.rate_milli;
-        scaled.div_ceil(NS_PER_S_MILLI) as u64
+        match offset_ns.checked_mul(self.rate_milli as u64) {
+            Some(scaled) => scaled.div_ceil(NS_PER_S_MILLI as u64),
+            None => (u128::from(offset_ns) * self.rate_milli).div_ceil(NS_PER_S_MILLI) as u64,
+        }
     }
 
     /// How many requests of connection `conn` are intended strictly before
@@ -115,6 +117,21 @@ impl LocalCursor {
     pub(crate) fn jump_to(&mut self, released: u64) {
         self.next = released;
     }
+
+    /// How many of this thread's requests have been handed out.
+    pub(crate) fn position(&self) -> u64 {
+        self.next
+    }
+
+    /// How many of this thread's requests are intended strictly before
+    /// `offset_ns` after the start, in O(log connections): `n` global
+    /// requests are `n / C` whole rounds plus the first `n % C` connections.
+    pub(crate) fn released_by(&self, schedule: &Schedule, offset_ns: u64) -> u64 {
+        let n = schedule.scheduled_before(offset_ns);
+        let c = schedule.connections;
+        let partial = self.conns.partition_point(|&id| u64::from(id) < n % c) as u64;
+        (n / c) * self.conns.len() as u64 + partial
+    }
 }
 
 #[cfg(test)]
@@ -136,6 +153,11 @@ mod tests {
         for i in [0u64, 1, 17, 18_000_000, 18_446_744, 18_446_745, 50_000_000, 1_000_000_000_000] {
             let exact = (u128::from(i) * NS_PER_S_MILLI / s.rate_milli) as u64;
             assert_eq!(s.offset_ns(i), exact, "i = {i}");
+        }
+        let fast = Schedule::new(0, 10_000_000.0, 1); // rate_milli 1e10: products overflow u64 soon
+        for offset in [1u64, 1_000_000_000, 1_844_674_407, 1_844_674_408, 3_600_000_000_000] {
+            let exact = (u128::from(offset) * fast.rate_milli).div_ceil(NS_PER_S_MILLI) as u64;
+            assert_eq!(fast.scheduled_before(offset), exact, "offset = {offset}");
         }
     }
 
@@ -203,6 +225,11 @@ mod tests {
         let mut jumped = LocalCursor::new(vec![1, 3, 4]);
         let t = 12_345_678;
         let released: u64 = [1, 3, 4].iter().map(|&c| s.conn_scheduled_before(c, t)).sum();
+        assert_eq!(jumped.released_by(&s, t), released);
+        for t in [0, 1, 99_999, 100_000, 100_001, 250_000, 7_777_777] {
+            let by_conn: u64 = [1, 3, 4].iter().map(|&c| s.conn_scheduled_before(c, t)).sum();
+            assert_eq!(jumped.released_by(&s, t), by_conn, "t = {t}");
+        }
         jumped.jump_to(released);
         assert!(jumped.peek(&s).intended_ns >= t);
         assert!(jumped.peek_ahead(&s, 0).intended_ns < t + 100_000 * 3);

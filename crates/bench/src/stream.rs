@@ -6,6 +6,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,18 +34,23 @@ pub struct StreamConfig {
     pub reverse: bool,
     /// Bytes per write (or read) call.
     pub write_size: u32,
+    /// Send with TCP_NODELAY (iperf3 -N). Off by default, like iperf3: with
+    /// it, every write is pushed at once, which changes how the sender
+    /// batches segments and so the throughput.
+    pub nodelay: bool,
 }
 
 impl StreamConfig {
     /// Defaults: 1 stream, client → server, 128 KiB writes, 10 s.
     pub fn new(target: SocketAddr) -> Self {
-        StreamConfig { target, common: Common::default(), reverse: false, write_size: 128 * 1024 }
+        StreamConfig { target, common: Common::default(), reverse: false, write_size: 128 * 1024, nodelay: false }
     }
 }
 
 #[derive(Default)]
 struct StreamOutput {
     client_bytes: u64,
+    retransmits: Option<u64>,
     receiver_bytes: u64,
     /// Load start until the receiver had everything, ns.
     receiver_ns: u64,
@@ -75,6 +81,9 @@ pub fn stream(config: &StreamConfig) -> Result<Report, BenchError> {
         total.receiver_bytes += o.receiver_bytes;
         total.receiver_ns = total.receiver_ns.max(o.receiver_ns);
         total.errors += o.errors;
+        if let Some(r) = o.retransmits {
+            *total.retransmits.get_or_insert(0) += r;
+        }
     }
     let mut settings = common.settings("stream", threads);
     settings.request_size = config.write_size;
@@ -99,21 +108,23 @@ pub fn stream(config: &StreamConfig) -> Result<Report, BenchError> {
         client_bits_per_s: client_bits,
         receiver_bytes,
         receiver_bits_per_s: receiver_bits,
+        retransmits: total.retransmits,
     });
     Ok(report)
 }
 
 fn stream_thread(config: &StreamConfig, ctx: WorkerCtx) -> Result<StreamOutput, BenchError> {
-    let mode = if config.reverse { TcpMode::Source } else { TcpMode::Sink };
+    let mode = if config.reverse { TcpMode::Source { nodelay: config.nodelay } } else { TcpMode::Sink };
     let timeout = config.common.timeout();
     let setup = net::connect_bench(config.target, mode, timeout).and_then(|s| {
         let set = |r: io::Result<()>| r.map_err(|e| BenchError::io("setting a socket timeout", e));
         set(s.set_write_timeout(Some(CHECK_EVERY)))?;
+        set(s.set_nodelay(config.nodelay))?;
         set(s.set_read_timeout(Some(CHECK_EVERY)))?;
         Ok(s)
     });
     let (mut sock, window, mut recorder) = ctx.ready(setup)?;
-    let mut buf = vec![0u8; config.write_size as usize];
+    let mut buf = crate::proto::filler(config.write_size as usize);
     let mut out = StreamOutput::default();
     sleep_until(window.start_ns);
     while now_ns() < window.end_ns {
@@ -140,6 +151,9 @@ fn stream_thread(config: &StreamConfig, ctx: WorkerCtx) -> Result<StreamOutput, 
         }
     }
     recorder.finish();
+    if !config.reverse {
+        out.retransmits = total_retransmits(&sock);
+    }
     if !config.reverse && out.errors == 0 {
         match receiver_count(&mut sock, timeout) {
             Some(bytes) => {
@@ -150,6 +164,25 @@ fn stream_thread(config: &StreamConfig, ctx: WorkerCtx) -> Result<StreamOutput, 
         }
     }
     Ok(out)
+}
+
+/// Segments the kernel retransmitted on this socket so far (TCP_INFO).
+fn total_retransmits(sock: &TcpStream) -> Option<u64> {
+    // SAFETY: tcp_info is plain old data; all-zero is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `info` is writable and `len` holds its size; the kernel writes
+    // at most `len` bytes and updates `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(u64::from(info.tcpi_total_retrans))
 }
 
 /// Asks the sink for its byte count: half-close, then read the u64 it sends.

@@ -91,3 +91,70 @@ fn a_server_that_never_answers_the_hello_times_out() {
     assert!(out.stderr.contains("no answer to the hello within 1 s"), "{}", out.stderr);
     assert!(out.elapsed < Duration::from_secs(5), "took {:?}", out.elapsed);
 }
+
+#[test]
+fn a_server_that_dies_mid_run_is_counted_not_waited_for() {
+    use nix::sys::signal::Signal;
+    use support::bench_support::{start_server, ChildGuard};
+    for mode in [&["rr"][..], &["rate", "--rate", "500", "--connections", "4"][..]] {
+        let (mut server, addr) = start_server(None, "127.0.0.1:0", &["--threads", "1"]);
+        let target = addr.to_string();
+        let mut args = vec!["bench"];
+        args.extend_from_slice(mode);
+        args.extend_from_slice(&["--target", &target, "--duration", "3", "--warmup", "0", "--timeout", "1", "--json"]);
+        let child = support::bench_support::command(None, &args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut client = ChildGuard { child, what: args.join(" ") };
+        std::thread::sleep(Duration::from_secs(1));
+        server.signal(Signal::SIGKILL);
+        server.wait(Duration::from_secs(5));
+        let status = client.wait(Duration::from_secs(15));
+        let mut out = String::new();
+        std::io::Read::read_to_string(client.child.stdout.as_mut().unwrap(), &mut out).unwrap();
+        assert!(status.success(), "{mode:?}: the run completes and reports: {status:?}");
+        let r = nearhost_bench::Report::from_json(&out).unwrap();
+        assert!(r.counts.responses > 0, "{mode:?}: {:?}", r.counts);
+        assert!(r.counts.errors > 0, "{mode:?}: the failure is counted: {:?}", r.counts);
+    }
+}
+
+#[test]
+fn an_http_server_that_closes_after_every_response_is_followed() {
+    use std::io::Read;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap().to_string();
+    listener.set_nonblocking(true).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = std::sync::Arc::clone(&stop);
+    // One request per connection, answered with `Connection: close`.
+    let server = std::thread::spawn(move || {
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            let Ok((mut s, _)) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            };
+            s.set_nonblocking(false).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+        }
+    });
+    let out = bench(&["rate", "--http", "--target", &target, "--rate", "200", "--connections", "2", "--duration", "1", "--json"]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    server.join().unwrap();
+    assert!(out.status.success(), "{}", out.stderr);
+    let r = nearhost_bench::Report::from_json(&out.stdout).unwrap();
+    assert_eq!(r.counts.errors, 0, "a closed connection after a complete response is no error: {:?}", r.counts);
+    assert!(r.counts.responses >= 190, "{:?}", r.counts);
+    assert!(r.counts.reconnects >= 180, "one connection per request: {:?}", r.counts);
+}

@@ -29,9 +29,10 @@ fn reads_sockperf_percentiles_drops_and_counts() {
 
 #[test]
 fn reads_iperf3_json() {
-    let tcp = r#"{"end":{"sum_sent":{"bits_per_second":19932014586.9,"bytes":1},
+    let tcp = r#"{"end":{"sum_sent":{"bits_per_second":19932014586.9,"bytes":1,"retransmits":35160},
                  "sum_received":{"bits_per_second":19875387059.1}}}"#;
     assert_eq!(iperf3_tcp_bits(tcp), Some((19932014586.9, 19875387059.1)));
+    assert_eq!(iperf3_retransmits(tcp), Some(35160));
     let udp = r#"{"end":{"sum":{"lost_packets":3,"packets":300,"lost_percent":1.0}}}"#;
     assert_eq!(iperf3_udp_loss_percent(udp), Some(1.0));
     assert_eq!(iperf3_tcp_bits("{\"error\":\"unable to connect\"}"), None);

@@ -1,13 +1,16 @@
 //! One client TCP connection of the request/response engine, and the
 //! per-thread meter it reports into.
 //!
-//! A connection tracks three counters over its requests k = 0, 1, 2, …:
-//! `due` (the schedule or the closed loop has released them), `sent`
-//! (handed to the kernel) and `answered`. Responses arrive in order, so the
+//! A connection tracks its requests k = 0, 1, 2, … by counters: how many
+//! are due (open loop: computed from the schedule and the clock whenever it
+//! is needed; closed loop: one more than answered), `sent` (handed to the
+//! kernel) and `answered`. Responses arrive in order, so the
 //! k-th response answers request k and its latency origin is known without
-//! storing per-request state: the intended time comes from the schedule,
-//! the send time (closed loop, one request in flight) from `sent_at_ns`.
+//! storing much per-request state: the intended time comes from the
+//! schedule, the send time from a queue of the in-flight requests' send
+//! times (at most `--pipeline` long).
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 
@@ -78,6 +81,9 @@ pub(super) struct Meter {
     pub(super) schedule: Option<Schedule>,
     pub(super) window: Window,
     pub(super) hist: LatencyHistogram,
+    /// Open loop only: latency from the actual send, what a closed-loop
+    /// tool would have measured for the same requests.
+    pub(super) from_send: LatencyHistogram,
     pub(super) send_lag: LatencyHistogram,
     pub(super) recorder: SecondRecorder,
     pub(super) counts: Counts,
@@ -97,27 +103,30 @@ pub(super) struct ClientConn {
     pub(super) id: u32,
     pub(super) stream: Option<TcpStream>,
     pub(super) framer: Framer,
+    /// Closed loop only: requests released so far.
     pub(super) due: u64,
     pub(super) sent: u64,
     pub(super) answered: u64,
     /// Bytes of sent requests not yet accepted by the kernel.
     out_pending: usize,
-    /// Closed loop: when the request in flight was written.
-    sent_at_ns: u64,
+    /// When each request in flight was handed to the socket, oldest first.
+    send_times: VecDeque<u64>,
     /// While disconnected: when to try again.
     pub(super) retry_at_ns: u64,
 }
 
 impl ClientConn {
     pub(super) fn new(id: u32, stream: TcpStream, framer: Framer) -> Self {
-        ClientConn { id, stream: Some(stream), framer, due: 0, sent: 0, answered: 0, out_pending: 0, sent_at_ns: 0, retry_at_ns: 0 }
+        let send_times = VecDeque::new();
+        ClientConn { id, stream: Some(stream), framer, due: 0, sent: 0, answered: 0, out_pending: 0, send_times, retry_at_ns: 0 }
     }
 
-    /// Latency origin of request `k`.
+    /// Latency origin of in-flight request `k`: its intended time (open
+    /// loop) or its send time (closed loop).
     fn origin(&self, m: &Meter, k: u64) -> u64 {
         match &m.schedule {
             Some(s) => s.intended_ns(self.id, k),
-            None => self.sent_at_ns,
+            None => self.send_times[(k - self.answered) as usize],
         }
     }
 
@@ -125,9 +134,24 @@ impl ClientConn {
         self.sent - self.answered
     }
 
-    /// Connected, nothing queued and room for another request.
-    pub(super) fn is_idle(&self, pipeline: u32) -> bool {
-        self.stream.is_some() && self.due == self.sent && self.in_flight() < u64::from(pipeline)
+    /// Connected, with room for another request, and nothing queued before
+    /// its request `k`: it would write request `k` the moment it is due.
+    pub(super) fn is_idle_before(&self, k: u64, pipeline: u32) -> bool {
+        self.stream.is_some() && self.sent >= k && self.in_flight() < u64::from(pipeline)
+    }
+
+    /// Connected and with room for another request.
+    pub(super) fn has_room(&self, pipeline: u32) -> bool {
+        self.stream.is_some() && self.in_flight() < u64::from(pipeline)
+    }
+
+    /// How many requests are due by `now`.
+    fn due(&self, m: &Meter, now: u64) -> u64 {
+        match &m.schedule {
+            // Intended at or before now, and before the end of the window.
+            Some(s) => s.conn_scheduled_before(self.id, (now + 1).min(m.window.end_ns) - m.window.start_ns),
+            None => self.due,
+        }
     }
 
     /// Sends what is due and allowed by the pipeline limit, then writes.
@@ -139,11 +163,9 @@ impl ClientConn {
         // Nothing new is written after the end: requests still queued then
         // are reported as unsent, and the drain only waits for replies.
         let room = if now < m.window.end_ns { room } else { 0 };
-        let count = self.due.saturating_sub(self.sent).min(room);
-        if m.schedule.is_none() && count > 0 {
-            self.sent_at_ns = now;
-        }
+        let count = self.due(m, now).saturating_sub(self.sent).min(room);
         for k in self.sent..self.sent + count {
+            self.send_times.push_back(now);
             let origin = self.origin(m, k);
             if m.window.contains(origin) {
                 m.counts.requests_sent += 1;
@@ -216,10 +238,14 @@ impl ClientConn {
             return Err(Failure::Protocol); // more responses than requests
         }
         let origin = self.origin(m, self.answered);
+        let sent_at = self.send_times.pop_front().expect("one send time per request in flight");
         self.answered += 1;
         if m.window.contains(origin) {
             let latency = now.saturating_sub(origin);
             m.hist.record(latency);
+            if m.schedule.is_some() {
+                m.from_send.record(now.saturating_sub(sent_at));
+            }
             m.counts.responses += 1;
             m.recorder.response(now, latency);
         }
@@ -238,6 +264,7 @@ impl ClientConn {
             }
         }
         self.sent = self.answered;
+        self.send_times.clear();
         self.out_pending = 0;
         self.framer.reset();
         self.stream.take()

@@ -8,8 +8,11 @@
 //! time, so time spent queued behind a stalled connection counts.
 //!
 //! Closed loop: each connection sends its next request as soon as the
-//! previous response is complete; latency is measured from the send.
+//! previous response is complete; latency is measured from the send. With
+//! one connection per thread, the closed loop uses plain blocking I/O
+//! instead (see [`blocking`]).
 
+mod blocking;
 mod conn;
 
 use std::io;
@@ -63,6 +66,7 @@ pub(crate) struct EngineSpec {
 /// One thread's results.
 pub(crate) struct EngineOutput {
     pub(crate) hist: LatencyHistogram,
+    pub(crate) from_send: LatencyHistogram,
     pub(crate) send_lag: LatencyHistogram,
     pub(crate) counts: Counts,
     /// Open loop: requests this thread's schedule intended in the window.
@@ -95,15 +99,21 @@ impl EngineSpec {
 /// Runs the engine on `plan.threads` threads and merges their results.
 pub(crate) fn run(spec: EngineSpec, plan: &Plan) -> Result<(EngineOutput, Vec<Interval>), BenchError> {
     let spec = Arc::new(spec);
-    let (outputs, timeline) = run_threads(plan, move |ctx| run_thread(Arc::clone(&spec), ctx))?;
+    let one_each = spec.rate_per_s.is_none() && spec.connections as usize == spec.threads;
+    let (outputs, timeline) = run_threads(plan, move |ctx| match one_each {
+        true => blocking::run_thread(Arc::clone(&spec), ctx),
+        false => run_thread(Arc::clone(&spec), ctx),
+    })?;
     let mut total = EngineOutput {
         hist: LatencyHistogram::new(),
+        from_send: LatencyHistogram::new(),
         send_lag: LatencyHistogram::new(),
         counts: Counts::default(),
         scheduled: 0,
     };
     for out in outputs {
         total.hist.merge(&out.hist);
+        total.from_send.merge(&out.from_send);
         total.send_lag.merge(&out.send_lag);
         total.counts += out.counts;
         total.scheduled += out.scheduled;
@@ -122,7 +132,9 @@ fn run_thread(spec: Arc<EngineSpec>, ctx: WorkerCtx) -> Result<EngineOutput, Ben
             register(&poll, &mut stream, local).map_err(|e| BenchError::io("registering a socket", e))?;
             conns.push(ClientConn::new(id, stream, spec.framer()));
         }
-        let pacer = Pacer::new().map_err(|e| BenchError::io("creating a timerfd", e))?;
+        // This thread sends `rate / threads` requests per second.
+        let interval_ns = spec.rate_per_s.map_or(u64::MAX, |r| (1e9 * spec.threads as f64 / r) as u64);
+        let pacer = Pacer::new(interval_ns).map_err(|e| BenchError::io("creating a timerfd", e))?;
         pacer.register(poll.registry(), PACER).map_err(|e| BenchError::io("registering a timerfd", e))?;
         Ok((poll, conns, pacer))
     })();
@@ -134,6 +146,7 @@ fn run_thread(spec: Arc<EngineSpec>, ctx: WorkerCtx) -> Result<EngineOutput, Ben
         schedule,
         window,
         hist: LatencyHistogram::new(),
+        from_send: LatencyHistogram::new(),
         send_lag: LatencyHistogram::new(),
         recorder,
         counts: Counts::default(),
@@ -194,18 +207,20 @@ impl Worker {
                 }
                 let local = event.token().0;
                 let Some(conn) = self.conns.get_mut(local) else { continue };
-                let mut result = Ok(());
                 if event.is_readable() || event.is_read_closed() || event.is_error() {
-                    result = conn.receive(&mut self.meter, &mut scratch, now, event.is_read_closed());
+                    if let Err(failure) = conn.receive(&mut self.meter, &mut scratch, now, event.is_read_closed()) {
+                        self.fail(local, failure, now);
+                        continue;
+                    }
                 }
-                if result.is_ok() {
-                    // Writable, or a response made room in the pipeline.
-                    result = conn.pump(&mut self.meter, now);
-                }
-                if let Err(failure) = result {
-                    self.fail(local, failure, now);
-                }
+                // Writable, or a response made room in the pipeline.
+                self.touched.push(local);
             }
+            // Write only after every ready socket was read: the requests of
+            // one batch then reach the server together and wake it once,
+            // which on a VM (where each wake-up is an interrupt) is worth more
+            // than the microsecond the first of them waits.
+            self.pump_touched(now);
         }
     }
 
@@ -213,34 +228,27 @@ impl Worker {
     /// connection. Closed loop: sends the first requests.
     fn release_due(&mut self, now: u64) {
         if let Some(schedule) = self.meter.schedule {
-            let end = self.meter.window.end_ns;
-            let round = self.cursor.peek_ahead(&schedule, self.conns.len() as u64);
-            if round.intended_ns <= now && round.intended_ns < end {
-                // More than a whole round is due (the client is behind the
-                // schedule, e.g. a target rate above what the path sustains):
-                // set every connection's due count directly instead of
-                // walking the slots one by one.
-                let offset = (now + 1).min(end) - self.meter.window.start_ns;
-                let mut released = 0;
-                for conn in &mut self.conns {
-                    conn.due = schedule.conn_scheduled_before(conn.id, offset);
-                    released += conn.due;
-                }
-                self.cursor.jump_to(released);
-                self.touched.clear();
-                self.touched.extend(0..self.conns.len());
+            let w = self.meter.window;
+            let released = self.cursor.released_by(&schedule, (now + 1).min(w.end_ns) - w.start_ns);
+            let pipeline = self.meter.spec.pipeline;
+            if released > self.cursor.position() + self.conns.len() as u64 {
+                // More than a whole round came due at once (a target rate
+                // above what the path sustains): every connection has work,
+                // and those with room are the only ones that can write.
+                self.touched.extend((0..self.conns.len()).filter(|&l| self.conns[l].has_room(pipeline)));
             } else {
-                loop {
-                    let slot = self.cursor.peek(&schedule);
-                    if slot.intended_ns > now || slot.intended_ns >= end {
-                        break;
-                    }
-                    self.conns[slot.local].due = slot.k + 1;
-                    self.touched.push(slot.local);
+                while self.cursor.position() < released {
+                    self.touched.push(self.cursor.peek(&schedule).local);
                     self.cursor.advance();
                 }
             }
+            self.cursor.jump_to(released);
         }
+        self.pump_touched(now);
+    }
+
+    /// Lets every connection in `touched` write what it may.
+    fn pump_touched(&mut self, now: u64) {
         let mut touched = std::mem::take(&mut self.touched);
         touched.sort_unstable();
         touched.dedup();
@@ -282,7 +290,7 @@ impl Worker {
             if slot.intended_ns >= self.meter.window.end_ns {
                 return None;
             }
-            if self.conns[slot.local].is_idle(self.meter.spec.pipeline) {
+            if self.conns[slot.local].is_idle_before(slot.k, self.meter.spec.pipeline) {
                 return Some(slot.intended_ns);
             }
         }
@@ -350,6 +358,6 @@ impl Worker {
             None => 0,
         };
         self.meter.recorder.finish();
-        EngineOutput { hist: self.meter.hist, send_lag: self.meter.send_lag, counts, scheduled }
+        EngineOutput { hist: self.meter.hist, from_send: self.meter.from_send, send_lag: self.meter.send_lag, counts, scheduled }
     }
 }

@@ -6,6 +6,7 @@
 //! has nothing more and writes until the kernel takes nothing more.
 
 use std::io::{self, Read, Write};
+use std::sync::LazyLock;
 
 use mio::event::Event;
 use mio::net::TcpStream;
@@ -13,8 +14,9 @@ use mio::net::TcpStream;
 use crate::http;
 use crate::proto::{TcpMode, ACK_ERR, ACK_OK, HELLO_LEN, MAGIC};
 
-/// Bytes written per call for echo responses and source data.
-static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+/// Bytes written per call for echo responses and source data: filler, not
+/// zeros (see [`crate::proto::filler`]).
+static PAYLOAD: LazyLock<Vec<u8>> = LazyLock::new(|| crate::proto::filler(128 * 1024));
 /// Stop reading HTTP requests while this much output is waiting: a client
 /// that pipelines without reading must not grow our memory without bound.
 const MAX_PENDING_OUT: usize = 4 << 20;
@@ -43,7 +45,7 @@ pub(super) struct Conn {
     /// Bytes to write before anything else (ack, HTTP responses, sink report).
     out: Vec<u8>,
     out_pos: usize,
-    /// Echo response bytes still owed (written from [`ZEROS`]).
+    /// Echo response bytes still owed (written from [`PAYLOAD`]).
     owed: u64,
     close_after_write: bool,
     /// Reading paused because too much output is pending.
@@ -150,7 +152,13 @@ impl Conn {
                         partial: 0,
                     },
                     TcpMode::Sink => Proto::Sink { received: 0 },
-                    TcpMode::Source => Proto::Source,
+                    TcpMode::Source { nodelay } => {
+                        // Accepted connections start with TCP_NODELAY (right
+                        // for request/response); bulk sending follows the
+                        // client's choice, off by default like iperf3.
+                        let _ = self.stream.set_nodelay(nodelay);
+                        Proto::Source
+                    }
                 };
                 self.out.extend_from_slice(&ACK_OK);
                 let rest = self.inbuf.split_off(HELLO_LEN);
@@ -191,9 +199,9 @@ impl Conn {
             let chunk: &[u8] = if self.out_pos < self.out.len() {
                 &self.out[self.out_pos..]
             } else if self.owed > 0 {
-                &ZEROS[..self.owed.min(ZEROS.len() as u64) as usize]
+                &PAYLOAD[..self.owed.min(PAYLOAD.len() as u64) as usize]
             } else if matches!(self.proto, Proto::Source) {
-                &ZEROS
+                &PAYLOAD
             } else {
                 break;
             };

@@ -35,16 +35,13 @@ impl UdpEcho {
     pub(super) fn run(self) -> Result<(), BenchError> {
         let mut buf = vec![0u8; MAX_DATAGRAM as usize];
         while !self.shared.stop.load(Ordering::Relaxed) {
-            match self.sock.recv_from(&mut buf) {
-                Ok((n, from)) => {
-                    // A full send buffer drops the echo, like any UDP loss.
-                    if self.sock.send_to(&buf[..n], from).is_ok() {
-                        self.shared.datagrams.fetch_add(1, Ordering::Relaxed);
-                    }
+            // Errors are the timeout (time to check the stop flag), EINTR, or
+            // an ICMP error queued by an earlier send to a client that left.
+            if let Ok((n, from)) = self.sock.recv_from(&mut buf) {
+                // A full send buffer drops the echo, like any UDP loss.
+                if self.sock.send_to(&buf[..n], from).is_ok() {
+                    self.shared.datagrams.fetch_add(1, Ordering::Relaxed);
                 }
-                // The timeout (time to check the stop flag), EINTR, or an ICMP
-                // error queued by an earlier send to a client that went away.
-                Err(_) => {}
             }
         }
         Ok(())

@@ -21,8 +21,9 @@ use crate::error::BenchError;
 use crate::hist::LatencyHistogram;
 use crate::proto::{get_seq, put_seq, MAX_DATAGRAM, MIN_DATAGRAM};
 use crate::rate::MAX_RATE;
-use crate::report::{Counts, LatencyKind, LatencyOrigin, Mode, RateSummary, Report, UdpSummary};
+use crate::report::{Counts, Interval, LatencyKind, LatencyOrigin, Mode, RateSummary, Report, UdpSummary};
 use crate::run::{run_threads, Plan, Window, WorkerCtx};
+use crate::schedule::Schedule;
 use crate::seq::{Arrival, SeqTracker};
 use crate::timeline::SecondRecorder;
 
@@ -57,6 +58,7 @@ impl UdpConfig {
 #[derive(Default)]
 struct UdpOutput {
     hist: Option<LatencyHistogram>,
+    from_send: Option<LatencyHistogram>,
     send_lag: Option<LatencyHistogram>,
     sent: u64,
     received: u64,
@@ -74,19 +76,31 @@ struct Tally {
     recorder: SecondRecorder,
     out: UdpOutput,
     hist: LatencyHistogram,
+    /// Paced load only: latency from the actual send.
+    from_send: LatencyHistogram,
+    /// Paced load: the schedule and the sockets' global indices, to recover
+    /// each datagram's intended time from its sequence number.
+    schedule: Option<(Schedule, Vec<u32>)>,
     trackers: Vec<SeqTracker>,
 }
 
 impl Tally {
     /// Accounts an echo that arrived on local socket `local` at `now`.
     fn echo(&mut self, local: usize, data: &[u8], now: u64) {
-        let Some((seq, origin)) = get_seq(data) else { return };
+        let Some((seq, sent_at)) = get_seq(data) else { return };
         if seq == PROBE_SEQ || self.trackers[local].record(seq) != Arrival::New {
             return;
         }
+        let origin = match &self.schedule {
+            Some((schedule, ids)) => schedule.intended_ns(ids[local], seq),
+            None => sent_at,
+        };
         if self.window.contains(origin) {
             let latency = now.saturating_sub(origin);
             self.hist.record(latency);
+            if self.schedule.is_some() {
+                self.from_send.record(now.saturating_sub(sent_at));
+            }
             self.out.received += 1;
             self.out.bytes_received += data.len() as u64;
             self.recorder.response(now, latency);
@@ -115,6 +129,7 @@ impl Tally {
             self.out.reordered += t.reordered;
         }
         self.out.hist = Some(self.hist);
+        self.out.from_send = Some(self.from_send);
         self.recorder.finish();
         self.out
     }
@@ -153,10 +168,9 @@ pub fn udp(config: &UdpConfig) -> Result<Report, BenchError> {
         udp_thread(config, *threads, ctx)
     })?;
     let mut total = UdpOutput::default();
-    let (mut hist, mut send_lag) = (LatencyHistogram::new(), LatencyHistogram::new());
+    let mut hist = Histograms::default();
     for o in outputs {
-        o.hist.iter().for_each(|h| hist.merge(h));
-        o.send_lag.iter().for_each(|h| send_lag.merge(h));
+        hist.merge(&o);
         total.sent += o.sent;
         total.received += o.received;
         total.errors += o.errors;
@@ -166,17 +180,32 @@ pub fn udp(config: &UdpConfig) -> Result<Report, BenchError> {
         total.bytes_received += o.bytes_received;
         total.scheduled += o.scheduled;
     }
-    Ok(assemble(config, threads, total, hist, send_lag, timeline))
+    Ok(assemble(config, threads, total, hist, timeline))
 }
 
-fn assemble(
-    config: &UdpConfig,
-    threads: usize,
-    total: UdpOutput,
-    hist: LatencyHistogram,
+/// The run-wide histograms, merged over threads.
+struct Histograms {
+    latency: LatencyHistogram,
+    from_send: LatencyHistogram,
     send_lag: LatencyHistogram,
-    timeline: Vec<crate::report::Interval>,
-) -> Report {
+}
+
+impl Default for Histograms {
+    fn default() -> Self {
+        Histograms { latency: LatencyHistogram::new(), from_send: LatencyHistogram::new(), send_lag: LatencyHistogram::new() }
+    }
+}
+
+impl Histograms {
+    fn merge(&mut self, o: &UdpOutput) {
+        o.hist.iter().for_each(|h| self.latency.merge(h));
+        o.from_send.iter().for_each(|h| self.from_send.merge(h));
+        o.send_lag.iter().for_each(|h| self.send_lag.merge(h));
+    }
+}
+
+fn assemble(config: &UdpConfig, threads: usize, total: UdpOutput, hist: Histograms, timeline: Vec<Interval>) -> Report {
+    let send_lag = &hist.send_lag;
     let lost = total.sent.saturating_sub(total.received);
     let counts = Counts {
         requests_sent: total.sent,
@@ -193,7 +222,10 @@ fn assemble(
     settings.rate_per_s = config.rate_per_s;
     let mut report = base_report(Mode::Udp, config.target.to_string(), settings, counts, timeline);
     let origin = if config.rate_per_s.is_some() { LatencyOrigin::IntendedTime } else { LatencyOrigin::SendTime };
-    report.latency = hist.summary(LatencyKind::RoundTrip, origin);
+    report.latency = hist.latency.summary(LatencyKind::RoundTrip, origin);
+    if config.rate_per_s.is_some() {
+        report.latency_from_send = hist.from_send.summary(LatencyKind::RoundTrip, LatencyOrigin::SendTime);
+    }
     report.udp = Some(UdpSummary {
         sent: total.sent,
         received: total.received,
@@ -254,6 +286,8 @@ fn udp_thread(config: &UdpConfig, threads: usize, ctx: WorkerCtx) -> Result<UdpO
         recorder,
         out: UdpOutput::default(),
         hist: LatencyHistogram::new(),
+        from_send: LatencyHistogram::new(),
+        schedule: None,
         trackers: ids.iter().map(|_| SeqTracker::default()).collect(),
     };
     match config.rate_per_s {

@@ -43,12 +43,14 @@ impl Paced {
             poll.registry().register(&mut s, Token(local), Interest::READABLE).map_err(|e| io_err("registering a socket", e))?;
             socks.push(s);
         }
-        let pacer = Pacer::new().map_err(|e| io_err("creating a timerfd", e))?;
+        let share = ids.len() as f64 / f64::from(config.common.connections.max(1));
+        let pacer = Pacer::new((1e9 / (rate * share)) as u64).map_err(|e| io_err("creating a timerfd", e))?;
         pacer.register(poll.registry(), PACER).map_err(|e| io_err("registering a timerfd", e))?;
         let w = tally.window;
         let schedule = Schedule::new(w.start_ns, rate, config.common.connections);
         let (from, to) = (w.measure_ns - w.start_ns, w.end_ns - w.start_ns);
         tally.out.scheduled = ids.iter().map(|&c| schedule.conn_scheduled_before(c, to) - schedule.conn_scheduled_before(c, from)).sum();
+        tally.schedule = Some((schedule, ids.clone()));
         Ok(Paced {
             poll,
             socks,
@@ -104,7 +106,9 @@ impl Paced {
             if slot.intended_ns > now || slot.intended_ns >= w.end_ns {
                 return;
             }
-            put_seq(&mut self.buf, slot.k, slot.intended_ns);
+            // The datagram carries its actual send time; the intended time
+            // follows from its sequence number and the schedule.
+            put_seq(&mut self.buf, slot.k, now);
             // A full socket buffer drops the datagram: it counts as sent and lost.
             if let Err(e) = self.socks[slot.local].send(&self.buf) {
                 if e.kind() != io::ErrorKind::WouldBlock {

@@ -34,6 +34,12 @@ pub fn iperf3_tcp_bits(json: &str) -> Option<(f64, f64)> {
     Some((end["sum_sent"]["bits_per_second"].as_f64()?, end["sum_received"]["bits_per_second"].as_f64()?))
 }
 
+/// Retransmitted segments of an `iperf3 -J` TCP run (its "Retr").
+pub fn iperf3_retransmits(json: &str) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    v["end"]["sum_sent"]["retransmits"].as_u64()
+}
+
 /// Loss in percent of an `iperf3 -u -J` run (measured at the receiver).
 pub fn iperf3_udp_loss_percent(json: &str) -> Option<f64> {
     let v: serde_json::Value = serde_json::from_str(json).ok()?;
