@@ -96,7 +96,7 @@ pub fn run(opts: &DemoOptions, stop: &StopFlag) -> Result<DemoReport> {
         .ok_or_else(|| LabError::Other("the host baseline must be among --datapaths".into()))?
         .clone();
 
-    // The host's maximum: the best of three closed-loop runs (one run can be
+    // The host's maximum: the best of three saturating runs (one run can be
     // cut short by anything else the machine does, and every rate level is a
     // fraction of this figure).
     let mut host_max: f64 = 0.0;
@@ -104,6 +104,9 @@ pub fn run(opts: &DemoOptions, stop: &StopFlag) -> Result<DemoReport> {
         progress.step(&format!("host: maximum rate ({attempt}/3)"));
         let max = measure::run(&host.client_ns, host.target.as_deref().unwrap_or_default(), &Load::Max { connections: RATE_CONNECTIONS }, &timing, stop)?;
         host_max = host_max.max(max.transactions_per_s);
+    }
+    if host_max < 10.0 {
+        return Err(LabError::Bench { datapath: "host".into(), kind: "max".into(), msg: format!("the host path carried only {host_max:.0} requests/s; nothing to measure against") });
     }
     progress.advance();
 

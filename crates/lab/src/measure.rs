@@ -16,7 +16,8 @@ use crate::signals::StopFlag;
 pub enum Load {
     /// Closed loop, one connection, `size`-byte requests and responses.
     Rr { size: u32 },
-    /// Closed loop over `connections`: the maximum rate (calibration).
+    /// Open loop far above what the path carries, over `connections`: the
+    /// maximum rate the open-loop client sustains (calibration).
     Max { connections: u32 },
     /// Open loop at `per_s` over `connections` (`fraction` of the host's max).
     Rate { fraction: f64, per_s: f64, connections: u32 },
@@ -34,7 +35,7 @@ impl Load {
     pub fn label(&self) -> String {
         match self {
             Load::Rr { size } => format!("request/response, {size} byte{}, 1 connection (closed loop)", if *size == 1 { "" } else { "s" }),
-            Load::Max { connections } => format!("maximum rate, {connections} connections (closed loop)"),
+            Load::Max { connections } => format!("maximum rate, {connections} connections (open loop at saturation)"),
             Load::Rate { fraction, per_s, connections } => {
                 format!("{:.0}% of the host's maximum: {per_s:.0} req/s over {connections} connections (open loop)", fraction * 100.0)
             }
@@ -57,13 +58,21 @@ fn client_args(load: &Load, target: &str, t: &Timing) -> Vec<String> {
         Load::Rr { size } => {
             a.extend(["rr".into(), "--request-size".into(), size.to_string(), "--response-size".into(), size.to_string()]);
         }
-        Load::Max { connections } => a.extend(["rr".into(), "--connections".into(), connections.to_string()]),
+        // The rate levels are fractions of what the *open-loop* client can
+        // push through the host path (a closed loop over many connections
+        // gets more through than paced sending does on two CPUs).
+        Load::Max { connections } => {
+            a.extend(["rate".into(), "--rate".into(), "10000000".into(), "--connections".into(), connections.to_string()]);
+        }
         Load::Rate { per_s, connections, .. } => {
             a.extend(["rate".into(), "--rate".into(), format!("{per_s:.0}"), "--connections".into(), connections.to_string()]);
         }
     }
+    // No warm-up at saturation: the warm-up's own backlog would hold every
+    // request of the window back (open loop: they count as unsent).
+    let warmup = if matches!(load, Load::Max { .. }) { 0.0 } else { t.warmup_s };
     a.extend(["--target".into(), target.into(), "--duration".into(), format!("{}", t.duration_s)]);
-    a.extend(["--warmup".into(), format!("{}", t.warmup_s), "--timeout".into(), "2".into(), "--json".into()]);
+    a.extend(["--warmup".into(), format!("{warmup}"), "--timeout".into(), "2".into(), "--json".into()]);
     if let Some(cpu) = t.client_cpu {
         a.extend(["--cpus".into(), cpu.to_string()]);
     }
