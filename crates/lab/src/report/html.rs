@@ -10,7 +10,7 @@ const STYLE: &str = "body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sa
 h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.2rem;margin-top:2.2rem;border-bottom:1px solid #ddd;padding-bottom:.3rem}
 .sub{color:#555;margin-top:0}table{border-collapse:collapse;font-size:.9rem;margin:.6rem 0}
 td,th{padding:.25rem .7rem;border-bottom:1px solid #eee;text-align:right}th{background:#f6f6f6}
-td:first-child,th:first-child{text-align:left}.desc td,.desc th{text-align:left}.charts{display:flex;flex-wrap:wrap;gap:1rem}
+td:first-child,th:first-child{text-align:left;white-space:nowrap}.desc td,.desc th{text-align:left}.charts{display:flex;flex-wrap:wrap;gap:1rem}
 .swatch{display:inline-block;width:.8rem;height:.8rem;border-radius:2px;margin-right:.4rem;vertical-align:middle}
 .na{color:#999}.note{color:#555;font-size:.9rem}code{background:#f4f4f4;padding:.1rem .3rem;border-radius:3px}";
 
