@@ -3,8 +3,9 @@
 #   1. every unit and integration test on this machine's kernel;
 #   2. the kernel lab: the same binaries, plus the tests this kernel cannot run
 #      (ipvlan, dummy, bonding, netem), on Debian's kernel under qemu;
-#   3. the benchmarks that compare nearhost with the reference tools (they print
-#      their ratios; they fail only when they cannot run).
+#   3. the benchmarks that compare nearhost with the reference tools (CNI ADD/DEL
+#      vs the reference plugins, bench vs sockperf/iperf3/wrk, the agent at 10
+#      hosts); they print their ratios and fail only when they cannot run.
 # Any failure fails the suite. Tests that cannot run on this kernel are listed
 # as "ignored" with their reason, and run in step 2.
 set -euo pipefail
@@ -36,8 +37,11 @@ rm -f "$log"
 step "kernel lab (Debian's kernel under qemu)"
 scripts/kernel-lab
 
-step "benchmarks against the reference tools"
+step "benchmarks against the reference tools (they print their ratios)"
 cargo bench -p nearhost --bench cni_add_del -- --rounds 3 --per-round 10
+cargo bench -p nearhost --bench bench_agreement
+cargo bench -p nearhost --bench bench_efficiency
+cargo bench -p nearhost --bench agent_scale
 
 left=$(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^(nht|nhb)[0-9]' || true)
 if [[ -n "$left" ]]; then
