@@ -64,7 +64,9 @@ fn del_succeeds_when_the_namespace_is_already_gone() {
     del(&h.ns, "x1", &path, &conf, Some(&r));
     del(&h.ns, "x1", &path, &conf, Some(&r));
     assert!(h.reservations("gone").is_empty());
-    assert_eq!(h.ns.link_names(), vec!["eth0", "nhgone0"], "the veth went with the namespace");
+    // The kernel dismantles a deleted namespace asynchronously (cleanup_net).
+    let gone = eventually(std::time::Duration::from_secs(5), || h.ns.link_names() == vec!["eth0", "nhgone0"]);
+    assert!(gone, "the veth went with the namespace: {:?}", h.ns.link_names());
 }
 
 #[test]
