@@ -227,11 +227,10 @@ fn main() {
         let n = row("nearhost", nh);
         let r = row("reference", rf);
         let f = row("kernel", fl);
-        let over = |x: f64, floor: f64| (x - floor).max(0.0);
         println!(
-            "{dp:<9} ratio nearhost/reference: ADD {:.2}  DEL {:.2}  ADD+DEL {:.2}   above the kernel floor: ADD {:.2}  DEL {:.2}  ADD+DEL {:.2}",
+            "{dp:<9} ratio nearhost/reference: ADD {:.2}  DEL {:.2}  ADD+DEL {:.2}   above the kernel floor: ADD {}  DEL {}  ADD+DEL {}",
             n.0 / r.0, n.1 / r.1, n.2 / r.2,
-            over(n.0, f.0) / over(r.0, f.0), over(n.1, f.1) / over(r.1, f.1), over(n.2, f.2) / over(r.2, f.2)
+            above_floor(n.0, r.0, f.0), above_floor(n.1, r.1, f.1), above_floor(n.2, r.2, f.2)
         );
         report.push(json!({"datapath": dp, "nearhost_ms": {"add": n.0, "del": n.1, "add_del": n.2},
             "reference_ms": {"add": r.0, "del": r.1, "add_del": r.2}, "kernel_floor_ms": {"add": f.0, "del": f.1, "add_del": f.2},
@@ -245,5 +244,18 @@ fn main() {
         let v = json!({"rounds": rounds, "per_round": per_round, "datapaths": report,
             "bursts": bursts.iter().map(|(l, a, d)| json!({"plugin": l, "add_ms": a, "del_ms": d})).collect::<Vec<_>>()});
         std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    }
+}
+
+/// Ratio of what nearhost and the reference spend above the kernel floor. When
+/// the reference is within half a millisecond of the floor (DEL: both pay only
+/// the kernel's device unregistration) there is nothing to compare, and the
+/// ratio would be noise over noise (or a division by zero): say so instead.
+fn above_floor(ours: f64, reference: f64, floor: f64) -> String {
+    let (o, r) = ((ours - floor).max(0.0), reference - floor);
+    if r < 0.5 {
+        format!("n/a (reference {:+.2} ms from the floor, nearhost {:+.2})", r, ours - floor)
+    } else {
+        format!("{:.2}", o / r)
     }
 }
