@@ -9,6 +9,7 @@ PACKAGES=(
   sockperf iperf3 nginx-light wrk   # reference measurement tools (bench agreement/efficiency)
   qemu-system-x86 linux-image-amd64 # the kernel lab: Debian's 6.1 kernel under qemu
   busybox-static docker.io          # attach tests: a real Docker engine, images from busybox
+  podman                            # Podman as a CNI runtime and as an attach target
   etcd-server etcd-client           # multi-host tests: real etcd
   protobuf-compiler                 # etcd-client's build script compiles etcd's protos
   chromium                          # renders the demo report in tests

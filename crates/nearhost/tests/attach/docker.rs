@@ -17,11 +17,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::attach_support::Cli;
+pub use crate::images::IMAGE;
+use crate::images::{busybox_rootfs_tar, unmount_under};
 use crate::support::Host;
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
-pub const IMAGE: &str = "nearhost-test/busybox:latest";
 /// How long the engine may take to start (the kernel lab has no KVM).
 const START_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -152,25 +153,10 @@ impl Dockerd {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
-    /// A busybox image from Debian's busybox-static: `/bin/busybox` plus a
-    /// link for every applet, imported as `tag`.
+    /// A busybox image from Debian's busybox-static, imported as `tag`.
     pub fn import_busybox(&self, tag: &str) {
-        let busybox = Path::new("/bin/busybox");
-        assert!(busybox.exists(), "apt-get install busybox-static");
-        let root = self.dir.path().join("rootfs");
-        std::fs::create_dir_all(root.join("bin")).unwrap();
-        std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
-        let list = Command::new(busybox).arg("--list-full").output().expect("busybox --list-full");
-        for applet in String::from_utf8_lossy(&list.stdout).lines().filter(|a| !a.is_empty() && *a != "bin/busybox") {
-            let link = root.join(applet);
-            std::fs::create_dir_all(link.parent().unwrap()).unwrap();
-            let _ = std::os::unix::fs::symlink("/bin/busybox", &link);
-        }
-        let tar = self.dir.path().join("rootfs.tar");
-        let out = Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(&tar).arg(".").output().expect("tar");
-        assert!(out.status.success(), "tar: {}", String::from_utf8_lossy(&out.stderr));
-        let tar_s = tar.display().to_string();
-        self.must(&["import", "-c", "ENV PATH=/bin:/sbin:/usr/bin:/usr/sbin", &tar_s, tag]);
+        let tar = busybox_rootfs_tar(self.dir.path());
+        self.must(&["import", "-c", "ENV PATH=/bin:/sbin:/usr/bin:/usr/sbin", &tar.display().to_string(), tag]);
     }
 
     /// `docker run -d --network none --name NAME IMAGE sleep 3600`.
@@ -231,19 +217,6 @@ fn terminate(child: &mut Child) {
 impl Drop for Dockerd {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-/// Lazily unmounts whatever dockerd left mounted in `dir` (overlays, netns
-/// bind mounts), deepest first, so that the directory can be removed.
-fn unmount_under(dir: &Path) {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut points: Vec<&str> = info.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| Path::new(m).starts_with(dir)).collect();
-    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-    for p in points {
-        let c = std::ffi::CString::new(p).unwrap();
-        // SAFETY: a valid C string; MNT_DETACH only detaches the mount.
-        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
     }
 }
 

@@ -10,6 +10,9 @@ mod support;
 #[path = "../support/attach.rs"]
 mod attach_support;
 
+#[path = "../support/images.rs"]
+mod images;
+
 mod docker;
 mod docker_errors;
 mod flows;

@@ -59,9 +59,21 @@ fn targets_that_do_not_exist_or_cannot_be_asked() {
     s.refused(&["/run/netns/nht-no-such-ns", "--net", "err"], "not_netns", &["/run/netns/nht-no-such-ns is not a network namespace: no such file"]);
     s.refused(&["/etc/hostname", "--net", "err"], "not_netns", &["it is not a namespace file"]);
     let no_docker = format!("unix://{}/no-docker.sock", s.cli.dir.path().display());
-    s.refused(&["web", "--net", "err"], "engine_unreachable", &[&format!("Docker is not reachable at {no_docker}: connect:"), "Podman is not reachable: not installed"]);
+    let no_podman = format!("unix://{}/no-podman.sock", s.cli.dir.path().display());
+    s.refused(&["web", "--net", "err"], "engine_unreachable", &[&format!("Docker is not reachable at {no_docker}: connect:"), &format!("Podman is not reachable at {no_podman}: connect:")]);
     s.refused(&["web", "--net", "err", "--engine", "docker"], "engine_unreachable", &["is dockerd running? DOCKER_HOST selects another socket"]);
-    s.refused(&["web", "--net", "err", "--engine", "podman"], "engine_unreachable", &["Podman is not reachable: not installed (no podman on PATH"]);
+    s.refused(&["web", "--net", "err", "--engine", "podman"], "engine_unreachable", &["is podman.socket running? CONTAINER_HOST selects another socket"]);
+    // Podman not installed: no CONTAINER_HOST and no podman on PATH (only `ip`,
+    // which runs nearhost in the test's host namespace).
+    let bare_path = tempfile::tempdir().unwrap();
+    let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"].into_iter().find(|p| std::path::Path::new(p).exists()).expect("ip (iproute2)");
+    std::os::unix::fs::symlink(ip, bare_path.path().join("ip")).unwrap();
+    let no_podman_cli = Cli { host: s.cli.host.clone(), dir: tempfile::tempdir().unwrap(), env: s.cli.env.clone() }
+        .without_env("CONTAINER_HOST")
+        .env("PATH", &bare_path.path().display().to_string());
+    std::fs::create_dir_all(no_podman_cli.net_dir()).unwrap();
+    std::fs::copy(s.cli.net_dir().join("err.conflist"), no_podman_cli.net_dir().join("err.conflist")).unwrap();
+    no_podman_cli.fails(&["attach", "web", "--net", "err", "--engine", "podman"]).expect_err("engine_unreachable", &["Podman is not reachable: not installed (no podman on PATH"]);
     let tcp = Cli { host: s.cli.host.clone(), dir: tempfile::tempdir().unwrap(), env: vec![("DOCKER_HOST".into(), "tcp://127.0.0.1:2375".into())] };
     std::fs::create_dir_all(tcp.net_dir()).unwrap();
     std::fs::copy(s.cli.net_dir().join("err.conflist"), tcp.net_dir().join("err.conflist")).unwrap();

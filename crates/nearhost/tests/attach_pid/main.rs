@@ -14,4 +14,3 @@ mod errors;
 mod net;
 mod netns;
 mod pid;
-mod podman;

@@ -54,8 +54,12 @@ pub struct Cli {
 impl Cli {
     pub fn new(host: &Netns) -> Cli {
         let dir = tempfile::tempdir().expect("tempdir");
-        // No test may ask the machine's own engines by accident.
-        let env = vec![("DOCKER_HOST".to_string(), format!("unix://{}/no-docker.sock", dir.path().display()))];
+        // No test may ask the machine's own engines by accident: both point at
+        // sockets that do not exist (a suite with an engine points them at it).
+        let env = vec![
+            ("DOCKER_HOST".to_string(), format!("unix://{}/no-docker.sock", dir.path().display())),
+            ("CONTAINER_HOST".to_string(), format!("unix://{}/no-podman.sock", dir.path().display())),
+        ];
         Cli { host: host.name.clone(), dir, env }
     }
 
@@ -78,6 +82,11 @@ impl Cli {
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.env.retain(|(key, _)| key != k);
         self.env.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn without_env(mut self, k: &str) -> Self {
+        self.env.retain(|(key, _)| key != k);
         self
     }
 
