@@ -24,10 +24,14 @@ impl Cluster {
     /// `members` etcd members, a pool `p1` (198.19.0.0/20 in /26 blocks), and
     /// `n` nodes in `mode` with running agents.
     fn new(members: u8, n: u8, mode: &str) -> Cluster {
+        Cluster::with_block_size(members, n, mode, 26)
+    }
+
+    fn with_block_size(members: u8, n: u8, mode: &str, block_size: u8) -> Cluster {
         let sw = Switch::new();
         let etcd = etcd_cluster(&sw, members);
         let ep = endpoints(&etcd);
-        let out = pool_cmd(&etcd[0].ns, &ep, &["create", "p1", "--subnet", "198.19.0.0/20", "--block-size", "26"]);
+        let out = pool_cmd(&etcd[0].ns, &ep, &["create", "p1", "--subnet", "198.19.0.0/20", "--block-size", &block_size.to_string()]);
         assert!(out.status.success(), "pool create: {}", String::from_utf8_lossy(&out.stderr));
         let mut nodes: Vec<Node> = (1..=n).map(|i| Node::new(&sw, i, mode)).collect();
         for node in &mut nodes {
@@ -134,6 +138,107 @@ fn etcd_down_adds_still_work_and_the_agent_reconnects() {
         add(&c.nodes[0].ns, &format!("fill{i}"), ctr, &c.nodes[0].conf("p1"));
     }
     assert!(eventually(Duration::from_secs(6), || c.nodes[0].metric("nearhost_agent_blocks_owned") >= 2.0), "the agent claimed more blocks after etcd returned");
+}
+
+/// Blocks `node` routes via `gateway`.
+fn routed_via(node: &Node, gateway: &str) -> HashSet<String> {
+    node.ns.routes(false).iter().filter(|r| r["gateway"] == gateway).filter_map(|r| r["dst"].as_str().map(String::from)).collect()
+}
+
+/// ADDs containers on `node` until it owns one block more than before (at
+/// most `limit` ADDs); the containers, kept so that their addresses stay used.
+fn claim_one_more_block(node: &Node, tag: &str, limit: usize) -> Vec<Netns> {
+    let before = node.metric("nearhost_agent_blocks_owned");
+    let mut ctrs = Vec::new();
+    for i in 0..limit {
+        let ctr = Netns::new("c");
+        add(&node.ns, &format!("{tag}{i}"), &ctr, &node.conf("p1"));
+        ctrs.push(ctr);
+        if node.metric("nearhost_agent_blocks_owned") > before {
+            return ctrs;
+        }
+    }
+    assert!(eventually(Duration::from_secs(6), || node.metric("nearhost_agent_blocks_owned") > before), "{limit} ADDs on {} claimed no new block", node.name);
+    ctrs
+}
+
+/// etcd's current revision, then a physical compaction up to it.
+fn compact(m: &EtcdMember) -> u64 {
+    let ctl = |args: &[&str]| run("ip", &[&["netns", "exec", &m.ns.name, "etcdctl", "--endpoints", &m.client_url()][..], args].concat());
+    let status = ctl(&["endpoint", "status", "-w", "json"]);
+    let v: Value = serde_json::from_slice(&status.stdout).unwrap_or_else(|e| panic!("etcdctl endpoint status: {e}: {}", String::from_utf8_lossy(&status.stderr)));
+    let rev = v[0]["Status"]["header"]["revision"].as_u64().expect("a revision");
+    let out = ctl(&["compact", &rev.to_string(), "--physical"]);
+    assert!(out.status.success(), "etcdctl compact {rev}: {}", String::from_utf8_lossy(&out.stderr));
+    let old = ctl(&["get", "--rev", "1", "--prefix", ""]);
+    assert!(String::from_utf8_lossy(&old.stderr).contains("compacted"), "history before {rev} is gone: {}", String::from_utf8_lossy(&old.stderr));
+    rev
+}
+
+#[test]
+fn routes_follow_new_blocks_across_compaction_and_an_etcd_restart() {
+    // /28 blocks: 16 addresses, so a few ADDs claim the next block.
+    let mut c = Cluster::with_block_size(1, 2, "routed", 28);
+    let via = c.nodes[1].ip.clone();
+    let in_step = |c: &Cluster| {
+        let owned = c.nodes[1].metric("nearhost_agent_blocks_owned") as usize;
+        eventually(Duration::from_secs(15), || routed_via(&c.nodes[0], &via).len() == owned)
+    };
+    assert!(in_step(&c), "node1 routes every block of node2 at the start: {:?}", routed_via(&c.nodes[0], &via));
+
+    // Compaction drops the history the watches started from.
+    compact(&c.etcd[0]);
+    let mut keep = claim_one_more_block(&c.nodes[1], "a", 40);
+    assert!(in_step(&c), "after compaction, node1 learns node2's new block: {:?}\n{}", routed_via(&c.nodes[0], &via), c.nodes[0].agent_log());
+
+    // etcd restarts (same data): every watch breaks and is set up again.
+    c.etcd[0].proc.kill();
+    c.etcd[0].start("existing");
+    assert!(eventually(Duration::from_secs(30), || c.etcd[0].healthy()), "etcd came back");
+    for n in &c.nodes {
+        assert!(eventually(Duration::from_secs(30), || n.http("/readyz").0 == 200), "{} reconnected: {}", n.name, n.agent_log());
+    }
+    keep.extend(claim_one_more_block(&c.nodes[1], "b", 40));
+    assert!(in_step(&c), "after the restart, node1 learns node2's new block: {:?}\n{}", routed_via(&c.nodes[0], &via), c.nodes[0].agent_log());
+
+    // And both at once: compacted while the agents were away.
+    c.etcd[0].proc.kill();
+    c.etcd[0].start("existing");
+    assert!(eventually(Duration::from_secs(30), || c.etcd[0].healthy()), "etcd came back");
+    compact(&c.etcd[0]);
+    keep.extend(claim_one_more_block(&c.nodes[1], "d", 40));
+    assert!(in_step(&c), "after restart + compaction, node1 learns node2's new block: {:?}\n{}", routed_via(&c.nodes[0], &via), c.nodes[0].agent_log());
+    assert!(keep.len() >= 3);
+}
+
+#[test]
+fn an_ipv6_pool_gives_each_host_its_blocks_and_routes_between_them() {
+    let sw = Switch::new();
+    let etcd = etcd_cluster(&sw, 1);
+    let ep = endpoints(&etcd);
+    let out = pool_cmd(&etcd[0].ns, &ep, &["create", "p6", "--subnet", "2001:2:96::/112", "--block-size", "122"]);
+    assert!(out.status.success(), "pool create: {}", String::from_utf8_lossy(&out.stderr));
+    let mut nodes: Vec<Node> = (1..=2).map(|i| Node::new(&sw, i, "routed")).collect();
+    for (i, n) in nodes.iter_mut().enumerate() {
+        // host-gw over IPv6: the node's address on the switch is its next hop.
+        n.ip = format!("2001:2:95::{}", 11 + i);
+        n.ns.ip(&["-6", "addr", "add", &format!("{}/64", n.ip), "dev", "eth0", "nodad"]);
+        n.start_agent(&ep, &["--pool", "p6"]);
+    }
+    let ctrs = [Netns::new("c"), Netns::new("c")];
+    let results: Vec<Value> = nodes.iter().zip(&ctrs).map(|(n, c)| add(&n.ns, &format!("v6-{}", n.name), c, &n.conf("p6"))).collect();
+    let ips: Vec<std::net::Ipv6Addr> = results.iter().map(|r| result_ip(r, 0).parse().expect("an IPv6 address")).collect();
+    let block = |ip: &std::net::Ipv6Addr| format!("{}/122", std::net::Ipv6Addr::from(u128::from(*ip) & !0x3f));
+    assert_ne!(block(&ips[0]), block(&ips[1]), "each host hands out addresses from its own block");
+    for ip in &ips {
+        assert!(ip.to_string().starts_with("2001:2:96::"), "{ip} is in the pool");
+    }
+    let to_node2 = || nodes[0].ns.routes(true).iter().any(|r| r["dst"] == block(&ips[1]) && r["gateway"] == nodes[1].ip);
+    assert!(eventually(Duration::from_secs(10), to_node2), "node1 routes node2's block via node2: {:?}", nodes[0].ns.routes(true));
+    assert!(eventually(Duration::from_secs(10), || ctrs[0].ping(&ips[1].to_string())), "container on node1 reaches node2's container over IPv6");
+    for (n, (c, r)) in nodes.iter().zip(ctrs.iter().zip(&results)) {
+        del(&n.ns, &format!("v6-{}", n.name), &c.path(), &n.conf("p6"), Some(r));
+    }
 }
 
 #[test]
