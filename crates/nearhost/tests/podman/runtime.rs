@@ -63,6 +63,19 @@ fn podman_runs_containers_on_a_nearhost_macvlan_network() {
     assert!(p.ping("a", &b4), "a reaches b after a restart");
     assert_eq!(h.reservations("fast").len(), 4);
 
+    // Static address and MAC, as `podman run --ip --mac-address` sends them.
+    p.run("s", "fast", &["--ip", &h.v4(150), "--mac-address", "02:00:c6:12:46:96"]);
+    assert_eq!(podman_ip(&p, "s", "fast", "IPAddress"), h.v4(150));
+    let s_link = p.exec("s", &["ip", "-o", "link", "show", "eth0"]);
+    assert!(String::from_utf8_lossy(&s_link.stdout).contains("02:00:c6:12:46:96"), "{}", String::from_utf8_lossy(&s_link.stdout));
+    assert!(p.ping("s", &b4), "s reaches b");
+    let taken = p.podman(&["run", "-d", "--name", "s2", "--network", "fast", "--ip", &h.v4(150), IMAGE, "sleep", "3600"]);
+    assert!(!taken.status.success(), "a second container cannot take {}", h.v4(150));
+    let why = String::from_utf8_lossy(&taken.stderr);
+    assert!(why.contains(&h.v4(150)) && why.contains("already"), "Podman passes our error on: {why}");
+    p.rm(&["s", "s2"]);
+    assert_eq!(h.reservations("fast").len(), 4, "s's address released, nothing of s2 kept");
+
     let sandboxes = [p.sandbox("a"), p.sandbox("b")];
     p.rm(&["a", "b"]);
     assert!(h.reservations("fast").is_empty(), "rm released every address: {:?}", h.state_file("fast"));
