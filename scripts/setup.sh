@@ -10,8 +10,9 @@ PACKAGES=(
   qemu-system-x86 linux-image-amd64 # the kernel lab: Debian's 6.1 kernel under qemu
   busybox-static docker.io          # attach tests: a real Docker engine, images from busybox
   podman                            # Podman as a CNI runtime and as an attach target
+  containerd                        # containerd's CRI as a CNI runtime (the kubelet's path)
   etcd-server etcd-client           # multi-host tests: real etcd
-  protobuf-compiler                 # etcd-client's build script compiles etcd's protos
+  protobuf-compiler                 # etcd-client and k8s-cri compile their protos at build time
   chromium                          # renders the demo report in tests
 )
 
