@@ -95,9 +95,25 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
     validate(&cfg)?;
     let metrics = Metrics::new();
     let etcd = Etcd::connect(&cfg.etcd, Arc::clone(&metrics)).await?;
-    let node_ip = match cfg.node_ip {
-        Some(ip) => ip,
-        None => default_node_ip()?,
+    let node_ip = match (&cfg.mode, cfg.node_ip) {
+        // Peers address this node's VTEP by the node IP (its MAC is derived
+        // from it), so in VXLAN mode the two must be the same address.
+        (Mode::Vxlan(o), given) => {
+            let local = nearhost_datapath::Namespace::current()
+                .and_then(|mut host| nearhost_datapath::vxlan::vtep_address(&mut host, o))
+                .map_err(|e| AgentError::invalid("--underlay", e.to_string()))?;
+            match given {
+                Some(ip) if ip != local => {
+                    return Err(AgentError::invalid(
+                        "--node-ip",
+                        format!("{ip} is not the VXLAN underlay's address {local}, which peers reach this node's VTEP by; omit --node-ip or pick the --underlay that carries it"),
+                    ))
+                }
+                _ => local,
+            }
+        }
+        (_, Some(ip)) => ip,
+        (_, None) => default_node_ip()?,
     };
     let node = NodeRecord {
         name: cfg.node_name.clone(),

@@ -95,15 +95,20 @@ pub async fn blocks(etcd: &Etcd, pool: &str) -> Result<Vec<BlockRecord>> {
     Ok(kvs.iter().filter_map(|kv| records::decode::<BlockRecord>(kv.value())).collect())
 }
 
+/// The nodes holding `blocks`, each once, sorted.
+fn holders(blocks: &[BlockRecord]) -> Vec<String> {
+    let mut nodes: Vec<String> = blocks.iter().map(|r| r.node.clone()).collect();
+    nodes.sort();
+    nodes.dedup();
+    nodes
+}
+
 pub async fn list(etcd: &Etcd) -> Result<Vec<PoolUsage>> {
     let (pools, _) = read_pools(etcd).await?;
     let mut out = Vec::new();
     for p in pools {
         let b = blocks(etcd, &p.name).await?;
-        let mut nodes: Vec<String> = b.iter().map(|r| r.node.clone()).collect();
-        nodes.sort();
-        nodes.dedup();
-        out.push(PoolUsage { blocks_total: p.block_count(), blocks_claimed: b.len(), nodes, pool: p });
+        out.push(PoolUsage { blocks_total: p.block_count(), blocks_claimed: b.len(), nodes: holders(&b), pool: p });
     }
     Ok(out)
 }
@@ -115,9 +120,7 @@ pub async fn remove(etcd: &Etcd, name: &str, force: bool) -> Result<()> {
     let kv = etcd.get(&key).await?.ok_or_else(|| AgentError::UnknownPool(name.to_string()))?;
     let claimed = blocks(etcd, name).await?;
     if !claimed.is_empty() && !force {
-        let mut nodes: Vec<String> = claimed.iter().map(|b| b.node.clone()).collect();
-        nodes.dedup();
-        return Err(AgentError::PoolInUse { pool: name.to_string(), count: claimed.len(), nodes: nodes.join(", ") });
+        return Err(AgentError::PoolInUse { pool: name.to_string(), count: claimed.len(), nodes: holders(&claimed).join(", ") });
     }
     let mut ops = vec![TxnOp::delete(key.clone(), None), TxnOp::put(records::POOLS_GUARD, format!("-{name}"), None)];
     if force {

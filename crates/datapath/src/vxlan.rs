@@ -30,23 +30,32 @@ pub struct VxlanOptions {
     pub underlay: Option<String>,
 }
 
+/// The VXLAN device of network `vni` unless the config names one.
+pub fn device_name(vni: u32) -> String {
+    format!("nhvx{vni}")
+}
+
 impl VxlanOptions {
-    pub fn parse(conf: &Value) -> Result<Self> {
-        let f = Fields::new(conf)?;
-        let vni = f.u32("vni")?.unwrap_or(1);
+    /// Network `vni` on the default port and device (the agent's and the lab's
+    /// peers); `underlay` as in the CNI config.
+    pub fn new(vni: u32, underlay: Option<String>) -> Result<Self> {
         if vni == 0 || vni >= 1 << 24 {
             return Err(DatapathError::config("vni", format!("{vni} is not a VXLAN network identifier (1..16777215)")));
         }
-        let port = match f.u32("port")? {
-            None => DEFAULT_PORT,
-            Some(p) => u16::try_from(p).ok().filter(|p| *p > 0).ok_or_else(|| DatapathError::config("port", format!("{p} is not a UDP port")))?,
-        };
-        Ok(VxlanOptions {
-            vni,
-            port,
-            device: f.ifname("vxlanDevice")?.map(str::to_string).unwrap_or_else(|| format!("nhvx{vni}")),
-            underlay: f.ifname("underlay")?.or(f.ifname("master")?).map(str::to_string),
-        })
+        Ok(VxlanOptions { vni, port: DEFAULT_PORT, device: device_name(vni), underlay })
+    }
+
+    pub fn parse(conf: &Value) -> Result<Self> {
+        let f = Fields::new(conf)?;
+        let underlay = f.ifname("underlay")?.or(f.ifname("master")?).map(str::to_string);
+        let mut o = VxlanOptions::new(f.u32("vni")?.unwrap_or(1), underlay)?;
+        if let Some(p) = f.u32("port")? {
+            o.port = u16::try_from(p).ok().filter(|p| *p > 0).ok_or_else(|| DatapathError::config("port", format!("{p} is not a UDP port")))?;
+        }
+        if let Some(dev) = f.ifname("vxlanDevice")? {
+            o.device = dev.to_string();
+        }
+        Ok(o)
     }
 }
 
@@ -63,7 +72,14 @@ fn build(conf: &Value) -> Result<Box<dyn Datapath>> {
     Ok(Box::new(Vxlan { vx, bridge }))
 }
 
-/// The underlay interface and its first address of family `v6`.
+/// The address this node's VTEP sends from (the underlay's first address,
+/// IPv4 preferred): peers derive the VTEP's MAC from it, so it is the node's
+/// identity in a VXLAN cluster.
+pub fn vtep_address(host: &mut Namespace, o: &VxlanOptions) -> Result<IpAddr> {
+    Ok(underlay(host, o)?.1)
+}
+
+/// The underlay interface and its first address (IPv4 preferred).
 fn underlay(host: &mut Namespace, o: &VxlanOptions) -> Result<(Link, IpAddr)> {
     let link = host::resolve_master(host, o.underlay.as_deref()).map_err(|e| match e {
         DatapathError::InvalidConfig { reason, .. } => DatapathError::config("underlay", reason),

@@ -19,11 +19,6 @@ impl StopFlag {
         Ok(StopFlag(flag))
     }
 
-    /// A flag no signal sets (library callers that handle signals themselves).
-    pub fn never() -> StopFlag {
-        StopFlag(Arc::new(AtomicBool::new(false)))
-    }
-
     pub fn raised(&self) -> bool {
         self.0.load(Ordering::Relaxed)
     }

@@ -157,7 +157,7 @@ fn join_hosts(dps: &[Dp]) -> Result<()> {
         if dps.contains(&Dp::Vxlan) {
             let dev = host
                 .nl
-                .require_link(&format!("nhvx{}", plan::VXLAN_VNI))
+                .require_link(&nearhost_datapath::vxlan::device_name(plan::VXLAN_VNI))
                 .map_err(LabError::kernel("find the VXLAN device"))?;
             peers::add_vxlan(&mut host, dev.index, &peer(Dp::Vxlan)).map_err(|e| fail("VXLAN peer", e))?;
         }

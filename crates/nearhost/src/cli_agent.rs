@@ -121,7 +121,7 @@ pub fn agent(a: AgentArgs, sub: Option<AgentCmd>) -> anyhow::Result<()> {
         anyhow::bail!("--etcd: at least one etcd URL is required (or NEARHOST_ETCD)");
     }
     let mode = match a.mode.as_str() {
-        "vxlan" => Mode::Vxlan(VxlanOptions { vni: a.vni, port: nearhost_datapath::vxlan::DEFAULT_PORT, device: format!("nhvx{}", a.vni), underlay: a.underlay.clone() }),
+        "vxlan" => Mode::Vxlan(VxlanOptions::new(a.vni, a.underlay.clone()).map_err(|e| anyhow::anyhow!("--vni: {e}"))?),
         _ => Mode::Routed,
     };
     let node_name = match a.node_name {

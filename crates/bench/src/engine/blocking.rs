@@ -17,8 +17,7 @@ use crate::report::Counts;
 use crate::run::{Window, WorkerCtx};
 use crate::timeline::SecondRecorder;
 
-/// Wait between reconnect attempts of a failed connection.
-const RETRY_NS: u64 = 100_000_000;
+use super::RETRY_NS;
 
 /// Runs one thread's single connection in closed loop.
 pub(super) fn run_thread(spec: Arc<EngineSpec>, ctx: WorkerCtx) -> Result<EngineOutput, BenchError> {

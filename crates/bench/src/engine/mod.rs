@@ -36,7 +36,7 @@ use conn::{ClientConn, Failure, Framer, Meter};
 
 const PACER: Token = Token(usize::MAX);
 /// Wait between reconnect attempts of a failed connection.
-const RETRY_NS: u64 = 100_000_000;
+pub(super) const RETRY_NS: u64 = 100_000_000;
 /// Upper bound of one poll wait, so a lost wake-up can never hang a run.
 const MAX_WAIT: Duration = Duration::from_millis(100);
 

@@ -316,6 +316,15 @@ fn bad_input_is_refused_clearly_and_writes_nothing() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach etcd at http://198.18.200.250:2379"), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(started.elapsed() < Duration::from_secs(10));
+
+    // VXLAN: peers reach a node's VTEP by its node IP, so a --node-ip that is
+    // not the underlay's address is refused before anything is registered.
+    let n = &c.nodes[0];
+    let out = n.ns.exec(&[bin(), "agent", "--etcd", &ep, "--node-name", "vx", "--node-ip", "198.18.200.77", "--mode", "vxlan", "--vni", "9",
+        "--underlay", "eth0", "--data-dir", "/tmp/nearhost-agent-vtep-mismatch", "--metrics-listen", "127.0.0.1:9465"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--node-ip") && err.contains(&format!("198.18.200.77 is not the VXLAN underlay's address {}", n.ip)), "{err}");
+    assert!(n.ns.links().iter().all(|l| l["ifname"] != "nhvx9"), "no VXLAN device was made");
 }
 
 #[test]
@@ -367,10 +376,7 @@ fn the_agent_reports_the_sriov_vf_inventory() {
         .spawn()
         .expect("agent");
     let _agent = Proc { child: Some(agent) };
-    let metrics = || {
-        let out = w.host.exec(&["python3", "-c", "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:9464/metrics',timeout=2).read().decode())"]);
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
+    let metrics = || w.host.http_get("http://127.0.0.1:9464/metrics").unwrap_or_default();
     let has = |needle: &str| eventually(Duration::from_secs(20), || metrics().contains(needle));
     let log = || std::fs::read_to_string(etcd_data.path().join("agent.log")).unwrap_or_default();
     assert!(has(r#"nearhost_agent_sriov_vfs{pf="pf0",state="enabled"} 4"#), "{}\nagent log:\n{}", metrics(), log());

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use crate::attach_support::Cli;
 pub use crate::images::IMAGE;
 use crate::images::{busybox_rootfs_tar, unmount_under};
-use crate::support::Host;
+use crate::support::{terminate, Host};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -192,25 +192,10 @@ impl Dockerd {
             let _ = self.docker(&["rm", "-f", id]);
         }
         if let Some(mut d) = self.dockerd.take() {
-            terminate(&mut d);
+            terminate(&mut d, Duration::from_secs(30));
         }
-        terminate(&mut self.containerd);
+        terminate(&mut self.containerd, Duration::from_secs(30));
         unmount_under(self.dir.path());
-    }
-}
-
-/// SIGTERM, up to 30 s to exit, then SIGKILL.
-fn terminate(child: &mut Child) {
-    // SAFETY: kill(2) on our own child's PID.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().ok().flatten().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

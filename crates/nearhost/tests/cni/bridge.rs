@@ -69,15 +69,6 @@ fn port_mapping_reaches_the_container_through_the_host_address() {
     assert!(!String::from_utf8_lossy(&maps.stdout).contains("8080"), "mapping must be removed on DEL");
 }
 
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn failed_add_after_the_veth_exists_rolls_everything_back() {
     let h = Host::new(22);

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::images::{busybox_rootfs_tar, unmount_under};
-use crate::support::{bin, Host};
+use crate::support::{bin, terminate, Host};
 
 pub const PAUSE: &str = "docker.io/nearhost-test/pause:latest";
 
@@ -238,14 +238,7 @@ impl Drop for Containerd {
             let client = &mut self.client;
             let _ = self.rt.block_on(client.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id }));
         }
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        terminate(&mut self.child, Duration::from_secs(20));
         // Shims outlive containerd by design; theirs end with their pods.
         unmount_under(self.dir.path());
     }

@@ -1,7 +1,7 @@
 //! Pods on a nearhost network through containerd's CRI.
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
@@ -12,15 +12,6 @@ use crate::support::*;
 /// A command in a pod's network namespace (through its sandbox process).
 fn in_pod(pid: u32, args: &[&str]) -> Output {
     Command::new("nsenter").arg(format!("--net=/proc/{pid}/ns/net")).args(args).output().expect("nsenter")
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]
@@ -52,7 +43,7 @@ fn pods_get_addresses_reach_each_other_and_publish_a_host_port() {
     // The kubelet's hostPort: containerd sends it as `HostPort`.
     let root = tempfile::tempdir().unwrap();
     std::fs::write(root.path().join("index.html"), "served from a CRI pod\n").unwrap();
-    let _server = Server(
+    let _server = KillOnDrop(
         Command::new("nsenter")
             .arg(format!("--net=/proc/{web_pid}/ns/net"))
             .args(["python3", "-m", "http.server", "8080", "--bind", &web_ip, "--directory"])
@@ -63,17 +54,15 @@ fn pods_get_addresses_reach_each_other_and_publish_a_host_port() {
             .expect("http.server in the pod"),
     );
     let url = format!("http://{}:18080/index.html", c.host.v4(2));
-    let get = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode().strip())";
     let gw = c.host.gw.name.clone();
-    let fetch = || run("ip", &["netns", "exec", &gw, "python3", "-c", get, &url]);
-    let served = eventually(Duration::from_secs(10), || fetch().status.success());
-    assert!(served, "{url} never answered: {}", String::from_utf8_lossy(&fetch().stderr));
-    assert_eq!(String::from_utf8_lossy(&fetch().stdout).trim(), "served from a CRI pod");
+    let fetch = || http_get_in(&gw, &url);
+    assert!(eventually(Duration::from_secs(10), || fetch().is_some()), "{url} never answered");
+    assert_eq!(fetch().as_deref(), Some("served from a CRI pod"));
 
     // Stop: DEL with the namespace. Remove: DEL again, with an empty CNI_NETNS.
     c.stop_pod(&web);
     assert_eq!(c.host.reservations("pods").len(), 1, "web's address released at stop");
-    assert!(!fetch().status.success(), "the host port is gone with the pod");
+    assert_eq!(fetch(), None, "the host port is gone with the pod");
     c.remove_pod(&web);
     c.stop_pod(&client);
     c.remove_pod(&client);

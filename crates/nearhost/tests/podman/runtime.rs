@@ -103,16 +103,14 @@ fn podman_publishes_a_port_through_the_bridge_datapath() {
 
     // From outside the host (its gateway's namespace), to the host's address.
     let url = format!("http://{}:18080/index.html", h.v4(2));
-    let get = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode().strip())";
-    let fetch = || h.gw.exec(&["python3", "-c", get, &url]);
-    let got = (0..20).map(|_| fetch()).find(|o| o.status.success() || { std::thread::sleep(std::time::Duration::from_millis(250)); false });
-    let got = got.unwrap_or_else(|| panic!("{url} never answered: {}", String::from_utf8_lossy(&fetch().stderr)));
-    assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), page);
+    let fetch = || h.gw.http_get(&url);
+    assert!(eventually(std::time::Duration::from_secs(5), || fetch().is_some()), "{url} never answered");
+    assert_eq!(fetch().as_deref(), Some(page));
     assert!(p.ping("srv", &h.v4(1)), "the container reaches the host's gateway (masqueraded)");
 
     p.rm(&["srv"]);
     assert!(h.reservations("web").is_empty());
-    assert!(!fetch().status.success(), "the mapping is gone with the container");
+    assert_eq!(fetch(), None, "the mapping is gone with the container");
     let rules = String::from_utf8_lossy(&h.ns.exec(&["nft", "list", "ruleset"]).stdout).into_owned();
     assert!(!rules.contains("18080"), "no rule for the port is left: {rules}");
 }

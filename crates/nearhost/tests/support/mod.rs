@@ -115,6 +115,11 @@ impl Netns {
         Command::new("ip").args(&full).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn in namespace")
     }
 
+    /// GET `url` from inside the namespace; see [`http_get_in`].
+    pub fn http_get(&self, url: &str) -> Option<String> {
+        http_get_in(&self.name, url)
+    }
+
     pub fn sysctl(&self, key: &str) -> String {
         let out = self.exec(&["sysctl", "-n", key]);
         String::from_utf8_lossy(&out.stdout).trim().to_string()
@@ -339,6 +344,37 @@ pub fn check(host: &Netns, id: &str, ctr: &Netns, conf: &Value, prev: &Value) ->
 /// The first address (without prefix) of a result.
 pub fn result_ip(result: &Value, i: usize) -> String {
     result["ips"][i]["address"].as_str().unwrap().split('/').next().unwrap().to_string()
+}
+
+/// GET `url` from inside network namespace `netns` (python3's urllib, 2 s
+/// timeout): the body, trimmed, or None if the request failed.
+pub fn http_get_in(netns: &str, url: &str) -> Option<String> {
+    let get = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode().strip())";
+    let out = run("ip", &["netns", "exec", netns, "python3", "-c", get, url]);
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// A child process killed and reaped when the handle is dropped (also when
+/// the test panics).
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Stops a daemon: SIGTERM, up to `grace` to exit, then SIGKILL; reaped.
+pub fn terminate(child: &mut std::process::Child, grace: Duration) {
+    // SAFETY: kill(2) on our own child's PID.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + grace;
+    while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// Polls `f` until true or `timeout` passes.
