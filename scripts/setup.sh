@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
-# Installs everything nearhost's demo and test suite need on a fresh Debian 12
-# machine (run as root). Idempotent: does nothing when all is present.
+# Installs everything nearhost's build, demo and test suite need on a fresh
+# Debian 12 machine (run as root). Idempotent: does nothing when all is present.
+# The one thing it cannot install is the Rust toolchain (Debian 12's rustc is
+# older than the workspace's rust-version): it checks for it and says how to
+# get it. scripts/fresh-root proves this list on a clean debootstrap root.
 set -euo pipefail
 
+MIN_RUST=1.85
+
+# One line per group; the README's "What setup.sh installs" mirrors this list.
 PACKAGES=(
-  iproute2 iputils-ping nftables iptables tcpdump procps psmisc ethtool strace python3
-  containernetworking-plugins   # reference plugins: macvlan, bridge, host-local (tests, benchmarks)
-  sockperf iperf3 nginx-light wrk   # reference measurement tools (bench agreement/efficiency)
-  qemu-system-x86 linux-image-amd64 # the kernel lab: Debian's 6.1 kernel under qemu
-  busybox-static docker.io          # attach tests: a real Docker engine, images from busybox
-  podman                            # Podman as a CNI runtime and as an attach target
-  containerd                        # containerd's CRI as a CNI runtime (the kubelet's path)
-  etcd-server etcd-client           # multi-host tests: real etcd
-  protobuf-compiler                 # etcd-client and k8s-cri compile their protos at build time
-  chromium                          # renders the demo report in tests
+  gcc libc6-dev ca-certificates                 # build: the Rust linker/C compiler; TLS to crates.io
+  protobuf-compiler libprotobuf-dev             # build: etcd-client and k8s-cri compile protos (libprotobuf-dev has the well-known .proto files)
+  iproute2 iputils-ping nftables iptables kmod  # kernel tools the tests drive: ip, ping, nft, iptables
+  tcpdump procps psmisc ethtool strace          # tests and debugging: packet capture, ps/kill, NIC settings
+  python3 python3-venv                          # test peers (http.server, sockets); a venv for virtme-ng
+  containernetworking-plugins                   # reference plugins: macvlan, bridge, host-local (tests, benchmarks)
+  sockperf iperf3 nginx-light wrk               # reference measurement tools (bench agreement/efficiency)
+  qemu-system-x86 linux-image-amd64 busybox-static  # the kernel lab: Debian's kernel under qemu
+  docker.io                                     # attach tests: a real Docker engine, images from busybox
+  podman                                        # Podman as a CNI runtime and as an attach target
+  containerd                                    # containerd's CRI as a CNI runtime (the kubelet's path)
+  etcd-server etcd-client                       # multi-host tests: real etcd
+  chromium                                      # renders the demo report in tests
 )
 
 missing=()
@@ -31,9 +40,30 @@ fi
 # start their own etcd in their own namespaces.
 if systemctl is-active --quiet etcd 2>/dev/null; then systemctl disable --now etcd || true; fi
 
-if ! command -v vng >/dev/null 2>&1; then
-  echo "setup: installing virtme-ng (kernel lab)"
-  python3 -m pip install --quiet virtme-ng
+# virtme-ng (the kernel lab's qemu front end) is not packaged in Debian 12, and
+# Debian's python3 refuses system-wide pip installs (PEP 668): it lives in its
+# own virtual environment made by Debian's python3, with `vng` linked into
+# /usr/local/bin. Pinned so every machine boots the lab the same way.
+VIRTME_NG=virtme-ng==1.42
+VENV=/opt/nearhost/virtme-ng
+if ! "$VENV/bin/vng" --version >/dev/null 2>&1; then
+  echo "setup: installing $VIRTME_NG into $VENV (kernel lab)"
+  rm -rf "$VENV"
+  /usr/bin/python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "$VIRTME_NG"
 fi
-command -v vng >/dev/null 2>&1 || { echo "setup: vng is not on PATH after pip install (check pip's script directory)" >&2; exit 1; }
-echo "setup: ok"
+ln -sf "$VENV/bin/vng" /usr/local/bin/vng
+/usr/local/bin/vng --version >/dev/null || { echo "setup: FAILED: vng does not run from $VENV" >&2; exit 1; }
+
+# The Rust toolchain: rustup's, found on PATH or in root's ~/.cargo/bin.
+cargo=$(command -v cargo || echo "$HOME/.cargo/bin/cargo")
+if ! [[ -x "$cargo" ]]; then
+  echo "setup: FAILED: no Rust toolchain. Install rustup (https://rustup.rs) with Rust >= $MIN_RUST, then run setup.sh again." >&2
+  exit 1
+fi
+have=$("$cargo" --version | awk '{print $2}')
+if [[ "$(printf '%s\n%s\n' "$MIN_RUST" "$have" | sort -V | head -n 1)" != "$MIN_RUST" ]]; then
+  echo "setup: FAILED: cargo $have is older than the workspace's rust-version $MIN_RUST (rustup update)" >&2
+  exit 1
+fi
+echo "setup: ok (cargo $have, $(/usr/local/bin/vng --version 2>&1 | head -n 1))"
