@@ -50,7 +50,9 @@ if ! "$VENV/bin/vng" --version >/dev/null 2>&1; then
   echo "setup: installing $VIRTME_NG into $VENV (kernel lab)"
   rm -rf "$VENV"
   /usr/bin/python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "$VIRTME_NG"
+  # pip in a venv trusts its own CA list, not the system's: point it at the
+  # system bundle so the machine's certificate authorities count.
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check --cert /etc/ssl/certs/ca-certificates.crt "$VIRTME_NG"
 fi
 ln -sf "$VENV/bin/vng" /usr/local/bin/vng
 /usr/local/bin/vng --version >/dev/null || { echo "setup: FAILED: vng does not run from $VENV" >&2; exit 1; }
