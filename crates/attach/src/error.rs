@@ -74,6 +74,20 @@ pub enum AttachError {
 
     #[error("nearhost's attachment record {} is unreadable: {reason}; remove it if the attachment is gone", path.display())]
     StateCorrupt { path: PathBuf, reason: String },
+
+    #[error("timed out after {seconds} s waiting for {}: another attach, detach or gc is running", path.display())]
+    StateBusy { path: PathBuf, seconds: u64 },
+}
+
+impl From<nearhost_state::StateError> for AttachError {
+    fn from(e: nearhost_state::StateError) -> Self {
+        use nearhost_state::StateError as S;
+        match e {
+            S::Io { path, source, .. } => AttachError::State { path, source },
+            S::Corrupt { path, reason } => AttachError::StateCorrupt { path, reason },
+            S::LockTimeout { path, seconds } => AttachError::StateBusy { path, seconds },
+        }
+    }
 }
 
 fn known_list(known: &[String]) -> String {
@@ -107,7 +121,7 @@ impl AttachError {
             AttachError::AlreadyAttached { .. } => "already_attached",
             AttachError::NotAttached { .. } => "not_attached",
             AttachError::Plugin { .. } | AttachError::PluginMissing { .. } => "plugin",
-            AttachError::State { .. } | AttachError::StateCorrupt { .. } => "state",
+            AttachError::State { .. } | AttachError::StateCorrupt { .. } | AttachError::StateBusy { .. } => "state",
             AttachError::Many { errors } => errors.first().map(AttachError::kind).unwrap_or("plugin"),
         }
     }

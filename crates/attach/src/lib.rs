@@ -14,7 +14,6 @@ pub mod chain;
 pub mod create;
 pub mod engine;
 pub mod error;
-mod fsutil;
 pub mod http;
 pub mod netdef;
 pub mod ops;

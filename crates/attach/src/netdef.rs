@@ -11,7 +11,6 @@ use nearhost_cni::CniError;
 use serde_json::{json, Value};
 
 use crate::error::{AttachError, Result};
-use crate::fsutil;
 
 pub const DEFAULT_NET_DIR: &str = "/etc/nearhost/net.d";
 pub const NET_DIR_ENV: &str = "NEARHOST_NET_DIR";
@@ -196,8 +195,9 @@ impl NetDir {
         }
         let mut bytes = serde_json::to_vec_pretty(config).expect("JSON values serialize");
         bytes.push(b'\n');
-        fsutil::create_dir(&self.path, 0o755).map_err(|e| AttachError::state(&self.path, e))?;
-        fsutil::write_atomic(&file, &bytes, 0o644).map_err(|e| AttachError::state(&file, e))?;
+        // Definitions are configuration, readable by all like /etc/cni/net.d.
+        nearhost_state::create_dir(&self.path, 0o755)?;
+        nearhost_state::write_atomic(&file, &bytes, 0o644)?;
         Ok(file)
     }
 }

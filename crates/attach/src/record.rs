@@ -4,21 +4,22 @@
 //! cache, so that DEL runs with the same config even after the definition file
 //! changed. One file per attachment, written atomically, readable by root only.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use nix::fcntl::{Flock, FlockArg};
+use nearhost_state::{Lock, PRIVATE_DIR};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{AttachError, Result};
-use crate::fsutil;
 use crate::target::Target;
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/nearhost";
 pub const STATE_DIR_ENV: &str = "NEARHOST_STATE_DIR";
 const RECORD_VERSION: u32 = 1;
+/// An attach holds the lock through the whole plugin chain (a few seconds at
+/// worst); a waiter gives up, naming the lock file, well after that.
+const LOCK_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -73,35 +74,23 @@ impl Records {
     }
 
     fn ensure_dir(&self) -> Result<()> {
-        fsutil::create_dir(&self.dir, 0o700).map_err(|e| AttachError::state(&self.dir, e))
+        Ok(nearhost_state::create_dir(&self.dir, PRIVATE_DIR)?)
     }
 
     /// Serialises attach, detach and gc: the "already attached" check and the
     /// ADD must not interleave with another attach of the same container.
-    pub fn lock(&self) -> Result<Flock<File>> {
+    pub fn lock(&self) -> Result<Lock> {
         self.ensure_dir()?;
-        let path = self.dir.join(".lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| AttachError::state(&path, e))?;
-        Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| AttachError::state(&path, e.into()))
+        Ok(nearhost_state::lock(&self.dir.join(".lock"), LOCK_TIMEOUT)?)
     }
 
     pub fn save(&self, a: &Attachment) -> Result<()> {
         self.ensure_dir()?;
-        let path = self.dir.join(a.file_name());
-        let mut bytes = serde_json::to_vec_pretty(a).expect("records serialize");
-        bytes.push(b'\n');
-        fsutil::write_atomic(&path, &bytes, 0o600).map_err(|e| AttachError::state(&path, e))
+        Ok(nearhost_state::write_json(&self.dir.join(a.file_name()), a)?)
     }
 
     pub fn remove(&self, a: &Attachment) -> Result<()> {
-        let path = self.dir.join(a.file_name());
-        fsutil::remove(&path).map_err(|e| AttachError::state(&path, e))
+        Ok(nearhost_state::remove(&self.dir.join(a.file_name()))?)
     }
 
     /// Every record, sorted by file name; unreadable ones are returned as errors

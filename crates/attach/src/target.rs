@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use nearhost_kernel::process::{self, start_time};
 use nearhost_kernel::{KernelError, NetNs};
 use serde::{Deserialize, Serialize};
 
@@ -157,7 +158,7 @@ impl Resolver {
             TargetKind::Docker | TargetKind::Podman => container_liveness(t),
             TargetKind::Pid => {
                 let pid = t.pid.unwrap_or(0);
-                if process_start(pid) != t.pid_start || t.pid_start.is_none() {
+                if start_time(pid) != t.pid_start || t.pid_start.is_none() {
                     return Liveness::Gone(format!("process {pid} exited"));
                 }
                 same_namespace(t, "the process moved to another network namespace")
@@ -202,7 +203,7 @@ fn from_container(kind: EngineKind, endpoint: &Endpoint, info: ContainerInfo, te
         container_id: info.id,
         engine: Some(endpoint.clone()),
         pid: Some(info.pid),
-        pid_start: process_start(info.pid),
+        pid_start: start_time(info.pid),
         netns,
         netns_inode,
     })
@@ -210,7 +211,7 @@ fn from_container(kind: EngineKind, endpoint: &Endpoint, info: ContainerInfo, te
 
 fn pid_target(text: &str) -> Result<Target> {
     let pid: u32 = text.parse().map_err(|_| AttachError::bad_flag("TARGET", text, "is not a PID"))?;
-    let start = process_start(pid).ok_or(AttachError::ProcessNotFound { pid })?;
+    let start = start_time(pid).ok_or(AttachError::ProcessNotFound { pid })?;
     let netns = proc_netns(pid);
     let netns_inode = netns_inode(&netns).map_err(|e| match e {
         e if e.is_not_found() => AttachError::ProcessNotFound { pid },
@@ -262,7 +263,7 @@ fn refuse_host_namespace(t: &Target) -> Result<()> {
 }
 
 fn proc_netns(pid: u32) -> String {
-    format!("/proc/{pid}/ns/net")
+    process::netns_path(pid).display().to_string()
 }
 
 /// Opens `path` as a network namespace (checking it is one) and returns its inode.
@@ -270,35 +271,9 @@ pub fn netns_inode(path: &str) -> std::result::Result<u64, KernelError> {
     NetNs::open(Path::new(path))?.inode()
 }
 
-/// Field 22 of `/proc/PID/stat`: when the process started; `None` when there
-/// is no such process or it has exited.
-pub fn process_start(pid: u32) -> Option<u64> {
-    if pid == 0 {
-        return None;
-    }
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may contain spaces and parentheses: count
-    // fields from the last ')'.
-    let rest: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
-    // A zombie (Z) or dead (X) process has no namespaces any more.
-    if matches!(rest.first(), Some(&"Z") | Some(&"X")) {
-        return None;
-    }
-    rest.get(19)?.parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn own_process_start_time_is_stable() {
-        let me = std::process::id();
-        let a = process_start(me).expect("our own start time");
-        assert_eq!(process_start(me), Some(a));
-        assert_eq!(process_start(0), None);
-        assert_eq!(process_start(u32::MAX), None);
-    }
 
     #[test]
     fn paths_that_are_not_namespaces_are_refused() {

@@ -79,7 +79,7 @@ fn datapath_code(e: &DatapathError) -> u32 {
         DatapathError::Unsupported(_) => code::KERNEL_UNSUPPORTED,
         DatapathError::Busy(_) => code::TRY_AGAIN_LATER,
         DatapathError::CheckFailed(_) => code::CHECK_MISMATCH,
-        DatapathError::State { .. } => code::IO_FAILURE,
+        DatapathError::State(_) => code::IO_FAILURE,
         DatapathError::Several { first, .. } => datapath_code(first),
         DatapathError::Kernel { .. } => code::KERNEL_FAILURE,
     }

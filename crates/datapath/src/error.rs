@@ -17,12 +17,8 @@ pub enum DatapathError {
     #[error("{0}")]
     Busy(String),
     /// The driver's state (e.g. the SR-IOV claims file) could not be read or written.
-    #[error("{what}: {source}")]
-    State {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    State(#[from] nearhost_state::StateError),
     /// A CHECK found the attachment differs from what ADD made.
     #[error("{0}")]
     CheckFailed(String),

@@ -1,14 +1,12 @@
 //! The embedded store: one JSON file per network under `dataDir/NETWORK/`,
-//! guarded by `flock` so that many plugin processes can run at once, and replaced
-//! atomically (write, fsync, rename, fsync dir) so a crash never leaves a torn file.
+//! guarded by a lock file so that many plugin processes can run at once, and
+//! replaced atomically (nearhost-state: fsync, rename, fsync dir) so a crash never
+//! leaves a torn file.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nix::fcntl::{Flock, FlockArg};
+use nearhost_state::StateError;
 
 use crate::error::{IpamError, Result};
 use crate::store::{State, Store};
@@ -33,76 +31,32 @@ impl FileStore {
         &self.dir
     }
 
-    fn lock(&self) -> Result<Flock<File>> {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.dir)
-            .map_err(|e| IpamError::io(format!("create {}", self.dir.display()), e))?;
-        let path = self.dir.join(LOCK_FILE);
-        let mut file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| IpamError::io(format!("open {}", path.display()), e))?;
-        let deadline = Instant::now() + LOCK_TIMEOUT;
-        let mut pause = Duration::from_micros(200);
-        loop {
-            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(lock) => return Ok(lock),
-                Err((f, nix::errno::Errno::EWOULDBLOCK)) | Err((f, nix::errno::Errno::EINTR)) => {
-                    if Instant::now() >= deadline {
-                        return Err(IpamError::LockTimeout { path: path.display().to_string(), seconds: LOCK_TIMEOUT.as_secs() });
-                    }
-                    file = f;
-                    // Spin briefly with growing pauses: plugin transactions take
-                    // well under a millisecond, so a blocking flock's FIFO wake-up
-                    // chain would be slower than polling.
-                    std::thread::sleep(pause + Duration::from_micros(fastrand_jitter()));
-                    pause = (pause * 2).min(Duration::from_millis(5));
-                }
-                Err((_, e)) => return Err(IpamError::io(format!("lock {}", path.display()), e.into())),
-            }
-        }
-    }
-
     fn load(&self) -> Result<State> {
-        let path = self.dir.join(STATE_FILE);
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| IpamError::Corrupt { path: path.display().to_string(), reason: e.to_string() }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
-            Err(e) => Err(IpamError::io(format!("read {}", path.display()), e)),
-        }
-    }
-
-    fn save(&self, state: &State) -> Result<()> {
-        let path = self.dir.join(STATE_FILE);
-        let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));
-        let bytes = serde_json::to_vec_pretty(state).expect("state serializes");
-        let write = || -> std::io::Result<()> {
-            let mut f = OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_data()?;
-            std::fs::rename(&tmp, &path)?;
-            File::open(&self.dir)?.sync_all()
-        };
-        write().map_err(|e| IpamError::io(format!("write {}", path.display()), e))
+        Ok(nearhost_state::read_json(&self.dir.join(STATE_FILE))?.unwrap_or_default())
     }
 }
 
 impl Store for FileStore {
     fn update<T>(&self, f: impl FnOnce(&mut State) -> Result<T>) -> Result<T> {
-        let _lock = self.lock()?;
+        let _lock = nearhost_state::lock(&self.dir.join(LOCK_FILE), LOCK_TIMEOUT)?;
         let before = self.load()?;
         let mut state = before.clone();
         let out = f(&mut state)?;
         if state != before {
-            self.save(&state)?;
+            nearhost_state::write_json(&self.dir.join(STATE_FILE), &state)?;
         }
         Ok(out)
+    }
+}
+
+impl From<StateError> for IpamError {
+    fn from(e: StateError) -> Self {
+        let path = e.path().display().to_string();
+        match e {
+            StateError::LockTimeout { seconds, .. } => IpamError::LockTimeout { path, seconds },
+            StateError::Corrupt { reason, .. } => IpamError::Corrupt { path, reason },
+            StateError::Io { what, source, .. } => IpamError::io(format!("{what} {path}"), source),
+        }
     }
 }
 
@@ -117,11 +71,6 @@ fn network_dir_name(network: &str) -> Result<&str> {
         return Err(IpamError::config("name", format!("{network:?} is not a valid network name (letters, digits, - _ .; at most 128)")));
     }
     Ok(network)
-}
-
-fn fastrand_jitter() -> u64 {
-    // Spread waiters so they don't retry in lock-step; no RNG crate needed.
-    u64::from(std::process::id() % 97) * 3
 }
 
 #[cfg(test)]

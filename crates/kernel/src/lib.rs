@@ -11,6 +11,7 @@ pub mod neigh;
 pub mod netlink;
 pub mod netns;
 pub mod nft;
+pub mod process;
 pub mod route;
 pub mod sriov;
 pub mod sysctl;

@@ -107,6 +107,12 @@ impl Guard {
 impl Drop for Guard {
     fn drop(&mut self) {
         if let Err(e) = setns(self.previous.as_fd(), CloneFlags::CLONE_NEWNET) {
+            // A second panic while unwinding would abort the whole process; the
+            // unwinding thread runs no more of its own code anyway.
+            if std::thread::panicking() {
+                tracing::error!("cannot return to the previous network namespace while unwinding: {e}");
+                return;
+            }
             // Continuing on this thread would run later code in the wrong namespace.
             panic!("cannot return to the previous network namespace: {e}");
         }

@@ -64,8 +64,8 @@ fn cpus() -> (Option<usize>, Option<usize>) {
 /// Starts one server per available datapath; records their pids.
 fn start_servers(state: &mut LabState, server_cpu: Option<usize>) -> Result<()> {
     for d in state.datapaths.clone().iter().filter(|d| d.available) {
-        let pid = measure::start_server(&d.server_ns, plan::SERVER_PORT, server_cpu)?;
-        state.server_pids.push(pid);
+        let server = measure::start_server(&d.server_ns, plan::SERVER_PORT, server_cpu)?;
+        state.servers.push(server);
         state.save()?;
     }
     Ok(())

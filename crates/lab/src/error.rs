@@ -24,6 +24,8 @@ pub enum LabError {
     Bench { datapath: String, kind: String, msg: String },
     #[error("interrupted by a signal; the lab has been taken down")]
     Interrupted,
+    #[error(transparent)]
+    State(#[from] nearhost_state::StateError),
     #[error("{0}")]
     Other(String),
 }

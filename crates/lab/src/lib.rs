@@ -24,8 +24,8 @@ pub fn up(dps: &[Dp]) -> Result<LabState> {
     let built = topology::up(&mut state, dps).and_then(|_| {
         let server_cpu = None;
         for d in state.datapaths.clone().iter().filter(|d| d.available) {
-            let pid = measure::start_server(&d.server_ns, plan::SERVER_PORT, server_cpu)?;
-            state.server_pids.push(pid);
+            let server = measure::start_server(&d.server_ns, plan::SERVER_PORT, server_cpu)?;
+            state.servers.push(server);
         }
         state.save()
     });

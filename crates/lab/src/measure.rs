@@ -6,6 +6,7 @@ use std::process::Child;
 use std::time::Duration;
 
 use nearhost_bench::Report;
+use nearhost_kernel::process::Process;
 
 use crate::error::{LabError, Result};
 use crate::exec;
@@ -108,15 +109,15 @@ fn wait_or_stop(child: &mut Child, stop: &StopFlag) -> Result<std::process::Exit
 }
 
 /// Starts `nearhost bench serve` in `ns` (detached: it outlives us when the lab
-/// is kept) and waits until it listens. Returns its pid.
-pub fn start_server(ns: &str, port: u16, cpu: Option<usize>) -> Result<u32> {
+/// is kept) and waits until it listens.
+pub fn start_server(ns: &str, port: u16, cpu: Option<usize>) -> Result<Process> {
     let mut args: Vec<String> = ["bench", "serve", "--listen"].map(String::from).to_vec();
     args.extend([format!("0.0.0.0:{port}"), "--threads".into(), "1".into(), "--json".into()]);
     if let Some(c) = cpu {
         args.extend(["--cpus".into(), c.to_string()]);
     }
     let mut child = exec::spawn_in(ns, &args, true)?;
-    let pid = child.id();
+    let server = Process::of(child.id());
     let mut line = String::new();
     let stdout = child.stdout.take().expect("piped");
     let read = BufReader::new(stdout).read_line(&mut line);
@@ -129,5 +130,5 @@ pub fn start_server(ns: &str, port: u16, cpu: Option<usize>) -> Result<u32> {
     }
     // The server's stdout/stderr pipes close with these handles; it writes
     // nothing more until it exits.
-    Ok(pid)
+    server.ok_or_else(|| LabError::Other(format!("bench server in {ns} exited right after it started")))
 }

@@ -182,8 +182,8 @@ pub fn up(state: &mut LabState, dps: &[Dp]) -> Result<()> {
 /// them) and stops recorded processes. Idempotent.
 pub fn down(state: Option<&LabState>) -> Result<Vec<String>> {
     if let Some(s) = state {
-        for pid in &s.server_pids {
-            crate::exec::stop_pid(*pid);
+        for server in &s.servers {
+            crate::exec::stop(server);
         }
     }
     let mut removed = Vec::new();

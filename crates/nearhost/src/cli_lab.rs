@@ -135,7 +135,7 @@ pub fn lab(cmd: LabCmd) -> anyhow::Result<()> {
 }
 
 fn print_state(s: &nearhost_lab::LabState) {
-    println!("lab up (by `nearhost {}`, pid {}); namespaces: nhlab-tor, nhlab-h1, nhlab-h2 and one per container", s.owner, s.owner_pid);
+    println!("lab up (by `nearhost {}`, pid {}); namespaces: nhlab-tor, nhlab-h1, nhlab-h2 and one per container", s.owner_command, s.owner.pid);
     println!("  {:<9} {:<22} {:<16} {:<22} ", "datapath", "client (h1)", "server (h2)", "bench target");
     for d in &s.datapaths {
         if !d.available {
