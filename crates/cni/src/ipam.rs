@@ -122,7 +122,7 @@ impl Addressing {
             Addressing::None => Ok((Assignment::default(), ReleaseGuard { undo: None })),
             Addressing::Chained { prev } => {
                 let addresses = prev.ips.iter().map(|ip| Assigned { address: ip.address, gateway: ip.gateway }).collect();
-                let routes = prev.routes.iter().map(|r| RouteSpec { dst: r.dst, gw: r.gw }).collect();
+                let routes = prev.routes.clone();
                 Ok((Assignment { addresses, routes, dns: None }, ReleaseGuard { undo: None }))
             }
             Addressing::Embedded { ipam, cfg } | Addressing::Pool { ipam, cfg, .. } => {
@@ -134,7 +134,7 @@ impl Addressing {
                     .iter()
                     .map(|l| Assigned { address: ipnet::IpNet::new(l.ip, l.prefix()).expect("valid prefix"), gateway: l.gateway })
                     .collect();
-                let routes = cfg.routes.iter().map(|r| RouteSpec { dst: r.dst, gw: r.gw }).collect();
+                let routes = cfg.routes.clone();
                 let guard = ReleaseGuard {
                     undo: Some(Box::new(move || {
                         if let Err(e) = ipam.rollback(owner, &leases) {
@@ -149,7 +149,7 @@ impl Addressing {
                     .ok_or_else(|| CniError::new(crate::error::code::DELEGATE_FAILED, format!("ipam plugin {plugin} returned no result")))?;
                 let (o, dns) = result::decode("ipam result", &out)?;
                 let addresses = o.ips.iter().map(|ip| Assigned { address: ip.address, gateway: ip.gateway }).collect();
-                let routes = o.routes.iter().map(|r| RouteSpec { dst: r.dst, gw: r.gw }).collect();
+                let routes = o.routes.clone();
                 let guard = ReleaseGuard {
                     undo: Some(Box::new(move || {
                         if let Err(e) = delegate::exec(inv, plugin, Command::Del, stdin) {

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use nearhost_datapath::{Iface, IpOut, Outcome, RouteOut};
+use nearhost_datapath::{Iface, IpOut, Outcome, RouteSpec};
 use serde_json::{json, Map, Value};
 
 use crate::error::{CniError, Result};
@@ -103,7 +103,7 @@ pub fn decode(field: &str, v: &Value) -> Result<(Outcome, Option<Value>)> {
             None => None,
             Some(g) => Some(g.parse::<IpAddr>().map_err(|_| bad(format!("routes[{n}].gw {g:?} is not an IP")))?),
         };
-        out.routes.push(RouteOut { dst, gw });
+        out.routes.push(RouteSpec { dst, gw });
     }
     Ok((out, v.get("dns").filter(|d| d.as_object().is_some_and(|o| !o.is_empty())).cloned()))
 }
@@ -140,7 +140,7 @@ mod tests {
                 IpOut { address: "198.18.0.2/24".parse().unwrap(), gateway: Some("198.18.0.1".parse().unwrap()), interface: Some(1) },
                 IpOut { address: "2001:2::2/64".parse().unwrap(), gateway: None, interface: Some(1) },
             ],
-            routes: vec![RouteOut { dst: "0.0.0.0/0".parse().unwrap(), gw: Some("198.18.0.1".parse().unwrap()) }],
+            routes: vec![RouteSpec { dst: "0.0.0.0/0".parse().unwrap(), gw: Some("198.18.0.1".parse().unwrap()) }],
         }
     }
 

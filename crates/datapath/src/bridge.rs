@@ -188,10 +188,10 @@ pub fn attach(host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>, o:
 fn add_default_routes(req: &AddRequest<'_>, routes: &mut Vec<Route>) {
     for a in req.addresses {
         let v6 = a.address.addr().is_ipv6();
-        if routes.iter().any(|r| r.v6 == v6 && r.is_default()) {
+        if routes.iter().any(|r| r.is_v6() == v6 && r.is_default()) {
             continue;
         }
-        let mut r = Route::to(None, v6);
+        let mut r = Route::default_of(v6);
         r.gateway = a.gateway;
         routes.push(r);
     }

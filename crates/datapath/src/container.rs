@@ -9,7 +9,8 @@ use nearhost_kernel::link::{format_mac, Link, Mac};
 use nearhost_kernel::route::Route;
 use nearhost_kernel::{announce, netns, sysctl};
 
-use crate::context::{AddRequest, CheckRequest, Iface, IpOut, Namespace, RouteOut};
+use crate::context::{AddRequest, CheckRequest, Iface, IpOut, Namespace};
+use nearhost_ipam::RouteSpec;
 use crate::error::{DatapathError, KernelContext, Result};
 
 /// How the new container interface is to be finished.
@@ -133,10 +134,7 @@ pub fn ipam_routes(req: &AddRequest<'_>) -> Vec<Route> {
         .map(|spec| {
             let v6 = spec.dst.addr().is_ipv6();
             let gw = spec.gw.or_else(|| req.addresses.iter().find(|a| a.address.addr().is_ipv6() == v6).and_then(|a| a.gateway));
-            let mut r = Route::to(Some((spec.dst.addr(), spec.dst.prefix_len())), v6);
-            if spec.dst.prefix_len() == 0 {
-                r.dst = None;
-            }
+            let mut r = Route::to(spec.dst);
             r.gateway = gw;
             r
         })
@@ -144,7 +142,7 @@ pub fn ipam_routes(req: &AddRequest<'_>) -> Vec<Route> {
 }
 
 /// The result entries for the container interface at position `index`.
-pub fn sandbox_result(link: &Link, addresses: &[(IpNet, Option<IpAddr>)], routes: &[Route], index: usize) -> (Iface, Vec<IpOut>, Vec<RouteOut>) {
+pub fn sandbox_result(link: &Link, addresses: &[(IpNet, Option<IpAddr>)], routes: &[Route], index: usize) -> (Iface, Vec<IpOut>, Vec<RouteSpec>) {
     let iface = Iface {
         name: link.name.clone(),
         mac: link.mac.as_ref().map(format_mac),
@@ -160,13 +158,8 @@ pub fn sandbox_result(link: &Link, addresses: &[(IpNet, Option<IpAddr>)], routes
     (iface, ips, routes)
 }
 
-pub fn route_out(r: &Route) -> RouteOut {
-    let dst = match r.dst {
-        Some((ip, p)) => IpNet::new(ip, p).expect("valid prefix"),
-        None if r.v6 => "::/0".parse().expect("literal"),
-        None => "0.0.0.0/0".parse().expect("literal"),
-    };
-    RouteOut { dst, gw: r.gateway }
+pub fn route_out(r: &Route) -> RouteSpec {
+    RouteSpec { dst: r.dst, gw: r.gateway }
 }
 
 fn route_text(r: &Route) -> String {

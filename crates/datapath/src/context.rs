@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use ipnet::IpNet;
 use nearhost_kernel::link::Mac;
+use nearhost_ipam::RouteSpec;
 use nearhost_kernel::{NetNs, Netlink};
 use serde::{Deserialize, Serialize};
 
@@ -36,13 +37,6 @@ impl Namespace {
 pub struct Assigned {
     pub address: IpNet,
     pub gateway: Option<IpAddr>,
-}
-
-/// A route the container should get (from the IPAM config).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RouteSpec {
-    pub dst: IpNet,
-    pub gw: Option<IpAddr>,
 }
 
 /// A port mapping (runtimeConfig.portMappings).
@@ -108,19 +102,12 @@ pub struct IpOut {
     pub interface: Option<usize>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RouteOut {
-    pub dst: IpNet,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gw: Option<IpAddr>,
-}
-
 /// What a driver made: the body of a CNI result.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outcome {
     pub interfaces: Vec<Iface>,
     pub ips: Vec<IpOut>,
-    pub routes: Vec<RouteOut>,
+    pub routes: Vec<RouteSpec>,
 }
 
 impl Outcome {

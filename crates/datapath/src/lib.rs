@@ -26,6 +26,7 @@ pub mod vf_lease;
 pub mod vf_settings;
 pub mod vxlan;
 
-pub use context::{AddRequest, Assigned, CheckRequest, DelRequest, Iface, IpOut, Namespace, Outcome, PortMapping, RouteOut, RouteSpec};
+pub use context::{AddRequest, Assigned, CheckRequest, DelRequest, Iface, IpOut, Namespace, Outcome, PortMapping};
+pub use nearhost_ipam::RouteSpec;
 pub use driver::{build, Datapath, DATAPATHS};
 pub use error::{DatapathError, Result};

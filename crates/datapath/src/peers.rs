@@ -46,7 +46,7 @@ pub fn vtep_mac(node_ip: IpAddr) -> Mac {
 }
 
 fn hostgw_route(subnet: &IpNet, via: IpAddr) -> Route {
-    let mut r = Route::to(Some((subnet.network(), subnet.prefix_len())), subnet.addr().is_ipv6());
+    let mut r = Route::to(*subnet);
     r.gateway = Some(via);
     r
 }
@@ -119,6 +119,6 @@ mod tests {
         let r = vxlan_route(&"198.19.22.0/24".parse().unwrap(), "198.18.0.12".parse().unwrap(), 7);
         assert!(r.onlink);
         assert_eq!(r.oif, Some(7));
-        assert_eq!(r.dst, Some(("198.19.22.0".parse().unwrap(), 24)));
+        assert_eq!(r.dst, "198.19.22.0/24".parse::<IpNet>().unwrap());
     }
 }

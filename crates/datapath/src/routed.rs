@@ -77,7 +77,7 @@ impl Datapath for Routed {
         for a in &addresses {
             // Pin the container's MAC on the host side too: no ARP/NDP either way.
             host.nl.set_permanent_neighbour(pair.host.index, a.addr(), ctr_mac).ctx(|| format!("add neighbour {} on {}", a.addr(), pair.host.name))?;
-            let mut r = Route::to(Some((a.addr(), a.prefix_len())), a.addr().is_ipv6());
+            let mut r = Route::to(IpNet::from(a.addr()));
             r.oif = Some(pair.host.index);
             host.nl.add_route(&r).ctx(|| format!("add host route {a} dev {}", pair.host.name))?;
         }
@@ -115,12 +115,10 @@ fn container_routes(req: &AddRequest<'_>, v4: bool, v6: bool) -> Vec<Route> {
         if !present {
             continue;
         }
-        let mut dsts: Vec<Option<(IpAddr, u8)>> = vec![None];
-        for spec in req.routes.iter().filter(|s| s.dst.addr().is_ipv6() == is_v6 && s.dst.prefix_len() > 0) {
-            dsts.push(Some((spec.dst.addr(), spec.dst.prefix_len())));
-        }
+        let mut dsts = vec![Route::default_of(is_v6).dst];
+        dsts.extend(req.routes.iter().filter(|s| s.dst.addr().is_ipv6() == is_v6 && s.dst.prefix_len() > 0).map(|s| s.dst));
         for dst in dsts {
-            let mut r = Route::to(dst, is_v6);
+            let mut r = Route::to(dst);
             r.gateway = Some(gateway(is_v6));
             r.onlink = true;
             routes.push(r);
@@ -134,7 +132,7 @@ fn check_host_routes(host: &mut Namespace, host_end: &Link, req: &CheckRequest<'
     have.extend(host.nl.routes(true).ctx(|| "list host routes".into())?);
     for ip in &req.prev.ips {
         let want = host_prefix(&ip.address);
-        let found = have.iter().any(|r| r.dst == Some((want.addr(), want.prefix_len())) && r.oif == Some(host_end.index));
+        let found = have.iter().any(|r| r.dst == want && r.oif == Some(host_end.index));
         if !found {
             return Err(DatapathError::CheckFailed(format!("host route {want} dev {} is missing", host_end.name)));
         }

@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 
+use ipnet::IpNet;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -14,8 +15,9 @@ use crate::netlink::Netlink;
 /// A route in the main table (or `table`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Route {
-    /// Destination prefix; `None` is the default route.
-    pub dst: Option<(IpAddr, u8)>,
+    /// Destination prefix (host bits zero); `0.0.0.0/0` or `::/0` is the
+    /// default route. Its family is the route's family.
+    pub dst: IpNet,
     pub gateway: Option<IpAddr>,
     pub oif: Option<u32>,
     /// The gateway is on-link even though no address covers it (link-local next hops).
@@ -25,16 +27,15 @@ pub struct Route {
     pub src: Option<IpAddr>,
     pub metric: Option<u32>,
     pub table: Option<u32>,
-    pub v6: bool,
     /// Set by the kernel when it made the route (prefix routes for addresses).
     pub proto_kernel: bool,
 }
 
 impl Route {
-    /// A route to `dst/prefix` (or the default when `dst` is `None`) of family `v6`.
-    pub fn to(dst: Option<(IpAddr, u8)>, v6: bool) -> Self {
+    /// A route to `dst` (host bits are cleared).
+    pub fn to(dst: IpNet) -> Self {
         Route {
-            dst,
+            dst: dst.trunc(),
             gateway: None,
             oif: None,
             onlink: false,
@@ -42,13 +43,21 @@ impl Route {
             src: None,
             metric: None,
             table: None,
-            v6,
             proto_kernel: false,
         }
     }
 
+    /// The default route of the IPv6 (`v6`) or IPv4 family.
+    pub fn default_of(v6: bool) -> Self {
+        Route::to(if v6 { IpNet::V6(Default::default()) } else { IpNet::V4(Default::default()) })
+    }
+
     pub fn is_default(&self) -> bool {
-        self.dst.is_none_or(|(_, p)| p == 0)
+        self.dst.prefix_len() == 0
+    }
+
+    pub fn is_v6(&self) -> bool {
+        self.dst.addr().is_ipv6()
     }
 }
 
@@ -113,7 +122,7 @@ impl Netlink {
 }
 
 fn describe(r: &Route) -> String {
-    let dst = r.dst.map(|(a, p)| format!("{a}/{p}")).unwrap_or_else(|| "default".into());
+    let dst = if r.is_default() { "default".to_string() } else { r.dst.to_string() };
     let via = r.gateway.map(|g| format!(" via {g}")).unwrap_or_default();
     let dev = r.oif.map(|o| format!(" dev #{o}")).unwrap_or_default();
     format!("{dst}{via}{dev}")
@@ -122,7 +131,7 @@ fn describe(r: &Route) -> String {
 fn route_message(r: &Route) -> RouteMessage {
     let mut msg = RouteMessage::default();
     let h = &mut msg.header;
-    h.address_family = if r.v6 { AddressFamily::Inet6 } else { AddressFamily::Inet };
+    h.address_family = if r.is_v6() { AddressFamily::Inet6 } else { AddressFamily::Inet };
     h.table = RouteHeader::RT_TABLE_MAIN;
     h.protocol = RouteProtocol::Boot;
     h.kind = RouteType::Unicast;
@@ -134,9 +143,9 @@ fn route_message(r: &Route) -> RouteMessage {
     if r.onlink {
         h.flags = RouteFlags::Onlink;
     }
-    if let Some((dst, prefix)) = r.dst {
-        h.destination_prefix_length = prefix;
-        msg.attributes.push(RouteAttribute::Destination(RouteAddress::from(dst)));
+    if !r.is_default() {
+        h.destination_prefix_length = r.dst.prefix_len();
+        msg.attributes.push(RouteAttribute::Destination(RouteAddress::from(r.dst.addr())));
     }
     if let Some(gw) = r.gateway {
         msg.attributes.push(RouteAttribute::Gateway(RouteAddress::from(gw)));
@@ -174,14 +183,18 @@ fn parse_route(msg: &RouteMessage) -> Option<Route> {
         return None; // local, broadcast, multicast: not ours to manage
     }
     let v6 = h.address_family == AddressFamily::Inet6;
-    let mut r = Route::to(None, v6);
+    let mut r = Route::default_of(v6);
     r.table = Some(u32::from(h.table));
     r.onlink = h.flags.contains(RouteFlags::Onlink);
     r.scope_link = h.scope == RouteScope::Link;
     r.proto_kernel = h.protocol == RouteProtocol::Kernel;
     for attr in &msg.attributes {
         match attr {
-            RouteAttribute::Destination(a) => r.dst = route_addr(a).map(|ip| (ip, h.destination_prefix_length)),
+            RouteAttribute::Destination(a) => {
+                // An address of the other family or a bad prefix is not a route we can name.
+                let ip = route_addr(a).filter(|ip| ip.is_ipv6() == v6)?;
+                r.dst = IpNet::new(ip, h.destination_prefix_length).ok()?.trunc();
+            }
             RouteAttribute::Gateway(a) => r.gateway = route_addr(a),
             RouteAttribute::Oif(o) => r.oif = Some(*o),
             RouteAttribute::PrefSource(a) => r.src = route_addr(a),
@@ -190,7 +203,7 @@ fn parse_route(msg: &RouteMessage) -> Option<Route> {
             _ => {}
         }
     }
-    if r.dst.is_none() && h.destination_prefix_length != 0 {
+    if r.is_default() && h.destination_prefix_length != 0 {
         return None;
     }
     Some(r)
@@ -202,7 +215,7 @@ mod tests {
 
     #[test]
     fn onlink_default_route_message() {
-        let mut r = Route::to(None, false);
+        let mut r = Route::default_of(false);
         r.gateway = Some("169.254.1.1".parse().unwrap());
         r.oif = Some(2);
         r.onlink = true;
@@ -215,7 +228,7 @@ mod tests {
 
     #[test]
     fn device_route_has_link_scope_and_parses_back() {
-        let mut r = Route::to(Some(("198.18.0.7".parse().unwrap(), 32)), false);
+        let mut r = Route::to("198.18.0.7/32".parse().unwrap());
         r.oif = Some(9);
         let msg = route_message(&r);
         assert_eq!(msg.header.scope, RouteScope::Link);
@@ -223,5 +236,15 @@ mod tests {
         assert_eq!(back.dst, r.dst);
         assert_eq!(back.oif, Some(9));
         assert!(back.scope_link);
+    }
+
+    #[test]
+    fn the_family_follows_the_destination() {
+        let r = Route::to("2001:2::5/64".parse().unwrap());
+        assert!(r.is_v6() && !r.is_default());
+        assert_eq!(r.dst.to_string(), "2001:2::/64", "host bits are cleared");
+        let msg = route_message(&Route::default_of(true));
+        assert_eq!(msg.header.address_family, AddressFamily::Inet6);
+        assert!(parse_route(&msg).unwrap().is_default());
     }
 }

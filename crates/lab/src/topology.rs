@@ -64,7 +64,7 @@ fn build_fabric(state: &mut LabState) -> Result<()> {
         host.set_link_up(nic.index, true).map_err(k("eth0 up".into()))?;
         host.add_address(nic.index, IpAddr::V4(h.ip()), LAN_PREFIX, true).map_err(k("address eth0".into()))?;
         host.add_address(nic.index, h.ip6().parse().expect("valid"), 64, true).map_err(k("address eth0".into()))?;
-        let mut default = Route::to(None, false);
+        let mut default = Route::default_of(false);
         default.gateway = Some(IpAddr::V4(LAN_GATEWAY));
         host.add_route(&default).map_err(k("default route".into()))?;
     }

@@ -18,10 +18,7 @@ use fixture::*;
 use support::*;
 
 fn rss_kib(pid: i32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
-        .unwrap_or(0)
+    nearhost_kernel::process::rss_kib(pid as u32).unwrap_or(0)
 }
 
 fn main() {

@@ -32,8 +32,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bench_support::{run_program, run_report, spawn_program, ChildGuard};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nearhost_kernel::process::{self, Process};
 use tools::{children_cpu_seconds, env_or, loadavg, median, require_tool, wrk_requests_per_sec, Check};
 
 /// One client run: request rate, client CPU seconds, and the nginx
@@ -44,16 +43,10 @@ struct Sample {
     server_cpu_s: f64,
 }
 
-/// utime + stime of a process, in seconds (from /proc/PID/stat).
+/// utime + stime of a process, in seconds. A worker that just exited used no
+/// further CPU.
 fn process_cpu_seconds(pid: u32) -> f64 {
-    // A worker that just exited has no stat any more: it used no further CPU.
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100) as f64;
-    ticks / hz
+    process::cpu_seconds(pid).unwrap_or(0.0)
 }
 
 /// Runs one client measurement, adding the server's CPU use meanwhile.
@@ -85,12 +78,7 @@ struct Nginx {
 
 impl Nginx {
     fn workers(&self) -> Vec<u32> {
-        let pid = self.master.child.id();
-        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-            .unwrap_or_default()
-            .split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .collect()
+        process::children(self.master.child.id())
     }
 
     /// CPU seconds used so far by all workers.
@@ -101,14 +89,13 @@ impl Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let workers = self.workers();
-        let _ = kill(self.master.pid(), Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline && matches!(self.master.child.try_wait(), Ok(None)) {
-            std::thread::sleep(Duration::from_millis(20));
+        let workers: Vec<Process> = self.workers().into_iter().filter_map(Process::of).collect();
+        if let Some(master) = Process::of(self.master.child.id()) {
+            // Reaped by the guard's own drop after this; a zombie counts as gone.
+            master.terminate(Duration::from_secs(3));
         }
         for w in workers {
-            let _ = kill(Pid::from_raw(w as i32), Signal::SIGKILL);
+            w.terminate(Duration::ZERO);
         }
     }
 }

@@ -6,15 +6,13 @@
 //!
 //! Run as root: `cargo bench -p nearhost --bench cni_add_del [-- --rounds 5 --per-round 20 --json out.json]`
 
-use std::fs::File;
 use std::io::Write;
-use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nearhost_kernel::link::{MacvlanMode, NewLink, NewLinkKind};
-use nearhost_kernel::{netns, Netlink};
+use nearhost_kernel::process;
+use nearhost_kernel::{netns, NetNs, Netlink};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_nearhost");
@@ -51,9 +49,8 @@ struct Plugin {
 
 /// Runs one CNI call with the plugin inside `host` (setns before exec: no
 /// launcher process in the measurement). Returns its wall time.
-fn call(host: &File, p: &Plugin, cmd: &str, id: &str, ctr: &str) -> Duration {
+fn call(host: &NetNs, p: &Plugin, cmd: &str, id: &str, ctr: &str) -> Duration {
     let stdin = p.conf.to_string();
-    let fd = host.as_raw_fd();
     let start = Instant::now();
     let mut c = Command::new(p.binary);
     c.env_clear()
@@ -65,16 +62,7 @@ fn call(host: &File, p: &Plugin, cmd: &str, id: &str, ctr: &str) -> Duration {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    // SAFETY: setns is async-signal-safe; fd stays open in the parent.
-    unsafe {
-        c.pre_exec(move || {
-            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = c.spawn().expect("spawn plugin");
+    let mut child = process::spawn_in(host, &mut c, false).expect("spawn plugin");
     child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     let took = start.elapsed();
@@ -134,7 +122,7 @@ fn floor(dp: &str, host_nl: &mut Netlink, ctr: &netns::NetNs, ctr_nl: &mut Netli
     (add, t.elapsed().as_secs_f64() * 1e3)
 }
 
-fn burst(host: &File, p: &Plugin, ctrs: &[Ns], cmd: &str) -> f64 {
+fn burst(host: &NetNs, p: &Plugin, ctrs: &[Ns], cmd: &str) -> f64 {
     let t = Instant::now();
     std::thread::scope(|s| {
         for (i, c) in ctrs.iter().enumerate() {
@@ -162,7 +150,7 @@ fn main() {
     host.ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "gw0"]);
     host.ip(&["link", "set", "eth0", "up"]);
     host.ip(&["addr", "add", "198.18.0.2/24", "dev", "eth0"]);
-    let host_file = File::open(host.path()).unwrap();
+    let host_file = NetNs::open(host.path()).unwrap();
     let ctr = Ns::new("c");
     let ctr_ns = netns::NetNs::open(ctr.path()).unwrap();
     let host_ns = netns::NetNs::open(host.path()).unwrap();
