@@ -100,7 +100,7 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
         // from it), so in VXLAN mode the two must be the same address.
         (Mode::Vxlan(o), given) => {
             let local = nearhost_datapath::Namespace::current()
-                .and_then(|mut host| nearhost_datapath::vxlan::vtep_address(&mut host, o))
+                .and_then(|mut host| nearhost_datapath::overlay::vtep_address(&mut host, o))
                 .map_err(|e| AgentError::invalid("--underlay", e.to_string()))?;
             match given {
                 Some(ip) if ip != local => {
@@ -355,7 +355,7 @@ impl Agent {
             .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect())
             .unwrap_or_default();
         let sysfs = nearhost_kernel::sysfs::Sysfs::from_env();
-        let inventory = match nearhost_datapath::vf::inventory(&sysfs, &dirs) {
+        let inventory = match nearhost_datapath::vf_inventory(&sysfs, &dirs) {
             Ok(i) => i,
             Err(e) => {
                 tracing::debug!("VF inventory: {e}");

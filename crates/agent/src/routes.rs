@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use nearhost_datapath::peers::{self, Peer};
-use nearhost_datapath::vxlan::{self, VxlanOptions};
+use nearhost_datapath::overlay::{self, VxlanOptions};
 use nearhost_datapath::Namespace;
 
 use crate::metrics::Metrics;
@@ -41,7 +41,7 @@ pub fn spawn(mode: Mode, metrics: Arc<Metrics>) -> crate::error::Result<Sender<D
     let (tx, rx) = channel::<Desired>();
     let mut host = Namespace::current()?;
     let vxlan_index = match &mode {
-        Mode::Vxlan(o) => Some(vxlan::ensure_device(&mut host, o)?.index),
+        Mode::Vxlan(o) => Some(overlay::ensure_device(&mut host, o)?.index),
         Mode::Routed => None,
     };
     std::thread::Builder::new()

@@ -8,7 +8,7 @@ use nearhost_cni::env::parse_args;
 use nearhost_cni::netconf::parse_ip_maybe_cidr;
 use nearhost_cni::version::SpecVersion;
 use nearhost_cni::{Command, Invocation};
-use nearhost_datapath::fields::validate_ifname;
+use nearhost_datapath::validate_ifname;
 
 use crate::chain::Chain;
 use crate::error::{AttachError, Result};

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use nearhost_datapath::fields::validate_ifname;
+use nearhost_datapath::validate_ifname;
 
 use crate::error::{CniError, Result};
 

@@ -103,9 +103,8 @@ fn add(inv: &Invocation, stdin: &[u8]) -> Result<Value> {
     let mac = requested_mac(inv, &conf)?;
     let mut host = Namespace::current()?;
     let mut sb = open_sandbox(&inv.netns)?;
-    driver.preflight(&mut host)?;
-    // Before anything is reserved: the name must be free in the container.
-    nearhost_datapath::container::ensure_ifname_free(&mut sb, &inv.ifname)?;
+    // Before anything is reserved: host checks, and the names must be free in the container.
+    nearhost_datapath::preflight_add(driver.as_ref(), &mut host, &mut sb, &inv.ifname)?;
     let owner = Owner::new(&inv.container_id, &inv.ifname);
     let (assign, release) = addressing.reserve(inv, stdin, &owner, &requested)?;
     let req = AddRequest {

@@ -9,8 +9,7 @@ use nearhost_kernel::link::{format_mac, Link, Mac};
 use nearhost_kernel::route::Route;
 use nearhost_kernel::{announce, netns, sysctl};
 
-use crate::context::{AddRequest, CheckRequest, Iface, IpOut, Namespace};
-use nearhost_ipam::RouteSpec;
+use crate::context::{AddRequest, CheckRequest, Namespace};
 use crate::error::{DatapathError, KernelContext, Result};
 
 /// How the new container interface is to be finished.
@@ -141,32 +140,10 @@ pub fn ipam_routes(req: &AddRequest<'_>) -> Vec<Route> {
         .collect()
 }
 
-/// The result entries for the container interface at position `index`.
-pub fn sandbox_result(link: &Link, addresses: &[(IpNet, Option<IpAddr>)], routes: &[Route], index: usize) -> (Iface, Vec<IpOut>, Vec<RouteSpec>) {
-    let iface = Iface {
-        name: link.name.clone(),
-        mac: link.mac.as_ref().map(format_mac),
-        in_sandbox: true,
-        mtu: Some(link.mtu),
-        pci_id: None,
-    };
-    let ips = addresses
-        .iter()
-        .map(|(a, gw)| IpOut { address: *a, gateway: *gw, interface: Some(index) })
-        .collect();
-    let routes = routes.iter().map(route_out).collect();
-    (iface, ips, routes)
-}
-
-pub fn route_out(r: &Route) -> RouteSpec {
-    RouteSpec { dst: r.dst, gw: r.gateway }
-}
-
 fn route_text(r: &Route) -> String {
-    let ro = route_out(r);
-    match ro.gw {
-        Some(gw) => format!("{} via {gw}", ro.dst),
-        None => ro.dst.to_string(),
+    match r.gateway {
+        Some(gw) => format!("{} via {gw}", r.dst),
+        None => r.dst.to_string(),
     }
 }
 
@@ -221,10 +198,7 @@ pub fn check_sandbox(sb: &mut Namespace, req: &CheckRequest<'_>) -> Result<Link>
     let mut have_routes = sb.nl.routes(false).ctx(|| "list routes".into())?;
     have_routes.extend(sb.nl.routes(true).ctx(|| "list routes".into())?);
     for want in &req.prev.routes {
-        let found = have_routes.iter().any(|r| {
-            let r = route_out(r);
-            r.dst == want.dst.trunc() && (want.gw.is_none() || r.gw == want.gw)
-        });
+        let found = have_routes.iter().any(|r| r.dst == want.dst.trunc() && (want.gw.is_none() || r.gateway == want.gw));
         if !found {
             let via = want.gw.map(|g| format!(" via {g}")).unwrap_or_default();
             problems.push(format!("route {}{via} is missing", want.dst));

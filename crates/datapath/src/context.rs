@@ -5,7 +5,8 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use ipnet::IpNet;
-use nearhost_kernel::link::Mac;
+use nearhost_kernel::link::{format_mac, Link, Mac};
+use nearhost_kernel::route::Route;
 use nearhost_ipam::RouteSpec;
 use nearhost_kernel::{NetNs, Netlink};
 use serde::{Deserialize, Serialize};
@@ -14,8 +15,8 @@ use crate::error::{KernelContext, Result};
 
 /// A network namespace with a netlink socket opened inside it.
 pub struct Namespace {
-    pub ns: NetNs,
-    pub nl: Netlink,
+    pub(crate) ns: NetNs,
+    pub(crate) nl: Netlink,
 }
 
 impl Namespace {
@@ -61,6 +62,13 @@ pub struct AddRequest<'a> {
     pub state_dir: PathBuf,
 }
 
+impl AddRequest<'_> {
+    /// The assigned addresses with their gateways, as the result lists them.
+    pub(crate) fn addresses_with_gateways(&self) -> Vec<(IpNet, Option<IpAddr>)> {
+        self.addresses.iter().map(|a| (a.address, a.gateway)).collect()
+    }
+}
+
 pub struct DelRequest<'a> {
     pub container_id: &'a str,
     pub ifname: &'a str,
@@ -92,6 +100,19 @@ pub struct Iface {
     pub pci_id: Option<String>,
 }
 
+impl Iface {
+    /// An interface as the kernel reports it, in the container (`in_sandbox`)
+    /// or on the host.
+    pub(crate) fn of(link: &Link, in_sandbox: bool) -> Self {
+        Iface { name: link.name.clone(), mac: link.mac.as_ref().map(format_mac), in_sandbox, mtu: Some(link.mtu), pci_id: None }
+    }
+
+    /// The same, for a device named by its PCI address (a VF, a whole NIC).
+    pub(crate) fn with_pci(self, pci: Option<String>) -> Self {
+        Iface { pci_id: pci, ..self }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IpOut {
     pub address: IpNet,
@@ -111,6 +132,17 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// ADD's result: the host-side interfaces first, then the container
+    /// interface that carries `addresses` (with their gateways) and `routes`.
+    pub(crate) fn attached(host_side: Vec<Iface>, sandbox: Iface, addresses: &[(IpNet, Option<IpAddr>)], routes: &[Route]) -> Outcome {
+        let index = host_side.len();
+        let ips = addresses.iter().map(|(a, gw)| IpOut { address: *a, gateway: *gw, interface: Some(index) }).collect();
+        let mut interfaces = host_side;
+        interfaces.push(sandbox);
+        let routes = routes.iter().map(|r| RouteSpec { dst: r.dst, gw: r.gateway }).collect();
+        Outcome { interfaces, ips, routes }
+    }
+
     /// The index of the container-side interface named `ifname`.
     pub fn sandbox_iface(&self, ifname: &str) -> Option<usize> {
         self.interfaces.iter().position(|i| i.in_sandbox && i.name == ifname)

@@ -3,6 +3,7 @@
 
 use serde_json::Value;
 
+use crate::container;
 use crate::context::{AddRequest, CheckRequest, DelRequest, Namespace, Outcome};
 use crate::error::{DatapathError, Result};
 
@@ -12,7 +13,8 @@ pub trait Datapath {
     fn preflight(&self, host: &mut Namespace) -> Result<()>;
 
     /// Creates the container interface (and any host side), addresses, routes.
-    /// On error, everything it created is gone again.
+    /// On error, everything it created is gone again. Called after
+    /// [`preflight_add`], which has checked the interface names are free.
     fn add(&self, host: &mut Namespace, sandbox: &mut Namespace, req: &AddRequest<'_>) -> Result<Outcome>;
 
     /// Removes what ADD made. `sandbox` is `None` when the namespace is gone or
@@ -26,6 +28,23 @@ pub trait Datapath {
     fn status(&self, host: &mut Namespace) -> Result<()> {
         self.preflight(host)
     }
+
+    /// The interface names ADD creates in the container for `ifname` (a bond
+    /// adds its members).
+    fn sandbox_names(&self, ifname: &str) -> Vec<String> {
+        vec![ifname.to_string()]
+    }
+}
+
+/// What runs before an ADD reserves anything: the driver's host checks, and
+/// every name it will create must be free in the container (ADD never takes
+/// over an interface the container already has).
+pub fn preflight_add(driver: &dyn Datapath, host: &mut Namespace, sandbox: &mut Namespace, ifname: &str) -> Result<()> {
+    driver.preflight(host)?;
+    for name in driver.sandbox_names(ifname) {
+        container::ensure_ifname_free(sandbox, &name)?;
+    }
+    Ok(())
 }
 
 /// A named driver constructor: validates the config and builds the driver.
@@ -36,14 +55,14 @@ pub struct Registration {
 
 /// Every datapath nearhost knows, by the name used in `"datapath"`.
 pub const DATAPATHS: &[Registration] = &[
-    crate::macvlan::REGISTRATION,
-    crate::ipvlan::REGISTRATION,
-    crate::bridge::REGISTRATION,
-    crate::routed::REGISTRATION,
-    crate::vxlan::REGISTRATION,
-    crate::sriov::REGISTRATION,
-    crate::sriov_bond::REGISTRATION,
-    crate::hostdev::REGISTRATION,
+    crate::drivers::macvlan::REGISTRATION,
+    crate::drivers::ipvlan::REGISTRATION,
+    crate::drivers::bridge::REGISTRATION,
+    crate::drivers::routed::REGISTRATION,
+    crate::drivers::vxlan::REGISTRATION,
+    crate::drivers::sriov::REGISTRATION,
+    crate::drivers::sriov_bond::REGISTRATION,
+    crate::drivers::hostdev::REGISTRATION,
 ];
 
 /// Builds the driver named by the config's `datapath` field.

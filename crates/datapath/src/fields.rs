@@ -1,6 +1,7 @@
 //! Reading driver options out of the raw network config, with errors that name
 //! the field and the value found.
 
+use nearhost_kernel::link::{parse_mac, Mac};
 use serde_json::{Map, Value};
 
 use crate::error::{DatapathError, Result};
@@ -97,6 +98,18 @@ pub fn validate_ifname(name: &str) -> std::result::Result<(), &'static str> {
         return Err("contains a character the kernel refuses ('/', ':' or white space)");
     }
     Ok(())
+}
+
+/// A unicast MAC from config text.
+pub fn parse_unicast_mac(field: &str, text: &str) -> Result<Mac> {
+    let mac = parse_mac(text).ok_or_else(|| DatapathError::config(field, format!("{text:?} is not a MAC address (aa:bb:cc:dd:ee:ff)")))?;
+    if mac[0] & 1 == 1 {
+        return Err(DatapathError::config(field, format!("{text} is a multicast MAC address")));
+    }
+    if mac == [0; 6] {
+        return Err(DatapathError::config(field, "00:00:00:00:00:00 is not a usable MAC address"));
+    }
+    Ok(mac)
 }
 
 #[cfg(test)]

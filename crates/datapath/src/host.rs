@@ -2,6 +2,7 @@
 //! limits, IP forwarding.
 
 use nearhost_kernel::link::Link;
+use nearhost_kernel::sysfs::Sysfs;
 use nearhost_kernel::{netns, sysctl};
 
 use crate::context::Namespace;
@@ -57,4 +58,15 @@ pub fn ensure_forwarding(host: &Namespace, v4: bool, v6: bool) -> Result<()> {
     })
     .and_then(|r| r)
     .ctx(|| "enable IP forwarding in the host namespace".into())
+}
+
+/// The host interface of the PCI device `pci` (a NIC or VF is found by its
+/// address, never by a name a container could have given it).
+pub fn link_by_pci(host: &mut Namespace, pci: &str) -> Result<Option<Link>> {
+    for name in Sysfs::from_env().pci_netdevs(pci).ctx(|| format!("read the interfaces of {pci}"))? {
+        if let Some(l) = host.nl.link_by_name(&name).ctx(|| format!("look up {name}"))? {
+            return Ok(Some(l));
+        }
+    }
+    Ok(None)
 }

@@ -2,17 +2,104 @@
 //! VFs, whole NICs): what they were like in the host, the move in under a
 //! temporary name, and the way back — out of the container, or found by PCI
 //! address when the container's namespace is gone — with name, MTU, MAC and
-//! up/down state restored.
+//! up/down state restored. Each moved device is held by a claim
+//! ([`DeviceClaim`]); DEL and CHECK of every such datapath go through
+//! [`release_owned`] and [`check_claimed`].
 
 use std::os::fd::AsFd;
+use std::path::Path;
 
 use nearhost_kernel::link::{format_mac, temp_link_name, Link, Mac};
-use nearhost_kernel::sysfs::Sysfs;
 use nearhost_kernel::NetNs;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::context::Namespace;
-use crate::error::{DatapathError, KernelContext, Result};
+use crate::claims::{ClaimStore, Locked};
+use crate::container;
+use crate::context::{CheckRequest, DelRequest, Namespace};
+use crate::error::{join, DatapathError, KernelContext, Result};
+use crate::host;
+
+/// A claim on a device moved into a container, kept in the [`ClaimStore`]
+/// file of its kind: who holds it, the device as it was, what else DEL must
+/// put back.
+pub trait DeviceClaim: Serialize + DeserializeOwned + Clone {
+    /// The claims file of this kind in a driver state directory.
+    const KIND: &'static str;
+    /// The claim's key in the file (the device's PCI address where it has one).
+    fn key(&self) -> String;
+    fn owned_by(&self, container_id: &str, ifname: &str) -> bool;
+    fn dev(&self) -> &SavedNetdev;
+    /// Puts back what ADD changed beyond the device's name, MTU, MAC and state:
+    /// on the device once it is home at `index` (`None`: found nowhere), or on
+    /// its PF.
+    fn restore_more(&self, host: &mut Namespace, index: Option<u32>) -> Result<()>;
+}
+
+/// The claims store of kind `C` in a driver state directory.
+pub fn claims_of<C: DeviceClaim>(state_dir: &Path) -> ClaimStore {
+    ClaimStore::new(state_dir, C::KIND)
+}
+
+/// The claims of one attachment.
+pub fn owned<C: DeviceClaim>(store: &ClaimStore, container_id: &str, ifname: &str) -> Result<Vec<C>> {
+    let locked = store.lock::<C>()?;
+    Ok(locked.claims().values().filter(|c| c.owned_by(container_id, ifname)).cloned().collect())
+}
+
+/// Moves the device back (or finds it by PCI address once its namespace is
+/// gone), restores it and releases the claim. Keeps going past failures.
+pub fn release<C: DeviceClaim>(host: &mut Namespace, sb: Option<&mut Namespace>, store: &ClaimStore, claim: &C) -> Result<()> {
+    let mut errors = Vec::new();
+    let index = bring_home(host, sb, claim.dev())?;
+    match index {
+        Some(index) => errors.extend(restore(host, index, claim.dev()).err()),
+        // A veth stand-in dies with its namespace; a real device vanishes like
+        // this only when its driver was unbound (or its VFs disabled).
+        None => tracing::warn!("{} ({}) is in neither the container nor the host namespace", claim.dev().host_name, claim.key()),
+    }
+    errors.extend(claim.restore_more(host, index).err());
+    let mut locked: Locked<C> = store.lock()?;
+    if locked.remove(&claim.key()).is_some() {
+        errors.extend(locked.commit().err());
+    }
+    join(errors)
+}
+
+/// DEL of a datapath with claimed devices: every claim of the attachment
+/// released; a failure does not stop the others.
+pub fn release_owned<C: DeviceClaim>(host: &mut Namespace, mut sb: Option<&mut Namespace>, req: &DelRequest<'_>) -> Result<()> {
+    let store = claims_of::<C>(&req.state_dir);
+    let mut errors = Vec::new();
+    for claim in owned::<C>(&store, req.container_id, req.ifname)? {
+        errors.extend(release(host, sb.as_deref_mut(), &store, &claim).err());
+    }
+    join(errors)
+}
+
+/// CHECK of a datapath with claimed devices: the container side as the
+/// previous result says, the configured MTU, and `count` claims recorded for
+/// the attachment (`what` names the device kind in the error). Returns the
+/// container interface and the claims.
+pub fn check_claimed<C: DeviceClaim>(sb: &mut Namespace, req: &CheckRequest<'_>, mtu: Option<u32>, count: usize, what: &str) -> Result<(Link, Vec<C>)> {
+    let link = container::check_sandbox(sb, req)?;
+    if let Some(m) = mtu.filter(|m| *m != link.mtu) {
+        return Err(DatapathError::CheckFailed(format!("{} has MTU {}, config says {m}", req.ifname, link.mtu)));
+    }
+    let claims = owned::<C>(&claims_of::<C>(&req.state_dir), req.container_id, req.ifname)?;
+    if claims.is_empty() {
+        return Err(DatapathError::CheckFailed(format!(
+            "no {what} claim is recorded for container {} ({}) in {}",
+            req.container_id,
+            req.ifname,
+            req.state_dir.display()
+        )));
+    }
+    if claims.len() != count {
+        return Err(DatapathError::CheckFailed(format!("{} {what} claims are recorded for {} ({}), not {count}", claims.len(), req.container_id, req.ifname)));
+    }
+    Ok((link, claims))
+}
 
 /// A device as it was in the host namespace, and its names in the container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,13 +161,7 @@ pub fn bring_home(host: &mut Namespace, sb: Option<&mut Namespace>, dev: &SavedN
         }
     }
     let Some(pci) = &dev.pci else { return Ok(None) };
-    let sysfs = Sysfs::from_env();
-    for name in sysfs.pci_netdevs(pci).ctx(|| format!("read the interfaces of {pci}"))? {
-        if let Some(l) = host.nl.link_by_name(&name).ctx(|| format!("look up {name}"))? {
-            return Ok(Some(l.index));
-        }
-    }
-    Ok(None)
+    Ok(host::link_by_pci(host, pci)?.map(|l| l.index))
 }
 
 /// Name, MTU, MAC and up/down state as they were before ADD.

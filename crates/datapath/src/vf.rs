@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::claims::ClaimStore;
 use crate::error::{DatapathError, KernelContext, Result};
-use crate::moved::SavedNetdev;
+use crate::context::Namespace;
+use crate::moved::{DeviceClaim, SavedNetdev};
 
 /// The claims file of SR-IOV VFs in a driver state directory (keyed by PCI address).
 pub const CLAIMS: &str = "sriov-vfs";
@@ -32,9 +33,24 @@ pub struct VfClaim {
     pub restore: Vec<VfSetting>,
 }
 
-impl VfClaim {
-    pub fn owned_by(&self, container_id: &str, ifname: &str) -> bool {
+impl DeviceClaim for VfClaim {
+    const KIND: &'static str = CLAIMS;
+
+    fn key(&self) -> String {
+        self.pci.clone()
+    }
+
+    fn owned_by(&self, container_id: &str, ifname: &str) -> bool {
         self.container_id == container_id && self.ifname == ifname
+    }
+
+    fn dev(&self) -> &SavedNetdev {
+        &self.dev
+    }
+
+    /// The PF settings, whether or not the VF's interface was found.
+    fn restore_more(&self, host: &mut Namespace, _index: Option<u32>) -> Result<()> {
+        crate::vf_lease::restore_pf_settings(host, self)
     }
 }
 

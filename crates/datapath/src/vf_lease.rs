@@ -144,37 +144,13 @@ impl VfLease {
     }
 }
 
-/// Puts a claimed VF back as it was and releases the claim. Keeps going past
-/// failures and reports them all. The claim stays only while the VF is stuck in
-/// the container, so that a retried DEL can finish the job.
-pub fn release(host: &mut Namespace, sb: Option<&mut Namespace>, store: &ClaimStore, claim: &VfClaim) -> Result<()> {
-    let mut errors = Vec::new();
-    match moved::bring_home(host, sb, &claim.dev)? {
-        Some(index) => errors.extend(moved::restore(host, index, &claim.dev).err()),
-        // A veth stand-in dies with its namespace; a real VF never vanishes
-        // like this unless its driver was unbound or VFs were disabled.
-        None => tracing::warn!(
-            "VF {} of {} ({}) is in neither the container nor the host namespace; restoring its PF settings only",
-            claim.vf,
-            claim.pf,
-            claim.pci
-        ),
-    }
-    errors.extend(restore_pf_settings(host, claim).err());
-    let mut locked: Locked<VfClaim> = store.lock()?;
-    if locked.remove(&claim.pci).is_some() {
-        errors.extend(locked.commit().err());
-    }
-    join(errors)
-}
-
-/// [`release`] of the claim recorded for the VF at `pci`, if there is one.
+/// [`moved::release`] of the claim recorded for the VF at `pci`, if there is one.
 fn release_recorded(host: &mut Namespace, sb: Option<&mut Namespace>, store: &ClaimStore, pci: &str) -> Result<()> {
     let claim = store.lock::<VfClaim>()?.claims().get(pci).cloned();
-    claim.map_or(Ok(()), |c| release(host, sb, store, &c))
+    claim.map_or(Ok(()), |c| moved::release(host, sb, store, &c))
 }
 
-fn restore_pf_settings(host: &mut Namespace, c: &VfClaim) -> Result<()> {
+pub(crate) fn restore_pf_settings(host: &mut Namespace, c: &VfClaim) -> Result<()> {
     if c.restore.is_empty() {
         return Ok(());
     }

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use std::os::fd::AsFd;
 
 use nearhost_cni::{Command, Invocation};
+use nearhost_datapath::overlay;
 use nearhost_datapath::peers::{self, Peer};
 use nearhost_datapath::Namespace;
 use nearhost_kernel::link::{NewLink, NewLinkKind};
@@ -146,8 +147,8 @@ fn attach_datapath(state: &mut LabState, dp: Dp) -> Result<LabDatapath> {
 fn join_hosts(dps: &[Dp]) -> Result<()> {
     for h in HOSTS {
         let other = HOSTS.into_iter().find(|o| *o != h).expect("two hosts");
-        let (ns, nl) = ns_handle(&h.ns())?;
-        let mut host = Namespace { ns, nl };
+        let ns = NetNs::open(netns::named_path(&h.ns())).map_err(LabError::kernel(format!("open namespace {}", h.ns())))?;
+        let mut host = Namespace::open(ns).map_err(|e| LabError::Other(format!("netlink in {}: {e}", h.ns())))?;
         let subnet = |dp: Dp| plan::container_subnet(dp, other).map(|s| s.parse().expect("plan subnets are valid"));
         let peer = |dp: Dp| Peer { node_ip: IpAddr::V4(other.ip()), subnets: subnet(dp).into_iter().collect() };
         let fail = |what: &str, e: nearhost_datapath::DatapathError| LabError::Other(format!("{what} on {}: {e}", h.ns()));
@@ -155,10 +156,7 @@ fn join_hosts(dps: &[Dp]) -> Result<()> {
             peers::add_hostgw(&mut host, &peer(Dp::Routed)).map_err(|e| fail("host-gw routes", e))?;
         }
         if dps.contains(&Dp::Vxlan) {
-            let dev = host
-                .nl
-                .require_link(&nearhost_datapath::vxlan::device_name(plan::VXLAN_VNI))
-                .map_err(LabError::kernel("find the VXLAN device"))?;
+            let dev = overlay::existing_device(&mut host, plan::VXLAN_VNI).map_err(|e| fail("find the VXLAN device", e))?;
             peers::add_vxlan(&mut host, dev.index, &peer(Dp::Vxlan)).map_err(|e| fail("VXLAN peer", e))?;
         }
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use nearhost_agent::{pools, AgentConfig, Etcd, EtcdOptions, Mode};
-use nearhost_datapath::vxlan::VxlanOptions;
+use nearhost_datapath::overlay::VxlanOptions;
 
 #[derive(Args, Clone)]
 pub struct EtcdArgs {

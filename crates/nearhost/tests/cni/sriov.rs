@@ -6,7 +6,6 @@
 
 use std::thread;
 
-use nearhost_datapath::vf;
 use nearhost_kernel::sysfs::Sysfs;
 use serde_json::{json, Value};
 
@@ -148,7 +147,7 @@ fn twenty_parallel_adds_over_eight_vfs() {
     assert_eq!(pcis.len(), 8, "a VF was handed out twice");
     assert_eq!(w.claims("par").len(), 8);
     assert_eq!(w.reservations("par").len(), 8, "the failed ADDs released their addresses");
-    let inv = vf::inventory(&Sysfs::at(w.sysfs.path()), &[w.state_dir("par")]).unwrap();
+    let inv = nearhost_datapath::vf_inventory(&Sysfs::at(w.sysfs.path()), &[w.state_dir("par")]).unwrap();
     assert_eq!((inv[0].pf.as_str(), inv[0].enabled, inv[0].free, inv[0].claimed.len()), ("pf0", 8, 0, 8));
 
     thread::scope(|s| {
@@ -160,7 +159,7 @@ fn twenty_parallel_adds_over_eight_vfs() {
     });
     assert!(w.claims("par").is_empty() && w.reservations("par").is_empty());
     assert!(ctrs.iter().all(|c| c.link_names().is_empty()));
-    let inv = vf::inventory(&Sysfs::at(w.sysfs.path()), &[w.state_dir("par")]).unwrap();
+    let inv = nearhost_datapath::vf_inventory(&Sysfs::at(w.sysfs.path()), &[w.state_dir("par")]).unwrap();
     assert_eq!(inv[0].free, 8);
     assert!(vfs.iter().all(|v| w.host.link(v).is_some()), "all VFs back in the host");
 }

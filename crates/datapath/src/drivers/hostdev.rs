@@ -14,17 +14,14 @@ use serde_json::Value;
 
 use crate::claims::{ClaimStore, Locked};
 use crate::container::{self, Setup};
-use crate::context::{AddRequest, CheckRequest, DelRequest, Namespace, Outcome};
+use crate::context::{AddRequest, CheckRequest, DelRequest, Iface, Namespace, Outcome};
 use crate::driver::{Datapath, Registration};
 use crate::error::{join, DatapathError, KernelContext, Result};
-use crate::fields::Fields;
-use crate::moved::{self, GiveBack, SavedNetdev};
-use crate::{host, lower};
+use crate::fields::{self, Fields};
+use crate::moved::{self, DeviceClaim, GiveBack, SavedNetdev};
+use crate::host;
 
 pub const REGISTRATION: Registration = Registration { name: "hostdev", build };
-
-/// The claims file of moved NICs in a driver state directory.
-const CLAIMS: &str = "hostdev";
 
 /// A NIC held by one attachment, with what DEL must put back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,9 +35,26 @@ struct HostdevClaim {
     routes: Vec<Route>,
 }
 
-impl HostdevClaim {
+impl DeviceClaim for HostdevClaim {
+    /// The claims file of moved NICs in a driver state directory.
+    const KIND: &'static str = "hostdev";
+
     fn key(&self) -> String {
         self.dev.pci.clone().unwrap_or_else(|| format!("name:{}", self.dev.host_name))
+    }
+
+    fn owned_by(&self, container_id: &str, ifname: &str) -> bool {
+        self.container_id == container_id && self.ifname == ifname
+    }
+
+    fn dev(&self) -> &SavedNetdev {
+        &self.dev
+    }
+
+    /// Its host addresses and the routes through it (the kernel dropped them
+    /// when the NIC left the namespace).
+    fn restore_more(&self, host: &mut Namespace, index: Option<u32>) -> Result<()> {
+        index.map_or(Ok(()), |index| restore_addressing(host, index, self))
     }
 }
 
@@ -60,7 +74,7 @@ struct Hostdev {
 fn build(conf: &Value) -> Result<Box<dyn Datapath>> {
     let f = Fields::new(conf)?;
     let device = f.ifname("device")?.map(|d| Selector::Device(d.to_string()));
-    let hwaddr = f.str("hwaddr")?.map(|m| lower::parse_unicast_mac("hwaddr", m)).transpose()?.map(Selector::HwAddr);
+    let hwaddr = f.str("hwaddr")?.map(|m| fields::parse_unicast_mac("hwaddr", m)).transpose()?.map(Selector::HwAddr);
     let pci = f.str("pciBusID")?.map(parse_pci).transpose()?.map(Selector::PciBusId);
     let mut given: Vec<Selector> = [device, hwaddr, pci].into_iter().flatten().collect();
     if given.len() > 1 {
@@ -102,7 +116,7 @@ impl Hostdev {
                 let links = host.nl.links().ctx(|| "list interfaces".into())?;
                 links.into_iter().find(|l| l.mac == Some(*mac) || l.perm_mac == Some(*mac))
             }
-            Selector::PciBusId(pci) => by_pci(host, pci)?,
+            Selector::PciBusId(pci) => host::link_by_pci(host, pci)?,
         };
         let link = link.ok_or_else(|| DatapathError::config(self.field(), format!("{} in the host namespace", self.not_found())))?;
         if !self.allow_default_route && host::carries_default_route(host, link.index)? {
@@ -123,28 +137,17 @@ impl Hostdev {
     }
 }
 
-fn by_pci(host: &mut Namespace, pci: &str) -> Result<Option<Link>> {
-    let sysfs = Sysfs::from_env();
-    for name in sysfs.pci_netdevs(pci).ctx(|| format!("read the interfaces of {pci}"))? {
-        if let Some(l) = host.nl.link_by_name(&name).ctx(|| format!("look up {name}"))? {
-            return Ok(Some(l));
-        }
-    }
-    Ok(None)
-}
-
 impl Datapath for Hostdev {
     fn preflight(&self, host: &mut Namespace) -> Result<()> {
         self.find(host).map(|_| ())
     }
 
     fn add(&self, host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>) -> Result<Outcome> {
-        container::ensure_ifname_free(sb, req.ifname)?;
         let link = self.find(host)?;
-        let store = ClaimStore::new(&req.state_dir, CLAIMS);
+        let store = moved::claims_of::<HostdevClaim>(&req.state_dir);
         let claim = claim(host, &store, &link, req)?;
         let (s, c) = (store.clone(), claim.clone());
-        let give_back = GiveBack::new(host, sb, link.name.clone(), move |h, sb| release(h, Some(sb), &s, &c))?;
+        let give_back = GiveBack::new(host, sb, link.name.clone(), move |h, sb| moved::release(h, Some(sb), &s, &c))?;
         let index = moved::move_in(host, sb, &claim.dev)?;
         if let Some(m) = self.mtu {
             sb.nl.set_mtu(index, m).ctx(|| format!("set MTU {m} on {}", link.name))?;
@@ -153,31 +156,17 @@ impl Datapath for Hostdev {
         let addresses = req.addresses.iter().map(|a| a.address).collect();
         let setup = Setup { temp_index: index, ifname: req.ifname, mac: req.mac, addresses, routes: routes.clone(), neighbours: Vec::new() };
         let moved_link = container::finish(sb, &setup)?;
-        let addrs: Vec<_> = req.addresses.iter().map(|a| (a.address, a.gateway)).collect();
-        let (mut iface, ips, routes) = container::sandbox_result(&moved_link, &addrs, &routes, 0);
-        iface.pci_id = claim.dev.pci.clone();
+        let iface = Iface::of(&moved_link, true).with_pci(claim.dev.pci.clone());
         give_back.disarm();
-        Ok(Outcome { interfaces: vec![iface], ips, routes })
+        Ok(Outcome::attached(Vec::new(), iface, &req.addresses_with_gateways(), &routes))
     }
 
-    fn del(&self, host: &mut Namespace, mut sb: Option<&mut Namespace>, req: &DelRequest<'_>) -> Result<()> {
-        let store = ClaimStore::new(&req.state_dir, CLAIMS);
-        let mut errors = Vec::new();
-        for claim in owned(&store, req.container_id, req.ifname)? {
-            errors.extend(release(host, sb.as_deref_mut(), &store, &claim).err());
-        }
-        join(errors)
+    fn del(&self, host: &mut Namespace, sb: Option<&mut Namespace>, req: &DelRequest<'_>) -> Result<()> {
+        moved::release_owned::<HostdevClaim>(host, sb, req)
     }
 
     fn check(&self, _host: &mut Namespace, sb: &mut Namespace, req: &CheckRequest<'_>) -> Result<()> {
-        let link = container::check_sandbox(sb, req)?;
-        if let Some(m) = self.mtu.filter(|m| *m != link.mtu) {
-            return Err(DatapathError::CheckFailed(format!("{} has MTU {}, config says {m}", req.ifname, link.mtu)));
-        }
-        if owned(&ClaimStore::new(&req.state_dir, CLAIMS), req.container_id, req.ifname)?.is_empty() {
-            return Err(DatapathError::CheckFailed(format!("no NIC claim is recorded for container {} ({})", req.container_id, req.ifname)));
-        }
-        Ok(())
+        moved::check_claimed::<HostdevClaim>(sb, req, self.mtu, 1, "NIC").map(|_| ())
     }
 }
 
@@ -204,29 +193,7 @@ fn claim(host: &mut Namespace, store: &ClaimStore, link: &Link, req: &AddRequest
     Ok(claim)
 }
 
-fn owned(store: &ClaimStore, container_id: &str, ifname: &str) -> Result<Vec<HostdevClaim>> {
-    let locked = store.lock::<HostdevClaim>()?;
-    Ok(locked.claims().values().filter(|c| c.container_id == container_id && c.ifname == ifname).cloned().collect())
-}
-
-/// Moves the NIC back (or finds it by PCI address once its namespace is gone),
-/// restores it and releases the claim; the claim stays while the NIC is stuck
-/// in the container.
-fn release(host: &mut Namespace, sb: Option<&mut Namespace>, store: &ClaimStore, claim: &HostdevClaim) -> Result<()> {
-    let mut errors = Vec::new();
-    match moved::bring_home(host, sb, &claim.dev)? {
-        Some(index) => errors.extend(restore(host, index, claim).err()),
-        None => tracing::warn!("{} is in neither the container nor the host namespace; nothing to move back", claim.dev.host_name),
-    }
-    let mut locked: Locked<HostdevClaim> = store.lock()?;
-    if locked.remove(&claim.key()).is_some() {
-        errors.extend(locked.commit().err());
-    }
-    join(errors)
-}
-
-fn restore(host: &mut Namespace, index: u32, claim: &HostdevClaim) -> Result<()> {
-    moved::restore(host, index, &claim.dev)?;
+fn restore_addressing(host: &mut Namespace, index: u32, claim: &HostdevClaim) -> Result<()> {
     let name = &claim.dev.host_name;
     let mut errors = Vec::new();
     for (ip, prefix) in &claim.addresses {

@@ -11,7 +11,7 @@ use crate::driver::{Datapath, Registration};
 use crate::error::{DatapathError, Result};
 use crate::fields::Fields;
 use crate::host;
-use crate::lower::{self, LowerKind};
+use crate::upper::{self, UpperLink};
 
 pub const REGISTRATION: Registration = Registration { name: "ipvlan", build };
 
@@ -47,8 +47,8 @@ impl Datapath for Ipvlan {
         }
         let parent = host::resolve_master(host, self.master.as_deref())?;
         host::check_mtu_fits(self.mtu, &parent)?;
-        let kind = LowerKind { name: "ipvlan", parent: &parent.name, link: NewLinkKind::Ipvlan { parent: parent.index, mode: self.mode }, mtu: self.mtu, mac: None };
-        lower::add(host, sb, req, kind)
+        let kind = UpperLink { name: "ipvlan", parent: &parent.name, link: NewLinkKind::Ipvlan { parent: parent.index, mode: self.mode }, mtu: self.mtu, mac: None };
+        upper::add(host, sb, req, kind)
     }
 
     fn del(&self, _host: &mut Namespace, sb: Option<&mut Namespace>, req: &DelRequest<'_>) -> Result<()> {
@@ -63,6 +63,6 @@ impl Datapath for Ipvlan {
         if link.ipvlan_mode != Some(self.mode) {
             return Err(DatapathError::CheckFailed(format!("{} is in ipvlan mode {:?}, config says {:?}", req.ifname, link.ipvlan_mode, self.mode)));
         }
-        lower::check_parent(host, &link, self.master.as_deref())
+        upper::check_parent(host, &link, self.master.as_deref())
     }
 }

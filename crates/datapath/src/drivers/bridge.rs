@@ -14,9 +14,9 @@ use crate::container::{self, Setup};
 use crate::context::{AddRequest, CheckRequest, DelRequest, Iface, Namespace, Outcome};
 use crate::driver::{Datapath, Registration};
 use crate::error::{DatapathError, KernelContext, Result};
-use crate::fields::Fields;
+use crate::fields::{self, Fields};
 use crate::guard::Undo;
-use crate::{host, lower, nat, veth};
+use crate::{host, nat, veth};
 
 pub const REGISTRATION: Registration = Registration { name: "bridge", build };
 
@@ -44,7 +44,7 @@ impl BridgeOptions {
             is_default_gateway,
             ip_masq: f.bool("ipMasq")?.unwrap_or(false),
             mtu: f.mtu("mtu")?,
-            mac: f.str("mac")?.map(|m| lower::parse_unicast_mac("mac", m)).transpose()?,
+            mac: f.str("mac")?.map(|m| fields::parse_unicast_mac("mac", m)).transpose()?,
         })
     }
 }
@@ -147,7 +147,6 @@ fn add_gateways(host: &mut Namespace, bridge: &Link, req: &AddRequest<'_>) -> Re
 
 /// ADD for bridge-based datapaths.
 pub fn attach(host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>, o: &BridgeOptions) -> Result<Outcome> {
-    container::ensure_ifname_free(sb, req.ifname)?;
     let (bridge, created) = ensure_bridge(host, &o.bridge, o.mtu)?;
     let bridge_undo = bridge_guard(host, &bridge, created);
     if o.is_gateway {
@@ -172,17 +171,9 @@ pub fn attach(host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>, o:
     }
     pair.guard.disarm();
     bridge_undo.disarm();
-    let addrs: Vec<_> = req.addresses.iter().map(|a| (a.address, a.gateway)).collect();
-    let (iface, ips, routes) = container::sandbox_result(&link, &addrs, &routes, 2);
-    let host_iface = |l: &Link| Iface {
-        name: l.name.clone(),
-        mac: l.mac.as_ref().map(nearhost_kernel::link::format_mac),
-        in_sandbox: false,
-        mtu: Some(l.mtu),
-        pci_id: None,
-    };
     let bridge = host.nl.link_by_index(bridge.index).ctx(|| "read back the bridge".into())?.unwrap_or(bridge);
-    Ok(Outcome { interfaces: vec![host_iface(&bridge), host_iface(&pair.host), iface], ips, routes })
+    let host_side = vec![Iface::of(&bridge, false), Iface::of(&pair.host, false)];
+    Ok(Outcome::attached(host_side, Iface::of(&link, true), &req.addresses_with_gateways(), &routes))
 }
 
 fn add_default_routes(req: &AddRequest<'_>, routes: &mut Vec<Route>) {

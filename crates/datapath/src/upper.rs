@@ -1,17 +1,18 @@
-//! What macvlan and ipvlan share: a child link of a host NIC, created straight
-//! inside the container namespace under a temporary name, then finished there.
+//! What macvlan and ipvlan share: an upper device on a host NIC (the NIC is
+//! its lower device), created straight inside the container namespace under a
+//! temporary name, then finished there.
 
 use std::os::fd::AsFd;
 
-use nearhost_kernel::link::{parse_mac, temp_link_name, Link, Mac, NewLink, NewLinkKind};
+use nearhost_kernel::link::{temp_link_name, Link, Mac, NewLink, NewLinkKind};
 
 use crate::container::{self, Setup};
-use crate::context::{AddRequest, Namespace, Outcome};
+use crate::context::{AddRequest, Iface, Namespace, Outcome};
 use crate::error::{DatapathError, KernelContext, Result};
 use crate::guard::LinkGuard;
 use crate::host;
 
-pub struct LowerKind<'a> {
+pub struct UpperLink<'a> {
     pub name: &'static str,
     pub parent: &'a str,
     pub link: NewLinkKind<'static>,
@@ -20,8 +21,7 @@ pub struct LowerKind<'a> {
 }
 
 /// Creates the child link inside the container, finishes it, returns the result.
-pub fn add(host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>, kind: LowerKind<'_>) -> Result<Outcome> {
-    container::ensure_ifname_free(sb, req.ifname)?;
+pub fn add(host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>, kind: UpperLink<'_>) -> Result<Outcome> {
     let temp = temp_link_name();
     let spec = NewLink { name: temp.clone(), kind: kind.link.clone(), netns: Some(sb.ns.as_fd()), mtu: kind.mtu, mac: kind.mac };
     host.nl.create_link(&spec).map_err(|e| create_error(e, &kind))?;
@@ -33,12 +33,10 @@ pub fn add(host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>, kind:
     let setup = Setup::standard(created.index, req, routes.clone());
     let link = container::finish(sb, &setup)?;
     guard.disarm();
-    let addrs: Vec<_> = req.addresses.iter().map(|a| (a.address, a.gateway)).collect();
-    let (iface, ips, routes) = container::sandbox_result(&link, &addrs, &routes, 0);
-    Ok(Outcome { interfaces: vec![iface], ips, routes })
+    Ok(Outcome::attached(Vec::new(), Iface::of(&link, true), &req.addresses_with_gateways(), &routes))
 }
 
-fn create_error(e: nearhost_kernel::KernelError, kind: &LowerKind<'_>) -> DatapathError {
+fn create_error(e: nearhost_kernel::KernelError, kind: &UpperLink<'_>) -> DatapathError {
     match e.errno() {
         Some(libc::EOPNOTSUPP) => DatapathError::Unsupported(format!(
             "this kernel has no {} support (module not built in and not loadable); use another datapath or a kernel with CONFIG_{}",
@@ -67,16 +65,4 @@ pub fn check_parent(host: &mut Namespace, link: &Link, configured: Option<&str>)
         )));
     }
     Ok(())
-}
-
-/// A unicast MAC from config text.
-pub fn parse_unicast_mac(field: &str, text: &str) -> Result<Mac> {
-    let mac = parse_mac(text).ok_or_else(|| DatapathError::config(field, format!("{text:?} is not a MAC address (aa:bb:cc:dd:ee:ff)")))?;
-    if mac[0] & 1 == 1 {
-        return Err(DatapathError::config(field, format!("{text} is a multicast MAC address")));
-    }
-    if mac == [0; 6] {
-        return Err(DatapathError::config(field, "00:00:00:00:00:00 is not a usable MAC address"));
-    }
-    Ok(mac)
 }

@@ -20,18 +20,17 @@ use std::os::fd::AsFd;
 use nearhost_kernel::link::{random_mac, temp_link_name, BondMode, Mac, NewLink, NewLinkKind};
 use serde_json::Value;
 
-use crate::claims::ClaimStore;
 use crate::container::{self, Setup};
 use crate::context::{AddRequest, CheckRequest, DelRequest, Iface, Namespace, Outcome};
 use crate::driver::{Datapath, Registration};
 use crate::error::{join, DatapathError, KernelContext, Result};
-use crate::fields::Fields;
+use crate::fields::{self, Fields};
 use crate::guard::LinkGuard;
-use crate::sriov::{check_mtu, check_pf_settings, owned_claims};
+use crate::drivers::sriov::{check_mtu, check_pf_settings};
+use crate::moved;
 use crate::vf::{self, VfClaim};
 use crate::vf_lease::{self, VfLease, Want};
 use crate::vf_settings::VfOptions;
-use crate::lower;
 
 pub const REGISTRATION: Registration = Registration { name: "sriov-bond", build };
 
@@ -64,7 +63,7 @@ fn build(conf: &Value) -> Result<Box<dyn Datapath>> {
         mode: f.choice("mode", MODES)?.unwrap_or(BondMode::ActiveBackup),
         miimon: f.u32("miimon")?.unwrap_or(DEFAULT_MIIMON),
         opts: VfOptions::parse(&f)?,
-        mac: f.str("mac")?.map(|m| lower::parse_unicast_mac("mac", m)).transpose()?,
+        mac: f.str("mac")?.map(|m| fields::parse_unicast_mac("mac", m)).transpose()?,
         mtu: f.mtu("mtu")?,
     }))
 }
@@ -88,6 +87,10 @@ fn member_name(ifname: &str, n: usize) -> String {
 }
 
 impl Datapath for SriovBond {
+    fn sandbox_names(&self, ifname: &str) -> Vec<String> {
+        vec![ifname.to_string(), member_name(ifname, 0), member_name(ifname, 1)]
+    }
+
     fn preflight(&self, host: &mut Namespace) -> Result<()> {
         let sysfs = nearhost_kernel::sysfs::Sysfs::from_env();
         for pf in &self.pfs {
@@ -98,11 +101,8 @@ impl Datapath for SriovBond {
     }
 
     fn add(&self, host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>) -> Result<Outcome> {
-        let names = [req.ifname.to_string(), member_name(req.ifname, 0), member_name(req.ifname, 1)];
-        for name in &names {
-            container::ensure_ifname_free(sb, name)?;
-        }
-        let store = ClaimStore::new(&req.state_dir, vf::CLAIMS);
+        let names = self.sandbox_names(req.ifname);
+        let store = moved::claims_of::<VfClaim>(&req.state_dir);
         let settings = self.opts.settings(None);
         let wants: Vec<Want<'_>> = self
             .pfs
@@ -126,13 +126,11 @@ impl Datapath for SriovBond {
         let addresses = req.addresses.iter().map(|a| a.address).collect();
         let setup = Setup { temp_index: bond_index, ifname: req.ifname, mac: None, addresses, routes: routes.clone(), neighbours: Vec::new() };
         let bond = container::finish(sb, &setup)?;
-        let addrs: Vec<_> = req.addresses.iter().map(|a| (a.address, a.gateway)).collect();
-        let (iface, ips, routes) = container::sandbox_result(&bond, &addrs, &routes, 0);
-        let mut interfaces = vec![iface];
-        interfaces.extend(leases.iter().map(|l| member_iface(sb, l.claim())).collect::<Result<Vec<_>>>()?);
+        let mut outcome = Outcome::attached(Vec::new(), Iface::of(&bond, true), &req.addresses_with_gateways(), &routes);
+        outcome.interfaces.extend(leases.iter().map(|l| member_iface(sb, l.claim())).collect::<Result<Vec<_>>>()?);
         bond_guard.disarm();
         leases.into_iter().for_each(VfLease::keep);
-        Ok(Outcome { interfaces, ips, routes })
+        Ok(outcome)
     }
 
     fn del(&self, host: &mut Namespace, mut sb: Option<&mut Namespace>, req: &DelRequest<'_>) -> Result<()> {
@@ -141,24 +139,17 @@ impl Datapath for SriovBond {
             // Deleting the bond releases its members (and gives them their MACs back).
             errors.extend(container::delete_iface(sb, req.ifname).err());
         }
-        let store = ClaimStore::new(&req.state_dir, vf::CLAIMS);
-        for claim in owned_claims(&store, req.container_id, req.ifname)? {
-            errors.extend(vf_lease::release(host, sb.as_deref_mut(), &store, &claim).err());
-        }
+        errors.extend(moved::release_owned::<VfClaim>(host, sb, req).err());
         join(errors)
     }
 
     fn check(&self, host: &mut Namespace, sb: &mut Namespace, req: &CheckRequest<'_>) -> Result<()> {
-        let bond = container::check_sandbox(sb, req)?;
+        let (bond, claims) = moved::check_claimed::<VfClaim>(sb, req, None, 2, "VF")?;
         if bond.kind.as_deref() != Some("bond") || bond.bond_mode != Some(self.mode) {
             return Err(DatapathError::CheckFailed(format!(
                 "{} is a {:?} link in mode {:?}, config says a bond in mode {:?}",
                 req.ifname, bond.kind, bond.bond_mode, self.mode
             )));
-        }
-        let claims = owned_claims(&ClaimStore::new(&req.state_dir, vf::CLAIMS), req.container_id, req.ifname)?;
-        if claims.len() != 2 {
-            return Err(DatapathError::CheckFailed(format!("{} VF claims are recorded for {} ({}), not 2", claims.len(), req.container_id, req.ifname)));
         }
         for c in &claims {
             let name = &c.dev.sandbox_name;
@@ -212,9 +203,7 @@ impl SriovBond {
 fn member_iface(sb: &mut Namespace, c: &VfClaim) -> Result<Iface> {
     let name = &c.dev.sandbox_name;
     let link = sb.nl.require_link(name).ctx(|| format!("read back {name}"))?;
-    let (mut iface, _, _) = container::sandbox_result(&link, &[], &[], 0);
-    iface.pci_id = Some(c.pci.clone());
-    Ok(iface)
+    Ok(Iface::of(&link, true).with_pci(Some(c.pci.clone())))
 }
 
 #[cfg(test)]

@@ -8,9 +8,9 @@ use crate::container;
 use crate::context::{AddRequest, CheckRequest, DelRequest, Namespace, Outcome};
 use crate::driver::{Datapath, Registration};
 use crate::error::{DatapathError, Result};
-use crate::fields::Fields;
+use crate::fields::{self, Fields};
 use crate::host;
-use crate::lower::{self, LowerKind};
+use crate::upper::{self, UpperLink};
 
 pub const REGISTRATION: Registration = Registration { name: "macvlan", build };
 
@@ -33,7 +33,7 @@ fn build(conf: &Value) -> Result<Box<dyn Datapath>> {
     let f = Fields::new(conf)?;
     let mac = match f.str("mac")? {
         None => None,
-        Some(m) => Some(lower::parse_unicast_mac("mac", m)?),
+        Some(m) => Some(fields::parse_unicast_mac("mac", m)?),
     };
     Ok(Box::new(Macvlan {
         master: f.ifname("master")?.map(str::to_string),
@@ -64,8 +64,8 @@ impl Datapath for Macvlan {
         let parent = host::resolve_master(host, self.master.as_deref())?;
         host::check_mtu_fits(self.mtu, &parent)?;
         let mac = req.mac.or(self.mac);
-        let kind = LowerKind { name: "macvlan", parent: &parent.name, link: NewLinkKind::Macvlan { parent: parent.index, mode: self.mode }, mtu: self.mtu, mac };
-        lower::add(host, sb, req, kind)
+        let kind = UpperLink { name: "macvlan", parent: &parent.name, link: NewLinkKind::Macvlan { parent: parent.index, mode: self.mode }, mtu: self.mtu, mac };
+        upper::add(host, sb, req, kind)
     }
 
     fn del(&self, _host: &mut Namespace, sb: Option<&mut Namespace>, req: &DelRequest<'_>) -> Result<()> {
@@ -80,6 +80,6 @@ impl Datapath for Macvlan {
         if link.macvlan_mode != Some(self.mode) {
             return Err(DatapathError::CheckFailed(format!("{} is in macvlan mode {:?}, config says {:?}", req.ifname, link.macvlan_mode, self.mode)));
         }
-        lower::check_parent(host, &link, self.master.as_deref())
+        upper::check_parent(host, &link, self.master.as_deref())
     }
 }

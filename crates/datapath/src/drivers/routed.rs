@@ -6,7 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
-use nearhost_kernel::link::{format_mac, Link};
+use nearhost_kernel::link::Link;
 use nearhost_kernel::route::Route;
 use serde_json::Value;
 
@@ -14,8 +14,8 @@ use crate::container::{self, Setup};
 use crate::context::{AddRequest, CheckRequest, DelRequest, Iface, Namespace, Outcome};
 use crate::driver::{Datapath, Registration};
 use crate::error::{DatapathError, KernelContext, Result};
-use crate::fields::Fields;
-use crate::{host, lower, veth};
+use crate::fields::{self, Fields};
+use crate::{host, veth};
 
 pub const REGISTRATION: Registration = Registration { name: "routed", build };
 
@@ -32,7 +32,7 @@ fn build(conf: &Value) -> Result<Box<dyn Datapath>> {
     let f = Fields::new(conf)?;
     Ok(Box::new(Routed {
         mtu: f.mtu("mtu")?,
-        mac: f.str("mac")?.map(|m| lower::parse_unicast_mac("mac", m)).transpose()?,
+        mac: f.str("mac")?.map(|m| fields::parse_unicast_mac("mac", m)).transpose()?,
     }))
 }
 
@@ -55,7 +55,6 @@ impl Datapath for Routed {
     }
 
     fn add(&self, host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>) -> Result<Outcome> {
-        container::ensure_ifname_free(sb, req.ifname)?;
         let v4 = req.addresses.iter().any(|a| a.address.addr().is_ipv4());
         let v6 = req.addresses.iter().any(|a| a.address.addr().is_ipv6());
         host::ensure_forwarding(host, v4, v6)?;
@@ -83,15 +82,7 @@ impl Datapath for Routed {
         }
         pair.guard.disarm();
         let addrs: Vec<_> = addresses.iter().map(|a| (*a, Some(gateway(a.addr().is_ipv6())))).collect();
-        let (iface, ips, routes) = container::sandbox_result(&link, &addrs, &routes, 1);
-        let host_iface = Iface {
-            name: pair.host.name.clone(),
-            mac: Some(format_mac(&host_mac)),
-            in_sandbox: false,
-            mtu: Some(pair.host.mtu),
-            pci_id: None,
-        };
-        Ok(Outcome { interfaces: vec![host_iface, iface], ips, routes })
+        Ok(Outcome::attached(vec![Iface::of(&pair.host, false)], Iface::of(&link, true), &addrs, &routes))
     }
 
     fn del(&self, _host: &mut Namespace, sb: Option<&mut Namespace>, req: &DelRequest<'_>) -> Result<()> {

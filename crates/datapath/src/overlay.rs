@@ -1,21 +1,17 @@
-//! vxlan: containers on a per-host bridge that is their gateway (as `bridge`
-//! with `isDefaultGateway`), and a VXLAN device that carries traffic for other
-//! hosts' container subnets — Flannel's vxlan backend. The device has no
-//! learning; remote nodes are programmed by [`crate::peers`] (agent or lab).
+//! The VXLAN overlay device of a node: its options, its name, the underlay
+//! address that is the node's identity (VTEP), and creating it. Shared by the
+//! `vxlan` datapath, the agent and the lab, which program remote nodes with
+//! [`crate::peers`].
 
 use std::net::IpAddr;
 
 use nearhost_kernel::link::{Link, NewLink, NewLinkKind};
 use serde_json::Value;
 
-use crate::bridge::{self, BridgeOptions};
-use crate::context::{AddRequest, CheckRequest, DelRequest, Namespace, Outcome};
-use crate::driver::{Datapath, Registration};
+use crate::context::Namespace;
 use crate::error::{DatapathError, KernelContext, Result};
 use crate::fields::Fields;
 use crate::{host, peers};
-
-pub const REGISTRATION: Registration = Registration { name: "vxlan", build };
 
 /// VXLAN adds 50 bytes (outer Ethernet excluded): IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14.
 pub const OVERHEAD: u32 = 50;
@@ -57,19 +53,6 @@ impl VxlanOptions {
         }
         Ok(o)
     }
-}
-
-struct Vxlan {
-    vx: VxlanOptions,
-    bridge: BridgeOptions,
-}
-
-fn build(conf: &Value) -> Result<Box<dyn Datapath>> {
-    let vx = VxlanOptions::parse(conf)?;
-    let mut bridge = BridgeOptions::parse(conf, &format!("nhvxbr{}", vx.vni))?;
-    bridge.is_gateway = true;
-    bridge.is_default_gateway = true;
-    Ok(Box::new(Vxlan { vx, bridge }))
 }
 
 /// The address this node's VTEP sends from (the underlay's first address,
@@ -122,39 +105,11 @@ pub fn ensure_device(host: &mut Namespace, o: &VxlanOptions) -> Result<Link> {
     Ok(link)
 }
 
-impl Datapath for Vxlan {
-    fn preflight(&self, host: &mut Namespace) -> Result<()> {
-        underlay(host, &self.vx).map(|_| ())
-    }
-
-    fn add(&self, host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>) -> Result<Outcome> {
-        let dev = ensure_device(host, &self.vx)?;
-        let mut opts = self.bridge.clone();
-        let max = dev.mtu;
-        match opts.mtu {
-            Some(m) if m > max => {
-                return Err(DatapathError::config("mtu", format!("{m} exceeds {max}, the underlay's MTU less {OVERHEAD} bytes of VXLAN headers")))
-            }
-            None => opts.mtu = Some(max),
-            _ => {}
-        }
-        let v4 = req.addresses.iter().any(|a| a.address.addr().is_ipv4());
-        let v6 = req.addresses.iter().any(|a| a.address.addr().is_ipv6());
-        host::ensure_forwarding(host, v4, v6)?;
-        bridge::attach(host, sb, req, &opts)
-    }
-
-    fn del(&self, host: &mut Namespace, sb: Option<&mut Namespace>, req: &DelRequest<'_>) -> Result<()> {
-        bridge::detach(host, sb, req)
-    }
-
-    fn check(&self, host: &mut Namespace, sb: &mut Namespace, req: &CheckRequest<'_>) -> Result<()> {
-        bridge::check(host, sb, req, &self.bridge)?;
-        let dev = host.nl.link_by_name(&self.vx.device).ctx(|| format!("look up {}", self.vx.device))?;
-        match dev {
-            Some(d) if d.up => Ok(()),
-            Some(_) => Err(DatapathError::CheckFailed(format!("VXLAN device {} is down", self.vx.device))),
-            None => Err(DatapathError::CheckFailed(format!("VXLAN device {} is missing", self.vx.device))),
-        }
-    }
+/// The VXLAN device of network `vni` under its default name, which a `vxlan`
+/// ADD on this node has made.
+pub fn existing_device(host: &mut Namespace, vni: u32) -> Result<Link> {
+    let name = device_name(vni);
+    host.nl.link_by_name(&name).ctx(|| format!("look up {name}"))?.ok_or_else(|| {
+        DatapathError::Conflict(format!("VXLAN device {name} does not exist on this node (no vxlan container is attached)"))
+    })
 }

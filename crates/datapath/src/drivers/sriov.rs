@@ -9,14 +9,14 @@ use serde_json::Value;
 
 use crate::claims::ClaimStore;
 use crate::container::{self, Setup};
-use crate::context::{AddRequest, CheckRequest, DelRequest, Namespace, Outcome};
+use crate::context::{AddRequest, CheckRequest, DelRequest, Iface, Namespace, Outcome};
 use crate::driver::{Datapath, Registration};
-use crate::error::{join, DatapathError, KernelContext, Result};
-use crate::fields::Fields;
+use crate::error::{DatapathError, KernelContext, Result};
+use crate::fields::{self, Fields};
+use crate::moved;
 use crate::vf::{self, VfClaim};
 use crate::vf_lease::{self, VfLease, Want};
 use crate::vf_settings::{self, VfOptions};
-use crate::lower;
 
 pub const REGISTRATION: Registration = Registration { name: "sriov", build };
 
@@ -43,7 +43,7 @@ fn build(conf: &Value) -> Result<Box<dyn Datapath>> {
         field,
         vf,
         opts: VfOptions::parse(&f)?,
-        mac: f.str("mac")?.map(|m| lower::parse_unicast_mac("mac", m)).transpose()?,
+        mac: f.str("mac")?.map(|m| fields::parse_unicast_mac("mac", m)).transpose()?,
         mtu: f.mtu("mtu")?,
     }))
 }
@@ -92,10 +92,9 @@ impl Datapath for Sriov {
     }
 
     fn add(&self, host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>) -> Result<Outcome> {
-        container::ensure_ifname_free(sb, req.ifname)?;
         let mac = req.mac.or(self.mac);
         let settings = self.opts.settings(mac);
-        let store = ClaimStore::new(&req.state_dir, vf::CLAIMS);
+        let store = moved::claims_of::<VfClaim>(&req.state_dir);
         let lease = self.claim(host, sb, &store, req, &settings)?;
         let index = lease.take(host, sb, &settings)?;
         if let Some(m) = self.mtu {
@@ -111,45 +110,19 @@ impl Datapath for Sriov {
             neighbours: Vec::new(),
         };
         let link = container::finish(sb, &setup)?;
-        let addrs: Vec<_> = req.addresses.iter().map(|a| (a.address, a.gateway)).collect();
-        let (mut iface, ips, routes) = container::sandbox_result(&link, &addrs, &routes, 0);
-        iface.pci_id = Some(lease.claim().pci.clone());
+        let iface = Iface::of(&link, true).with_pci(Some(lease.claim().pci.clone()));
         lease.keep();
-        Ok(Outcome { interfaces: vec![iface], ips, routes })
+        Ok(Outcome::attached(Vec::new(), iface, &req.addresses_with_gateways(), &routes))
     }
 
-    fn del(&self, host: &mut Namespace, mut sb: Option<&mut Namespace>, req: &DelRequest<'_>) -> Result<()> {
-        let store = ClaimStore::new(&req.state_dir, vf::CLAIMS);
-        let mut errors = Vec::new();
-        for claim in owned_claims(&store, req.container_id, req.ifname)? {
-            errors.extend(vf_lease::release(host, sb.as_deref_mut(), &store, &claim).err());
-        }
-        join(errors)
+    fn del(&self, host: &mut Namespace, sb: Option<&mut Namespace>, req: &DelRequest<'_>) -> Result<()> {
+        moved::release_owned::<VfClaim>(host, sb, req)
     }
 
     fn check(&self, host: &mut Namespace, sb: &mut Namespace, req: &CheckRequest<'_>) -> Result<()> {
-        let link = container::check_sandbox(sb, req)?;
-        if let Some(m) = self.mtu.filter(|m| *m != link.mtu) {
-            return Err(DatapathError::CheckFailed(format!("{} has MTU {}, config says {m}", req.ifname, link.mtu)));
-        }
-        let store = ClaimStore::new(&req.state_dir, vf::CLAIMS);
-        let claims = owned_claims(&store, req.container_id, req.ifname)?;
-        let [claim] = claims.as_slice() else {
-            return Err(DatapathError::CheckFailed(format!(
-                "no VF claim is recorded for container {} ({}) in {}",
-                req.container_id,
-                req.ifname,
-                req.state_dir.display()
-            )));
-        };
-        check_pf_settings(host, claim)
+        let (_, claims) = moved::check_claimed::<VfClaim>(sb, req, self.mtu, 1, "VF")?;
+        check_pf_settings(host, &claims[0])
     }
-}
-
-/// The VF claims of one attachment.
-pub fn owned_claims(store: &ClaimStore, container_id: &str, ifname: &str) -> Result<Vec<VfClaim>> {
-    let locked = store.lock::<VfClaim>()?;
-    Ok(locked.claims().values().filter(|c| c.owned_by(container_id, ifname)).cloned().collect())
 }
 
 /// CHECK: the PF still applies the settings the config asks for.
