@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
-use nearhost_ipam::pool::{self, Request, Response};
+use nearhost_ipam::agent_client::{self, Request, Response};
 use tokio::sync::mpsc;
 
 use crate::blocks;
@@ -129,7 +129,7 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
         .await
         .map_err(|e| AgentError::io(format!("--metrics-listen {}", cfg.metrics_listen), e))?;
     tokio::spawn(crate::metrics::serve(listener, Arc::clone(&metrics)));
-    let sock_path = pool::agent_socket(&cfg.data_dir);
+    let sock_path = agent_client::agent_socket(&cfg.data_dir);
     let (ask_tx, ask_rx) = mpsc::channel::<Ask>(256);
     tokio::spawn(socket::serve(socket::bind(&sock_path)?, ask_tx));
     let programmer = routes::spawn(cfg.mode.clone(), Arc::clone(&metrics))?;

@@ -5,15 +5,15 @@
 use std::path::Path;
 
 use ipnet::IpNet;
-use nearhost_ipam::ipam::{blocks_as_sets, reserved_in};
-use nearhost_ipam::{pool, FileStore, Ipam, Store};
+use nearhost_ipam::leases::{blocks_as_sets, reserved_in};
+use nearhost_ipam::{agent_client, FileStore, Ipam, Store};
 
 use crate::error::Result;
 
 pub type PoolStore = Ipam<FileStore>;
 
 pub fn open(data_dir: &Path, pool_name: &str) -> Result<PoolStore> {
-    Ok(Ipam::new(FileStore::new(data_dir, &pool::store_name(pool_name))?))
+    Ok(Ipam::new(FileStore::new(data_dir, &agent_client::store_name(pool_name))?))
 }
 
 /// The blocks recorded by the last run (to take back after a restart).

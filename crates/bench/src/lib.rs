@@ -39,7 +39,7 @@ pub mod stream;
 pub mod udp;
 
 mod clock;
-mod engine;
+mod loadgen;
 mod hist;
 mod http;
 mod net;

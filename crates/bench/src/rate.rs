@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 
 use crate::common::{base_report, check_size, Common};
-use crate::engine::{self, EngineSpec, ResponseKind};
+use crate::loadgen::{self, LoadSpec, ResponseKind};
 use crate::error::BenchError;
 use crate::http;
 use crate::proto::{TcpMode, MAX_MESSAGE};
@@ -87,7 +87,7 @@ pub fn rate(config: &RateConfig) -> Result<Report, BenchError> {
     }
     settings.rate_per_s = Some(config.rate_per_s);
     settings.pipeline = Some(config.pipeline);
-    let spec = EngineSpec {
+    let spec = LoadSpec {
         target: config.target,
         hello,
         request,
@@ -105,7 +105,7 @@ pub fn rate(config: &RateConfig) -> Result<Report, BenchError> {
         duration_s: common.duration_s,
         progress: common.progress.then(|| "rate".to_string()),
     };
-    let (out, timeline) = engine::run(spec, &plan)?;
+    let (out, timeline) = loadgen::run(spec, &plan)?;
     let mut report = base_report(Mode::Rate, config.target.to_string(), settings, out.counts, timeline);
     report.latency = out.hist.summary(LatencyKind::RoundTrip, LatencyOrigin::IntendedTime);
     report.latency_from_send = out.from_send.summary(LatencyKind::RoundTrip, LatencyOrigin::SendTime);

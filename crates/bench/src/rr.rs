@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 
 use crate::common::{base_report, check_size, Common};
-use crate::engine::{self, EngineSpec, ResponseKind};
+use crate::loadgen::{self, LoadSpec, ResponseKind};
 use crate::error::BenchError;
 use crate::proto::{TcpMode, MAX_MESSAGE};
 use crate::report::{LatencyKind, LatencyOrigin, Mode, Report};
@@ -41,7 +41,7 @@ pub fn rr(config: &RrConfig) -> Result<Report, BenchError> {
     let threads = common.validate()?;
     check_size("--request-size", config.request_size, 1, MAX_MESSAGE)?;
     check_size("--response-size", config.response_size, 1, MAX_MESSAGE)?;
-    let spec = EngineSpec {
+    let spec = LoadSpec {
         target: config.target,
         hello: Some(TcpMode::Echo { request_size: config.request_size, response_size: config.response_size }),
         request: vec![0; config.request_size as usize],
@@ -59,7 +59,7 @@ pub fn rr(config: &RrConfig) -> Result<Report, BenchError> {
         duration_s: common.duration_s,
         progress: common.progress.then(|| "rr".to_string()),
     };
-    let (out, timeline) = engine::run(spec, &plan)?;
+    let (out, timeline) = loadgen::run(spec, &plan)?;
     let mut settings = common.settings("echo", threads);
     settings.request_size = config.request_size;
     settings.response_size = config.response_size;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use nearhost_datapath::{Assigned, Outcome, RouteSpec};
 use std::time::Duration;
 
-use nearhost_ipam::{pool, FileStore, Ipam, IpamConfig, IpamError, Lease, Owner};
+use nearhost_ipam::{agent_client, FileStore, Ipam, IpamConfig, IpamError, Lease, Owner};
 use serde_json::Value;
 
 use crate::delegate;
@@ -37,15 +37,15 @@ const NUDGE_TIMEOUT: Duration = Duration::from_millis(200);
 fn allocate_from_pool(ipam: &Ipam<FileStore>, cfg: &IpamConfig, pool: &str, owner: &Owner, requested: &[IpAddr]) -> Result<Vec<Lease>> {
     match ipam.allocate_in_blocks(&cfg.exclude, owner, requested) {
         Ok(leases) => {
-            let claim = pool::Request::Claim { pool: pool.to_string(), if_low: true };
-            if let Err(e) = pool::ask_agent(&cfg.data_dir, &claim, NUDGE_TIMEOUT) {
+            let claim = agent_client::Request::Claim { pool: pool.to_string(), if_low: true };
+            if let Err(e) = agent_client::ask_agent(&cfg.data_dir, &claim, NUDGE_TIMEOUT) {
                 tracing::warn!("could not tell the agent that pool {pool} runs low: {e}");
             }
             Ok(leases)
         }
         Err(IpamError::Exhausted { .. }) | Err(IpamError::Unavailable(_)) if requested.is_empty() => {
-            let claim = pool::Request::Claim { pool: pool.to_string(), if_low: false };
-            let answer = pool::ask_agent(&cfg.data_dir, &claim, CLAIM_TIMEOUT).map_err(|e| {
+            let claim = agent_client::Request::Claim { pool: pool.to_string(), if_low: false };
+            let answer = agent_client::ask_agent(&cfg.data_dir, &claim, CLAIM_TIMEOUT).map_err(|e| {
                 CniError::new(code::TRY_AGAIN_LATER, format!("pool {pool}: this node's address blocks are full and no new block could be claimed: {e}"))
             })?;
             if !answer.ok {
@@ -94,7 +94,7 @@ impl Addressing {
             (Some("nearhost"), Some(raw)) => {
                 let cfg = IpamConfig::parse(raw)?;
                 if let Some(pool) = cfg.pool.clone() {
-                    let store = FileStore::new(&cfg.data_dir, &pool::store_name(&pool))?;
+                    let store = FileStore::new(&cfg.data_dir, &agent_client::store_name(&pool))?;
                     return Ok(Addressing::Pool { ipam: Ipam::new(store), cfg, pool });
                 }
                 let store = FileStore::new(&cfg.data_dir, &conf.name)?;

@@ -205,7 +205,7 @@ fn status(stdin: &[u8]) -> Result<()> {
         }
         Addressing::Pool { ipam, cfg, pool } => {
             let state = ipam.state().map_err(|e| CniError::new(code::NOT_AVAILABLE, format!("IPAM store: {e}")))?;
-            let status = nearhost_ipam::pool::ask_agent(&cfg.data_dir, &nearhost_ipam::pool::Request::Status, std::time::Duration::from_millis(500));
+            let status = nearhost_ipam::agent_client::ask_agent(&cfg.data_dir, &nearhost_ipam::agent_client::Request::Status, std::time::Duration::from_millis(500));
             if let (Err(e), true) = (status, state.blocks.is_empty()) {
                 return Err(CniError::new(code::NOT_AVAILABLE, format!("pool {pool}: this node holds no address blocks and {e}")));
             }

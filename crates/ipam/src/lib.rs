@@ -1,16 +1,18 @@
 //! nearhost IPAM: a pure allocator ([`allocator`]) over a [`Store`] (the embedded
-//! [`FileStore`], or [`MemStore`] in tests), with ownership semantics in [`Ipam`].
+//! [`FileStore`], or [`MemStore`] in tests), with ownership semantics in
+//! [`Ipam`] ([`leases`]), and the client of the node agent for cluster pools
+//! ([`agent_client`]).
 
 pub mod allocator;
 pub mod config;
 pub mod error;
 pub mod file_store;
-pub mod ipam;
-pub mod pool;
+pub mod agent_client;
+pub mod leases;
 pub mod store;
 
 pub use config::{IpamConfig, Range, RangeSet, RouteSpec};
 pub use error::{IpamError, Result};
 pub use file_store::FileStore;
-pub use ipam::{Ipam, Lease};
+pub use leases::{Ipam, Lease};
 pub use store::{MemStore, Owner, Reservation, State, Store};

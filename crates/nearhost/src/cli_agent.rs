@@ -113,7 +113,7 @@ async fn shutdown_signal() {
 
 pub fn agent(a: AgentArgs, sub: Option<AgentCmd>) -> anyhow::Result<()> {
     if let Some(AgentCmd::Status { data_dir }) = sub {
-        let r = nearhost_ipam::pool::ask_agent(&data_dir, &nearhost_ipam::pool::Request::Status, Duration::from_secs(3))?;
+        let r = nearhost_ipam::agent_client::ask_agent(&data_dir, &nearhost_ipam::agent_client::Request::Status, Duration::from_secs(3))?;
         println!("{}", serde_json::to_string_pretty(&r.body.unwrap_or_default())?);
         return Ok(());
     }

@@ -1,4 +1,4 @@
-//! The request/response engine behind `rr` (closed loop) and `rate` (open
+//! The request/response load generator behind `rr` (closed loop) and `rate` (open
 //! loop): one mio poll per thread over that thread's connections.
 //!
 //! Open loop: a cursor walks the thread's share of the fixed schedule; each
@@ -47,9 +47,9 @@ pub(crate) enum ResponseKind {
     Http,
 }
 
-/// What every engine thread does (immutable, shared).
+/// What every load-generator thread does (immutable, shared).
 #[derive(Debug)]
-pub(crate) struct EngineSpec {
+pub(crate) struct LoadSpec {
     pub(crate) target: SocketAddr,
     /// Bench hello to send after connecting; `None` for HTTP.
     pub(crate) hello: Option<TcpMode>,
@@ -64,7 +64,7 @@ pub(crate) struct EngineSpec {
 }
 
 /// One thread's results.
-pub(crate) struct EngineOutput {
+pub(crate) struct LoadOutput {
     pub(crate) hist: LatencyHistogram,
     pub(crate) from_send: LatencyHistogram,
     pub(crate) send_lag: LatencyHistogram,
@@ -73,7 +73,7 @@ pub(crate) struct EngineOutput {
     pub(crate) scheduled: u64,
 }
 
-impl EngineSpec {
+impl LoadSpec {
     fn connect(&self) -> Result<std::net::TcpStream, BenchError> {
         let stream = match self.hello {
             Some(mode) => net::connect_bench(self.target, mode, self.timeout)?,
@@ -96,15 +96,15 @@ impl EngineSpec {
     }
 }
 
-/// Runs the engine on `plan.threads` threads and merges their results.
-pub(crate) fn run(spec: EngineSpec, plan: &Plan) -> Result<(EngineOutput, Vec<Interval>), BenchError> {
+/// Runs the load generator on `plan.threads` threads and merges their results.
+pub(crate) fn run(spec: LoadSpec, plan: &Plan) -> Result<(LoadOutput, Vec<Interval>), BenchError> {
     let spec = Arc::new(spec);
     let one_each = spec.rate_per_s.is_none() && spec.connections as usize == spec.threads;
     let (outputs, timeline) = run_threads(plan, move |ctx| match one_each {
         true => blocking::run_thread(Arc::clone(&spec), ctx),
         false => run_thread(Arc::clone(&spec), ctx),
     })?;
-    let mut total = EngineOutput {
+    let mut total = LoadOutput {
         hist: LatencyHistogram::new(),
         from_send: LatencyHistogram::new(),
         send_lag: LatencyHistogram::new(),
@@ -121,8 +121,8 @@ pub(crate) fn run(spec: EngineSpec, plan: &Plan) -> Result<(EngineOutput, Vec<In
     Ok((total, timeline))
 }
 
-/// Runs one engine thread: connect, wait for the start, load, drain.
-fn run_thread(spec: Arc<EngineSpec>, ctx: WorkerCtx) -> Result<EngineOutput, BenchError> {
+/// Runs one load-generator thread: connect, wait for the start, load, drain.
+fn run_thread(spec: Arc<LoadSpec>, ctx: WorkerCtx) -> Result<LoadOutput, BenchError> {
     let ids = spec.conn_ids(ctx.index);
     let setup = (|| {
         let poll = Poll::new().map_err(|e| BenchError::io("creating a poll", e))?;
@@ -346,7 +346,7 @@ impl Worker {
         }
     }
 
-    fn finish(self) -> EngineOutput {
+    fn finish(self) -> LoadOutput {
         let mut counts = self.meter.counts;
         counts.timeouts = counts.requests_sent.saturating_sub(counts.responses);
         let scheduled = match &self.meter.schedule {
@@ -358,6 +358,6 @@ impl Worker {
             None => 0,
         };
         self.meter.recorder.finish();
-        EngineOutput { hist: self.meter.hist, from_send: self.meter.from_send, send_lag: self.meter.send_lag, counts, scheduled }
+        LoadOutput { hist: self.meter.hist, from_send: self.meter.from_send, send_lag: self.meter.send_lag, counts, scheduled }
     }
 }

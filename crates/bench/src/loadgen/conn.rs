@@ -1,4 +1,4 @@
-//! One client TCP connection of the request/response engine, and the
+//! One client TCP connection of the request/response load generator, and the
 //! per-thread meter it reports into.
 //!
 //! A connection tracks its requests k = 0, 1, 2, … by counters: how many
@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use mio::net::TcpStream;
 
-use super::EngineSpec;
+use super::LoadSpec;
 use crate::hist::LatencyHistogram;
 use crate::http::{HttpError, ResponseFramer};
 use crate::report::Counts;
@@ -74,7 +74,7 @@ impl Framer {
 
 /// Everything a thread measures, shared by its connections.
 pub(super) struct Meter {
-    pub(super) spec: Arc<EngineSpec>,
+    pub(super) spec: Arc<LoadSpec>,
     /// `pipeline` copies of the request, so any number of in-flight
     /// requests is one contiguous suffix of this buffer.
     pub(super) repeated: Vec<u8>,

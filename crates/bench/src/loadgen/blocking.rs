@@ -9,7 +9,7 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 
-use super::{EngineOutput, EngineSpec, ResponseKind};
+use super::{LoadOutput, LoadSpec, ResponseKind};
 use crate::clock::{now_ns, sleep_until};
 use crate::error::BenchError;
 use crate::hist::LatencyHistogram;
@@ -20,7 +20,7 @@ use crate::timeline::SecondRecorder;
 use super::RETRY_NS;
 
 /// Runs one thread's single connection in closed loop.
-pub(super) fn run_thread(spec: Arc<EngineSpec>, ctx: WorkerCtx) -> Result<EngineOutput, BenchError> {
+pub(super) fn run_thread(spec: Arc<LoadSpec>, ctx: WorkerCtx) -> Result<LoadOutput, BenchError> {
     let setup = connect(&spec);
     let (stream, window, recorder) = ctx.ready(setup)?;
     let mut run = Blocking {
@@ -39,7 +39,7 @@ pub(super) fn run_thread(spec: Arc<EngineSpec>, ctx: WorkerCtx) -> Result<Engine
     let mut counts = run.counts;
     counts.timeouts = counts.requests_sent.saturating_sub(counts.responses);
     run.recorder.finish();
-    Ok(EngineOutput {
+    Ok(LoadOutput {
         hist: run.hist,
         from_send: LatencyHistogram::new(),
         send_lag: LatencyHistogram::new(),
@@ -49,7 +49,7 @@ pub(super) fn run_thread(spec: Arc<EngineSpec>, ctx: WorkerCtx) -> Result<Engine
 }
 
 /// A connected, blocking socket whose reads and writes give up after the timeout.
-fn connect(spec: &EngineSpec) -> Result<TcpStream, BenchError> {
+fn connect(spec: &LoadSpec) -> Result<TcpStream, BenchError> {
     let stream = spec.connect()?;
     let set = |r: io::Result<()>| r.map_err(|e| BenchError::io("configuring a socket", e));
     set(stream.set_nonblocking(false))?;
@@ -59,7 +59,7 @@ fn connect(spec: &EngineSpec) -> Result<TcpStream, BenchError> {
 }
 
 struct Blocking {
-    spec: Arc<EngineSpec>,
+    spec: Arc<LoadSpec>,
     stream: Option<TcpStream>,
     window: Window,
     recorder: SecondRecorder,
