@@ -160,27 +160,20 @@ pub fn inventory(sysfs: &Sysfs, state_dirs: &[PathBuf]) -> Result<Vec<PfInventor
 mod tests {
     use super::*;
     use crate::claims::ClaimStore;
-    use std::os::unix::fs::symlink;
+    use nearhost_testkit::sysfs::FakeSysfs;
     use std::path::Path;
 
     /// A fake sysfs with PF `pf0` (0000:01:00.0) and VFs whose interfaces are
     /// `names` ("" = no interface), plus a non-SR-IOV `eth9`.
     fn tree(root: &Path, names: &[&str]) {
-        let pf_dir = root.join("devices/0000:01:00.0");
-        std::fs::create_dir_all(pf_dir.join("net/pf0")).unwrap();
-        std::fs::write(pf_dir.join("sriov_totalvfs"), "16").unwrap();
-        std::fs::write(pf_dir.join("sriov_numvfs"), names.len().to_string()).unwrap();
-        for (i, name) in names.iter().enumerate() {
-            let vf_dir = root.join(format!("devices/0000:01:10.{i}"));
-            std::fs::create_dir_all(&vf_dir).unwrap();
-            if !name.is_empty() {
-                std::fs::create_dir_all(vf_dir.join("net").join(name)).unwrap();
-            }
-            symlink(&vf_dir, pf_dir.join(format!("virtfn{i}"))).unwrap();
+        let fake = FakeSysfs::at(root);
+        fake.device("0000:01:00.0", Some("pf0"));
+        let vfs: Vec<String> = (0..names.len()).map(|i| format!("0000:01:10.{i}")).collect();
+        for (vf, name) in vfs.iter().zip(names) {
+            fake.device(vf, Some(*name).filter(|n| !n.is_empty()));
         }
-        std::fs::create_dir_all(root.join("class/net/pf0")).unwrap();
-        symlink(&pf_dir, root.join("class/net/pf0/device")).unwrap();
-        std::fs::create_dir_all(root.join("class/net/eth9")).unwrap();
+        fake.sriov("0000:01:00.0", 16, &vfs.iter().map(String::as_str).collect::<Vec<_>>());
+        fake.virtual_netdev("eth9");
     }
 
     fn claim(vf: &VirtFn, id: &str) -> VfClaim {

@@ -139,27 +139,16 @@ fn read_u32(path: &Path) -> Result<Option<u32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::symlink;
+    use nearhost_testkit::sysfs::FakeSysfs;
 
     /// A PF `pf0` at 0000:01:00.0 with VFs 0 (netdev `vf0`) and 1 (no netdev).
     fn tree() -> tempfile::TempDir {
         let t = tempfile::tempdir().unwrap();
-        let r = t.path();
-        let pci = r.join("devices/pci0000:00");
-        for (dir, files) in [("0000:01:00.0", vec!["net/pf0"]), ("0000:01:00.1", vec!["net/vf0"]), ("0000:01:00.2", vec![])] {
-            std::fs::create_dir_all(pci.join(dir)).unwrap();
-            for f in files {
-                std::fs::create_dir_all(pci.join(dir).join(f)).unwrap();
-            }
-        }
-        std::fs::write(pci.join("0000:01:00.0/sriov_totalvfs"), "8\n").unwrap();
-        std::fs::write(pci.join("0000:01:00.0/sriov_numvfs"), "2\n").unwrap();
-        symlink("../0000:01:00.1", pci.join("0000:01:00.0/virtfn0")).unwrap();
-        symlink("../0000:01:00.2", pci.join("0000:01:00.0/virtfn1")).unwrap();
-        std::fs::create_dir_all(r.join("class/net/pf0")).unwrap();
-        symlink(pci.join("0000:01:00.0"), r.join("class/net/pf0/device")).unwrap();
-        std::fs::create_dir_all(r.join("bus/pci/devices")).unwrap();
-        symlink(pci.join("0000:01:00.1"), r.join("bus/pci/devices/0000:01:00.1")).unwrap();
+        let fake = FakeSysfs::at(t.path());
+        fake.device("0000:01:00.0", Some("pf0"));
+        fake.device("0000:01:00.1", Some("vf0"));
+        fake.device("0000:01:00.2", None);
+        fake.sriov("0000:01:00.0", 8, &["0000:01:00.1", "0000:01:00.2"]);
         t
     }
 
@@ -179,7 +168,7 @@ mod tests {
             ]
         );
         assert_eq!(s.pci_netdevs("0000:01:00.1").unwrap(), vec!["vf0"]);
-        assert_eq!(s.net_devices().unwrap(), vec!["pf0"]);
+        assert_eq!(s.net_devices().unwrap(), vec!["pf0", "vf0"]);
     }
 
     #[test]

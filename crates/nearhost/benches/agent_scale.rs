@@ -4,13 +4,9 @@
 //!
 //! Run as root: `cargo bench -p nearhost --bench agent_scale [-- --hosts 10 --adds 1000]`
 
-#[path = "../tests/support/mod.rs"]
-#[allow(unused_imports)]
-mod support;
+use nearhost_testkit as support;
 
-#[path = "../tests/agent/fixture.rs"]
-#[allow(dead_code)]
-mod fixture;
+use nearhost_testkit::agent as fixture;
 
 use std::time::Instant;
 

@@ -20,10 +20,8 @@
 //! CHECK line per comparison with PASS or OUT-OF-RANGE; exits non-zero only
 //! if it could not run (missing tool, set-up failure).
 
-#[path = "../tests/support/bench_support.rs"]
-mod bench_support;
-#[path = "../tests/support/tools.rs"]
-mod tools;
+use nearhost_testkit::bench as bench_support;
+use nearhost_testkit::tools;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

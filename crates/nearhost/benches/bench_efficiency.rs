@@ -22,10 +22,8 @@
 //! Run: `cargo bench -p nearhost --bench bench_efficiency` (set NHB_ROUNDS,
 //! NHB_SECONDS, NHB_CONNECTIONS to change 7 rounds × 5 s × 50 connections).
 
-#[path = "../tests/support/bench_support.rs"]
-mod bench_support;
-#[path = "../tests/support/tools.rs"]
-mod tools;
+use nearhost_testkit::bench as bench_support;
+use nearhost_testkit::tools;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;

@@ -7,14 +7,14 @@
 //! as one slow transaction per connection, so its p99 stays tiny: that is the
 //! omission, and the reason `rate` exists.
 
-mod support;
+use nearhost_testkit as support;
 
 use std::process::Stdio;
 use std::time::Duration;
 
 use nearhost_bench::Report;
 use nix::sys::signal::Signal;
-use support::bench_support::{command, start_server, ChildGuard};
+use support::bench::{command, start_server, ChildGuard};
 
 /// How long the server is stopped: 1 s plus two request intervals. Requests
 /// are intended 1 ms apart, so a stop that begins just after a response

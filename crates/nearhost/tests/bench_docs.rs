@@ -2,11 +2,11 @@
 //! that it points at this test's server and runs for 1 s instead of its
 //! `--duration` (so the suite stays short).
 
-mod support;
+use nearhost_testkit as support;
 
 use std::time::Duration;
 
-use support::bench_support::{run, start_server};
+use support::bench::{run, start_server};
 
 const DOC: &str = include_str!("../../../docs/bench.md");
 const DOC_ADDR: &str = "127.0.0.1:7000";

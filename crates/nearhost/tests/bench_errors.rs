@@ -1,13 +1,13 @@
 //! Bad arguments, refused connections, wrong servers: a clear error naming
 //! the flag or the target, the documented exit code, and no hang.
 
-mod support;
+use nearhost_testkit as support;
 
 use std::io::Write;
 use std::net::TcpListener;
 use std::time::Duration;
 
-use support::bench_support::{run, RunOutput};
+use support::bench::{run, RunOutput};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -95,14 +95,14 @@ fn a_server_that_never_answers_the_hello_times_out() {
 #[test]
 fn a_server_that_dies_mid_run_is_counted_not_waited_for() {
     use nix::sys::signal::Signal;
-    use support::bench_support::{start_server, ChildGuard};
+    use support::bench::{start_server, ChildGuard};
     for mode in [&["rr"][..], &["rate", "--rate", "500", "--connections", "4"][..]] {
         let (mut server, addr) = start_server(None, "127.0.0.1:0", &["--threads", "1"]);
         let target = addr.to_string();
         let mut args = vec!["bench"];
         args.extend_from_slice(mode);
         args.extend_from_slice(&["--target", &target, "--duration", "3", "--warmup", "0", "--timeout", "1", "--json"]);
-        let child = support::bench_support::command(None, &args)
+        let child = support::bench::command(None, &args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()

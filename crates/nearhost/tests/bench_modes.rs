@@ -1,12 +1,12 @@
 //! Every `nearhost bench` mode against `nearhost bench serve` on loopback,
 //! through the compiled binary and its `--json` output.
 
-mod support;
+use nearhost_testkit as support;
 
 use std::time::Duration;
 
 use nearhost_bench::report::{Direction, LatencyKind, LatencyOrigin, Mode};
-use support::bench_support::{check_report, run, run_report, start_server};
+use support::bench::{check_report, run, run_report, start_server};
 
 const LIMIT: Duration = Duration::from_secs(60);
 

@@ -2,11 +2,11 @@
 //! and the errors that only a real network path produces (no route, a
 //! silent address). All traffic stays inside namespaces this test creates.
 
-mod support;
+use nearhost_testkit as support;
 
 use std::time::Duration;
 
-use support::bench_support::{check_report, run, run_report, start_server, Netns, VethPair};
+use support::bench::{check_report, run, run_report, start_server, Netns, VethPair};
 
 const LIMIT: Duration = Duration::from_secs(60);
 

@@ -2,10 +2,9 @@
 //! and etcd members in namespaces on one switch, containers attached through
 //! the CNI protocol with `"ipam": {"type": "nearhost", "pool": …}`.
 
-#[path = "../support/mod.rs"]
-mod support;
+use nearhost_testkit as support;
 
-mod fixture;
+use nearhost_testkit::agent as fixture;
 
 use std::collections::HashSet;
 use std::time::Duration;

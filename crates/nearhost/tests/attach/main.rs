@@ -4,14 +4,11 @@
 //! detached, listed after removal, collected; Docker-specific errors; and the
 //! quick-start of docs/attach.md run exactly as written.
 
-#[path = "../support/mod.rs"]
-mod support;
+use nearhost_testkit as support;
 
-#[path = "../support/attach.rs"]
-mod attach_support;
+use nearhost_testkit::attach as attach_support;
 
-#[path = "../support/images.rs"]
-mod images;
+use nearhost_testkit::images;
 
 mod docker;
 mod docker_errors;

@@ -2,11 +2,9 @@
 //! PID, namespace paths, the CNI path sharing one implementation, chains, and
 //! every user error. Runs on this machine and in the kernel lab.
 
-#[path = "../support/mod.rs"]
-mod support;
+use nearhost_testkit as support;
 
-#[path = "../support/attach.rs"]
-mod attach_support;
+use nearhost_testkit::attach as attach_support;
 
 mod chain;
 mod cni_path;

@@ -1,8 +1,7 @@
 //! The CNI plugin, driven through env + stdin as runtimes drive it, on the real
 //! kernel, in namespaces each test creates (and removes, also on failure).
 
-#[path = "../support/mod.rs"]
-mod support;
+use nearhost_testkit as support;
 
 mod bridge;
 mod concurrency;

@@ -5,11 +5,9 @@
 //! CNI_ARGS (K8S_POD_NAME …) and `HostPort`-spelled port mappings, and calls DEL
 //! twice per pod: at stop, and at removal with an empty CNI_NETNS.
 
-#[path = "../support/mod.rs"]
-mod support;
+use nearhost_testkit as support;
 
-#[path = "../support/images.rs"]
-mod images;
+use nearhost_testkit::images;
 
 mod cri;
 mod pods;

@@ -4,8 +4,7 @@
 //! Not run in the kernel lab: it measures latency, which under qemu's emulation
 //! says nothing about the kernel; the lab's own tests build the same lab there.
 
-#[path = "../support/mod.rs"]
-mod support;
+use nearhost_testkit as support;
 
 use std::process::{Command, Stdio};
 use std::time::Instant;

@@ -1,8 +1,7 @@
 //! `nearhost lab`, and the demo's life cycle (refusal, signals), end to end
 //! through the compiled binary. One lab per machine: the tests take turns.
 
-#[path = "../support/mod.rs"]
-mod support;
+use nearhost_testkit as support;
 
 use std::process::{Command, Stdio};
 use std::sync::Mutex;

@@ -4,14 +4,11 @@
 //! DEL on stop and rm, port mappings through the `portMappings` capability);
 //! and `nearhost attach` finding Podman containers by name and ID.
 
-#[path = "../support/mod.rs"]
-mod support;
+use nearhost_testkit as support;
 
-#[path = "../support/attach.rs"]
-mod attach_support;
+use nearhost_testkit::attach as attach_support;
 
-#[path = "../support/images.rs"]
-mod images;
+use nearhost_testkit::images;
 
 mod attach;
 mod engine;

@@ -1,9 +1,7 @@
 //! The benchmarks compare against sockperf, iperf3 and wrk by reading their
 //! output; these tests pin that parsing to real output of the Debian builds.
 
-mod support;
-
-use support::tools::*;
+use nearhost_testkit::tools::*;
 
 const SOCKPERF: &str = "\
 sockperf: [Total Run] RunTime=2.000 sec; Warm up time=400 msec; SentMessages=40010; ReceivedMessages=39984

@@ -1,15 +1,28 @@
-//! Test fixtures shared by the integration suites: namespaces that delete
-//! themselves, a "host" whose NIC is one end of a veth pair (the other end is
-//! the gateway/outside), and a runner that calls the compiled binary through the
-//! CNI protocol exactly as a runtime does. Assertions read the kernel through
-//! iproute2, independently of nearhost's own netlink code.
-#![allow(dead_code)]
+//! nearhost's test kit, shared by every crate's tests and the benchmarks:
+//! namespaces that delete themselves, a "host" whose NIC is one end of a veth
+//! pair (the other end is the gateway/outside), and a runner that calls the
+//! compiled binary through the CNI protocol exactly as a runtime does.
+//! Assertions read the kernel through iproute2, independently of nearhost's
+//! own netlink code.
+//!
+//! - this file: commands, namespaces, hosts, cables, CNI calls, `eventually`
+//! - [`agent`]: an etcd cluster and hosts running `nearhost agent`
+//! - [`attach`]: the `nearhost attach` CLI and long-lived target processes
+//! - [`bench`]: `nearhost bench` servers and clients, reports
+//! - [`images`]: a busybox image for the container-engine suites
+//! - [`lab`]: the demo lab's namespaces and processes
+//! - [`sriov`]: SR-IOV stand-ins (veth "VFs" behind a [`sysfs::FakeSysfs`])
+//! - [`sysfs`]: the one fake sysfs tree
+//! - [`tools`]: parsers of the reference tools' output (sockperf, iperf3, wrk)
 
-// The bench suites' helpers.
-pub mod bench_support;
-pub mod tools;
+pub mod agent;
+pub mod attach;
+pub mod bench;
+pub mod images;
 pub mod lab;
 pub mod sriov;
+pub mod sysfs;
+pub mod tools;
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
@@ -18,8 +31,21 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+/// The compiled `nearhost` binary: `NEARHOST_BIN`, or the one cargo built
+/// beside the running test or bench binary (`target/PROFILE/deps/x` ->
+/// `target/PROFILE/nearhost`).
 pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_nearhost")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(b) = std::env::var("NEARHOST_BIN") {
+            return b;
+        }
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let dir = exe.parent().and_then(|d| if d.ends_with("deps") { d.parent() } else { Some(d) }).expect("a target directory");
+        let b = dir.join("nearhost");
+        assert!(b.is_file(), "{} is missing: build it first (cargo build --release -p nearhost) or set NEARHOST_BIN", b.display());
+        b.display().to_string()
+    })
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::*;
+use crate::*;
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 

@@ -1,15 +1,13 @@
 //! Helpers for the `nearhost bench` integration tests and benchmarks:
 //! run the compiled binary with bounded waits, kill every server at the end,
-//! and build throw-away network namespaces joined by a veth pair.
+//! and join two of the kit's namespaces with a veth pair.
 //!
 //! Everything here cleans up in `Drop`, so a failing assertion never leaves
 //! a server running or a namespace behind.
-#![allow(dead_code)] // each test binary uses a different subset
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -17,9 +15,11 @@ use nearhost_bench::Report;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+pub use crate::Netns;
+
 /// The binary under test.
 pub fn nearhost() -> &'static str {
-    env!("CARGO_BIN_EXE_nearhost")
+    crate::bin()
 }
 
 /// A child process that is continued (if stopped), killed and reaped on drop.
@@ -196,32 +196,6 @@ pub fn sh(program: &str, args: &[&str]) {
         args.join(" "),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-static NETNS_SEQ: AtomicU32 = AtomicU32::new(0);
-
-/// A network namespace that is deleted on drop.
-pub struct Netns {
-    pub name: String,
-}
-
-impl Netns {
-    /// Creates `nhb-<pid>-<n>-<tag>` with its loopback up.
-    pub fn new(tag: &str) -> Netns {
-        let n = NETNS_SEQ.fetch_add(1, Ordering::Relaxed);
-        let name = format!("nhb-{}-{n}-{tag}", std::process::id());
-        sh("ip", &["netns", "add", &name]);
-        let ns = Netns { name };
-        sh("ip", &["-n", &ns.name, "link", "set", "lo", "up"]);
-        ns
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        // Deleting the namespace also destroys the veth end inside it (and so its peer).
-        let _ = Command::new("ip").args(["netns", "delete", &self.name]).status();
-    }
 }
 
 /// Two namespaces joined by a veth pair: `a` has 198.18.0.1/24, `b` has

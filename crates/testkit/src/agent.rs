@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::*;
+use crate::*;
 
 pub const NET: &str = "198.18.200";
 

@@ -242,5 +242,4 @@ fn link_state_from_nl(s: NlLinkState) -> Option<VfLinkState> {
 }
 
 #[cfg(test)]
-#[path = "sriov_tests.rs"]
 mod tests;

@@ -4,12 +4,13 @@
 //! moving, renaming, addressing and restoring are then real kernel operations;
 //! only the PF-side VF settings (IFLA_VF_*) are not, as a veth PF refuses them.
 
-use std::os::unix::fs::symlink;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
-use super::{Call, Netns};
+use crate::sysfs::FakeSysfs;
+pub use crate::sysfs::pci_address;
+use crate::{Call, Netns};
 
 /// A host namespace whose VFs are veth ends; their other ends sit on bridge
 /// `br0` of a "switch" namespace holding 198.18.NET.1/24 (the gateway).
@@ -50,29 +51,25 @@ impl Wire {
         for (i, name) in names.iter().enumerate() {
             self.cable(name, &format!("{pf}s{i}"));
         }
-        let tree = Tree(self.sysfs.path());
-        let pf_pci = tree.device(&pci_address(bus, None), pf);
-        std::fs::write(pf_pci.join("sriov_totalvfs"), "64\n").unwrap();
-        std::fs::write(pf_pci.join("sriov_numvfs"), format!("{n}\n")).unwrap();
-        for (i, name) in names.iter().enumerate() {
-            let vf = pci_address(bus, Some(i));
-            tree.device(&vf, name);
-            symlink(format!("../{vf}"), pf_pci.join(format!("virtfn{i}"))).unwrap();
-            symlink(format!("../{}", pci_address(bus, None)), tree.pci(&vf).join("physfn")).unwrap();
+        let tree = FakeSysfs::at(self.sysfs.path());
+        let pf_pci = pci_address(bus, None);
+        tree.device(&pf_pci, Some(pf));
+        let vfs: Vec<String> = (0..n).map(|i| pci_address(bus, Some(i))).collect();
+        for (vf, name) in vfs.iter().zip(&names) {
+            tree.device(vf, Some(name));
         }
+        tree.sriov(&pf_pci, 64, &vfs.iter().map(String::as_str).collect::<Vec<_>>());
         names
     }
 
     /// A PCI device `addr` whose interface is `ifname` (a NIC for hostdev).
     pub fn pci_device(&self, addr: &str, ifname: &str) {
-        Tree(self.sysfs.path()).device(addr, ifname);
+        FakeSysfs::at(self.sysfs.path()).device(addr, Some(ifname));
     }
 
     /// What sysfs would show after the kernel renamed a device's interface.
     pub fn set_netdev(&self, pci: &str, name: &str) {
-        let net = Tree(self.sysfs.path()).pci(pci).join("net");
-        std::fs::remove_dir_all(&net).unwrap();
-        std::fs::create_dir_all(net.join(name)).unwrap();
+        FakeSysfs::at(self.sysfs.path()).set_netdev(pci, name);
     }
 
     /// An sriov network config with embedded IPAM on 198.18.NET.0/24.
@@ -81,7 +78,7 @@ impl Wire {
             "ranges": [[{"subnet": format!("198.18.{}.0/24", self.net), "rangeStart": format!("198.18.{}.100", self.net),
                          "gateway": format!("198.18.{}.1", self.net)}]],
             "routes": [{"dst": "0.0.0.0/0"}]});
-        super::netconf("1.1.0", name, datapath, ipam, extra)
+        crate::netconf("1.1.0", name, datapath, ipam, extra)
     }
 
     /// A CNI call from the host namespace that sees the fake sysfs.
@@ -118,35 +115,4 @@ pub fn with_prev(conf: &Value, prev: &Value) -> Value {
     let mut c = conf.clone();
     c["prevResult"] = prev.clone();
     c
-}
-
-/// `0000:BB:00.0` for a PF, `0000:BB:DD.0` (DD = 0x10 + i) for its VF i.
-pub fn pci_address(bus: u8, vf: Option<usize>) -> String {
-    match vf {
-        None => format!("0000:{bus:02x}:00.0"),
-        Some(i) => format!("0000:{bus:02x}:{:02x}.0", 0x10 + i),
-    }
-}
-
-struct Tree<'a>(&'a Path);
-
-impl Tree<'_> {
-    fn pci(&self, addr: &str) -> PathBuf {
-        self.0.join("devices/pci0000:00").join(addr)
-    }
-
-    /// A PCI device directory with interface `ifname`, linked from
-    /// `class/net/IFNAME` and `bus/pci/devices/ADDR` as in /sys.
-    fn device(&self, addr: &str, ifname: &str) -> PathBuf {
-        let dir = self.pci(addr);
-        let net = dir.join("net").join(ifname);
-        std::fs::create_dir_all(&net).unwrap();
-        symlink("../../../".to_string() + addr, net.join("device")).unwrap();
-        for d in ["class/net", "bus/pci/devices"] {
-            std::fs::create_dir_all(self.0.join(d)).unwrap();
-        }
-        symlink(format!("../../devices/pci0000:00/{addr}/net/{ifname}"), self.0.join("class/net").join(ifname)).unwrap();
-        symlink(format!("../../../devices/pci0000:00/{addr}"), self.0.join("bus/pci/devices").join(addr)).unwrap();
-        dir
-    }
 }
