@@ -207,3 +207,29 @@ pub fn check(host: &mut Namespace, sb: &mut Namespace, req: &CheckRequest<'_>, o
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn err(v: Value) -> String {
+        crate::driver::config_error(build, v)
+    }
+
+    #[test]
+    fn config_errors_name_the_field_and_value() {
+        assert!(err(json!({"bridge": "../br"})).starts_with("bridge: \"../br\""));
+        assert_eq!(err(json!({"isGateway": "yes"})), "isGateway: expected true or false, got \"yes\"");
+        assert_eq!(err(json!({"isDefaultGateway": 0})), "isDefaultGateway: expected true or false, got 0");
+        assert_eq!(err(json!({"ipMasq": null, "mtu": 67})), "mtu: 67 is not a valid MTU (68..65535)");
+        assert_eq!(err(json!({"mac": "00:00:00:00:00:00"})), "mac: 00:00:00:00:00:00 is not a usable MAC address");
+    }
+
+    #[test]
+    fn a_default_gateway_is_the_gateway_and_the_bridge_has_a_default_name() {
+        let o = BridgeOptions::parse(&json!({"isDefaultGateway": true}), DEFAULT_BRIDGE).unwrap();
+        assert!(o.is_gateway && o.is_default_gateway);
+        assert_eq!(o.bridge, "nh0");
+    }
+}

@@ -66,3 +66,27 @@ impl Datapath for Ipvlan {
         upper::check_parent(host, &link, self.master.as_deref())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn err(v: Value) -> String {
+        crate::driver::config_error(build, v)
+    }
+
+    #[test]
+    fn config_errors_name_the_field_and_value() {
+        assert_eq!(err(json!({"mac": "02:00:00:00:00:01"})), "mac: ipvlan interfaces share the master's MAC; remove \"mac\" or use macvlan");
+        assert!(err(json!({"master": "a b"})).starts_with("master: \"a b\""));
+        assert!(err(json!({"mode": "l4"})).starts_with("mode: \"l4\" is not one of "));
+        assert_eq!(err(json!({"mtu": 70000})), "mtu: 70000 is not a valid MTU (68..65535)");
+        assert_eq!(err(json!({"master": 3})), "master: expected a string, got 3");
+    }
+
+    #[test]
+    fn a_good_config_builds() {
+        assert!(build(&json!({"master": "eth1", "mode": "l3", "mtu": 1400})).is_ok());
+    }
+}

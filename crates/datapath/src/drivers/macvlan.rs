@@ -83,3 +83,32 @@ impl Datapath for Macvlan {
         upper::check_parent(host, &link, self.master.as_deref())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn err(v: Value) -> String {
+        crate::driver::config_error(build, v)
+    }
+
+    #[test]
+    fn config_errors_name_the_field_and_value() {
+        assert!(err(json!({"master": "a/b"})).starts_with("master: \"a/b\""));
+        assert!(err(json!({"master": "x".repeat(16)})).starts_with("master: "));
+        assert_eq!(err(json!({"mode": "bridged"})), "mode: \"bridged\" is not one of bridge, private, vepa, passthru");
+        assert_eq!(err(json!({"mtu": 20})), "mtu: 20 is not a valid MTU (68..65535)");
+        assert_eq!(err(json!({"mtu": "1500"})), "mtu: expected a non-negative integer, got \"1500\"");
+        assert_eq!(err(json!({"mac": "01:00:00:00:00:01"})), "mac: 01:00:00:00:00:01 is a multicast MAC address");
+        assert!(err(json!({"mac": "zz"})).starts_with("mac: \"zz\" is not a MAC address"));
+        assert_eq!(err(json!({"allowDefaultRoute": 1})), "allowDefaultRoute: expected true or false, got 1");
+    }
+
+    #[test]
+    fn a_good_config_builds() {
+        let conf = json!({"master": "eth1", "mode": "passthru", "mtu": 9000, "mac": "02:00:00:00:00:01", "allowDefaultRoute": true});
+        assert!(build(&conf).is_ok());
+        assert!(build(&json!({})).is_ok(), "every field has a default");
+    }
+}

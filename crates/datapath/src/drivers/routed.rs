@@ -130,3 +130,26 @@ fn check_host_routes(host: &mut Namespace, host_end: &Link, req: &CheckRequest<'
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn err(v: Value) -> String {
+        crate::driver::config_error(build, v)
+    }
+
+    #[test]
+    fn config_errors_name_the_field_and_value() {
+        assert_eq!(err(json!({"mtu": 10})), "mtu: 10 is not a valid MTU (68..65535)");
+        assert_eq!(err(json!({"mac": "ff:ff:ff:ff:ff:ff"})), "mac: ff:ff:ff:ff:ff:ff is a multicast MAC address");
+        assert_eq!(err(json!({"mac": 5})), "mac: expected a string, got 5");
+        assert_eq!(err(json!([1])), "(config): the network config must be a JSON object");
+    }
+
+    #[test]
+    fn a_good_config_builds() {
+        assert!(build(&json!({"mtu": 1500, "mac": "02:00:00:00:00:02"})).is_ok());
+    }
+}

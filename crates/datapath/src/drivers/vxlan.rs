@@ -64,3 +64,31 @@ impl Datapath for Vxlan {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn err(v: Value) -> String {
+        crate::driver::config_error(build, v)
+    }
+
+    #[test]
+    fn config_errors_name_the_field_and_value() {
+        assert_eq!(err(json!({"vni": 0})), "vni: 0 is not a VXLAN network identifier (1..16777215)");
+        assert_eq!(err(json!({"vni": 16777216})), "vni: 16777216 is not a VXLAN network identifier (1..16777215)");
+        assert_eq!(err(json!({"port": 70000})), "port: 70000 is not a UDP port");
+        assert_eq!(err(json!({"port": 0})), "port: 0 is not a UDP port");
+        assert!(err(json!({"underlay": "a/b"})).starts_with("underlay: \"a/b\""));
+        assert!(err(json!({"vxlanDevice": ""})).starts_with("vxlanDevice: "));
+        assert_eq!(err(json!({"mtu": 50})), "mtu: 50 is not a valid MTU (68..65535)");
+    }
+
+    #[test]
+    fn the_bridge_and_device_follow_the_vni() {
+        let vx = VxlanOptions::parse(&json!({"vni": 42})).unwrap();
+        assert_eq!((vx.device.as_str(), vx.port), ("nhvx42", 4789));
+        assert!(build(&json!({"vni": 42, "underlay": "eth1", "port": 8472})).is_ok());
+    }
+}
