@@ -29,6 +29,33 @@ pub(crate) fn fmt_bits(bits: f64) -> String {
 /// The whole report as text.
 pub fn render(r: &Report) -> String {
     let mut out = String::new();
+    render_header(&mut out, r);
+    if let Some(l) = &r.latency {
+        render_latency(&mut out, l);
+    }
+    if let Some(l) = &r.latency_from_send {
+        let _ = writeln!(
+            out,
+            "  the same responses from the actual send (what a closed loop would report): p50 {}  p99 {}  p99.9 {}  max {}",
+            fmt_us(l.p50_us),
+            fmt_us(l.p99_us),
+            fmt_us(l.p99_9_us),
+            fmt_us(l.max_us)
+        );
+    }
+    render_rates(&mut out, r);
+    let c = &r.counts;
+    let _ = writeln!(
+        out,
+        "counts: requests {}, responses {}, errors {}, timeouts {}, reconnects {}",
+        c.requests_sent, c.responses, c.errors, c.timeouts, c.reconnects
+    );
+    render_timeline(&mut out, r);
+    out
+}
+
+/// The first line: mode, target, sizes, connections, threads, duration.
+fn render_header(out: &mut String, r: &Report) {
     let s = &r.settings;
     let mode = match r.mode {
         Mode::Rr => "rr (closed loop)",
@@ -46,19 +73,11 @@ pub fn render(r: &Report) -> String {
         "nearhost bench {mode} -> {}: {sizes}, {} connection(s), {} thread(s), {} s (+{} s warm-up)",
         r.target, s.connections, s.threads, s.duration_s, s.warmup_s
     );
-    if let Some(l) = &r.latency {
-        render_latency(&mut out, l);
-    }
-    if let Some(l) = &r.latency_from_send {
-        let _ = writeln!(
-            out,
-            "  the same responses from the actual send (what a closed loop would report): p50 {}  p99 {}  p99.9 {}  max {}",
-            fmt_us(l.p50_us),
-            fmt_us(l.p99_us),
-            fmt_us(l.p99_9_us),
-            fmt_us(l.max_us)
-        );
-    }
+}
+
+/// What was carried: the open loop's schedule (or the transaction rate),
+/// stream throughput, UDP loss.
+fn render_rates(out: &mut String, r: &Report) {
     if let Some(rate) = &r.rate {
         let _ = writeln!(
             out,
@@ -102,14 +121,6 @@ pub fn render(r: &Report) -> String {
             u.duplicates
         );
     }
-    let c = &r.counts;
-    let _ = writeln!(
-        out,
-        "counts: requests {}, responses {}, errors {}, timeouts {}, reconnects {}",
-        c.requests_sent, c.responses, c.errors, c.timeouts, c.reconnects
-    );
-    render_timeline(&mut out, r);
-    out
 }
 
 fn render_latency(out: &mut String, l: &LatencySummary) {

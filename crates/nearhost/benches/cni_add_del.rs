@@ -12,33 +12,11 @@ use std::time::{Duration, Instant};
 
 use nearhost_kernel::link::{MacvlanMode, NewLink, NewLinkKind};
 use nearhost_kernel::process;
-use nearhost_kernel::{netns, NetNs, Netlink};
+use nearhost_kernel::{NetNs, Netlink};
+use nearhost_testkit::Netns;
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_nearhost");
-
-struct Ns(String);
-
-impl Ns {
-    fn new(tag: &str) -> Ns {
-        let name = format!("nhb{}{tag}", std::process::id());
-        netns::create_named(&name).expect("create namespace");
-        Ns(name)
-    }
-    fn path(&self) -> String {
-        netns::named_path(&self.0).display().to_string()
-    }
-    fn ip(&self, args: &[&str]) {
-        let st = Command::new("ip").arg("-n").arg(&self.0).args(args).status().expect("ip");
-        assert!(st.success(), "ip {args:?}");
-    }
-}
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = netns::delete_named(&self.0);
-    }
-}
 
 /// One plugin implementation of one datapath.
 struct Plugin {
@@ -80,6 +58,7 @@ fn p90(v: &mut [f64]) -> f64 {
     v[(v.len() * 9 / 10).min(v.len() - 1)]
 }
 
+#[derive(Default)]
 struct Samples {
     add: Vec<f64>,
     del: Vec<f64>,
@@ -104,7 +83,7 @@ fn plugins(data: &str) -> Vec<(&'static str, Plugin, Plugin)> {
 
 /// The kernel's floor for one datapath: the link created in the container and
 /// deleted again, in-process (what every plugin must at least pay).
-fn floor(dp: &str, host_nl: &mut Netlink, ctr: &netns::NetNs, ctr_nl: &mut Netlink, parent: u32) -> (f64, f64) {
+fn floor(dp: &str, host_nl: &mut Netlink, ctr: &NetNs, ctr_nl: &mut Netlink, parent: u32) -> (f64, f64) {
     use std::os::fd::AsFd;
     let kind = match dp {
         "macvlan" => NewLinkKind::Macvlan { parent, mode: MacvlanMode::Bridge },
@@ -122,7 +101,7 @@ fn floor(dp: &str, host_nl: &mut Netlink, ctr: &netns::NetNs, ctr_nl: &mut Netli
     (add, t.elapsed().as_secs_f64() * 1e3)
 }
 
-fn burst(host: &NetNs, p: &Plugin, ctrs: &[Ns], cmd: &str) -> f64 {
+fn burst(host: &NetNs, p: &Plugin, ctrs: &[Netns], cmd: &str) -> f64 {
     let t = Instant::now();
     std::thread::scope(|s| {
         for (i, c) in ctrs.iter().enumerate() {
@@ -130,6 +109,79 @@ fn burst(host: &NetNs, p: &Plugin, ctrs: &[Ns], cmd: &str) -> f64 {
         }
     });
     t.elapsed().as_secs_f64() * 1e3
+}
+
+/// The lab: a host namespace whose NIC is a veth end, a container
+/// namespace, and netlink sockets in both for the kernel-floor measurement.
+struct Bench {
+    /// Kept for its drop: the namespace goes with the bench.
+    _host: Netns,
+    host_ns: NetNs,
+    ctr: Netns,
+    ctr_ns: NetNs,
+    host_nl: Netlink,
+    ctr_nl: Netlink,
+    parent: u32,
+}
+
+impl Bench {
+    fn new() -> Bench {
+        let host = Netns::new("h");
+        host.ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "gw0"]);
+        host.ip(&["link", "set", "eth0", "up"]);
+        host.ip(&["addr", "add", "198.18.0.2/24", "dev", "eth0"]);
+        let ctr = Netns::new("c");
+        let host_ns = NetNs::open(host.path()).unwrap();
+        let ctr_ns = NetNs::open(ctr.path()).unwrap();
+        let mut host_nl = Netlink::open_in(&host_ns).unwrap();
+        let ctr_nl = Netlink::open_in(&ctr_ns).unwrap();
+        let parent = host_nl.require_link("eth0").unwrap().index;
+        Bench { _host: host, host_ns, ctr, ctr_ns, host_nl, ctr_nl, parent }
+    }
+
+    /// ADD+DEL pairs of both plugins of one datapath, interleaved (A B, then
+    /// B A in the next round), with the kernel's own floor measured beside them.
+    fn sequential(&mut self, dp: &str, nh: &Plugin, rf: &Plugin, rounds: usize, per_round: usize) -> (Samples, Samples, Samples) {
+        // warm-up: page cache, bridge creation, host-local's directory
+        for p in [nh, rf] {
+            call(&self.host_ns, p, "ADD", "warm", &self.ctr.path());
+            call(&self.host_ns, p, "DEL", "warm", &self.ctr.path());
+        }
+        let (mut s_nh, mut s_rf, mut s_fl) = (Samples::default(), Samples::default(), Samples::default());
+        for round in 0..rounds {
+            let order: [(&Plugin, bool); 2] = if round % 2 == 0 { [(nh, true), (rf, false)] } else { [(rf, false), (nh, true)] };
+            for i in 0..per_round {
+                for (p, is_nh) in order {
+                    let id = format!("r{round}i{i}");
+                    let a = call(&self.host_ns, p, "ADD", &id, &self.ctr.path()).as_secs_f64() * 1e3;
+                    let d = call(&self.host_ns, p, "DEL", &id, &self.ctr.path()).as_secs_f64() * 1e3;
+                    let s = if is_nh { &mut s_nh } else { &mut s_rf };
+                    s.add.push(a);
+                    s.del.push(d);
+                }
+                let (fa, fd) = floor(dp, &mut self.host_nl, &self.ctr_ns, &mut self.ctr_nl, self.parent);
+                s_fl.add.push(fa);
+                s_fl.del.push(fd);
+            }
+            eprint!("\r{dp}: round {}/{rounds}", round + 1);
+        }
+        eprintln!();
+        (s_nh, s_rf, s_fl)
+    }
+
+    /// 100 concurrent ADDs, then DELs, nearhost and reference interleaved.
+    fn bursts(&self, nh: &Plugin, rf: &Plugin) -> Vec<(String, f64, f64)> {
+        let ctrs: Vec<Netns> = (0..100).map(|i| Netns::new(&format!("b{i}"))).collect();
+        let mut bursts = Vec::new();
+        for round in 0..3 {
+            for p in if round % 2 == 0 { [nh, rf] } else { [rf, nh] } {
+                let add = burst(&self.host_ns, p, &ctrs, "ADD");
+                let del = burst(&self.host_ns, p, &ctrs, "DEL");
+                bursts.push((p.label.to_string(), add, del));
+            }
+        }
+        bursts
+    }
 }
 
 fn main() {
@@ -145,67 +197,34 @@ fn main() {
         std::process::exit(2);
     }
     let data = tempfile::tempdir().unwrap();
-    let data_s = data.path().display().to_string();
-    let host = Ns::new("h");
-    host.ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "gw0"]);
-    host.ip(&["link", "set", "eth0", "up"]);
-    host.ip(&["addr", "add", "198.18.0.2/24", "dev", "eth0"]);
-    let host_file = NetNs::open(host.path()).unwrap();
-    let ctr = Ns::new("c");
-    let ctr_ns = netns::NetNs::open(ctr.path()).unwrap();
-    let host_ns = netns::NetNs::open(host.path()).unwrap();
-    let mut host_nl = Netlink::open_in(&host_ns).unwrap();
-    let mut ctr_nl = Netlink::open_in(&ctr_ns).unwrap();
-    let parent = host_nl.require_link("eth0").unwrap().index;
-
-    let sets = plugins(&data_s);
+    let sets = plugins(&data.path().display().to_string());
+    let mut bench = Bench::new();
     let mut results = Vec::new();
     for (dp, nh, rf) in &sets {
-        // warm-up: page cache, bridge creation, host-local's directory
-        for p in [nh, rf] {
-            call(&host_file, p, "ADD", "warm", &ctr.path());
-            call(&host_file, p, "DEL", "warm", &ctr.path());
-        }
-        let mut s_nh = Samples { add: vec![], del: vec![] };
-        let mut s_rf = Samples { add: vec![], del: vec![] };
-        let mut s_fl = Samples { add: vec![], del: vec![] };
-        for round in 0..rounds {
-            let order: [(&Plugin, bool); 2] = if round % 2 == 0 { [(nh, true), (rf, false)] } else { [(rf, false), (nh, true)] };
-            for i in 0..per_round {
-                for (p, is_nh) in order {
-                    let id = format!("r{round}i{i}");
-                    let a = call(&host_file, p, "ADD", &id, &ctr.path()).as_secs_f64() * 1e3;
-                    let d = call(&host_file, p, "DEL", &id, &ctr.path()).as_secs_f64() * 1e3;
-                    let s = if is_nh { &mut s_nh } else { &mut s_rf };
-                    s.add.push(a);
-                    s.del.push(d);
-                }
-                let (fa, fd) = floor(dp, &mut host_nl, &ctr_ns, &mut ctr_nl, parent);
-                s_fl.add.push(fa);
-                s_fl.del.push(fd);
-            }
-            eprint!("\r{dp}: round {}/{rounds}", round + 1);
-        }
-        eprintln!();
+        let (s_nh, s_rf, s_fl) = bench.sequential(dp, nh, rf, rounds, per_round);
         results.push((dp.to_string(), s_nh, s_rf, s_fl));
     }
-
-    // 100 concurrent ADDs, then DELs (macvlan), nearhost and reference interleaved.
-    let ctrs: Vec<Ns> = (0..100).map(|i| Ns::new(&format!("b{i}"))).collect();
-    let (_, nh_mv, rf_mv) = &sets[0];
-    let mut bursts: Vec<(String, f64, f64)> = Vec::new();
-    for round in 0..3 {
-        for p in if round % 2 == 0 { [nh_mv, rf_mv] } else { [rf_mv, nh_mv] } {
-            let add = burst(&host_file, p, &ctrs, "ADD");
-            let del = burst(&host_file, p, &ctrs, "DEL");
-            bursts.push((p.label.to_string(), add, del));
-        }
-    }
+    let bursts = bench.bursts(&sets[0].1, &sets[0].2);
 
     println!("\nADD and DEL wall time per container (ms), {rounds} rounds x {per_round}, interleaved; median (p90)");
+    let report = print_sequential(&mut results);
+    println!("\n100 concurrent ADDs then 100 concurrent DELs (macvlan), wall time (ms):");
+    for (label, add, del) in &bursts {
+        println!("  {label:<10} ADD burst {add:>8.1}   DEL burst {del:>8.1}");
+    }
+    if let Some(path) = json_out {
+        let v = json!({"rounds": rounds, "per_round": per_round, "datapaths": report,
+            "bursts": bursts.iter().map(|(l, a, d)| json!({"plugin": l, "add_ms": a, "del_ms": d})).collect::<Vec<_>>()});
+        std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    }
+}
+
+/// The per-datapath table (median and p90 of each plugin and the kernel
+/// floor, with ratios); returns its rows as JSON.
+fn print_sequential(results: &mut [(String, Samples, Samples, Samples)]) -> Vec<Value> {
     println!("{:<9} {:<10} {:>16} {:>16} {:>16}", "datapath", "plugin", "ADD", "DEL", "ADD+DEL");
     let mut report = Vec::new();
-    for (dp, nh, rf, fl) in &mut results {
+    for (dp, nh, rf, fl) in results {
         let row = |label: &str, s: &mut Samples| {
             let mut both: Vec<f64> = s.add.iter().zip(&s.del).map(|(a, d)| a + d).collect();
             let (a, d, b) = (median(&mut s.add), median(&mut s.del), median(&mut both));
@@ -224,15 +243,7 @@ fn main() {
             "reference_ms": {"add": r.0, "del": r.1, "add_del": r.2}, "kernel_floor_ms": {"add": f.0, "del": f.1, "add_del": f.2},
             "ratio": {"add": n.0 / r.0, "del": n.1 / r.1, "add_del": n.2 / r.2}}));
     }
-    println!("\n100 concurrent ADDs then 100 concurrent DELs (macvlan), wall time (ms):");
-    for (label, add, del) in &bursts {
-        println!("  {label:<10} ADD burst {add:>8.1}   DEL burst {del:>8.1}");
-    }
-    if let Some(path) = json_out {
-        let v = json!({"rounds": rounds, "per_round": per_round, "datapaths": report,
-            "bursts": bursts.iter().map(|(l, a, d)| json!({"plugin": l, "add_ms": a, "del_ms": d})).collect::<Vec<_>>()});
-        std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
-    }
+    report
 }
 
 /// Ratio of what nearhost and the reference spend above the kernel floor. When
