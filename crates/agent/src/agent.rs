@@ -64,27 +64,43 @@ struct Agent {
 
 /// The address of the interface carrying the default route.
 fn default_node_ip() -> Result<IpAddr> {
-    let mut nl = nearhost_kernel::Netlink::open().map_err(|e| AgentError::invalid("--node-ip", e.to_string()))?;
-    let link = nl.default_route_links().map_err(|e| AgentError::invalid("--node-ip", e.to_string()))?;
-    let idx = *link.first().ok_or_else(|| AgentError::invalid("--node-ip", "not given, and there is no default route to find it from"))?;
-    let addrs = nl.addresses(Some(idx)).map_err(|e| AgentError::invalid("--node-ip", e.to_string()))?;
-    addrs
-        .iter()
-        .filter(|a| !a.scope_link)
-        .map(|a| a.ip)
-        .min_by_key(|ip| ip.is_ipv6())
-        .ok_or_else(|| AgentError::invalid("--node-ip", "not given, and the default-route interface has no address"))
+    let mut nl = nearhost_kernel::Netlink::open()
+        .map_err(|e| AgentError::invalid("--node-ip", e.to_string()))?;
+    let link =
+        nl.default_route_links().map_err(|e| AgentError::invalid("--node-ip", e.to_string()))?;
+    let idx = *link.first().ok_or_else(|| {
+        AgentError::invalid("--node-ip", "not given, and there is no default route to find it from")
+    })?;
+    let addrs =
+        nl.addresses(Some(idx)).map_err(|e| AgentError::invalid("--node-ip", e.to_string()))?;
+    addrs.iter().filter(|a| !a.scope_link).map(|a| a.ip).min_by_key(|ip| ip.is_ipv6()).ok_or_else(
+        || {
+            AgentError::invalid(
+                "--node-ip",
+                "not given, and the default-route interface has no address",
+            )
+        },
+    )
 }
 
 pub fn validate(cfg: &AgentConfig) -> Result<()> {
     if !records::valid_name(&cfg.node_name) {
-        return Err(AgentError::invalid("--node-name", format!("{:?} is not a node name (letters, digits, - _ .)", cfg.node_name)));
+        return Err(AgentError::invalid(
+            "--node-name",
+            format!("{:?} is not a node name (letters, digits, - _ .)", cfg.node_name),
+        ));
     }
     if !(2..=3600).contains(&cfg.lease_ttl) {
-        return Err(AgentError::invalid("--lease-ttl", format!("{} s is outside 2..3600", cfg.lease_ttl)));
+        return Err(AgentError::invalid(
+            "--lease-ttl",
+            format!("{} s is outside 2..3600", cfg.lease_ttl),
+        ));
     }
     if !cfg.data_dir.is_absolute() {
-        return Err(AgentError::invalid("--data-dir", format!("{} must be an absolute path", cfg.data_dir.display())));
+        return Err(AgentError::invalid(
+            "--data-dir",
+            format!("{} must be an absolute path", cfg.data_dir.display()),
+        ));
     }
     Ok(())
 }
@@ -119,9 +135,19 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
         name: cfg.node_name.clone(),
         ip: node_ip,
         mode: cfg.mode.name().into(),
-        started_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        started_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
     };
-    let mut agent = Agent { cfg: cfg.clone(), etcd: etcd.clone(), metrics: Arc::clone(&metrics), node, served: Vec::new(), pending_release: Vec::new() };
+    let mut agent = Agent {
+        cfg: cfg.clone(),
+        etcd: etcd.clone(),
+        metrics: Arc::clone(&metrics),
+        node,
+        served: Vec::new(),
+        pending_release: Vec::new(),
+    };
     for name in &cfg.pools {
         agent.serve_pool(name).await?;
     }
@@ -235,7 +261,12 @@ impl Agent {
     }
 
     fn block_rec(&self, i: usize, block: IpNet) -> BlockRecord {
-        BlockRecord { pool: self.served[i].rec.name.clone(), block, node: self.node.name.clone(), node_ip: self.node.ip }
+        BlockRecord {
+            pool: self.served[i].rec.name.clone(),
+            block,
+            node: self.node.name.clone(),
+            node_ip: self.node.ip,
+        }
     }
 
     /// Re-binds a block of ours to `lease`; false (and an error logged) when
@@ -245,13 +276,23 @@ impl Agent {
             return Ok(true);
         }
         if let Some(h) = blocks::holder(&self.etcd, &rec.pool, &rec.block).await? {
-            tracing::error!("{}", AgentError::BlockStolen { pool: rec.pool.clone(), block: rec.block, holder: h.node, holder_ip: h.node_ip });
+            tracing::error!(
+                "{}",
+                AgentError::BlockStolen {
+                    pool: rec.pool.clone(),
+                    block: rec.block,
+                    holder: h.node,
+                    holder_ip: h.node_ip
+                }
+            );
         }
         Ok(false)
     }
 
     async fn claim(&mut self, i: usize, lease: i64) -> Result<BlockRecord> {
-        let rec = blocks::claim(&self.etcd, &self.served[i].rec, &self.node.name, self.node.ip, lease).await?;
+        let rec =
+            blocks::claim(&self.etcd, &self.served[i].rec, &self.node.name, self.node.ip, lease)
+                .await?;
         self.served[i].owned.push(rec.clone());
         local::add_block(&self.served[i].store, rec.block)?;
         tracing::info!("claimed block {} of pool {}", rec.block, rec.pool);
@@ -273,7 +314,9 @@ impl Agent {
             Response { ok: false, error: Some(e.to_string()), code, body: None }
         };
         match req {
-            Request::Status => Response { ok: true, error: None, code: None, body: Some(self.status()) },
+            Request::Status => {
+                Response { ok: true, error: None, code: None, body: Some(self.status()) }
+            }
             Request::Claim { pool, if_low } => {
                 let i = match self.serve_pool(&pool).await {
                     Ok(i) => i,
@@ -285,7 +328,12 @@ impl Agent {
                     return Response { ok: true, error: None, code: None, body: None };
                 }
                 match self.claim(i, session.lease).await {
-                    Ok(rec) => Response { ok: true, error: None, code: None, body: Some(serde_json::json!({"block": rec.block})) },
+                    Ok(rec) => Response {
+                        ok: true,
+                        error: None,
+                        code: None,
+                        body: Some(serde_json::json!({"block": rec.block})),
+                    },
                     Err(e) => fail(e),
                 }
             }
@@ -316,7 +364,10 @@ impl Agent {
         for i in 0..self.served.len() {
             let Ok((per_block, free)) = local::usage(&self.served[i].store) else { continue };
             let label = PoolLabel { pool: self.served[i].rec.name.clone() };
-            self.metrics.addresses_in_use.get_or_create(&label).set(per_block.iter().map(|(_, n)| *n as i64).sum());
+            self.metrics
+                .addresses_in_use
+                .get_or_create(&label)
+                .set(per_block.iter().map(|(_, n)| *n as i64).sum());
             let now = Instant::now();
             for (block, used) in &per_block {
                 if *used > 0 {
@@ -336,7 +387,9 @@ impl Agent {
                 // Keep the per-pool minimum, and the headroom that made us claim
                 // the block in the first place (else: claim, release, claim …).
                 let capacity = local::capacity(&block);
-                if self.served[i].owned.len() <= self.cfg.min_blocks || free.saturating_sub(capacity) < self.cfg.low_water {
+                if self.served[i].owned.len() <= self.cfg.min_blocks
+                    || free.saturating_sub(capacity) < self.cfg.low_water
+                {
                     break;
                 }
                 free -= capacity;
@@ -366,14 +419,23 @@ impl Agent {
         self.metrics.vf_claims.clear();
         for pf in inventory {
             let count = |state: &str, n: u32| {
-                self.metrics.vfs.get_or_create(&VfCountLabel { pf: pf.pf.clone(), state: state.into() }).set(i64::from(n));
+                self.metrics
+                    .vfs
+                    .get_or_create(&VfCountLabel { pf: pf.pf.clone(), state: state.into() })
+                    .set(i64::from(n));
             };
             count("total", pf.total);
             count("enabled", pf.enabled);
             count("free", pf.free);
             count("claimed", pf.claimed.len() as u32);
             for c in &pf.claimed {
-                let label = VfClaimLabel { pf: pf.pf.clone(), vf: c.vf.to_string(), pci: c.pci.clone(), container: c.container_id.clone(), ifname: c.ifname.clone() };
+                let label = VfClaimLabel {
+                    pf: pf.pf.clone(),
+                    vf: c.vf.to_string(),
+                    pci: c.pci.clone(),
+                    container: c.container_id.clone(),
+                    ifname: c.ifname.clone(),
+                };
                 self.metrics.vf_claims.get_or_create(&label).set(1);
             }
         }

@@ -24,16 +24,26 @@ pub fn nth_block(pool: &PoolRecord, n: u128) -> IpNet {
     };
     let width: u32 = if pool.subnet.addr().is_ipv6() { 128 } else { 32 };
     let addr = base + (n << (width - u32::from(pool.block_prefix)));
-    let ip = if pool.subnet.addr().is_ipv6() { IpAddr::V6(addr.into()) } else { IpAddr::V4((addr as u32).into()) };
+    let ip = if pool.subnet.addr().is_ipv6() {
+        IpAddr::V6(addr.into())
+    } else {
+        IpAddr::V4((addr as u32).into())
+    };
     IpNet::new(ip, pool.block_prefix).expect("valid block prefix")
 }
 
 /// Free blocks in claim order: starting at a place derived from the node's
 /// name, so agents starting together rarely race for the same block.
-pub fn candidates<'a>(pool: &'a PoolRecord, taken: &'a HashSet<IpNet>, node: &str) -> impl Iterator<Item = IpNet> + 'a {
+pub fn candidates<'a>(
+    pool: &'a PoolRecord,
+    taken: &'a HashSet<IpNet>,
+    node: &str,
+) -> impl Iterator<Item = IpNet> + 'a {
     let total = pool.block_count();
     let start = u128::from(fnv(node)) % total;
-    (0..total).map(move |i| nth_block(pool, (start + i) % total)).filter(move |b| !taken.contains(b))
+    (0..total)
+        .map(move |i| nth_block(pool, (start + i) % total))
+        .filter(move |b| !taken.contains(b))
 }
 
 fn fnv(s: &str) -> u64 {
@@ -41,9 +51,19 @@ fn fnv(s: &str) -> u64 {
 }
 
 /// Claims one free block of `pool` for `rec` (its `block` is filled in).
-pub async fn claim(etcd: &Etcd, pool: &PoolRecord, node: &str, node_ip: IpAddr, lease: i64) -> Result<BlockRecord> {
+pub async fn claim(
+    etcd: &Etcd,
+    pool: &PoolRecord,
+    node: &str,
+    node_ip: IpAddr,
+    lease: i64,
+) -> Result<BlockRecord> {
     let (kvs, _) = etcd.get_prefix(&records::blocks_of(&pool.name)).await?;
-    let taken: HashSet<IpNet> = kvs.iter().filter_map(|kv| records::decode::<BlockRecord>(kv.value())).map(|b| b.block).collect();
+    let taken: HashSet<IpNet> = kvs
+        .iter()
+        .filter_map(|kv| records::decode::<BlockRecord>(kv.value()))
+        .map(|b| b.block)
+        .collect();
     for block in candidates(pool, &taken, node).take(ATTEMPTS) {
         let rec = BlockRecord { pool: pool.name.clone(), block, node: node.to_string(), node_ip };
         if try_claim(etcd, &rec, lease).await? {
@@ -51,7 +71,11 @@ pub async fn claim(etcd: &Etcd, pool: &PoolRecord, node: &str, node_ip: IpAddr, 
         }
     }
     if taken.len() as u128 >= pool.block_count() {
-        return Err(AgentError::PoolExhausted { pool: pool.name.clone(), subnet: pool.subnet, total: pool.block_count() });
+        return Err(AgentError::PoolExhausted {
+            pool: pool.name.clone(),
+            subnet: pool.subnet,
+            total: pool.block_count(),
+        });
     }
     Err(AgentError::Contention(format!("the blocks of pool {}", pool.name)))
 }
@@ -64,7 +88,11 @@ pub async fn try_claim(etcd: &Etcd, rec: &BlockRecord, lease: i64) -> Result<boo
             Compare::create_revision(key.clone(), CompareOp::Equal, 0),
             Compare::version(records::pool_key(&rec.pool), CompareOp::Greater, 0),
         ])
-        .and_then(vec![TxnOp::put(key, records::encode(rec), Some(PutOptions::new().with_lease(lease)))]);
+        .and_then(vec![TxnOp::put(
+            key,
+            records::encode(rec),
+            Some(PutOptions::new().with_lease(lease)),
+        )]);
     Ok(etcd.txn(txn).await?.succeeded())
 }
 
@@ -108,8 +136,15 @@ mod tests {
     fn blocks_tile_the_pool() {
         let p = pool();
         let all: Vec<String> = (0..4).map(|n| nth_block(&p, n).to_string()).collect();
-        assert_eq!(all, ["198.18.64.0/26", "198.18.64.64/26", "198.18.64.128/26", "198.18.64.192/26"]);
-        let v6 = PoolRecord { name: "q".into(), subnet: "2001:2:1::/64".parse().unwrap(), block_prefix: 122 };
+        assert_eq!(
+            all,
+            ["198.18.64.0/26", "198.18.64.64/26", "198.18.64.128/26", "198.18.64.192/26"]
+        );
+        let v6 = PoolRecord {
+            name: "q".into(),
+            subnet: "2001:2:1::/64".parse().unwrap(),
+            block_prefix: 122,
+        };
         assert_eq!(nth_block(&v6, 1).to_string(), "2001:2:1::40/122");
     }
 

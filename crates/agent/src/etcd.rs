@@ -27,21 +27,36 @@ impl EtcdOptions {
             .with_timeout(Duration::from_secs(5))
             .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3));
         if let Some(user) = &self.user {
-            let pw = self.password.clone().ok_or_else(|| AgentError::invalid("--etcd-password", "is required with --etcd-user"))?;
+            let pw = self.password.clone().ok_or_else(|| {
+                AgentError::invalid("--etcd-password", "is required with --etcd-user")
+            })?;
             o = o.with_user(user.clone(), pw);
         }
         if self.ca.is_some() || self.cert.is_some() {
             let read = |p: &std::path::Path, flag: &str| {
-                std::fs::read(p).map_err(|e| AgentError::invalid(flag, format!("cannot read {}: {e}", p.display())))
+                std::fs::read(p).map_err(|e| {
+                    AgentError::invalid(flag, format!("cannot read {}: {e}", p.display()))
+                })
             };
             let mut tls = etcd_client::TlsOptions::new();
             if let Some(ca) = &self.ca {
-                tls = tls.ca_certificate(etcd_client::Certificate::from_pem(read(ca, "--etcd-ca")?));
+                tls =
+                    tls.ca_certificate(etcd_client::Certificate::from_pem(read(ca, "--etcd-ca")?));
             }
             match (&self.cert, &self.key) {
-                (Some(c), Some(k)) => tls = tls.identity(etcd_client::Identity::from_pem(read(c, "--etcd-cert")?, read(k, "--etcd-key")?)),
+                (Some(c), Some(k)) => {
+                    tls = tls.identity(etcd_client::Identity::from_pem(
+                        read(c, "--etcd-cert")?,
+                        read(k, "--etcd-key")?,
+                    ))
+                }
                 (None, None) => {}
-                _ => return Err(AgentError::invalid("--etcd-cert", "--etcd-cert and --etcd-key go together")),
+                _ => {
+                    return Err(AgentError::invalid(
+                        "--etcd-cert",
+                        "--etcd-cert and --etcd-key go together",
+                    ))
+                }
             }
             o = o.with_tls(tls);
         }
@@ -61,11 +76,17 @@ impl Etcd {
     /// within the connect timeout otherwise.
     pub async fn connect(opts: &EtcdOptions, metrics: Arc<Metrics>) -> Result<Etcd> {
         if opts.endpoints.is_empty() {
-            return Err(AgentError::invalid("--etcd", "at least one URL is required (e.g. http://198.18.0.1:2379)"));
+            return Err(AgentError::invalid(
+                "--etcd",
+                "at least one URL is required (e.g. http://198.18.0.1:2379)",
+            ));
         }
         for e in &opts.endpoints {
             if !(e.starts_with("http://") || e.starts_with("https://")) {
-                return Err(AgentError::invalid("--etcd", format!("{e:?} is not an http:// or https:// URL")));
+                return Err(AgentError::invalid(
+                    "--etcd",
+                    format!("{e:?} is not an http:// or https:// URL"),
+                ));
             }
         }
         let unreachable = |detail: String| AgentError::Unreachable {
@@ -107,14 +128,19 @@ impl Etcd {
 
     pub async fn get_prefix(&self, prefix: &str) -> Result<(Vec<KeyValue>, i64)> {
         let p = prefix.to_string();
-        let resp: GetResponse = self.call("get", |mut c| async move { c.get(p, Some(GetOptions::new().with_prefix())).await }).await?;
+        let resp: GetResponse =
+            self.call("get", |mut c| async move {
+                c.get(p, Some(GetOptions::new().with_prefix())).await
+            })
+            .await?;
         let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
         Ok((resp.kvs().to_vec(), rev))
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
         let k = key.to_string();
-        let resp: GetResponse = self.call("get", |mut c| async move { c.get(k, None).await }).await?;
+        let resp: GetResponse =
+            self.call("get", |mut c| async move { c.get(k, None).await }).await?;
         Ok(resp.kvs().first().cloned())
     }
 

@@ -61,7 +61,8 @@ pub fn drop_if_empty(store: &PoolStore, block: &IpNet) -> Result<bool> {
 /// Usage: (addresses reserved per block, free addresses across all blocks).
 pub fn usage(store: &PoolStore) -> Result<(Vec<(IpNet, usize)>, usize)> {
     let s = store.state()?;
-    let per_block: Vec<(IpNet, usize)> = s.blocks.iter().map(|b| (*b, reserved_in(&s, b))).collect();
+    let per_block: Vec<(IpNet, usize)> =
+        s.blocks.iter().map(|b| (*b, reserved_in(&s, b))).collect();
     let capacity: usize = blocks_as_sets(&s.blocks)
         .iter()
         .flat_map(|set| set.ranges.iter())

@@ -66,15 +66,47 @@ impl Metrics {
         let peers = Gauge::default();
         let vfs = Family::<VfCountLabel, Gauge>::default();
         let vf_claims = Family::<VfClaimLabel, Gauge>::default();
-        registry.register("etcd_requests", "etcd requests made, by operation", etcd_requests.clone());
-        registry.register("etcd_errors", "etcd requests that failed, by operation", etcd_errors.clone());
-        registry.register("etcd_request_duration_seconds", "etcd request latency", etcd_latency.clone());
-        registry.register("blocks_owned", "address blocks this node holds, by pool", blocks_owned.clone());
-        registry.register("addresses_in_use", "addresses reserved in this node's blocks, by pool", addresses_in_use.clone());
-        registry.register("routes_programmed", "routes to other nodes' blocks in the kernel", routes_programmed.clone());
+        registry.register(
+            "etcd_requests",
+            "etcd requests made, by operation",
+            etcd_requests.clone(),
+        );
+        registry.register(
+            "etcd_errors",
+            "etcd requests that failed, by operation",
+            etcd_errors.clone(),
+        );
+        registry.register(
+            "etcd_request_duration_seconds",
+            "etcd request latency",
+            etcd_latency.clone(),
+        );
+        registry.register(
+            "blocks_owned",
+            "address blocks this node holds, by pool",
+            blocks_owned.clone(),
+        );
+        registry.register(
+            "addresses_in_use",
+            "addresses reserved in this node's blocks, by pool",
+            addresses_in_use.clone(),
+        );
+        registry.register(
+            "routes_programmed",
+            "routes to other nodes' blocks in the kernel",
+            routes_programmed.clone(),
+        );
         registry.register("peers", "other nodes with blocks", peers.clone());
-        registry.register("sriov_vfs", "SR-IOV VFs per physical function, by state (total, enabled, free, claimed)", vfs.clone());
-        registry.register("sriov_vf_claim", "1 for every VF a container holds, labelled with the container", vf_claims.clone());
+        registry.register(
+            "sriov_vfs",
+            "SR-IOV VFs per physical function, by state (total, enabled, free, claimed)",
+            vfs.clone(),
+        );
+        registry.register(
+            "sriov_vf_claim",
+            "1 for every VF a container holds, labelled with the container",
+            vf_claims.clone(),
+        );
         Arc::new(Metrics {
             registry,
             etcd_requests,
@@ -96,7 +128,8 @@ impl Metrics {
 
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("metrics encode");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("metrics encode");
         out
     }
 }
@@ -112,17 +145,30 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
         let metrics = Arc::clone(&metrics);
         tokio::spawn(async move {
             let mut buf = vec![0u8; 2048];
-            let n = match tokio::time::timeout(std::time::Duration::from_secs(5), sock.read(&mut buf)).await {
-                Ok(Ok(n)) => n,
-                _ => return,
-            };
+            let n =
+                match tokio::time::timeout(std::time::Duration::from_secs(5), sock.read(&mut buf))
+                    .await
+                {
+                    Ok(Ok(n)) => n,
+                    _ => return,
+                };
             let head = String::from_utf8_lossy(&buf[..n]);
             let path = head.split_whitespace().nth(1).unwrap_or("/");
             let reply = match path {
-                "/metrics" => response("200 OK", "application/openmetrics-text; version=1.0.0; charset=utf-8", &metrics.encode()),
+                "/metrics" => response(
+                    "200 OK",
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    &metrics.encode(),
+                ),
                 "/healthz" => response("200 OK", "text/plain", "ok\n"),
-                "/readyz" if metrics.ready.load(Ordering::Relaxed) => response("200 OK", "text/plain", "ready\n"),
-                "/readyz" => response("503 Service Unavailable", "text/plain", "not ready: no etcd session or no blocks yet\n"),
+                "/readyz" if metrics.ready.load(Ordering::Relaxed) => {
+                    response("200 OK", "text/plain", "ready\n")
+                }
+                "/readyz" => response(
+                    "503 Service Unavailable",
+                    "text/plain",
+                    "not ready: no etcd session or no blocks yet\n",
+                ),
                 _ => response("404 Not Found", "text/plain", "try /metrics, /healthz or /readyz\n"),
             };
             let _ = sock.write_all(reply.as_bytes()).await;

@@ -22,20 +22,32 @@ pub fn default_block_prefix(subnet: &IpNet) -> u8 {
 /// Checks a pool definition; every error names the flag and value.
 pub fn validate(name: &str, subnet: &IpNet, block_prefix: u8) -> Result<PoolRecord> {
     if !records::valid_name(name) {
-        return Err(AgentError::invalid("NAME", format!("{name:?} is not a pool name (letters, digits, - _ ., at most 63)")));
+        return Err(AgentError::invalid(
+            "NAME",
+            format!("{name:?} is not a pool name (letters, digits, - _ ., at most 63)"),
+        ));
     }
     if subnet.addr() != subnet.network() {
-        return Err(AgentError::invalid("--subnet", format!("{subnet} has host bits set; did you mean {}?", subnet.trunc())));
+        return Err(AgentError::invalid(
+            "--subnet",
+            format!("{subnet} has host bits set; did you mean {}?", subnet.trunc()),
+        ));
     }
     let max = if subnet.addr().is_ipv6() { 126 } else { 30 };
     if block_prefix < subnet.prefix_len() || block_prefix > max {
         return Err(AgentError::invalid(
             "--block-size",
-            format!("/{block_prefix} must be between the subnet's /{} and /{max}", subnet.prefix_len()),
+            format!(
+                "/{block_prefix} must be between the subnet's /{} and /{max}",
+                subnet.prefix_len()
+            ),
         ));
     }
     if block_prefix - subnet.prefix_len() > 24 {
-        return Err(AgentError::invalid("--block-size", format!("/{block_prefix} makes more than 2^24 blocks of {subnet}; use larger blocks")));
+        return Err(AgentError::invalid(
+            "--block-size",
+            format!("/{block_prefix} makes more than 2^24 blocks of {subnet}; use larger blocks"),
+        ));
     }
     Ok(PoolRecord { name: name.to_string(), subnet: *subnet, block_prefix })
 }
@@ -59,7 +71,12 @@ pub async fn create(etcd: &Etcd, pool: &PoolRecord) -> Result<()> {
             return Err(AgentError::PoolExists { name: p.name.clone(), subnet: p.subnet });
         }
         if let Some(o) = pools.iter().find(|o| overlaps(&o.subnet, &pool.subnet)) {
-            return Err(AgentError::Overlap { name: pool.name.clone(), subnet: pool.subnet, other: o.name.clone(), other_subnet: o.subnet });
+            return Err(AgentError::Overlap {
+                name: pool.name.clone(),
+                subnet: pool.subnet,
+                other: o.name.clone(),
+                other_subnet: o.subnet,
+            });
         }
         let key = records::pool_key(&pool.name);
         let txn = Txn::new()
@@ -67,7 +84,10 @@ pub async fn create(etcd: &Etcd, pool: &PoolRecord) -> Result<()> {
                 Compare::create_revision(key.clone(), CompareOp::Equal, 0),
                 Compare::mod_revision(records::POOLS_GUARD, CompareOp::Equal, guard),
             ])
-            .and_then(vec![TxnOp::put(key, records::encode(pool), None), TxnOp::put(records::POOLS_GUARD, pool.name.clone(), None)]);
+            .and_then(vec![
+                TxnOp::put(key, records::encode(pool), None),
+                TxnOp::put(records::POOLS_GUARD, pool.name.clone(), None),
+            ]);
         if etcd.txn(txn).await?.succeeded() {
             return Ok(());
         }
@@ -86,8 +106,12 @@ pub struct PoolUsage {
 }
 
 pub async fn get(etcd: &Etcd, name: &str) -> Result<PoolRecord> {
-    let kv = etcd.get(&records::pool_key(name)).await?.ok_or_else(|| AgentError::UnknownPool(name.to_string()))?;
-    records::decode(kv.value()).ok_or_else(|| AgentError::invalid(records::pool_key(name), "is not a pool record"))
+    let kv = etcd
+        .get(&records::pool_key(name))
+        .await?
+        .ok_or_else(|| AgentError::UnknownPool(name.to_string()))?;
+    records::decode(kv.value())
+        .ok_or_else(|| AgentError::invalid(records::pool_key(name), "is not a pool record"))
 }
 
 pub async fn blocks(etcd: &Etcd, pool: &str) -> Result<Vec<BlockRecord>> {
@@ -108,7 +132,12 @@ pub async fn list(etcd: &Etcd) -> Result<Vec<PoolUsage>> {
     let mut out = Vec::new();
     for p in pools {
         let b = blocks(etcd, &p.name).await?;
-        out.push(PoolUsage { blocks_total: p.block_count(), blocks_claimed: b.len(), nodes: holders(&b), pool: p });
+        out.push(PoolUsage {
+            blocks_total: p.block_count(),
+            blocks_claimed: b.len(),
+            nodes: holders(&b),
+            pool: p,
+        });
     }
     Ok(out)
 }
@@ -120,13 +149,25 @@ pub async fn remove(etcd: &Etcd, name: &str, force: bool) -> Result<()> {
     let kv = etcd.get(&key).await?.ok_or_else(|| AgentError::UnknownPool(name.to_string()))?;
     let claimed = blocks(etcd, name).await?;
     if !claimed.is_empty() && !force {
-        return Err(AgentError::PoolInUse { pool: name.to_string(), count: claimed.len(), nodes: holders(&claimed).join(", ") });
+        return Err(AgentError::PoolInUse {
+            pool: name.to_string(),
+            count: claimed.len(),
+            nodes: holders(&claimed).join(", "),
+        });
     }
-    let mut ops = vec![TxnOp::delete(key.clone(), None), TxnOp::put(records::POOLS_GUARD, format!("-{name}"), None)];
+    let mut ops = vec![
+        TxnOp::delete(key.clone(), None),
+        TxnOp::put(records::POOLS_GUARD, format!("-{name}"), None),
+    ];
     if force {
-        ops.push(TxnOp::delete(records::blocks_of(name), Some(etcd_client::DeleteOptions::new().with_prefix())));
+        ops.push(TxnOp::delete(
+            records::blocks_of(name),
+            Some(etcd_client::DeleteOptions::new().with_prefix()),
+        ));
     }
-    let txn = Txn::new().when(vec![Compare::mod_revision(key, CompareOp::Equal, kv.mod_revision())]).and_then(ops);
+    let txn = Txn::new()
+        .when(vec![Compare::mod_revision(key, CompareOp::Equal, kv.mod_revision())])
+        .and_then(ops);
     if etcd.txn(txn).await?.succeeded() {
         Ok(())
     } else {

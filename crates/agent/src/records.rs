@@ -75,7 +75,9 @@ pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Option<T> {
 
 /// Pool and block names appear in keys: letters, digits, `- _ .`.
 pub fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 63 && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    !name.is_empty()
+        && name.len() <= 63
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
 #[cfg(test)]
@@ -90,7 +92,11 @@ mod tests {
         assert!(valid_name("pod-net_1.a"));
         assert!(!valid_name("a/b"));
         assert!(!valid_name(""));
-        let p = PoolRecord { name: "p".into(), subnet: "198.18.64.0/18".parse().unwrap(), block_prefix: 26 };
+        let p = PoolRecord {
+            name: "p".into(),
+            subnet: "198.18.64.0/18".parse().unwrap(),
+            block_prefix: 26,
+        };
         assert_eq!(p.block_count(), 256);
         let back: PoolRecord = decode(&encode(&p)).unwrap();
         assert_eq!(back, p);

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use nearhost_datapath::peers::{self, Peer};
 use nearhost_datapath::overlay::{self, VxlanOptions};
+use nearhost_datapath::peers::{self, Peer};
 use nearhost_datapath::Namespace;
 
 use crate::metrics::Metrics;
@@ -64,7 +64,12 @@ pub fn spawn(mode: Mode, metrics: Arc<Metrics>) -> crate::error::Result<Sender<D
     Ok(tx)
 }
 
-fn apply(host: &mut Namespace, vx: Option<u32>, peer: &Peer, add: bool) -> nearhost_datapath::Result<()> {
+fn apply(
+    host: &mut Namespace,
+    vx: Option<u32>,
+    peer: &Peer,
+    add: bool,
+) -> nearhost_datapath::Result<()> {
     match (vx, add) {
         (None, true) => peers::add_hostgw(host, peer),
         (None, false) => peers::remove_hostgw(host, peer),
@@ -75,7 +80,12 @@ fn apply(host: &mut Namespace, vx: Option<u32>, peer: &Peer, add: bool) -> nearh
 
 /// Removes what is no longer desired, (re)applies what is; returns what is now
 /// programmed (failed entries are left out and retried next time).
-fn reconcile(host: &mut Namespace, vx: Option<u32>, programmed: &Desired, desired: &Desired) -> Desired {
+fn reconcile(
+    host: &mut Namespace,
+    vx: Option<u32>,
+    programmed: &Desired,
+    desired: &Desired,
+) -> Desired {
     for (node, old) in programmed {
         let keep = desired.get(node).cloned().unwrap_or_default();
         let result = if keep.is_empty() {

@@ -27,11 +27,15 @@ impl Drop for Session {
 
 /// Grants a lease, registers the node under it, and starts keeping it alive.
 pub async fn open(etcd: &Etcd, node: &NodeRecord, ttl: i64) -> Result<Session> {
-    let grant = etcd.call("lease_grant", |mut c| async move { c.lease_grant(ttl, None).await }).await?;
+    let grant =
+        etcd.call("lease_grant", |mut c| async move { c.lease_grant(ttl, None).await }).await?;
     let lease = grant.id();
     let key = records::node_key(&node.name);
     let value = records::encode(node);
-    etcd.call("put", |mut c| async move { c.put(key, value, Some(PutOptions::new().with_lease(lease))).await }).await?;
+    etcd.call("put", |mut c| async move {
+        c.put(key, value, Some(PutOptions::new().with_lease(lease))).await
+    })
+    .await?;
     let (tx, lost) = oneshot::channel();
     let keeper = tokio::spawn(keep_alive(etcd.clone(), lease, ttl, tx));
     Ok(Session { lease, lost, keeper })
@@ -45,7 +49,9 @@ async fn keep_alive(etcd: Etcd, lease: i64, ttl: i64, lost: oneshot::Sender<()>)
         if last_ok.elapsed() > window {
             break;
         }
-        let opened = etcd.call("lease_keep_alive", |mut c| async move { c.lease_keep_alive(lease).await }).await;
+        let opened = etcd
+            .call("lease_keep_alive", |mut c| async move { c.lease_keep_alive(lease).await })
+            .await;
         let (mut keeper, mut stream) = match opened {
             Ok(pair) => pair,
             Err(e) => {

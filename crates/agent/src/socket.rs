@@ -24,9 +24,12 @@ pub fn bind(path: &PathBuf) -> Result<UnixListener> {
         let _ = std::fs::remove_file(path);
     }
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| AgentError::io(format!("create {}", dir.display()), e))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| AgentError::io(format!("create {}", dir.display()), e))?;
     }
-    let listener = UnixListener::bind(path).map_err(|e| AgentError::io(format!("listen on {} (is another agent running?)", path.display()), e))?;
+    let listener = UnixListener::bind(path).map_err(|e| {
+        AgentError::io(format!("listen on {} (is another agent running?)", path.display()), e)
+    })?;
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
     Ok(listener)
@@ -40,11 +43,19 @@ pub async fn serve(listener: UnixListener, to_agent: mpsc::Sender<Ask>) {
             let (read, mut write) = sock.into_split();
             let mut line = String::new();
             let mut reader = BufReader::new(read);
-            if tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line)).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line))
+                .await
+                .is_err()
+            {
                 return;
             }
             let response = match serde_json::from_str::<Request>(&line) {
-                Err(e) => Response { ok: false, error: Some(format!("bad request: {e}")), code: None, body: None },
+                Err(e) => Response {
+                    ok: false,
+                    error: Some(format!("bad request: {e}")),
+                    code: None,
+                    body: None,
+                },
                 Ok(request) => {
                     let (tx, rx) = oneshot::channel();
                     if to_agent.send(Ask { request, reply: tx }).await.is_err() {
@@ -52,7 +63,14 @@ pub async fn serve(listener: UnixListener, to_agent: mpsc::Sender<Ask>) {
                     }
                     match tokio::time::timeout(Duration::from_secs(9), rx).await {
                         Ok(Ok(r)) => r,
-                        _ => Response { ok: false, error: Some("the agent is busy (etcd slow or unreachable); try again".into()), code: None, body: None },
+                        _ => Response {
+                            ok: false,
+                            error: Some(
+                                "the agent is busy (etcd slow or unreachable); try again".into(),
+                            ),
+                            code: None,
+                            body: None,
+                        },
                     }
                 }
             };

@@ -27,7 +27,12 @@ fn desired(view: &BTreeMap<String, BlockRecord>, me: &str) -> Desired {
 
 /// Runs forever. `own_deleted` hears about our own blocks vanishing (an expired
 /// lease during an etcd outage), so they can be claimed back.
-pub async fn run(etcd: Etcd, me: String, programmer: Sender<Desired>, own_deleted: UnboundedSender<BlockRecord>) {
+pub async fn run(
+    etcd: Etcd,
+    me: String,
+    programmer: Sender<Desired>,
+    own_deleted: UnboundedSender<BlockRecord>,
+) {
     let mut backoff = Duration::from_millis(200);
     loop {
         match watch_once(&etcd, &me, &programmer, &own_deleted).await {
@@ -41,21 +46,35 @@ pub async fn run(etcd: Etcd, me: String, programmer: Sender<Desired>, own_delete
     }
 }
 
-async fn watch_once(etcd: &Etcd, me: &str, programmer: &Sender<Desired>, own_deleted: &UnboundedSender<BlockRecord>) -> crate::error::Result<()> {
+async fn watch_once(
+    etcd: &Etcd,
+    me: &str,
+    programmer: &Sender<Desired>,
+    own_deleted: &UnboundedSender<BlockRecord>,
+) -> crate::error::Result<()> {
     let (kvs, rev) = etcd.get_prefix(records::BLOCKS).await?;
     let mut view: BTreeMap<String, BlockRecord> = kvs
         .iter()
-        .filter_map(|kv| Some((kv.key_str().ok()?.to_string(), records::decode::<BlockRecord>(kv.value())?)))
+        .filter_map(|kv| {
+            Some((kv.key_str().ok()?.to_string(), records::decode::<BlockRecord>(kv.value())?))
+        })
         .collect();
     let _ = programmer.send(desired(&view, me));
     let opts = WatchOptions::new().with_prefix().with_prev_key().with_start_revision(rev + 1);
     let prefix = records::BLOCKS.to_string();
-    let mut stream = etcd.call("watch", |mut c| async move { c.watch(prefix, Some(opts)).await }).await?;
+    let mut stream =
+        etcd.call("watch", |mut c| async move { c.watch(prefix, Some(opts)).await }).await?;
     loop {
-        let msg = stream.message().await.map_err(|source| crate::error::AgentError::Etcd { op: "watch", source })?;
+        let msg = stream
+            .message()
+            .await
+            .map_err(|source| crate::error::AgentError::Etcd { op: "watch", source })?;
         let Some(resp) = msg else { return Ok(()) };
         if resp.canceled() || resp.compact_revision() > 0 {
-            tracing::info!("block watch cancelled (compacted at {}): listing again", resp.compact_revision());
+            tracing::info!(
+                "block watch cancelled (compacted at {}): listing again",
+                resp.compact_revision()
+            );
             return Ok(());
         }
         let mut changed = false;

@@ -24,8 +24,14 @@ impl Chain<'_> {
         for (index, p) in self.plugins.iter().enumerate() {
             let ty = plugin_type(p);
             if ty != NEARHOST_TYPE && delegate::find(inv, ty).is_err() {
-                let path = inv.path.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(":");
-                return Err(AttachError::PluginMissing { network: self.network.into(), index, plugin: ty.into(), path });
+                let path =
+                    inv.path.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(":");
+                return Err(AttachError::PluginMissing {
+                    network: self.network.into(),
+                    index,
+                    plugin: ty.into(),
+                    path,
+                });
             }
         }
         Ok(())
@@ -51,13 +57,23 @@ impl Chain<'_> {
                 }
             }
         }
-        prev.ok_or_else(|| self.error(&Value::Null, "ADD", CniError::new(code::INVALID_CONFIG, "the network has no plugins")))
+        prev.ok_or_else(|| {
+            self.error(
+                &Value::Null,
+                "ADD",
+                CniError::new(code::INVALID_CONFIG, "the network has no plugins"),
+            )
+        })
     }
 
     fn undo(&self, done: &[Value], inv: &Invocation, prev: Option<&Value>) {
         for plugin in done.iter().rev() {
             if let Err(e) = self.run(plugin, Command::Del, inv, prev) {
-                tracing::error!("rollback: DEL of plugin {} failed: {}", plugin_type(plugin), e.msg);
+                tracing::error!(
+                    "rollback: DEL of plugin {} failed: {}",
+                    plugin_type(plugin),
+                    e.msg
+                );
             }
         }
     }
@@ -81,12 +97,19 @@ impl Chain<'_> {
     /// CHECK through the chain, each plugin given the cached result.
     pub fn check(&self, inv: &Invocation, prev: &Value) -> Result<()> {
         for plugin in self.plugins {
-            self.run(plugin, Command::Check, inv, Some(prev)).map_err(|e| self.error(plugin, "CHECK", e))?;
+            self.run(plugin, Command::Check, inv, Some(prev))
+                .map_err(|e| self.error(plugin, "CHECK", e))?;
         }
         Ok(())
     }
 
-    fn run(&self, plugin: &Value, command: Command, inv: &Invocation, prev: Option<&Value>) -> std::result::Result<Option<Value>, CniError> {
+    fn run(
+        &self,
+        plugin: &Value,
+        command: Command,
+        inv: &Invocation,
+        prev: Option<&Value>,
+    ) -> std::result::Result<Option<Value>, CniError> {
         let mut conf = plugin.clone();
         if let Some(p) = prev {
             conf["prevResult"] = p.clone();
@@ -116,7 +139,14 @@ impl Chain<'_> {
     }
 
     fn error(&self, plugin: &Value, verb: &'static str, e: CniError) -> AttachError {
-        AttachError::Plugin { network: self.network.into(), plugin: plugin_type(plugin).into(), verb, code: e.code, msg: e.msg, hint: hint(e.code) }
+        AttachError::Plugin {
+            network: self.network.into(),
+            plugin: plugin_type(plugin).into(),
+            verb,
+            code: e.code,
+            msg: e.msg,
+            hint: hint(e.code),
+        }
     }
 }
 

@@ -45,13 +45,21 @@ impl NetSpec {
         let lower = matches!(self.datapath.as_str(), "macvlan" | "ipvlan");
         if let Some(m) = &self.master {
             if !lower {
-                return Err(AttachError::bad_flag("--master", m, "applies only to --datapath macvlan and ipvlan"));
+                return Err(AttachError::bad_flag(
+                    "--master",
+                    m,
+                    "applies only to --datapath macvlan and ipvlan",
+                ));
             }
             plugin.insert("master".into(), json!(m));
         }
         if let Some(m) = &self.mode {
             if !lower {
-                return Err(AttachError::bad_flag("--mode", m, "applies only to --datapath macvlan and ipvlan"));
+                return Err(AttachError::bad_flag(
+                    "--mode",
+                    m,
+                    "applies only to --datapath macvlan and ipvlan",
+                ));
             }
             plugin.insert("mode".into(), json!(m));
         }
@@ -60,16 +68,26 @@ impl NetSpec {
         }
         self.bridge_fields(&mut plugin)?;
         plugin.insert("ipam".into(), self.ipam()?);
-        Ok(json!({"cniVersion": CNI_VERSION, "name": self.name, "plugins": [Value::Object(plugin)]}))
+        Ok(
+            json!({"cniVersion": CNI_VERSION, "name": self.name, "plugins": [Value::Object(plugin)]}),
+        )
     }
 
     fn bridge_fields(&self, plugin: &mut Map<String, Value>) -> Result<()> {
         if self.datapath != "bridge" {
             if let Some(b) = &self.bridge {
-                return Err(AttachError::bad_flag("--bridge", b, "applies only to --datapath bridge"));
+                return Err(AttachError::bad_flag(
+                    "--bridge",
+                    b,
+                    "applies only to --datapath bridge",
+                ));
             }
             if self.ip_masq {
-                return Err(AttachError::bad_flag("--ip-masq", "true", "applies only to --datapath bridge"));
+                return Err(AttachError::bad_flag(
+                    "--ip-masq",
+                    "true",
+                    "applies only to --datapath bridge",
+                ));
             }
             return Ok(());
         }
@@ -87,14 +105,25 @@ impl NetSpec {
 
     fn ipam(&self) -> Result<Value> {
         if self.subnets.is_empty() {
-            return Err(AttachError::bad_flag("--subnet", "", "is required (e.g. --subnet 198.18.0.0/24; repeat it for IPv6)"));
+            return Err(AttachError::bad_flag(
+                "--subnet",
+                "",
+                "is required (e.g. --subnet 198.18.0.0/24; repeat it for IPv6)",
+            ));
         }
         let mut sets = Vec::new();
         let mut routes = Vec::new();
         for (i, subnet) in self.subnets.iter().enumerate() {
             let v6 = subnet.addr().is_ipv6();
             if self.subnets[..i].iter().any(|s| s.addr().is_ipv6() == v6) {
-                return Err(AttachError::bad_flag("--subnet", subnet.to_string(), format!("a second IPv{} subnet; give at most one per family", if v6 { 6 } else { 4 })));
+                return Err(AttachError::bad_flag(
+                    "--subnet",
+                    subnet.to_string(),
+                    format!(
+                        "a second IPv{} subnet; give at most one per family",
+                        if v6 { 6 } else { 4 }
+                    ),
+                ));
             }
             let mut range = Map::new();
             range.insert("subnet".into(), json!(subnet.to_string()));
@@ -125,10 +154,18 @@ impl NetSpec {
     fn check_families(&self) -> Result<()> {
         let has = |v6: bool| self.subnets.iter().any(|s| s.addr().is_ipv6() == v6);
         if let Some(g) = self.gateways.iter().find(|g| !has(g.is_ipv6())) {
-            return Err(AttachError::bad_flag("--gateway", g.to_string(), "has no --subnet of its address family"));
+            return Err(AttachError::bad_flag(
+                "--gateway",
+                g.to_string(),
+                "has no --subnet of its address family",
+            ));
         }
         if let Some((s, e)) = self.ranges.iter().find(|(s, _)| !has(s.is_ipv6())) {
-            return Err(AttachError::bad_flag("--range", format!("{s}-{e}"), "has no --subnet of its address family"));
+            return Err(AttachError::bad_flag(
+                "--range",
+                format!("{s}-{e}"),
+                "has no --subnet of its address family",
+            ));
         }
         Ok(())
     }
@@ -136,7 +173,8 @@ impl NetSpec {
 
 /// Parses `--range START-END`.
 pub fn parse_range(text: &str) -> std::result::Result<(IpAddr, IpAddr), String> {
-    let (a, b) = text.split_once('-').ok_or("expected START-END, e.g. 198.18.0.100-198.18.0.199")?;
+    let (a, b) =
+        text.split_once('-').ok_or("expected START-END, e.g. 198.18.0.100-198.18.0.199")?;
     let start: IpAddr = a.trim().parse().map_err(|_| format!("{a:?} is not an IP address"))?;
     let end: IpAddr = b.trim().parse().map_err(|_| format!("{b:?} is not an IP address"))?;
     if start.is_ipv6() != end.is_ipv6() {
@@ -150,7 +188,12 @@ mod tests {
     use super::*;
 
     fn spec(datapath: &str) -> NetSpec {
-        NetSpec { name: "n".into(), datapath: datapath.into(), subnets: vec!["198.18.0.0/24".parse().unwrap()], ..NetSpec::default() }
+        NetSpec {
+            name: "n".into(),
+            datapath: datapath.into(),
+            subnets: vec!["198.18.0.0/24".parse().unwrap()],
+            ..NetSpec::default()
+        }
     }
 
     #[test]
@@ -184,10 +227,18 @@ mod tests {
     fn flags_that_do_not_fit_are_named() {
         let mut s = spec("bridge");
         s.master = Some("eth0".into());
-        assert!(s.to_config().unwrap_err().to_string().starts_with("--master \"eth0\": applies only to"));
+        assert!(s
+            .to_config()
+            .unwrap_err()
+            .to_string()
+            .starts_with("--master \"eth0\": applies only to"));
         let mut s = spec("macvlan");
         s.gateways = vec!["2001:2::1".parse().unwrap()];
-        assert!(s.to_config().unwrap_err().to_string().contains("--gateway \"2001:2::1\": has no --subnet"));
+        assert!(s
+            .to_config()
+            .unwrap_err()
+            .to_string()
+            .contains("--gateway \"2001:2::1\": has no --subnet"));
         let mut s = spec("macvlan");
         s.subnets.push("198.18.1.0/24".parse().unwrap());
         assert!(s.to_config().unwrap_err().to_string().contains("a second IPv4 subnet"));

@@ -90,7 +90,9 @@ impl Engine {
             Some(h) => unix_socket("CONTAINER_HOST", h),
             None => match find_program("podman", path) {
                 Some(program) => Ok(Endpoint::Cli { program }),
-                None if Path::new(PODMAN_SOCKET).exists() => Ok(Endpoint::Api { socket: PODMAN_SOCKET.into() }),
+                None if Path::new(PODMAN_SOCKET).exists() => {
+                    Ok(Endpoint::Api { socket: PODMAN_SOCKET.into() })
+                }
                 None => Err(format!("not installed (no podman on PATH and no {PODMAN_SOCKET})")),
             },
         };
@@ -110,7 +112,11 @@ fn find_program(name: &str, path: Option<&str>) -> Option<PathBuf> {
 }
 
 /// Looks `name` (a name or ID) up; `Ok(None)` when the engine has no such container.
-pub fn inspect(kind: EngineKind, endpoint: &Endpoint, name: &str) -> Result<Option<ContainerInfo>, InspectError> {
+pub fn inspect(
+    kind: EngineKind,
+    endpoint: &Endpoint,
+    name: &str,
+) -> Result<Option<ContainerInfo>, InspectError> {
     let found = match endpoint {
         Endpoint::Api { socket } => inspect_api(kind, socket, name)?,
         Endpoint::Cli { program } => inspect_cli(program, name)?,
@@ -124,7 +130,9 @@ fn inspect_api(kind: EngineKind, socket: &Path, name: &str) -> Result<Option<Val
         HttpError::Connect(io) => {
             let hint = match kind {
                 EngineKind::Docker => "is dockerd running? DOCKER_HOST selects another socket",
-                EngineKind::Podman => "is podman.socket running? CONTAINER_HOST selects another socket",
+                EngineKind::Podman => {
+                    "is podman.socket running? CONTAINER_HOST selects another socket"
+                }
             };
             InspectError::Unreachable(format!("connect: {io}; {hint}"))
         }
@@ -136,7 +144,10 @@ fn inspect_api(kind: EngineKind, socket: &Path, name: &str) -> Result<Option<Val
         404 => Ok(None),
         s => {
             let msg = body.get("message").and_then(Value::as_str).map(str::to_string);
-            Err(InspectError::Failed(format!("HTTP {s}: {}", msg.unwrap_or_else(|| String::from_utf8_lossy(&resp.body).into_owned()))))
+            Err(InspectError::Failed(format!(
+                "HTTP {s}: {}",
+                msg.unwrap_or_else(|| String::from_utf8_lossy(&resp.body).into_owned())
+            )))
         }
     }
 }
@@ -152,9 +163,13 @@ fn inspect_cli(program: &Path, name: &str) -> Result<Option<Value>, InspectError
         if err.to_ascii_lowercase().contains("no such container") {
             return Ok(None);
         }
-        return Err(InspectError::Failed(format!("{} container inspect: {err}", program.display())));
+        return Err(InspectError::Failed(format!(
+            "{} container inspect: {err}",
+            program.display()
+        )));
     }
-    let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| InspectError::Failed(format!("podman printed invalid JSON: {e}")))?;
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| InspectError::Failed(format!("podman printed invalid JSON: {e}")))?;
     Ok(Some(v))
 }
 
@@ -165,13 +180,28 @@ pub fn parse_inspect(v: &Value) -> Result<ContainerInfo, String> {
         Value::Array(items) => items.first().ok_or("the engine returned an empty list")?,
         other => other,
     };
-    let id = v.get("Id").and_then(Value::as_str).filter(|s| !s.is_empty()).ok_or("the answer has no \"Id\"")?;
+    let id = v
+        .get("Id")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or("the answer has no \"Id\"")?;
     let state = v.get("State").ok_or("the answer has no \"State\"")?;
     let running = state.get("Running").and_then(Value::as_bool).unwrap_or(false);
-    let status = state.get("Status").and_then(Value::as_str).unwrap_or(if running { "running" } else { "unknown" });
-    let pid = state.get("Pid").and_then(Value::as_u64).and_then(|p| u32::try_from(p).ok()).unwrap_or(0);
+    let status = state.get("Status").and_then(Value::as_str).unwrap_or(if running {
+        "running"
+    } else {
+        "unknown"
+    });
+    let pid =
+        state.get("Pid").and_then(Value::as_u64).and_then(|p| u32::try_from(p).ok()).unwrap_or(0);
     let name = v.get("Name").and_then(Value::as_str).unwrap_or(id).trim_start_matches('/');
-    Ok(ContainerInfo { id: id.to_string(), name: name.to_string(), running, status: status.to_string(), pid })
+    Ok(ContainerInfo {
+        id: id.to_string(),
+        name: name.to_string(),
+        running,
+        status: status.to_string(),
+        pid,
+    })
 }
 
 #[cfg(test)]
@@ -181,15 +211,27 @@ mod tests {
 
     #[test]
     fn docker_host_and_container_host() {
-        assert_eq!(Engine::docker(None).endpoint, Ok(Endpoint::Api { socket: DOCKER_SOCKET.into() }));
-        assert_eq!(Engine::docker(Some("unix:///tmp/d.sock")).endpoint, Ok(Endpoint::Api { socket: "/tmp/d.sock".into() }));
+        assert_eq!(
+            Engine::docker(None).endpoint,
+            Ok(Endpoint::Api { socket: DOCKER_SOCKET.into() })
+        );
+        assert_eq!(
+            Engine::docker(Some("unix:///tmp/d.sock")).endpoint,
+            Ok(Endpoint::Api { socket: "/tmp/d.sock".into() })
+        );
         let e = Engine::docker(Some("tcp://10.0.0.1:2375")).endpoint.unwrap_err();
         assert!(e.starts_with("DOCKER_HOST=tcp://10.0.0.1:2375 is not a unix:// socket"), "{e}");
-        assert_eq!(Engine::podman(Some("unix:///p.sock"), None).endpoint, Ok(Endpoint::Api { socket: "/p.sock".into() }));
+        assert_eq!(
+            Engine::podman(Some("unix:///p.sock"), None).endpoint,
+            Ok(Endpoint::Api { socket: "/p.sock".into() })
+        );
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("podman"), "").unwrap();
         let path = dir.path().display().to_string();
-        assert_eq!(Engine::podman(None, Some(&path)).endpoint, Ok(Endpoint::Cli { program: dir.path().join("podman") }));
+        assert_eq!(
+            Engine::podman(None, Some(&path)).endpoint,
+            Ok(Endpoint::Cli { program: dir.path().join("podman") })
+        );
     }
 
     #[test]
@@ -197,11 +239,20 @@ mod tests {
         let docker = json!({"Id": "abc", "Name": "/web", "State": {"Status": "running", "Running": true, "Pid": 42}});
         assert_eq!(
             parse_inspect(&docker).unwrap(),
-            ContainerInfo { id: "abc".into(), name: "web".into(), running: true, status: "running".into(), pid: 42 }
+            ContainerInfo {
+                id: "abc".into(),
+                name: "web".into(),
+                running: true,
+                status: "running".into(),
+                pid: 42
+            }
         );
         let podman = json!([{"Id": "def", "Name": "db", "State": {"Status": "exited", "Running": false, "Pid": 0}}]);
         let info = parse_inspect(&podman).unwrap();
-        assert_eq!((info.name.as_str(), info.running, info.status.as_str()), ("db", false, "exited"));
+        assert_eq!(
+            (info.name.as_str(), info.running, info.status.as_str()),
+            ("db", false, "exited")
+        );
         assert!(parse_inspect(&json!([])).is_err());
         assert!(parse_inspect(&json!({"State": {}})).unwrap_err().contains("Id"));
     }

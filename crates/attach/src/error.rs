@@ -61,7 +61,14 @@ pub enum AttachError {
     NotAttached { target: String, network: String, ifname: Option<String> },
 
     #[error("network {network:?}: plugin {plugin} {verb} failed (CNI error {code}): {msg}{hint}")]
-    Plugin { network: String, plugin: String, verb: &'static str, code: u32, msg: String, hint: &'static str },
+    Plugin {
+        network: String,
+        plugin: String,
+        verb: &'static str,
+        code: u32,
+        msg: String,
+        hint: &'static str,
+    },
 
     #[error("network {network:?}: plugin {plugin:?} (plugins[{index}]) is not in CNI_PATH ({path}); install it there, or set CNI_PATH / --cni-path")]
     PluginMissing { network: String, index: usize, plugin: String, path: String },
@@ -108,25 +115,39 @@ impl AttachError {
         match self {
             AttachError::BadFlag { .. } => "bad_flag",
             AttachError::NetworkNotFound { .. } => "network_not_found",
-            AttachError::NetworkInvalid { .. } | AttachError::InvalidSpec { .. } => "network_invalid",
+            AttachError::NetworkInvalid { .. } | AttachError::InvalidSpec { .. } => {
+                "network_invalid"
+            }
             AttachError::NetworkDuplicate { .. } => "network_duplicate",
             AttachError::NetworkExists { .. } => "network_exists",
             AttachError::NetDir { .. } => "net_dir",
-            AttachError::EngineUnreachable { .. } | AttachError::NoEngine { .. } => "engine_unreachable",
+            AttachError::EngineUnreachable { .. } | AttachError::NoEngine { .. } => {
+                "engine_unreachable"
+            }
             AttachError::EngineFailed { .. } => "engine_failed",
-            AttachError::ContainerNotFound { .. } | AttachError::ProcessNotFound { .. } => "target_not_found",
+            AttachError::ContainerNotFound { .. } | AttachError::ProcessNotFound { .. } => {
+                "target_not_found"
+            }
             AttachError::NotRunning { .. } => "not_running",
             AttachError::NotNetns { .. } => "not_netns",
             AttachError::HostNamespace { .. } => "host_namespace",
             AttachError::AlreadyAttached { .. } => "already_attached",
             AttachError::NotAttached { .. } => "not_attached",
             AttachError::Plugin { .. } | AttachError::PluginMissing { .. } => "plugin",
-            AttachError::State { .. } | AttachError::StateCorrupt { .. } | AttachError::StateBusy { .. } => "state",
-            AttachError::Many { errors } => errors.first().map(AttachError::kind).unwrap_or("plugin"),
+            AttachError::State { .. }
+            | AttachError::StateCorrupt { .. }
+            | AttachError::StateBusy { .. } => "state",
+            AttachError::Many { errors } => {
+                errors.first().map(AttachError::kind).unwrap_or("plugin")
+            }
         }
     }
 
-    pub fn bad_flag(flag: &'static str, value: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub fn bad_flag(
+        flag: &'static str,
+        value: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
         AttachError::BadFlag { flag, value: value.into(), reason: reason.into() }
     }
 

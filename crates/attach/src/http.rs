@@ -46,7 +46,8 @@ pub fn get(socket: &Path, path: &str) -> Result<Response, HttpError> {
 /// `Transfer-Encoding: chunked`, `Content-Length`, or EOF.
 pub fn parse_response(raw: &[u8]) -> Result<Response, HttpError> {
     let bad = |m: &str| HttpError::Malformed(m.to_string());
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| bad("no end of headers"))?;
+    let split =
+        raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| bad("no end of headers"))?;
     let head = std::str::from_utf8(&raw[..split]).map_err(|_| bad("headers are not UTF-8"))?;
     let body = &raw[split + 4..];
     let mut lines = head.split("\r\n");
@@ -56,7 +57,10 @@ pub fn parse_response(raw: &[u8]) -> Result<Response, HttpError> {
     if !version.starts_with("HTTP/1.") {
         return Err(HttpError::Malformed(format!("status line {status_line:?}")));
     }
-    let status: u16 = parts.next().and_then(|s| s.parse().ok()).ok_or_else(|| HttpError::Malformed(format!("status line {status_line:?}")))?;
+    let status: u16 = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| HttpError::Malformed(format!("status line {status_line:?}")))?;
     let mut chunked = false;
     let mut length: Option<usize> = None;
     for line in lines {
@@ -65,7 +69,8 @@ pub fn parse_response(raw: &[u8]) -> Result<Response, HttpError> {
         if k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked") {
             chunked = true;
         } else if k == "content-length" {
-            length = Some(v.parse().map_err(|_| HttpError::Malformed(format!("Content-Length {v:?}")))?);
+            length =
+                Some(v.parse().map_err(|_| HttpError::Malformed(format!("Content-Length {v:?}")))?);
         }
     }
     let body = if chunked {
@@ -81,17 +86,23 @@ pub fn parse_response(raw: &[u8]) -> Result<Response, HttpError> {
 fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, HttpError> {
     let mut out = Vec::new();
     loop {
-        let eol = data.windows(2).position(|w| w == b"\r\n").ok_or_else(|| HttpError::Malformed("chunk size line".into()))?;
+        let eol = data
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or_else(|| HttpError::Malformed("chunk size line".into()))?;
         let size_text = std::str::from_utf8(&data[..eol]).unwrap_or_default();
         let size_hex = size_text.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_hex, 16).map_err(|_| HttpError::Malformed(format!("chunk size {size_text:?}")))?;
+        let size = usize::from_str_radix(size_hex, 16)
+            .map_err(|_| HttpError::Malformed(format!("chunk size {size_text:?}")))?;
         data = &data[eol + 2..];
         if size == 0 {
             return Ok(out);
         }
-        let chunk = data.get(..size).ok_or_else(|| HttpError::Malformed("truncated chunk".into()))?;
+        let chunk =
+            data.get(..size).ok_or_else(|| HttpError::Malformed("truncated chunk".into()))?;
         out.extend_from_slice(chunk);
-        data = data.get(size + 2..).ok_or_else(|| HttpError::Malformed("truncated chunk".into()))?;
+        data =
+            data.get(size + 2..).ok_or_else(|| HttpError::Malformed("truncated chunk".into()))?;
     }
 }
 
@@ -125,9 +136,18 @@ mod tests {
 
     #[test]
     fn malformed_responses_are_errors() {
-        for raw in [&b"garbage"[..], b"SPDY 200\r\n\r\n", b"HTTP/1.1 abc\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nab",
-                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"] {
-            assert!(matches!(parse_response(raw), Err(HttpError::Malformed(_))), "{}", String::from_utf8_lossy(raw));
+        for raw in [
+            &b"garbage"[..],
+            b"SPDY 200\r\n\r\n",
+            b"HTTP/1.1 abc\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nab",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        ] {
+            assert!(
+                matches!(parse_response(raw), Err(HttpError::Malformed(_))),
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
         }
     }
 
@@ -140,7 +160,10 @@ mod tests {
             let (mut conn, _) = listener.accept().unwrap();
             let mut req = [0u8; 1024];
             let n = conn.read(&mut req).unwrap();
-            conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{\"Id\":\"abc\"}").unwrap();
+            conn.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{\"Id\":\"abc\"}",
+            )
+            .unwrap();
             String::from_utf8_lossy(&req[..n]).into_owned()
         });
         let r = get(&sock, "/containers/web%2F1/json").unwrap();

@@ -48,15 +48,30 @@ impl Network {
         let plugins: Vec<Value> = match obj.get("plugins") {
             None => vec![raw.clone()],
             Some(Value::Array(list)) if !list.is_empty() => list.clone(),
-            Some(v) => return Err(format!("plugins: expected a non-empty list of plugin configs, got {v}")),
+            Some(v) => {
+                return Err(format!(
+                    "plugins: expected a non-empty list of plugin configs, got {v}"
+                ))
+            }
         };
         let mut out = Vec::with_capacity(plugins.len());
         for (i, mut p) in plugins.into_iter().enumerate() {
-            let field = if obj.contains_key("plugins") { format!("plugins[{i}]") } else { "(config)".into() };
-            let Some(po) = p.as_object_mut() else { return Err(format!("{field}: expected an object")) };
+            let field = if obj.contains_key("plugins") {
+                format!("plugins[{i}]")
+            } else {
+                "(config)".into()
+            };
+            let Some(po) = p.as_object_mut() else {
+                return Err(format!("{field}: expected an object"));
+            };
             match po.get("type") {
                 Some(Value::String(t)) if !t.is_empty() && !t.contains('/') => {}
-                other => return Err(format!("{field}.type: expected a plugin name, got {}", other.unwrap_or(&Value::Null))),
+                other => {
+                    return Err(format!(
+                        "{field}.type: expected a plugin name, got {}",
+                        other.unwrap_or(&Value::Null)
+                    ))
+                }
             }
             po.insert("name".into(), json!(name));
             po.insert("cniVersion".into(), json!(cni_version));
@@ -94,8 +109,16 @@ impl Network {
 
     /// The subnets of the plugins' `ipam.ranges`.
     pub fn subnets(&self) -> Vec<String> {
-        let sets = self.plugins.iter().filter_map(|p| p.pointer("/ipam/ranges")).filter_map(Value::as_array).flatten();
-        sets.filter_map(Value::as_array).flatten().filter_map(|r| r.get("subnet")?.as_str().map(str::to_string)).collect()
+        let sets = self
+            .plugins
+            .iter()
+            .filter_map(|p| p.pointer("/ipam/ranges"))
+            .filter_map(Value::as_array)
+            .flatten();
+        sets.filter_map(Value::as_array)
+            .flatten()
+            .filter_map(|r| r.get("subnet")?.as_str().map(str::to_string))
+            .collect()
     }
 }
 
@@ -152,7 +175,9 @@ impl NetDir {
         };
         let mut files: Vec<PathBuf> = read
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().and_then(|x| x.to_str()).is_some_and(|x| EXTENSIONS.contains(&x)))
+            .filter(|p| {
+                p.extension().and_then(|x| x.to_str()).is_some_and(|x| EXTENSIONS.contains(&x))
+            })
             .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
             .collect();
         files.sort();
@@ -167,15 +192,27 @@ impl NetDir {
             0 => Err(AttachError::NetworkNotFound {
                 name: name.to_string(),
                 dir: self.path.clone(),
-                known: entries.iter().filter_map(|e| e.network.as_ref().ok().map(|n| n.name.clone())).collect(),
+                known: entries
+                    .iter()
+                    .filter_map(|e| e.network.as_ref().ok().map(|n| n.name.clone()))
+                    .collect(),
             }),
             1 => {
                 let e = matches.remove(0);
-                let net = e.network.clone().map_err(|reason| AttachError::NetworkInvalid { file: e.file.clone(), reason })?;
-                net.validate().map_err(|reason| AttachError::NetworkInvalid { file: e.file.clone(), reason })?;
+                let net = e.network.clone().map_err(|reason| AttachError::NetworkInvalid {
+                    file: e.file.clone(),
+                    reason,
+                })?;
+                net.validate().map_err(|reason| AttachError::NetworkInvalid {
+                    file: e.file.clone(),
+                    reason,
+                })?;
                 Ok(net)
             }
-            _ => Err(AttachError::NetworkDuplicate { name: name.to_string(), files: matches.iter().map(|e| e.file.clone()).collect() }),
+            _ => Err(AttachError::NetworkDuplicate {
+                name: name.to_string(),
+                files: matches.iter().map(|e| e.file.clone()).collect(),
+            }),
         }
     }
 
@@ -186,7 +223,8 @@ impl NetDir {
         let file = self.path.join(format!("{name}.conflist"));
         let invalid = |reason| AttachError::InvalidSpec { name: name.clone(), reason };
         Network::from_json(&file, config).and_then(|net| net.validate()).map_err(invalid)?;
-        let existing: Vec<PathBuf> = self.list()?.into_iter().filter(|e| entry_names(e, &name)).map(|e| e.file).collect();
+        let existing: Vec<PathBuf> =
+            self.list()?.into_iter().filter(|e| entry_names(e, &name)).map(|e| e.file).collect();
         if let Some(other) = existing.iter().find(|f| **f != file) {
             return Err(AttachError::NetworkDuplicate { name, files: vec![other.clone(), file] });
         }
@@ -230,7 +268,12 @@ mod tests {
     fn conf_and_conflist_both_load_with_name_and_version_injected() {
         let dir = tempfile::tempdir().unwrap();
         let d = NetDir::new(dir.path());
-        std::fs::write(dir.path().join("10-a.conf"), json!({"cniVersion": "1.0.0", "name": "a", "type": "nearhost", "datapath": "bridge"}).to_string()).unwrap();
+        std::fs::write(
+            dir.path().join("10-a.conf"),
+            json!({"cniVersion": "1.0.0", "name": "a", "type": "nearhost", "datapath": "bridge"})
+                .to_string(),
+        )
+        .unwrap();
         d.create(&macvlan("b", "198.18.1.0/24"), false).unwrap();
         let a = d.find("a").unwrap();
         assert_eq!((a.plugins.len(), a.datapath().as_str()), (1, "bridge"));
@@ -247,7 +290,10 @@ mod tests {
         let d = NetDir::new(dir.path());
         d.create(&macvlan("ok", "198.18.2.0/24"), false).unwrap();
         let e = d.find("nope").unwrap_err().to_string();
-        assert!(e.contains("network \"nope\" is not defined") && e.contains("(defined: ok)"), "{e}");
+        assert!(
+            e.contains("network \"nope\" is not defined") && e.contains("(defined: ok)"),
+            "{e}"
+        );
         std::fs::write(dir.path().join("broken.conf"), "{").unwrap();
         let e = d.find("broken").unwrap_err().to_string();
         assert!(e.contains("broken.conf is invalid: not valid JSON"), "{e}");
@@ -255,7 +301,8 @@ mod tests {
         std::fs::write(dir.path().join("bad.conf"), bad.to_string()).unwrap();
         let e = d.find("bad").unwrap_err().to_string();
         assert!(e.contains("mode: \"turbo\" is not one of"), "{e}");
-        std::fs::write(dir.path().join("zz.conf"), macvlan("ok", "198.18.3.0/24").to_string()).unwrap();
+        std::fs::write(dir.path().join("zz.conf"), macvlan("ok", "198.18.3.0/24").to_string())
+            .unwrap();
         assert!(matches!(d.find("ok"), Err(AttachError::NetworkDuplicate { .. })));
     }
 
@@ -267,7 +314,10 @@ mod tests {
         assert!(e.contains("ipam.ranges[0][0].subnet"), "{e}");
         assert!(!d.path.join("x.conflist").exists(), "nothing is written for an invalid network");
         d.create(&macvlan("x", "198.18.4.0/24"), false).unwrap();
-        assert!(matches!(d.create(&macvlan("x", "198.18.5.0/24"), false), Err(AttachError::NetworkExists { .. })));
+        assert!(matches!(
+            d.create(&macvlan("x", "198.18.5.0/24"), false),
+            Err(AttachError::NetworkExists { .. })
+        ));
         d.create(&macvlan("x", "198.18.5.0/24"), true).unwrap();
         assert_eq!(d.find("x").unwrap().subnets(), vec!["198.18.5.0/24"]);
         let e = d.create(&macvlan("../x", "198.18.5.0/24"), false).unwrap_err().to_string();
@@ -283,7 +333,11 @@ mod tests {
         .unwrap();
         net.validate().unwrap();
         assert_eq!(net.plugins[1]["name"], "c");
-        let e = Network::from_json(Path::new("/x"), &json!({"cniVersion": "1.0.0", "name": "c", "plugins": [{"type": "a/b"}]})).unwrap_err();
+        let e = Network::from_json(
+            Path::new("/x"),
+            &json!({"cniVersion": "1.0.0", "name": "c", "plugins": [{"type": "a/b"}]}),
+        )
+        .unwrap_err();
         assert!(e.starts_with("plugins[0].type"), "{e}");
     }
 }

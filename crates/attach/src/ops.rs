@@ -71,7 +71,11 @@ pub fn attach(ctx: &Context, req: &AttachRequest) -> Result<Attachment> {
     let _lock = ctx.records.lock()?;
     for existing in ctx.records.find(&net.name, &target.container_id)? {
         if existing.target.netns_inode == target.netns_inode {
-            return Err(AttachError::AlreadyAttached { target: req.target.clone(), network: net.name, ifname: existing.ifname });
+            return Err(AttachError::AlreadyAttached {
+                target: req.target.clone(),
+                network: net.name,
+                ifname: existing.ifname,
+            });
         }
         // The container restarted since: that attachment died with its old
         // namespace, only its addresses are left to release.
@@ -106,23 +110,35 @@ pub fn attach(ctx: &Context, req: &AttachRequest) -> Result<Attachment> {
 
 /// `nearhost detach TARGET --net NAME [--ifname]`: works also when the
 /// container is gone, by the name or ID it had.
-pub fn detach(ctx: &Context, target: &str, network: &str, ifname: Option<&str>) -> Result<Attachment> {
+pub fn detach(
+    ctx: &Context,
+    target: &str,
+    network: &str,
+    ifname: Option<&str>,
+) -> Result<Attachment> {
     let _lock = ctx.records.lock()?;
     let found = match ctx.resolver.resolve(target) {
         Ok(t) => ctx.records.find(network, &t.container_id)?,
         Err(unresolved) => {
             let (all, _) = ctx.records.list()?;
-            let named: Vec<Attachment> = all.into_iter().filter(|a| a.network == network && a.target.answers_to(target)).collect();
+            let named: Vec<Attachment> = all
+                .into_iter()
+                .filter(|a| a.network == network && a.target.answers_to(target))
+                .collect();
             if named.is_empty() {
                 return Err(unresolved);
             }
             named
         }
     };
-    let record = found
-        .into_iter()
-        .find(|a| ifname.is_none_or(|i| a.ifname == i))
-        .ok_or_else(|| AttachError::NotAttached { target: target.into(), network: network.into(), ifname: ifname.map(str::to_string) })?;
+    let record =
+        found.into_iter().find(|a| ifname.is_none_or(|i| a.ifname == i)).ok_or_else(|| {
+            AttachError::NotAttached {
+                target: target.into(),
+                network: network.into(),
+                ifname: ifname.map(str::to_string),
+            }
+        })?;
     release(ctx, &record, &live_netns(&record))?;
     Ok(record)
 }
@@ -165,10 +181,12 @@ pub fn gc(ctx: &Context) -> Result<GcReport> {
         match l.status {
             Status::Attached | Status::Differs(_) => {}
             Status::Unknown(_) => report.kept.push(l),
-            Status::Gone(_) | Status::Incomplete => match release(ctx, &l.attachment, &live_netns(&l.attachment)) {
-                Ok(()) => report.removed.push(l),
-                Err(e) => report.failed.push((l, e)),
-            },
+            Status::Gone(_) | Status::Incomplete => {
+                match release(ctx, &l.attachment, &live_netns(&l.attachment)) {
+                    Ok(()) => report.removed.push(l),
+                    Err(e) => report.failed.push((l, e)),
+                }
+            }
         }
     }
     Ok(report)
@@ -232,21 +250,35 @@ fn cni_args(req: &AttachRequest) -> Result<String> {
     validate_ifname(&req.ifname).map_err(|r| AttachError::bad_flag("--ifname", &req.ifname, r))?;
     let mut ips: Vec<std::net::IpAddr> = Vec::new();
     for text in &req.ips {
-        let ip = parse_ip_maybe_cidr(text).ok_or_else(|| AttachError::bad_flag("--ip", text, "is not an IP address"))?;
+        let ip = parse_ip_maybe_cidr(text)
+            .ok_or_else(|| AttachError::bad_flag("--ip", text, "is not an IP address"))?;
         if ips.iter().any(|o| o.is_ipv6() == ip.is_ipv6()) {
-            return Err(AttachError::bad_flag("--ip", text, "a second address of the same family; give at most one IPv4 and one IPv6"));
+            return Err(AttachError::bad_flag(
+                "--ip",
+                text,
+                "a second address of the same family; give at most one IPv4 and one IPv6",
+            ));
         }
         ips.push(ip);
     }
     if let Some(m) = &req.mac {
-        let mac = nearhost_kernel::link::parse_mac(m).ok_or_else(|| AttachError::bad_flag("--mac", m, "is not a MAC address (aa:bb:cc:dd:ee:ff)"))?;
+        let mac = nearhost_kernel::link::parse_mac(m).ok_or_else(|| {
+            AttachError::bad_flag("--mac", m, "is not a MAC address (aa:bb:cc:dd:ee:ff)")
+        })?;
         if mac[0] & 1 == 1 || mac == [0; 6] {
-            return Err(AttachError::bad_flag("--mac", m, "is not a unicast MAC address (the first byte must be even, e.g. 02:…)"));
+            return Err(AttachError::bad_flag(
+                "--mac",
+                m,
+                "is not a unicast MAC address (the first byte must be even, e.g. 02:…)",
+            ));
         }
     }
     let mut parts = Vec::new();
     if !ips.is_empty() {
-        parts.push(format!("IP={}", ips.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")));
+        parts.push(format!(
+            "IP={}",
+            ips.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+        ));
     }
     if let Some(m) = &req.mac {
         parts.push(format!("MAC={m}"));
@@ -263,14 +295,20 @@ mod tests {
     use super::*;
 
     fn req(ips: &[&str], mac: Option<&str>, ifname: &str) -> AttachRequest {
-        AttachRequest { ifname: ifname.into(), ips: ips.iter().map(|s| s.to_string()).collect(), mac: mac.map(str::to_string), ..AttachRequest::default() }
+        AttachRequest {
+            ifname: ifname.into(),
+            ips: ips.iter().map(|s| s.to_string()).collect(),
+            mac: mac.map(str::to_string),
+            ..AttachRequest::default()
+        }
     }
 
     #[test]
     fn flags_become_cni_args() {
         assert_eq!(cni_args(&req(&[], None, "eth1")).unwrap(), "");
         assert_eq!(
-            cni_args(&req(&["198.18.0.9", "2001:2::9/64"], Some("02:00:00:00:00:09"), "eth1")).unwrap(),
+            cni_args(&req(&["198.18.0.9", "2001:2::9/64"], Some("02:00:00:00:00:09"), "eth1"))
+                .unwrap(),
             "IgnoreUnknown=1;IP=198.18.0.9,2001:2::9;MAC=02:00:00:00:00:09"
         );
     }
@@ -278,9 +316,15 @@ mod tests {
     #[test]
     fn bad_flags_are_named() {
         let cases = [
-            (req(&[], None, "much-too-long-name"), "--ifname \"much-too-long-name\": is longer than 15 bytes"),
+            (
+                req(&[], None, "much-too-long-name"),
+                "--ifname \"much-too-long-name\": is longer than 15 bytes",
+            ),
             (req(&["nope"], None, "eth1"), "--ip \"nope\": is not an IP address"),
-            (req(&["198.18.0.1", "198.18.0.2"], None, "eth1"), "a second address of the same family"),
+            (
+                req(&["198.18.0.1", "198.18.0.2"], None, "eth1"),
+                "a second address of the same family",
+            ),
             (req(&[], Some("zz"), "eth1"), "--mac \"zz\": is not a MAC address"),
             (req(&[], Some("01:00:5e:00:00:01"), "eth1"), "is not a unicast MAC address"),
         ];

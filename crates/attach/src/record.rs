@@ -47,7 +47,10 @@ impl Attachment {
     /// The addresses of the result (`198.18.0.5/24`).
     pub fn addresses(&self) -> Vec<String> {
         let ips = self.result.as_ref().and_then(|r| r.get("ips")).and_then(Value::as_array);
-        ips.into_iter().flatten().filter_map(|ip| ip.get("address")?.as_str().map(str::to_string)).collect()
+        ips.into_iter()
+            .flatten()
+            .filter_map(|ip| ip.get("address")?.as_str().map(str::to_string))
+            .collect()
     }
 
     fn file_name(&self) -> String {
@@ -98,12 +101,17 @@ impl Records {
     pub fn list(&self) -> Result<(Vec<Attachment>, Vec<AttachError>)> {
         let read = match std::fs::read_dir(&self.dir) {
             Ok(r) => r,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), Vec::new())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok((Vec::new(), Vec::new()))
+            }
             Err(e) => return Err(AttachError::state(&self.dir, e)),
         };
         let mut paths: Vec<PathBuf> = read
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "json") && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+            .filter(|p| {
+                p.extension().is_some_and(|x| x == "json")
+                    && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            })
             .collect();
         paths.sort();
         let (mut good, mut bad) = (Vec::new(), Vec::new());
@@ -119,22 +127,39 @@ impl Records {
     /// The records of `network` for CNI container ID `container_id`.
     pub fn find(&self, network: &str, container_id: &str) -> Result<Vec<Attachment>> {
         let (all, _) = self.list()?;
-        Ok(all.into_iter().filter(|a| a.network == network && a.target.container_id == container_id).collect())
+        Ok(all
+            .into_iter()
+            .filter(|a| a.network == network && a.target.container_id == container_id)
+            .collect())
     }
 }
 
 fn load(path: &Path) -> Result<Attachment> {
     let bytes = std::fs::read(path).map_err(|e| AttachError::state(path, e))?;
-    let a: Attachment = serde_json::from_slice(&bytes).map_err(|e| AttachError::StateCorrupt { path: path.to_path_buf(), reason: e.to_string() })?;
+    let a: Attachment = serde_json::from_slice(&bytes).map_err(|e| AttachError::StateCorrupt {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
     if a.version != RECORD_VERSION {
-        return Err(AttachError::StateCorrupt { path: path.to_path_buf(), reason: format!("record version {} is not {RECORD_VERSION}", a.version) });
+        return Err(AttachError::StateCorrupt {
+            path: path.to_path_buf(),
+            reason: format!("record version {} is not {RECORD_VERSION}", a.version),
+        });
     }
     Ok(a)
 }
 
 /// A new record (no result yet).
-pub fn new_record(network: &crate::netdef::Network, target: Target, ifname: &str, cni_args: String) -> Attachment {
-    let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+pub fn new_record(
+    network: &crate::netdef::Network,
+    target: Target,
+    ifname: &str,
+    cni_args: String,
+) -> Attachment {
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     Attachment {
         version: RECORD_VERSION,
         network: network.name.clone(),

@@ -59,7 +59,10 @@ impl Target {
         let engine_id = matches!(self.kind, TargetKind::Docker | TargetKind::Podman)
             && text.len() >= 12
             && self.container_id.starts_with(text);
-        self.name == text || engine_id || self.pid.is_some_and(|p| p.to_string() == text) || self.netns == text
+        self.name == text
+            || engine_id
+            || self.pid.is_some_and(|p| p.to_string() == text)
+            || self.netns == text
     }
 }
 
@@ -102,10 +105,16 @@ impl Resolver {
 
     pub fn resolve(&self, text: &str) -> Result<Target> {
         if text.is_empty() {
-            return Err(AttachError::bad_flag("TARGET", text, "is empty; give a container name or ID, a PID, or a namespace path"));
+            return Err(AttachError::bad_flag(
+                "TARGET",
+                text,
+                "is empty; give a container name or ID, a PID, or a namespace path",
+            ));
         }
         let target = match self.choice {
-            EngineChoice::Auto if text.starts_with('/') || text.starts_with("./") => netns_target(text)?,
+            EngineChoice::Auto if text.starts_with('/') || text.starts_with("./") => {
+                netns_target(text)?
+            }
             EngineChoice::Auto if text.bytes().all(|b| b.is_ascii_digit()) => pid_target(text)?,
             _ => self.container_target(text)?,
         };
@@ -128,7 +137,11 @@ impl Resolver {
             let endpoint = match &engine.endpoint {
                 Ok(e) => e,
                 Err(why) => {
-                    unreachable.push(AttachError::EngineUnreachable { engine: label, endpoint: None, reason: why.clone() });
+                    unreachable.push(AttachError::EngineUnreachable {
+                        engine: label,
+                        endpoint: None,
+                        reason: why.clone(),
+                    });
                     continue;
                 }
             };
@@ -136,10 +149,19 @@ impl Resolver {
                 Ok(Some(info)) => return from_container(engine.kind, endpoint, info, text),
                 Ok(None) => searched.push(format!("{label} ({endpoint})")),
                 Err(InspectError::Unreachable(reason)) => {
-                    unreachable.push(AttachError::EngineUnreachable { engine: label, endpoint: Some(endpoint.to_string()), reason })
+                    unreachable.push(AttachError::EngineUnreachable {
+                        engine: label,
+                        endpoint: Some(endpoint.to_string()),
+                        reason,
+                    })
                 }
                 Err(InspectError::Failed(reason)) => {
-                    return Err(AttachError::EngineFailed { engine: label, endpoint: endpoint.to_string(), target: text.into(), reason })
+                    return Err(AttachError::EngineFailed {
+                        engine: label,
+                        endpoint: endpoint.to_string(),
+                        target: text.into(),
+                        reason,
+                    })
                 }
             }
         }
@@ -149,7 +171,10 @@ impl Resolver {
         if unreachable.len() == 1 {
             return Err(unreachable.remove(0));
         }
-        Err(AttachError::NoEngine { target: text.into(), reasons: unreachable.iter().map(ToString::to_string).collect() })
+        Err(AttachError::NoEngine {
+            target: text.into(),
+            reasons: unreachable.iter().map(ToString::to_string).collect(),
+        })
     }
 
     /// Whether `t` still has the namespace it had when it was attached.
@@ -163,14 +188,18 @@ impl Resolver {
                 }
                 same_namespace(t, "the process moved to another network namespace")
             }
-            TargetKind::Netns => same_namespace(t, &format!("namespace {} no longer exists", t.netns)),
+            TargetKind::Netns => {
+                same_namespace(t, &format!("namespace {} no longer exists", t.netns))
+            }
         }
     }
 }
 
 fn container_liveness(t: &Target) -> Liveness {
     let kind = if t.kind == TargetKind::Docker { EngineKind::Docker } else { EngineKind::Podman };
-    let Some(endpoint) = &t.engine else { return Liveness::Unknown("the record names no engine".into()) };
+    let Some(endpoint) = &t.engine else {
+        return Liveness::Unknown("the record names no engine".into());
+    };
     match engine::inspect(kind, endpoint, &t.container_id) {
         Ok(None) => Liveness::Gone("container removed".into()),
         Ok(Some(info)) if !info.running => Liveness::Gone(format!("container {}", info.status)),
@@ -178,7 +207,9 @@ fn container_liveness(t: &Target) -> Liveness {
             Ok(i) if i == t.netns_inode => Liveness::Alive,
             _ => Liveness::Gone("container restarted in a new network namespace".into()),
         },
-        Err(InspectError::Unreachable(why) | InspectError::Failed(why)) => Liveness::Unknown(format!("{} ({endpoint}): {why}", kind.label())),
+        Err(InspectError::Unreachable(why) | InspectError::Failed(why)) => {
+            Liveness::Unknown(format!("{} ({endpoint}): {why}", kind.label()))
+        }
     }
 }
 
@@ -189,8 +220,17 @@ fn same_namespace(t: &Target, gone: &str) -> Liveness {
     }
 }
 
-fn from_container(kind: EngineKind, endpoint: &Endpoint, info: ContainerInfo, text: &str) -> Result<Target> {
-    let not_running = |status: String| AttachError::NotRunning { target: text.into(), engine: kind.label(), status };
+fn from_container(
+    kind: EngineKind,
+    endpoint: &Endpoint,
+    info: ContainerInfo,
+    text: &str,
+) -> Result<Target> {
+    let not_running = |status: String| AttachError::NotRunning {
+        target: text.into(),
+        engine: kind.label(),
+        status,
+    };
     if !info.running || info.pid == 0 {
         return Err(not_running(info.status));
     }
@@ -210,7 +250,8 @@ fn from_container(kind: EngineKind, endpoint: &Endpoint, info: ContainerInfo, te
 }
 
 fn pid_target(text: &str) -> Result<Target> {
-    let pid: u32 = text.parse().map_err(|_| AttachError::bad_flag("TARGET", text, "is not a PID"))?;
+    let pid: u32 =
+        text.parse().map_err(|_| AttachError::bad_flag("TARGET", text, "is not a PID"))?;
     let start = start_time(pid).ok_or(AttachError::ProcessNotFound { pid })?;
     let netns = proc_netns(pid);
     let netns_inode = netns_inode(&netns).map_err(|e| match e {
@@ -230,11 +271,14 @@ fn pid_target(text: &str) -> Result<Target> {
 }
 
 fn netns_target(text: &str) -> Result<Target> {
-    let path = std::path::absolute(text).map_err(|e| AttachError::NotNetns { path: text.into(), reason: e.to_string() })?;
+    let path = std::path::absolute(text)
+        .map_err(|e| AttachError::NotNetns { path: text.into(), reason: e.to_string() })?;
     let netns = path.display().to_string();
     let netns_inode = netns_inode(&netns).map_err(|e| {
         let reason = match e {
-            KernelError::NotNetns(_) => "it is not a namespace file (give /run/netns/NAME or /proc/PID/ns/net)".to_string(),
+            KernelError::NotNetns(_) => {
+                "it is not a namespace file (give /run/netns/NAME or /proc/PID/ns/net)".to_string()
+            }
             e if e.is_not_found() => "no such file".to_string(),
             e => e.to_string(),
         };
@@ -255,7 +299,10 @@ fn netns_target(text: &str) -> Result<Target> {
 /// Attaching into our own namespace would put the container's interface on
 /// the host itself (and `detach` would later delete it from the host).
 fn refuse_host_namespace(t: &Target) -> Result<()> {
-    let ours = NetNs::current().and_then(|ns| ns.inode()).map_err(|e| AttachError::NotNetns { path: "/proc/thread-self/ns/net".into(), reason: e.to_string() })?;
+    let ours = NetNs::current().and_then(|ns| ns.inode()).map_err(|e| AttachError::NotNetns {
+        path: "/proc/thread-self/ns/net".into(),
+        reason: e.to_string(),
+    })?;
     if ours == t.netns_inode {
         return Err(AttachError::HostNamespace { target: t.name.clone() });
     }
@@ -277,9 +324,16 @@ mod tests {
 
     #[test]
     fn paths_that_are_not_namespaces_are_refused() {
-        let r = Resolver { choice: EngineChoice::Auto, docker: Engine::docker(Some("tcp://x")), podman: Engine::podman(Some("tcp://y"), None) };
+        let r = Resolver {
+            choice: EngineChoice::Auto,
+            docker: Engine::docker(Some("tcp://x")),
+            podman: Engine::podman(Some("tcp://y"), None),
+        };
         let e = r.resolve("/etc/hostname").unwrap_err().to_string();
-        assert!(e.contains("/etc/hostname is not a network namespace: it is not a namespace file"), "{e}");
+        assert!(
+            e.contains("/etc/hostname is not a network namespace: it is not a namespace file"),
+            "{e}"
+        );
         let e = r.resolve("/nonexistent/ns").unwrap_err().to_string();
         assert!(e.contains("no such file"), "{e}");
         let e = r.resolve("/proc/self/ns/net").unwrap_err().to_string();
@@ -288,18 +342,40 @@ mod tests {
 
     #[test]
     fn no_engine_lists_every_reason() {
-        let r = Resolver { choice: EngineChoice::Auto, docker: Engine::docker(Some("tcp://x")), podman: Engine::podman(None, Some("/nonexistent")) };
+        let r = Resolver {
+            choice: EngineChoice::Auto,
+            docker: Engine::docker(Some("tcp://x")),
+            podman: Engine::podman(None, Some("/nonexistent")),
+        };
         match r.resolve("web") {
             Err(AttachError::NoEngine { reasons, .. }) => {
-                assert!(reasons[0].starts_with("Docker is not reachable: DOCKER_HOST=tcp://x is not a unix:// socket"), "{reasons:?}");
-                assert!(reasons[1].starts_with("Podman is not reachable: not installed"), "{reasons:?}");
+                assert!(
+                    reasons[0].starts_with(
+                        "Docker is not reachable: DOCKER_HOST=tcp://x is not a unix:// socket"
+                    ),
+                    "{reasons:?}"
+                );
+                assert!(
+                    reasons[1].starts_with("Podman is not reachable: not installed"),
+                    "{reasons:?}"
+                );
             }
             other => panic!("{other:?}"),
         }
-        let r = Resolver { choice: EngineChoice::Docker, docker: Engine::docker(Some("unix:///nonexistent.sock")), podman: Engine::podman(None, None) };
+        let r = Resolver {
+            choice: EngineChoice::Docker,
+            docker: Engine::docker(Some("unix:///nonexistent.sock")),
+            podman: Engine::podman(None, None),
+        };
         let e = r.resolve("web").unwrap_err().to_string();
-        assert!(e.starts_with("Docker is not reachable at unix:///nonexistent.sock: connect:"), "{e}");
-        assert!(r.resolve("99999999999").is_err(), "digits with --engine docker are a container name");
+        assert!(
+            e.starts_with("Docker is not reachable at unix:///nonexistent.sock: connect:"),
+            "{e}"
+        );
+        assert!(
+            r.resolve("99999999999").is_err(),
+            "digits with --engine docker are a container name"
+        );
     }
 
     #[test]

@@ -210,7 +210,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             config.pipeline = a.pipeline;
             config.protocol = match a.http {
                 true => RateProtocol::Http { path: a.path, host: a.host },
-                false => RateProtocol::Echo { request_size: a.request_size, response_size: a.response_size },
+                false => RateProtocol::Echo {
+                    request_size: a.request_size,
+                    response_size: a.response_size,
+                },
             };
             (crate::rate::rate(&config)?, a.client.json)
         }
@@ -285,7 +288,8 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
 }
 
 fn parse_seconds(text: &str) -> Result<f64, String> {
-    let secs: f64 = text.trim().parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    let secs: f64 =
+        text.trim().parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
     if !(0.0..=crate::common::MAX_DURATION_S).contains(&secs) {
         return Err(format!("must be 0..={} seconds", crate::common::MAX_DURATION_S));
     }
@@ -296,7 +300,8 @@ fn parse_target(text: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = text.parse() {
         return Ok(addr);
     }
-    let mut addrs = text.to_socket_addrs().map_err(|e| format!("expected ADDR:PORT or HOST:PORT ({e})"))?;
+    let mut addrs =
+        text.to_socket_addrs().map_err(|e| format!("expected ADDR:PORT or HOST:PORT ({e})"))?;
     addrs.next().ok_or_else(|| format!("{text:?} resolves to no address"))
 }
 
@@ -312,7 +317,8 @@ mod tests {
     }
 
     fn parse(line: &str) -> Result<BenchArgs, clap::Error> {
-        Wrapper::try_parse_from(std::iter::once("bench").chain(line.split_whitespace())).map(|w| w.bench)
+        Wrapper::try_parse_from(std::iter::once("bench").chain(line.split_whitespace()))
+            .map(|w| w.bench)
     }
 
     #[test]

@@ -21,7 +21,8 @@ use nix::time::clock_gettime;
 pub(crate) fn now_ns() -> u64 {
     // CLOCK_MONOTONIC cannot fail on Linux; a zero here would only make one
     // sample wrong, never hang.
-    let ts = clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap_or_else(|_| TimeSpec::new(0, 0));
+    let ts =
+        clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap_or_else(|_| TimeSpec::new(0, 0));
     ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
 }
 
@@ -71,7 +72,10 @@ pub(crate) struct Pacer {
 impl Pacer {
     /// A pacer for a thread that sends every `interval_ns` on average.
     pub(crate) fn new(interval_ns: u64) -> io::Result<Self> {
-        let timer = TimerFd::new(ClockId::CLOCK_MONOTONIC, TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC)?;
+        let timer = TimerFd::new(
+            ClockId::CLOCK_MONOTONIC,
+            TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+        )?;
         // Shrink this thread's timer slack too (default 50 µs): it applies to
         // the poll's own timeouts. Best effort — only precision suffers.
         let _ = nix::sys::prctl::set_timerslack(1);

@@ -35,7 +35,15 @@ pub struct Common {
 
 impl Default for Common {
     fn default() -> Self {
-        Common { connections: 1, threads: 0, duration_s: 10.0, warmup_s: 0.0, timeout_s: 5.0, cpus: Vec::new(), progress: false }
+        Common {
+            connections: 1,
+            threads: 0,
+            duration_s: 10.0,
+            warmup_s: 0.0,
+            timeout_s: 5.0,
+            cpus: Vec::new(),
+            progress: false,
+        }
     }
 }
 
@@ -46,7 +54,11 @@ impl Common {
         check_seconds("--warmup", self.warmup_s, 0.0, MAX_DURATION_S)?;
         check_seconds("--timeout", self.timeout_s, 0.001, MAX_TIMEOUT_S)?;
         if self.connections == 0 || self.connections > MAX_CONNECTIONS {
-            return Err(BenchError::invalid("--connections", self.connections, format!("must be 1..={MAX_CONNECTIONS}")));
+            return Err(BenchError::invalid(
+                "--connections",
+                self.connections,
+                format!("must be 1..={MAX_CONNECTIONS}"),
+            ));
         }
         let fd_limit = sys::raise_fd_limit();
         if u64::from(self.connections) + 64 > fd_limit {
@@ -95,15 +107,29 @@ impl Common {
 }
 
 /// Checks that a number of seconds is finite and within `min..=max`.
-pub(crate) fn check_seconds(flag: &'static str, value: f64, min: f64, max: f64) -> Result<(), BenchError> {
+pub(crate) fn check_seconds(
+    flag: &'static str,
+    value: f64,
+    min: f64,
+    max: f64,
+) -> Result<(), BenchError> {
     if !value.is_finite() || value < min || value > max {
-        return Err(BenchError::invalid(flag, value, format!("must be between {min} and {max} seconds")));
+        return Err(BenchError::invalid(
+            flag,
+            value,
+            format!("must be between {min} and {max} seconds"),
+        ));
     }
     Ok(())
 }
 
 /// Checks a message size against `1..=max` (or `min..=max`).
-pub(crate) fn check_size(flag: &'static str, value: u32, min: u32, max: u32) -> Result<(), BenchError> {
+pub(crate) fn check_size(
+    flag: &'static str,
+    value: u32,
+    min: u32,
+    max: u32,
+) -> Result<(), BenchError> {
     if value < min || value > max {
         return Err(BenchError::invalid(flag, value, format!("must be {min}..={max} bytes")));
     }
@@ -111,7 +137,13 @@ pub(crate) fn check_size(flag: &'static str, value: u32, min: u32, max: u32) -> 
 }
 
 /// A report with the common fields filled in and every optional section empty.
-pub(crate) fn base_report(mode: Mode, target: String, settings: Settings, counts: Counts, timeline: Vec<Interval>) -> Report {
+pub(crate) fn base_report(
+    mode: Mode,
+    target: String,
+    settings: Settings,
+    counts: Counts,
+    timeline: Vec<Interval>,
+) -> Report {
     let elapsed_s = settings.duration_s;
     let in_window: u64 = timeline.iter().map(|i| i.responses).sum();
     Report {
@@ -162,6 +194,9 @@ mod tests {
     #[test]
     fn sizes_are_checked() {
         assert!(check_size("--request-size", 1, 1, 10).is_ok());
-        assert!(check_size("--request-size", 0, 1, 10).unwrap_err().to_string().contains("--request-size"));
+        assert!(check_size("--request-size", 0, 1, 10)
+            .unwrap_err()
+            .to_string()
+            .contains("--request-size"));
     }
 }

@@ -49,7 +49,8 @@ impl LatencyHistogram {
     }
 
     fn with_sigfig(sigfig: u8) -> Self {
-        let hist = Histogram::new_with_bounds(1, HIGHEST_NS, sigfig).expect("constant histogram bounds are valid");
+        let hist = Histogram::new_with_bounds(1, HIGHEST_NS, sigfig)
+            .expect("constant histogram bounds are valid");
         LatencyHistogram { hist, saturated: 0, min_ns: u64::MAX, max_ns: 0 }
     }
 
@@ -98,7 +99,11 @@ impl LatencyHistogram {
     }
 
     /// The report section, or `None` when there are no samples.
-    pub(crate) fn summary(&self, kind: LatencyKind, origin: LatencyOrigin) -> Option<LatencySummary> {
+    pub(crate) fn summary(
+        &self,
+        kind: LatencyKind,
+        origin: LatencyOrigin,
+    ) -> Option<LatencySummary> {
         if self.is_empty() {
             return None;
         }
@@ -166,7 +171,8 @@ mod tests {
     fn rare_outliers_show_only_in_the_high_percentiles() {
         // 99,990 samples at 20 µs and 10 at 1 s: p99.99 must see the stall,
         // p99.9 must not.
-        let samples = std::iter::repeat_n(20_000u64, 99_990).chain(std::iter::repeat_n(1_000_000_000, 10));
+        let samples =
+            std::iter::repeat_n(20_000u64, 99_990).chain(std::iter::repeat_n(1_000_000_000, 10));
         let s = summary_of(samples);
         assert!(s.p99_9_us < 21.0, "p99.9 {}", s.p99_9_us);
         assert!(s.p99_999_us >= 999_000.0, "p99.999 {}", s.p99_999_us);

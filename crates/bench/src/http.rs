@@ -27,7 +27,9 @@ pub enum HttpError {
     BadLength(String),
     /// The response body is delimited by closing the connection, which a
     /// keep-alive benchmark cannot use.
-    #[error("HTTP response has neither Content-Length nor chunked encoding (keep-alive needs one)")]
+    #[error(
+        "HTTP response has neither Content-Length nor chunked encoding (keep-alive needs one)"
+    )]
     Unframed,
     /// Chunked request bodies are not supported by the bench server.
     #[error("chunked HTTP request bodies are not supported")]
@@ -73,7 +75,9 @@ fn parse_head(head: &[u8], response: bool) -> Result<Head, HttpError> {
     let mut lines = head.split(|&b| b == b'\n').map(trim);
     let start = lines.next().unwrap_or_default();
     let mut out = Head::default();
-    let bad = || HttpError::BadStartLine(String::from_utf8_lossy(&start[..start.len().min(80)]).into_owned());
+    let bad = || {
+        HttpError::BadStartLine(String::from_utf8_lossy(&start[..start.len().min(80)]).into_owned())
+    };
     let mut words = start.split(|&b| b == b' ');
     let version = if response {
         let version = words.next().ok_or_else(bad)?;
@@ -137,7 +141,8 @@ fn has_token(value: &[u8], token: &[u8]) -> bool {
 
 /// Finds the blank line ending a head; built once, used for every response.
 fn find_head_end(data: &[u8]) -> Option<usize> {
-    static FINDER: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(b"\r\n\r\n"));
+    static FINDER: LazyLock<memmem::Finder<'static>> =
+        LazyLock::new(|| memmem::Finder::new(b"\r\n\r\n"));
     FINDER.find(data)
 }
 
@@ -197,7 +202,12 @@ pub(crate) struct ResponseFramer {
 
 impl Default for ResponseFramer {
     fn default() -> Self {
-        ResponseFramer { state: State::Head, pending: Vec::new(), current_ok: true, current_close: false }
+        ResponseFramer {
+            state: State::Head,
+            pending: Vec::new(),
+            current_ok: true,
+            current_close: false,
+        }
     }
 }
 
@@ -328,7 +338,8 @@ impl ResponseFramer {
             return Ok(nl + 1);
         }
         let size_text = line.split(';').next().unwrap_or_default().trim();
-        let size = u64::from_str_radix(size_text, 16).map_err(|_| HttpError::BadLength(size_text.into()))?;
+        let size = u64::from_str_radix(size_text, 16)
+            .map_err(|_| HttpError::BadLength(size_text.into()))?;
         self.state = if size == 0 { State::Trailer } else { State::ChunkData { remaining: size } };
         Ok(nl + 1)
     }
@@ -358,7 +369,9 @@ mod tests {
     #[test]
     fn frames_responses_split_at_every_byte() {
         let mut wire = response(OK_350, 350);
-        wire.extend(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n1A\r\n");
+        wire.extend(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n1A\r\n",
+        );
         wire.extend([b'z'; 26]);
         wire.extend(b"\r\n0\r\nX-Trailer: 1\r\n\r\n");
         wire.extend(b"HTTP/1.1 204 No Content\r\n\r\n");
@@ -377,7 +390,10 @@ mod tests {
     #[test]
     fn skips_interim_responses_and_stops_at_close() {
         let mut wire = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
-        wire.extend(response("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n", 2));
+        wire.extend(response(
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n",
+            2,
+        ));
         wire.extend(response(OK_350, 350));
         let mut f = ResponseFramer::default();
         assert_eq!(f.feed(&wire).unwrap(), Framed { complete: 1, failed: 0, close: true });
@@ -393,7 +409,10 @@ mod tests {
         let mut f = ResponseFramer::default();
         assert!(matches!(f.feed(b"SSH-2.0-OpenSSH\r\n\r\n"), Err(HttpError::BadStartLine(_))));
         let mut f = ResponseFramer::default();
-        assert!(matches!(f.feed(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"), Err(HttpError::BadLength(_))));
+        assert!(matches!(
+            f.feed(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"),
+            Err(HttpError::BadLength(_))
+        ));
         let mut f = ResponseFramer::default();
         let endless = vec![b'a'; MAX_HEAD + 10];
         assert_eq!(f.feed(b"HTTP/1.1 200 OK\r\n").unwrap().complete, 0);
@@ -406,7 +425,10 @@ mod tests {
         assert_eq!(parse_request(&get).unwrap(), Some(Request { len: get.len(), close: false }));
         assert_eq!(parse_request(&get[..get.len() - 1]).unwrap(), None);
         let post = b"POST /x HTTP/1.1\r\nContent-Length: 4\r\nConnection: close\r\n\r\nabcdGET";
-        assert_eq!(parse_request(post).unwrap(), Some(Request { len: post.len() - 3, close: true }));
+        assert_eq!(
+            parse_request(post).unwrap(),
+            Some(Request { len: post.len() - 3, close: true })
+        );
         let http10 = b"GET / HTTP/1.0\r\n\r\n";
         assert!(parse_request(http10).unwrap().unwrap().close);
         assert!(parse_request(b"get / HTTP/1.1\r\n\r\n").is_err());
@@ -418,7 +440,10 @@ mod tests {
 
     #[test]
     fn header_names_and_tokens_match_in_any_case() {
-        let wire = response("HTTP/1.1 200 OK\r\ncOnTeNt-LeNgTh:   4 \r\nCONNECTION: Keep-Alive, Close\r\n\r\n", 4);
+        let wire = response(
+            "HTTP/1.1 200 OK\r\ncOnTeNt-LeNgTh:   4 \r\nCONNECTION: Keep-Alive, Close\r\n\r\n",
+            4,
+        );
         let mut f = ResponseFramer::default();
         assert_eq!(f.feed(&wire).unwrap(), Framed { complete: 1, failed: 0, close: true });
         assert_eq!(parse_number(b"0350"), Some(350));

@@ -39,9 +39,9 @@ pub mod stream;
 pub mod udp;
 
 mod clock;
-mod loadgen;
 mod hist;
 mod http;
+mod loadgen;
 mod net;
 mod run;
 mod schedule;

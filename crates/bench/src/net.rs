@@ -8,7 +8,8 @@ use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use nix::sys::socket::{
-    bind, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6,
+    bind, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType,
+    SockaddrIn, SockaddrIn6,
 };
 
 use crate::error::BenchError;
@@ -17,7 +18,8 @@ use crate::proto::{TcpMode, ACK_ERR, ACK_OK};
 /// Opens a TCP connection within `timeout`, mapping failures to errors that
 /// say what to check.
 pub(crate) fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, BenchError> {
-    let stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| connect_error(addr, timeout, e))?;
+    let stream =
+        TcpStream::connect_timeout(&addr, timeout).map_err(|e| connect_error(addr, timeout, e))?;
     stream.set_nodelay(true).map_err(|e| BenchError::io("setting TCP_NODELAY", e))?;
     Ok(stream)
 }
@@ -28,29 +30,55 @@ pub(crate) fn connect_error(addr: SocketAddr, timeout: Duration, e: io::Error) -
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
             return BenchError::ConnectTimeout { addr, timeout_s: timeout.as_secs_f64() }
         }
-        io::ErrorKind::ConnectionRefused => "; nothing listens there (start `nearhost bench serve --listen ADDR:PORT`)",
-        io::ErrorKind::NetworkUnreachable | io::ErrorKind::HostUnreachable => "; there is no route to that address",
-        io::ErrorKind::AddrNotAvailable => "; that address cannot be connected to (is it a local or unspecified address?)",
+        io::ErrorKind::ConnectionRefused => {
+            "; nothing listens there (start `nearhost bench serve --listen ADDR:PORT`)"
+        }
+        io::ErrorKind::NetworkUnreachable | io::ErrorKind::HostUnreachable => {
+            "; there is no route to that address"
+        }
+        io::ErrorKind::AddrNotAvailable => {
+            "; that address cannot be connected to (is it a local or unspecified address?)"
+        }
         _ => "",
     };
     BenchError::Connect { addr, error: e, hint }
 }
 
 /// Connects and performs the bench hello for `mode` within `timeout`.
-pub(crate) fn connect_bench(addr: SocketAddr, mode: TcpMode, timeout: Duration) -> Result<TcpStream, BenchError> {
+pub(crate) fn connect_bench(
+    addr: SocketAddr,
+    mode: TcpMode,
+    timeout: Duration,
+) -> Result<TcpStream, BenchError> {
     let mut stream = connect(addr, timeout)?;
     let handshake_err = |detail: String| BenchError::Handshake { addr, detail };
-    stream.set_read_timeout(Some(timeout)).map_err(|e| BenchError::io("setting a read timeout", e))?;
-    stream.write_all(&mode.hello()).map_err(|e| handshake_err(format!("sending the hello failed: {e}")))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| BenchError::io("setting a read timeout", e))?;
+    stream
+        .write_all(&mode.hello())
+        .map_err(|e| handshake_err(format!("sending the hello failed: {e}")))?;
     let mut ack = [0u8; 4];
     match stream.read_exact(&mut ack) {
         Ok(()) if ack == ACK_OK => {}
-        Ok(()) if ack == ACK_ERR => return Err(handshake_err("the server rejected the hello".into())),
-        Ok(()) => return Err(handshake_err(format!("unexpected answer {:?}", String::from_utf8_lossy(&ack)))),
-        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-            return Err(handshake_err(format!("no answer to the hello within {} s", timeout.as_secs_f64())))
+        Ok(()) if ack == ACK_ERR => {
+            return Err(handshake_err("the server rejected the hello".into()))
         }
-        Err(e) => return Err(handshake_err(format!("the connection failed during the hello: {e}"))),
+        Ok(()) => {
+            return Err(handshake_err(format!(
+                "unexpected answer {:?}",
+                String::from_utf8_lossy(&ack)
+            )))
+        }
+        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            return Err(handshake_err(format!(
+                "no answer to the hello within {} s",
+                timeout.as_secs_f64()
+            )))
+        }
+        Err(e) => {
+            return Err(handshake_err(format!("the connection failed during the hello: {e}")))
+        }
     }
     stream.set_read_timeout(None).map_err(|e| BenchError::io("clearing the read timeout", e))?;
     Ok(stream)
@@ -60,7 +88,8 @@ pub(crate) fn connect_bench(addr: SocketAddr, mode: TcpMode, timeout: Duration) 
 fn reuseport_socket(addr: SocketAddr, ty: SockType) -> Result<OwnedFd, BenchError> {
     let listen_err = |e: nix::Error| BenchError::Listen { addr, error: e.into() };
     let family = if addr.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
-    let fd = socket(family, ty, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC, None).map_err(listen_err)?;
+    let fd = socket(family, ty, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC, None)
+        .map_err(listen_err)?;
     setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(listen_err)?;
     setsockopt(&fd, sockopt::ReusePort, &true).map_err(listen_err)?;
     match addr {
@@ -106,7 +135,10 @@ mod tests {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let err = connect(addr, Duration::from_secs(2)).unwrap_err().to_string();
-        assert!(err.contains(&addr.to_string()) && err.contains("--target") && err.contains("serve"), "{err}");
+        assert!(
+            err.contains(&addr.to_string()) && err.contains("--target") && err.contains("serve"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -127,7 +159,8 @@ mod tests {
             let (mut s, _) = listener.accept().unwrap();
             let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
         });
-        let err = connect_bench(addr, TcpMode::Sink, Duration::from_secs(2)).unwrap_err().to_string();
+        let err =
+            connect_bench(addr, TcpMode::Sink, Duration::from_secs(2)).unwrap_err().to_string();
         server.join().unwrap();
         assert!(err.contains("not a `nearhost bench serve` endpoint"), "{err}");
     }

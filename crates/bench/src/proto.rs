@@ -78,7 +78,9 @@ impl TcpMode {
     /// The 16-byte hello announcing this mode.
     pub fn hello(self) -> [u8; HELLO_LEN] {
         let (mode, flags, req, resp) = match self {
-            TcpMode::Echo { request_size, response_size } => (1u8, 0u8, request_size, response_size),
+            TcpMode::Echo { request_size, response_size } => {
+                (1u8, 0u8, request_size, response_size)
+            }
             TcpMode::Sink => (2, 0, 0, 0),
             TcpMode::Source { nodelay } => (3, u8::from(nodelay), 0, 0),
         };
@@ -96,7 +98,9 @@ impl TcpMode {
         if bytes[..4] != MAGIC {
             return Err(HelloError::BadMagic);
         }
-        let word = |at: usize| u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        let word = |at: usize| {
+            u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+        };
         match bytes[4] {
             1 => {
                 let (request_size, response_size) = (word(8), word(12));
@@ -143,7 +147,9 @@ pub(crate) fn put_seq(buf: &mut [u8], seq: u64, stamp_ns: u64) {
 
 /// Reads (sequence number, timestamp) of an echoed datagram, if it is long enough.
 pub(crate) fn get_seq(buf: &[u8]) -> Option<(u64, u64)> {
-    let word = |at: usize| -> Option<u64> { Some(u64::from_be_bytes(buf.get(at..at + 8)?.try_into().ok()?)) };
+    let word = |at: usize| -> Option<u64> {
+        Some(u64::from_be_bytes(buf.get(at..at + 8)?.try_into().ok()?))
+    };
     Some((word(0)?, word(8)?))
 }
 

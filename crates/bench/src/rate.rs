@@ -9,9 +9,9 @@
 use std::net::SocketAddr;
 
 use crate::common::{base_report, check_size, Common};
-use crate::loadgen::{self, LoadSpec, ResponseKind};
 use crate::error::BenchError;
 use crate::http;
+use crate::loadgen::{self, LoadSpec, ResponseKind};
 use crate::proto::{TcpMode, MAX_MESSAGE};
 use crate::report::{LatencyKind, LatencyOrigin, Mode, RateSummary, Report};
 use crate::run::Plan;
@@ -74,10 +74,18 @@ pub fn rate(config: &RateConfig) -> Result<Report, BenchError> {
     let common = &config.common;
     let threads = common.validate()?;
     if !(config.rate_per_s >= 0.001 && config.rate_per_s <= MAX_RATE) {
-        return Err(BenchError::invalid("--rate", config.rate_per_s, format!("must be 0.001..={MAX_RATE} per second")));
+        return Err(BenchError::invalid(
+            "--rate",
+            config.rate_per_s,
+            format!("must be 0.001..={MAX_RATE} per second"),
+        ));
     }
     if config.pipeline == 0 || config.pipeline > MAX_PIPELINE {
-        return Err(BenchError::invalid("--pipeline", config.pipeline, format!("must be 1..={MAX_PIPELINE}")));
+        return Err(BenchError::invalid(
+            "--pipeline",
+            config.pipeline,
+            format!("must be 1..={MAX_PIPELINE}"),
+        ));
     }
     let (hello, request, response, protocol) = protocol_parts(config)?;
     let mut settings = common.settings(protocol, threads);
@@ -106,9 +114,11 @@ pub fn rate(config: &RateConfig) -> Result<Report, BenchError> {
         progress: common.progress.then(|| "rate".to_string()),
     };
     let (out, timeline) = loadgen::run(spec, &plan)?;
-    let mut report = base_report(Mode::Rate, config.target.to_string(), settings, out.counts, timeline);
+    let mut report =
+        base_report(Mode::Rate, config.target.to_string(), settings, out.counts, timeline);
     report.latency = out.hist.summary(LatencyKind::RoundTrip, LatencyOrigin::IntendedTime);
-    report.latency_from_send = out.from_send.summary(LatencyKind::RoundTrip, LatencyOrigin::SendTime);
+    report.latency_from_send =
+        out.from_send.summary(LatencyKind::RoundTrip, LatencyOrigin::SendTime);
     let lag = |q: f64| if out.send_lag.is_empty() { 0.0 } else { out.send_lag.quantile_us(q) };
     report.rate = Some(RateSummary {
         target_per_s: config.rate_per_s,
@@ -139,15 +149,28 @@ fn protocol_parts(config: &RateConfig) -> Result<Parts, BenchError> {
                 ));
             }
             let mode = TcpMode::Echo { request_size: *request_size, response_size: *response_size };
-            Ok((Some(mode), vec![0; *request_size as usize], ResponseKind::Echo { size: *response_size }, "echo"))
+            Ok((
+                Some(mode),
+                vec![0; *request_size as usize],
+                ResponseKind::Echo { size: *response_size },
+                "echo",
+            ))
         }
         RateProtocol::Http { path, host } => {
             let host = host.clone().unwrap_or_else(|| config.target.to_string());
             if !path.starts_with('/') || path.contains(char::is_whitespace) {
-                return Err(BenchError::invalid("--path", path, "must start with / and contain no spaces"));
+                return Err(BenchError::invalid(
+                    "--path",
+                    path,
+                    "must start with / and contain no spaces",
+                ));
             }
             if host.is_empty() || host.contains(char::is_whitespace) {
-                return Err(BenchError::invalid("--host", &host, "must be a non-empty host name without spaces"));
+                return Err(BenchError::invalid(
+                    "--host",
+                    &host,
+                    "must be a non-empty host name without spaces",
+                ));
             }
             Ok((None, http::build_request(&host, path), ResponseKind::Http, "http"))
         }

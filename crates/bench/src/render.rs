@@ -130,7 +130,9 @@ fn render_latency(out: &mut String, l: &LatencySummary) {
     };
     let origin = match l.origin {
         LatencyOrigin::SendTime => "from the actual send (closed loop: stalls are under-reported)",
-        LatencyOrigin::IntendedTime => "from the intended send time (coordinated-omission corrected)",
+        LatencyOrigin::IntendedTime => {
+            "from the intended send time (coordinated-omission corrected)"
+        }
     };
     let _ = writeln!(out, "latency ({kind}, {origin}), {} samples:", l.samples);
     let _ = writeln!(
@@ -164,7 +166,13 @@ fn render_timeline(out: &mut String, r: &Report) {
     if r.mode == Mode::Stream {
         out.push_str("   second      throughput  errors\n");
         for i in &r.timeline {
-            let _ = writeln!(out, "  {:>7.1}  {:>12}/s  {:>6}", i.end_s, fmt_bits(i.bits_per_s), i.errors);
+            let _ = writeln!(
+                out,
+                "  {:>7.1}  {:>12}/s  {:>6}",
+                i.end_s,
+                fmt_bits(i.bits_per_s),
+                i.errors
+            );
         }
         return;
     }

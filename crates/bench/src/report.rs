@@ -313,7 +313,12 @@ mod tests {
             },
             elapsed_s: 10.0,
             transactions_per_s: 999.5,
-            counts: Counts { requests_sent: 10_000, responses: 9_995, timeouts: 5, ..Counts::default() },
+            counts: Counts {
+                requests_sent: 10_000,
+                responses: 9_995,
+                timeouts: 5,
+                ..Counts::default()
+            },
             latency: Some(LatencySummary {
                 kind: LatencyKind::RoundTrip,
                 origin: LatencyOrigin::IntendedTime,

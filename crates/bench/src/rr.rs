@@ -9,8 +9,8 @@
 use std::net::SocketAddr;
 
 use crate::common::{base_report, check_size, Common};
-use crate::loadgen::{self, LoadSpec, ResponseKind};
 use crate::error::BenchError;
+use crate::loadgen::{self, LoadSpec, ResponseKind};
 use crate::proto::{TcpMode, MAX_MESSAGE};
 use crate::report::{LatencyKind, LatencyOrigin, Mode, Report};
 use crate::run::Plan;
@@ -31,7 +31,12 @@ pub struct RrConfig {
 impl RrConfig {
     /// Defaults: 1 connection, 1-byte request and response, 1 s warm-up, 10 s.
     pub fn new(target: SocketAddr) -> Self {
-        RrConfig { target, common: Common { warmup_s: 1.0, ..Common::default() }, request_size: 1, response_size: 1 }
+        RrConfig {
+            target,
+            common: Common { warmup_s: 1.0, ..Common::default() },
+            request_size: 1,
+            response_size: 1,
+        }
     }
 }
 
@@ -43,7 +48,10 @@ pub fn rr(config: &RrConfig) -> Result<Report, BenchError> {
     check_size("--response-size", config.response_size, 1, MAX_MESSAGE)?;
     let spec = LoadSpec {
         target: config.target,
-        hello: Some(TcpMode::Echo { request_size: config.request_size, response_size: config.response_size }),
+        hello: Some(TcpMode::Echo {
+            request_size: config.request_size,
+            response_size: config.response_size,
+        }),
         request: vec![0; config.request_size as usize],
         response: ResponseKind::Echo { size: config.response_size },
         pipeline: 1,
@@ -64,7 +72,8 @@ pub fn rr(config: &RrConfig) -> Result<Report, BenchError> {
     settings.request_size = config.request_size;
     settings.response_size = config.response_size;
     settings.pipeline = Some(1);
-    let mut report = base_report(Mode::Rr, config.target.to_string(), settings, out.counts, timeline);
+    let mut report =
+        base_report(Mode::Rr, config.target.to_string(), settings, out.counts, timeline);
     report.latency = out.hist.summary(LatencyKind::RoundTrip, LatencyOrigin::SendTime);
     Ok(report)
 }

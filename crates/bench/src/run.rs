@@ -76,7 +76,10 @@ pub(crate) struct WorkerCtx {
 impl WorkerCtx {
     /// Reports the outcome of set-up and waits for the common start.
     /// Returns the window and the thread's timeline recorder.
-    pub(crate) fn ready<T>(self, setup: Result<T, BenchError>) -> Result<(T, Window, SecondRecorder), BenchError> {
+    pub(crate) fn ready<T>(
+        self,
+        setup: Result<T, BenchError>,
+    ) -> Result<(T, Window, SecondRecorder), BenchError> {
         let mut state = self.gate.state.lock().expect("gate lock");
         let value = match setup {
             Ok(value) => value,
@@ -88,7 +91,8 @@ impl WorkerCtx {
         };
         state.ready += 1;
         self.gate.changed.notify_all();
-        let state = self.gate.changed.wait_while(state, |s| s.decision.is_none()).expect("gate lock");
+        let state =
+            self.gate.changed.wait_while(state, |s| s.decision.is_none()).expect("gate lock");
         let Some(Some(start_ns)) = state.decision else { return Err(aborted()) };
         let measure_ns = start_ns + self.warmup_ns;
         let window = Window { start_ns, measure_ns, end_ns: measure_ns + self.duration_ns };
@@ -116,14 +120,16 @@ where
     let duration_ns = secs_to_ns(plan.duration_s);
     let mut handles: Vec<JoinHandle<Result<R, BenchError>>> = Vec::new();
     for index in 0..plan.threads {
-        let ctx = WorkerCtx { index, gate: Arc::clone(&gate), tx: tx.clone(), warmup_ns, duration_ns };
+        let ctx =
+            WorkerCtx { index, gate: Arc::clone(&gate), tx: tx.clone(), warmup_ns, duration_ns };
         let (work, cpus) = (Arc::clone(&work), plan.cpus.clone());
-        let spawned = std::thread::Builder::new().name(format!("nhb-client-{index}")).spawn(move || {
-            if let Err(e) = sys::pin_worker(&cpus, index) {
-                return ctx.ready::<()>(Err(e)).map(|_| unreachable!("set-up failed"));
-            }
-            work(ctx)
-        });
+        let spawned =
+            std::thread::Builder::new().name(format!("nhb-client-{index}")).spawn(move || {
+                if let Err(e) = sys::pin_worker(&cpus, index) {
+                    return ctx.ready::<()>(Err(e)).map(|_| unreachable!("set-up failed"));
+                }
+                work(ctx)
+            });
         match spawned {
             Ok(h) => handles.push(h),
             Err(e) => {
@@ -142,10 +148,11 @@ where
         return Err(failure.unwrap_or(BenchError::WorkerPanicked));
     }
     let mut collector = TimelineCollector::new(rx, plan.threads, duration_ns);
-    let mut progress = plan.progress.as_ref().filter(|_| std::io::stderr().is_terminal()).map(|label| Progress {
-        label: label.clone(),
-        duration_s: plan.duration_s,
-    });
+    let mut progress = plan
+        .progress
+        .as_ref()
+        .filter(|_| std::io::stderr().is_terminal())
+        .map(|label| Progress { label: label.clone(), duration_s: plan.duration_s });
     while handles.iter().any(|h| !h.is_finished()) {
         for interval in collector.poll(Duration::from_millis(200)) {
             if let Some(p) = progress.as_mut() {

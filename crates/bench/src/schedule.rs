@@ -199,7 +199,8 @@ mod tests {
         for offset in [0u64, 1, 999_999, 5_000_000, 123_456_789, 2_000_000_001] {
             for c in 0..7 {
                 let by_count = s.conn_scheduled_before(c, offset);
-                let by_scan = (0..10_000).take_while(|&k| s.intended_ns(c, k) < offset).count() as u64;
+                let by_scan =
+                    (0..10_000).take_while(|&k| s.intended_ns(c, k) < offset).count() as u64;
                 assert_eq!(by_count, by_scan, "conn {c} offset {offset}");
             }
         }

@@ -28,7 +28,14 @@ pub(crate) struct SeqTracker {
 
 impl Default for SeqTracker {
     fn default() -> Self {
-        SeqTracker { bits: vec![0; (WINDOW / 64) as usize], newest: None, received: 0, duplicates: 0, reordered: 0, too_late: 0 }
+        SeqTracker {
+            bits: vec![0; (WINDOW / 64) as usize],
+            newest: None,
+            received: 0,
+            duplicates: 0,
+            reordered: 0,
+            too_late: 0,
+        }
     }
 }
 

@@ -43,7 +43,13 @@ pub struct StreamConfig {
 impl StreamConfig {
     /// Defaults: 1 stream, client → server, 128 KiB writes, 10 s.
     pub fn new(target: SocketAddr) -> Self {
-        StreamConfig { target, common: Common::default(), reverse: false, write_size: 128 * 1024, nodelay: false }
+        StreamConfig {
+            target,
+            common: Common::default(),
+            reverse: false,
+            write_size: 128 * 1024,
+            nodelay: false,
+        }
     }
 }
 
@@ -63,7 +69,11 @@ pub fn stream(config: &StreamConfig) -> Result<Report, BenchError> {
     common.validate()?;
     check_size("--write-size", config.write_size, 1, MAX_MESSAGE)?;
     if common.connections > MAX_STREAMS {
-        return Err(BenchError::invalid("--connections", common.connections, format!("stream allows at most {MAX_STREAMS}")));
+        return Err(BenchError::invalid(
+            "--connections",
+            common.connections,
+            format!("stream allows at most {MAX_STREAMS}"),
+        ));
     }
     let threads = common.connections as usize;
     let plan = Plan {
@@ -93,17 +103,25 @@ pub fn stream(config: &StreamConfig) -> Result<Report, BenchError> {
         bytes_received: if config.reverse { total.client_bytes } else { 0 },
         ..Counts::default()
     };
-    let mut report = base_report(Mode::Stream, config.target.to_string(), settings, counts, timeline);
+    let mut report =
+        base_report(Mode::Stream, config.target.to_string(), settings, counts, timeline);
     let client_bits = total.client_bytes as f64 * 8.0 / common.duration_s;
     let (receiver_bytes, receiver_bits) = if config.reverse {
         (Some(total.client_bytes), Some(client_bits))
     } else if total.receiver_ns > 0 {
-        (Some(total.receiver_bytes), Some(total.receiver_bytes as f64 * 8.0 / (total.receiver_ns as f64 / 1e9)))
+        (
+            Some(total.receiver_bytes),
+            Some(total.receiver_bytes as f64 * 8.0 / (total.receiver_ns as f64 / 1e9)),
+        )
     } else {
         (None, None)
     };
     report.throughput = Some(Throughput {
-        direction: if config.reverse { Direction::ServerToClient } else { Direction::ClientToServer },
+        direction: if config.reverse {
+            Direction::ServerToClient
+        } else {
+            Direction::ClientToServer
+        },
         client_bytes: total.client_bytes,
         client_bits_per_s: client_bits,
         receiver_bytes,
@@ -114,7 +132,8 @@ pub fn stream(config: &StreamConfig) -> Result<Report, BenchError> {
 }
 
 fn stream_thread(config: &StreamConfig, ctx: WorkerCtx) -> Result<StreamOutput, BenchError> {
-    let mode = if config.reverse { TcpMode::Source { nodelay: config.nodelay } } else { TcpMode::Sink };
+    let mode =
+        if config.reverse { TcpMode::Source { nodelay: config.nodelay } } else { TcpMode::Sink };
     let timeout = config.common.timeout();
     let setup = net::connect_bench(config.target, mode, timeout).and_then(|s| {
         let set = |r: io::Result<()>| r.map_err(|e| BenchError::io("setting a socket timeout", e));
@@ -142,7 +161,13 @@ fn stream_thread(config: &StreamConfig, ctx: WorkerCtx) -> Result<StreamOutput, 
                 }
                 recorder.bytes(now, n as u64);
             }
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) => {}
             Err(_) => {
                 recorder.error(now);
                 out.errors += 1;

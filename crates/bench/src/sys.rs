@@ -15,7 +15,10 @@ pub fn parse_cpu_list(text: &str) -> Result<Vec<usize>, String> {
     let mut cpus: Vec<usize> = Vec::new();
     for part in text.split(',').map(str::trim) {
         let num = |s: &str| -> Result<usize, String> {
-            let n: usize = s.trim().parse().map_err(|_| format!("{s:?} is not a CPU number (use e.g. 0,2-3)"))?;
+            let n: usize = s
+                .trim()
+                .parse()
+                .map_err(|_| format!("{s:?} is not a CPU number (use e.g. 0,2-3)"))?;
             if n > MAX_CPU {
                 return Err(format!("CPU {n} is above {MAX_CPU}"));
             }
@@ -43,7 +46,10 @@ pub(crate) fn check_cpus(cpus: &[usize]) -> Result<(), BenchError> {
         .map_err(|e| BenchError::io("reading the CPU affinity", e.into()))?;
     for &cpu in cpus {
         if !allowed.is_set(cpu).unwrap_or(false) {
-            let list: Vec<String> = (0..=MAX_CPU).filter(|&c| allowed.is_set(c).unwrap_or(false)).map(|c| c.to_string()).collect();
+            let list: Vec<String> = (0..=MAX_CPU)
+                .filter(|&c| allowed.is_set(c).unwrap_or(false))
+                .map(|c| c.to_string())
+                .collect();
             return Err(BenchError::invalid(
                 "--cpus",
                 cpu,

@@ -27,7 +27,13 @@ pub(crate) struct SecondPiece {
 
 impl SecondPiece {
     fn new(second: u64) -> Self {
-        SecondPiece { second, hist: LatencyHistogram::new_interval(), responses: 0, errors: 0, bytes: 0 }
+        SecondPiece {
+            second,
+            hist: LatencyHistogram::new_interval(),
+            responses: 0,
+            errors: 0,
+            bytes: 0,
+        }
     }
 
     fn absorb(&mut self, other: &SecondPiece) {

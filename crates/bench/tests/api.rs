@@ -18,8 +18,12 @@ fn short<T>(mut config: T, common: impl FnOnce(&mut T) -> &mut nearhost_bench::C
 
 #[test]
 fn every_mode_runs_in_process_against_an_in_process_server() {
-    let server = Server::start(&ServeConfig { listen: "127.0.0.1:0".parse().unwrap(), threads: 2, ..Default::default() })
-        .expect("server starts");
+    let server = Server::start(&ServeConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        threads: 2,
+        ..Default::default()
+    })
+    .expect("server starts");
     let addr = server.local_addr();
 
     let r = rr(&short(RrConfig::new(addr), |c| &mut c.common)).unwrap();
@@ -53,7 +57,8 @@ fn library_errors_are_typed_and_name_the_setting() {
         other => panic!("expected an invalid --rate, got {other:?}"),
     }
     // Port 9 (discard) is not listening on loopback here: a connect error, not a usage error.
-    let err = rr(&short(RrConfig::new("127.0.0.1:9".parse().unwrap()), |c| &mut c.common)).unwrap_err();
+    let err =
+        rr(&short(RrConfig::new("127.0.0.1:9".parse().unwrap()), |c| &mut c.common)).unwrap_err();
     assert!(matches!(err, BenchError::Connect { .. }), "{err}");
     assert!(!err.is_usage_error());
 }

@@ -15,14 +15,13 @@ pub fn find(inv: &Invocation, name: &str) -> Result<PathBuf> {
     if name.is_empty() || name.contains('/') {
         return Err(CniError::config("ipam.type", format!("{name:?} is not a plugin name")));
     }
-    inv.path
-        .iter()
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-        .ok_or_else(|| {
-            let dirs: Vec<String> = inv.path.iter().map(|d| d.display().to_string()).collect();
-            CniError::config("ipam.type", format!("no plugin {name:?} in CNI_PATH ({})", dirs.join(":")))
-        })
+    inv.path.iter().map(|dir| dir.join(name)).find(|p| p.is_file()).ok_or_else(|| {
+        let dirs: Vec<String> = inv.path.iter().map(|d| d.display().to_string()).collect();
+        CniError::config(
+            "ipam.type",
+            format!("no plugin {name:?} in CNI_PATH ({})", dirs.join(":")),
+        )
+    })
 }
 
 fn verb(c: Command) -> &'static str {
@@ -51,7 +50,12 @@ pub fn exec(inv: &Invocation, name: &str, command: Command, stdin: &[u8]) -> Res
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| CniError::new(code::DELEGATE_FAILED, format!("ipam plugin {}: cannot run: {e}", path.display())))?;
+        .map_err(|e| {
+            CniError::new(
+                code::DELEGATE_FAILED,
+                format!("ipam plugin {}: cannot run: {e}", path.display()),
+            )
+        })?;
     if let Some(mut pipe) = child.stdin.take() {
         // A plugin that exits without reading stdin is answered by its exit status.
         let _ = pipe.write_all(stdin);
@@ -63,7 +67,10 @@ pub fn exec(inv: &Invocation, name: &str, command: Command, stdin: &[u8]) -> Res
         None
     } else {
         Some(serde_json::from_slice(&out.stdout).map_err(|e| {
-            CniError::new(code::DELEGATE_FAILED, format!("ipam plugin {name} printed invalid JSON: {e}"))
+            CniError::new(
+                code::DELEGATE_FAILED,
+                format!("ipam plugin {name} printed invalid JSON: {e}"),
+            )
         })?)
     };
     if out.status.success() {
@@ -72,7 +79,10 @@ pub fn exec(inv: &Invocation, name: &str, command: Command, stdin: &[u8]) -> Res
     // Pass the delegate's own error on, marked as coming from it.
     let (c, msg) = match &parsed {
         Some(v) => (
-            v.get("code").and_then(Value::as_u64).map(|c| c as u32).unwrap_or(code::DELEGATE_FAILED),
+            v.get("code")
+                .and_then(Value::as_u64)
+                .map(|c| c as u32)
+                .unwrap_or(code::DELEGATE_FAILED),
             v.get("msg").and_then(Value::as_str).unwrap_or("failed").to_string(),
         ),
         None => (code::DELEGATE_FAILED, String::from_utf8_lossy(&out.stderr).trim().to_string()),

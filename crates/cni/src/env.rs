@@ -28,7 +28,10 @@ impl Command {
             "GC" => Command::Gc,
             "VERSION" => Command::Version,
             other => {
-                return Err(CniError::env("CNI_COMMAND", format!("{other:?} is not one of ADD, DEL, CHECK, STATUS, GC, VERSION")))
+                return Err(CniError::env(
+                    "CNI_COMMAND",
+                    format!("{other:?} is not one of ADD, DEL, CHECK, STATUS, GC, VERSION"),
+                ))
             }
         })
     }
@@ -81,12 +84,16 @@ impl Invocation {
         if self.ifname.is_empty() {
             return Err(CniError::env("CNI_IFNAME", "is required"));
         }
-        validate_ifname(&self.ifname).map_err(|r| CniError::env("CNI_IFNAME", format!("{:?} {r}", self.ifname)))?;
+        validate_ifname(&self.ifname)
+            .map_err(|r| CniError::env("CNI_IFNAME", format!("{:?} {r}", self.ifname)))?;
         if self.command != Command::Del && self.netns.is_empty() {
             return Err(CniError::env("CNI_NETNS", "is required"));
         }
         if self.path.is_empty() && self.command != Command::Del {
-            return Err(CniError::env("CNI_PATH", "is required (the directories holding CNI plugins)"));
+            return Err(CniError::env(
+                "CNI_PATH",
+                "is required (the directories holding CNI plugins)",
+            ));
         }
         Ok(())
     }
@@ -131,7 +138,8 @@ mod tests {
     use std::collections::HashMap;
 
     fn inv(vars: &[(&str, &str)]) -> Result<Invocation> {
-        let m: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let m: HashMap<String, String> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Invocation::from_env(|k| m.get(k).cloned())
     }
 
@@ -144,14 +152,16 @@ mod tests {
     ];
 
     fn with(over: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
-        let mut v: Vec<_> = BASE.iter().filter(|(k, _)| !over.iter().any(|(o, _)| o == k)).copied().collect();
+        let mut v: Vec<_> =
+            BASE.iter().filter(|(k, _)| !over.iter().any(|(o, _)| o == k)).copied().collect();
         v.extend(over.iter().filter(|(_, val)| !val.is_empty()).copied());
         v
     }
 
     #[test]
     fn valid_add() {
-        let i = inv(&with(&[("CNI_ARGS", "IgnoreUnknown=1;IP=198.18.0.9;K8S_POD_NAME=p")])).unwrap();
+        let i =
+            inv(&with(&[("CNI_ARGS", "IgnoreUnknown=1;IP=198.18.0.9;K8S_POD_NAME=p")])).unwrap();
         assert_eq!(i.command, Command::Add);
         assert_eq!(i.arg("IP"), Some("198.18.0.9"));
     }

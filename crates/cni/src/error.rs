@@ -91,7 +91,9 @@ impl From<IpamError> for CniError {
             IpamError::InvalidConfig { .. } => code::INVALID_CONFIG,
             IpamError::Exhausted { .. } => code::RANGE_EXHAUSTED,
             IpamError::StaticTaken { .. } => code::ADDRESS_TAKEN,
-            IpamError::StaticOutside { .. } | IpamError::StaticReserved { .. } => code::ADDRESS_NOT_ALLOWED,
+            IpamError::StaticOutside { .. } | IpamError::StaticReserved { .. } => {
+                code::ADDRESS_NOT_ALLOWED
+            }
             IpamError::LockTimeout { .. } | IpamError::Unavailable(_) => code::TRY_AGAIN_LATER,
             IpamError::Corrupt { .. } | IpamError::Io { .. } => code::IO_FAILURE,
         };

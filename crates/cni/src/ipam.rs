@@ -18,11 +18,22 @@ use crate::result;
 
 pub enum Addressing {
     None,
-    Embedded { ipam: Ipam<FileStore>, cfg: IpamConfig },
+    Embedded {
+        ipam: Ipam<FileStore>,
+        cfg: IpamConfig,
+    },
     /// A cluster pool: addresses from the blocks the node agent holds.
-    Pool { ipam: Ipam<FileStore>, cfg: IpamConfig, pool: String },
-    Delegated { plugin: String },
-    Chained { prev: Outcome },
+    Pool {
+        ipam: Ipam<FileStore>,
+        cfg: IpamConfig,
+        pool: String,
+    },
+    Delegated {
+        plugin: String,
+    },
+    Chained {
+        prev: Outcome,
+    },
 }
 
 /// How long an ADD waits for the agent to claim a block when the node's blocks
@@ -34,7 +45,13 @@ const NUDGE_TIMEOUT: Duration = Duration::from_millis(200);
 /// Allocates from the node's blocks. Full (or none yet): ask the agent for a
 /// block and try once more; an unreachable agent or etcd is "try again later"
 /// (code 11) — never an address outside the node's own blocks.
-fn allocate_from_pool(ipam: &Ipam<FileStore>, cfg: &IpamConfig, pool: &str, owner: &Owner, requested: &[IpAddr]) -> Result<Vec<Lease>> {
+fn allocate_from_pool(
+    ipam: &Ipam<FileStore>,
+    cfg: &IpamConfig,
+    pool: &str,
+    owner: &Owner,
+    requested: &[IpAddr],
+) -> Result<Vec<Lease>> {
     match ipam.allocate_in_blocks(&cfg.exclude, owner, requested) {
         Ok(leases) => {
             let claim = agent_client::Request::Claim { pool: pool.to_string(), if_low: true };
@@ -43,7 +60,9 @@ fn allocate_from_pool(ipam: &Ipam<FileStore>, cfg: &IpamConfig, pool: &str, owne
             }
             Ok(leases)
         }
-        Err(IpamError::Exhausted { .. }) | Err(IpamError::Unavailable(_)) if requested.is_empty() => {
+        Err(IpamError::Exhausted { .. }) | Err(IpamError::Unavailable(_))
+            if requested.is_empty() =>
+        {
             let claim = agent_client::Request::Claim { pool: pool.to_string(), if_low: false };
             let answer = agent_client::ask_agent(&cfg.data_dir, &claim, CLAIM_TIMEOUT).map_err(|e| {
                 CniError::new(code::TRY_AGAIN_LATER, format!("pool {pool}: this node's address blocks are full and no new block could be claimed: {e}"))
@@ -102,7 +121,9 @@ impl Addressing {
             }
             (Some(other), _) => Ok(Addressing::Delegated { plugin: other.to_string() }),
             (None, _) => match &conf.prev_result {
-                Some(prev) => Ok(Addressing::Chained { prev: result::decode("prevResult", prev)?.0 }),
+                Some(prev) => {
+                    Ok(Addressing::Chained { prev: result::decode("prevResult", prev)?.0 })
+                }
                 None => Ok(Addressing::None),
             },
         }
@@ -111,28 +132,45 @@ impl Addressing {
     /// The embedded store's directory, for drivers that keep state beside it.
     pub fn state_dir(&self, conf: &NetConf) -> PathBuf {
         match self {
-            Addressing::Embedded { ipam, .. } | Addressing::Pool { ipam, .. } => ipam.store().dir().to_path_buf(),
+            Addressing::Embedded { ipam, .. } | Addressing::Pool { ipam, .. } => {
+                ipam.store().dir().to_path_buf()
+            }
             _ => PathBuf::from(nearhost_ipam::config::DEFAULT_DATA_DIR).join(&conf.name),
         }
     }
 
     /// Reserves addresses for `owner`; the guard gives them back unless disarmed.
-    pub fn reserve<'a>(&'a self, inv: &'a Invocation, stdin: &'a [u8], owner: &'a Owner, requested: &[IpAddr]) -> Result<(Assignment, ReleaseGuard<'a>)> {
+    pub fn reserve<'a>(
+        &'a self,
+        inv: &'a Invocation,
+        stdin: &'a [u8],
+        owner: &'a Owner,
+        requested: &[IpAddr],
+    ) -> Result<(Assignment, ReleaseGuard<'a>)> {
         match self {
             Addressing::None => Ok((Assignment::default(), ReleaseGuard { undo: None })),
             Addressing::Chained { prev } => {
-                let addresses = prev.ips.iter().map(|ip| Assigned { address: ip.address, gateway: ip.gateway }).collect();
+                let addresses = prev
+                    .ips
+                    .iter()
+                    .map(|ip| Assigned { address: ip.address, gateway: ip.gateway })
+                    .collect();
                 let routes = prev.routes.clone();
                 Ok((Assignment { addresses, routes, dns: None }, ReleaseGuard { undo: None }))
             }
             Addressing::Embedded { ipam, cfg } | Addressing::Pool { ipam, cfg, .. } => {
                 let leases = match self {
-                    Addressing::Pool { pool, .. } => allocate_from_pool(ipam, cfg, pool, owner, requested)?,
+                    Addressing::Pool { pool, .. } => {
+                        allocate_from_pool(ipam, cfg, pool, owner, requested)?
+                    }
                     _ => ipam.allocate(&cfg.range_sets, &cfg.exclude, owner, requested)?,
                 };
                 let addresses = leases
                     .iter()
-                    .map(|l| Assigned { address: ipnet::IpNet::new(l.ip, l.prefix()).expect("valid prefix"), gateway: l.gateway })
+                    .map(|l| Assigned {
+                        address: ipnet::IpNet::new(l.ip, l.prefix()).expect("valid prefix"),
+                        gateway: l.gateway,
+                    })
                     .collect();
                 let routes = cfg.routes.clone();
                 let guard = ReleaseGuard {
@@ -145,10 +183,18 @@ impl Addressing {
                 Ok((Assignment { addresses, routes, dns: None }, guard))
             }
             Addressing::Delegated { plugin } => {
-                let out = delegate::exec(inv, plugin, Command::Add, stdin)?
-                    .ok_or_else(|| CniError::new(crate::error::code::DELEGATE_FAILED, format!("ipam plugin {plugin} returned no result")))?;
+                let out = delegate::exec(inv, plugin, Command::Add, stdin)?.ok_or_else(|| {
+                    CniError::new(
+                        crate::error::code::DELEGATE_FAILED,
+                        format!("ipam plugin {plugin} returned no result"),
+                    )
+                })?;
                 let (o, dns) = result::decode("ipam result", &out)?;
-                let addresses = o.ips.iter().map(|ip| Assigned { address: ip.address, gateway: ip.gateway }).collect();
+                let addresses = o
+                    .ips
+                    .iter()
+                    .map(|ip| Assigned { address: ip.address, gateway: ip.gateway })
+                    .collect();
                 let routes = o.routes.clone();
                 let guard = ReleaseGuard {
                     undo: Some(Box::new(move || {
@@ -166,16 +212,28 @@ impl Addressing {
     pub fn release(&self, inv: &Invocation, stdin: &[u8], owner: &Owner) -> Result<()> {
         match self {
             Addressing::None | Addressing::Chained { .. } => Ok(()),
-            Addressing::Embedded { ipam, .. } | Addressing::Pool { ipam, .. } => ipam.release(owner).map(|_| ()).map_err(Into::into),
-            Addressing::Delegated { plugin } => delegate::exec(inv, plugin, Command::Del, stdin).map(|_| ()),
+            Addressing::Embedded { ipam, .. } | Addressing::Pool { ipam, .. } => {
+                ipam.release(owner).map(|_| ()).map_err(Into::into)
+            }
+            Addressing::Delegated { plugin } => {
+                delegate::exec(inv, plugin, Command::Del, stdin).map(|_| ())
+            }
         }
     }
 
     /// CHECK: the addresses in `prev` are still reserved for `owner`.
-    pub fn check(&self, inv: &Invocation, stdin: &[u8], owner: &Owner, prev: &Outcome) -> Result<()> {
+    pub fn check(
+        &self,
+        inv: &Invocation,
+        stdin: &[u8],
+        owner: &Owner,
+        prev: &Outcome,
+    ) -> Result<()> {
         match self {
             Addressing::None | Addressing::Chained { .. } => Ok(()),
-            Addressing::Delegated { plugin } => delegate::exec(inv, plugin, Command::Check, stdin).map(|_| ()),
+            Addressing::Delegated { plugin } => {
+                delegate::exec(inv, plugin, Command::Check, stdin).map(|_| ())
+            }
             Addressing::Embedded { ipam, .. } | Addressing::Pool { ipam, .. } => {
                 let held = ipam.leases_of(owner)?;
                 let missing: Vec<String> = prev

@@ -32,12 +32,17 @@ pub fn handle(inv: &Invocation, stdin: &[u8]) -> Result<Option<Value>> {
 
 /// The version an error reply is written in: the config's, if it has a good one.
 pub fn reply_version(stdin: &[u8]) -> &'static str {
-    netconf::decode(stdin).ok().and_then(|v| netconf::version_of(&v).ok()).unwrap_or(LATEST).as_str()
+    netconf::decode(stdin)
+        .ok()
+        .and_then(|v| netconf::version_of(&v).ok())
+        .unwrap_or(LATEST)
+        .as_str()
 }
 
 fn version(stdin: &[u8]) -> Result<Value> {
     // The request's version if we speak it, else our latest.
-    let asked = netconf::decode(stdin).ok().and_then(|v| netconf::version_of(&v).ok()).unwrap_or(LATEST);
+    let asked =
+        netconf::decode(stdin).ok().and_then(|v| netconf::version_of(&v).ok()).unwrap_or(LATEST);
     Ok(json!({"cniVersion": asked.as_str(), "supportedVersions": SpecVersion::supported_list()}))
 }
 
@@ -45,7 +50,9 @@ fn version(stdin: &[u8]) -> Result<Value> {
 fn open_sandbox(path: &str) -> Result<Namespace> {
     let ns = NetNs::open(path).map_err(|e| match &e {
         KernelError::NotNetns(_) => CniError::env("CNI_NETNS", e.to_string()),
-        e if e.is_not_found() => CniError::new(code::UNKNOWN_CONTAINER, format!("CNI_NETNS: {path} does not exist")),
+        e if e.is_not_found() => {
+            CniError::new(code::UNKNOWN_CONTAINER, format!("CNI_NETNS: {path} does not exist"))
+        }
         e => CniError::env("CNI_NETNS", format!("{path}: {e}")),
     })?;
     Ok(Namespace::open(ns)?)
@@ -69,13 +76,21 @@ fn requested_ips(inv: &Invocation, conf: &NetConf) -> Result<Vec<IpAddr>> {
     let mut ips = conf.runtime.ips.clone();
     if let Some(list) = inv.arg("IP") {
         for text in list.split(',').filter(|t| !t.is_empty()) {
-            let ip = netconf::parse_ip_maybe_cidr(text).ok_or_else(|| CniError::env("CNI_ARGS", format!("IP={text} is not an IP address")))?;
+            let ip = netconf::parse_ip_maybe_cidr(text).ok_or_else(|| {
+                CniError::env("CNI_ARGS", format!("IP={text} is not an IP address"))
+            })?;
             ips.push(ip);
         }
     }
     for (i, a) in ips.iter().enumerate() {
         if ips[..i].iter().any(|b| b.is_ipv6() == a.is_ipv6()) {
-            return Err(CniError::env("CNI_ARGS", format!("two static IPv{} addresses requested ({a} is the second)", if a.is_ipv6() { 6 } else { 4 })));
+            return Err(CniError::env(
+                "CNI_ARGS",
+                format!(
+                    "two static IPv{} addresses requested ({a} is the second)",
+                    if a.is_ipv6() { 6 } else { 4 }
+                ),
+            ));
         }
     }
     Ok(ips)
@@ -88,7 +103,8 @@ fn requested_mac(inv: &Invocation, conf: &NetConf) -> Result<Option<Mac>> {
         (None, Some(m)) => ("runtimeConfig.mac", m),
         (None, None) => return Ok(None),
     };
-    let mac = parse_mac(text).ok_or_else(|| CniError::config(field, format!("{text:?} is not a MAC address")))?;
+    let mac = parse_mac(text)
+        .ok_or_else(|| CniError::config(field, format!("{text:?} is not a MAC address")))?;
     if mac[0] & 1 == 1 || mac == [0; 6] {
         return Err(CniError::config(field, format!("{text} is not a unicast MAC address")));
     }
@@ -120,7 +136,9 @@ fn add(inv: &Invocation, stdin: &[u8]) -> Result<Value> {
     release.disarm();
     let outcome = match (&addressing, &conf.prev_result) {
         // Chained: the previous plugin's addresses now live on our interface.
-        (Addressing::Chained { prev }, _) => result::merge(Outcome { ips: Vec::new(), ..prev.clone() }, ours),
+        (Addressing::Chained { prev }, _) => {
+            result::merge(Outcome { ips: Vec::new(), ..prev.clone() }, ours)
+        }
         (_, Some(prev)) => result::merge(result::decode("prevResult", prev)?.0, ours),
         (_, None) => ours,
     };
@@ -171,15 +189,26 @@ fn join_errors(mut errors: Vec<CniError>) -> Result<()> {
 fn check(inv: &Invocation, stdin: &[u8]) -> Result<()> {
     let conf = NetConf::parse(stdin)?;
     if !conf.version.has_check() {
-        return Err(CniError::new(code::INCOMPATIBLE_VERSION, format!("CHECK needs cniVersion 0.4.0 or later; the config says {}", conf.version)));
+        return Err(CniError::new(
+            code::INCOMPATIBLE_VERSION,
+            format!("CHECK needs cniVersion 0.4.0 or later; the config says {}", conf.version),
+        ));
     }
-    let prev_json = conf.prev_result.as_ref().ok_or_else(|| CniError::config("prevResult", "CHECK needs the result of the ADD"))?;
+    let prev_json = conf
+        .prev_result
+        .as_ref()
+        .ok_or_else(|| CniError::config("prevResult", "CHECK needs the result of the ADD"))?;
     let prev = result::decode("prevResult", prev_json)?.0;
     let driver = nearhost_datapath::build(&conf.raw)?;
     let addressing = Addressing::from_conf(&conf)?;
     let mut host = Namespace::current()?;
     let mut sb = open_sandbox(&inv.netns)?;
-    let req = CheckRequest { container_id: &inv.container_id, ifname: &inv.ifname, prev: &prev, state_dir: addressing.state_dir(&conf) };
+    let req = CheckRequest {
+        container_id: &inv.container_id,
+        ifname: &inv.ifname,
+        prev: &prev,
+        state_dir: addressing.state_dir(&conf),
+    };
     driver.check(&mut host, &mut sb, &req)?;
     addressing.check(inv, stdin, &Owner::new(&inv.container_id, &inv.ifname), &prev)
 }
@@ -188,7 +217,10 @@ fn require_1_1(conf: &NetConf, verb: &str) -> Result<()> {
     if conf.version.is_1_1() {
         Ok(())
     } else {
-        Err(CniError::new(code::INCOMPATIBLE_VERSION, format!("{verb} needs cniVersion 1.1.0; the config says {}", conf.version)))
+        Err(CniError::new(
+            code::INCOMPATIBLE_VERSION,
+            format!("{verb} needs cniVersion 1.1.0; the config says {}", conf.version),
+        ))
     }
 }
 
@@ -201,13 +233,23 @@ fn status(stdin: &[u8]) -> Result<()> {
     driver.status(&mut host).map_err(|e| CniError::new(code::NOT_AVAILABLE, e.to_string()))?;
     match &addressing {
         Addressing::Embedded { ipam, .. } => {
-            ipam.state().map_err(|e| CniError::new(code::NOT_AVAILABLE, format!("IPAM store: {e}")))?;
+            ipam.state()
+                .map_err(|e| CniError::new(code::NOT_AVAILABLE, format!("IPAM store: {e}")))?;
         }
         Addressing::Pool { ipam, cfg, pool } => {
-            let state = ipam.state().map_err(|e| CniError::new(code::NOT_AVAILABLE, format!("IPAM store: {e}")))?;
-            let status = nearhost_ipam::agent_client::ask_agent(&cfg.data_dir, &nearhost_ipam::agent_client::Request::Status, std::time::Duration::from_millis(500));
+            let state = ipam
+                .state()
+                .map_err(|e| CniError::new(code::NOT_AVAILABLE, format!("IPAM store: {e}")))?;
+            let status = nearhost_ipam::agent_client::ask_agent(
+                &cfg.data_dir,
+                &nearhost_ipam::agent_client::Request::Status,
+                std::time::Duration::from_millis(500),
+            );
             if let (Err(e), true) = (status, state.blocks.is_empty()) {
-                return Err(CniError::new(code::NOT_AVAILABLE, format!("pool {pool}: this node holds no address blocks and {e}")));
+                return Err(CniError::new(
+                    code::NOT_AVAILABLE,
+                    format!("pool {pool}: this node holds no address blocks and {e}"),
+                ));
             }
         }
         _ => {}

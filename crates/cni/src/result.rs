@@ -11,7 +11,12 @@ use crate::error::{CniError, Result};
 use crate::version::SpecVersion;
 
 /// Encodes an outcome; `sandbox` is the container's netns path.
-pub fn encode(version: SpecVersion, outcome: &Outcome, sandbox: &str, dns: Option<&Value>) -> Value {
+pub fn encode(
+    version: SpecVersion,
+    outcome: &Outcome,
+    sandbox: &str,
+    dns: Option<&Value>,
+) -> Value {
     let interfaces: Vec<Value> = outcome
         .interfaces
         .iter()
@@ -41,7 +46,10 @@ pub fn encode(version: SpecVersion, outcome: &Outcome, sandbox: &str, dns: Optio
         .map(|ip| {
             let mut o = Map::new();
             if version.ips_have_version() {
-                o.insert("version".into(), json!(if ip.address.addr().is_ipv6() { "6" } else { "4" }));
+                o.insert(
+                    "version".into(),
+                    json!(if ip.address.addr().is_ipv6() { "6" } else { "4" }),
+                );
             }
             o.insert("address".into(), json!(ip.address.to_string()));
             if let Some(gw) = ip.gateway {
@@ -72,7 +80,10 @@ pub fn decode(field: &str, v: &Value) -> Result<(Outcome, Option<Value>)> {
     let bad = |what: String| CniError::config(field, what);
     let mut out = Outcome::default();
     for (n, i) in v.get("interfaces").and_then(Value::as_array).into_iter().flatten().enumerate() {
-        let name = i.get("name").and_then(Value::as_str).ok_or_else(|| bad(format!("interfaces[{n}].name is missing")))?;
+        let name = i
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad(format!("interfaces[{n}].name is missing")))?;
         out.interfaces.push(Iface {
             name: name.to_string(),
             mac: i.get("mac").and_then(Value::as_str).map(str::to_string),
@@ -82,26 +93,43 @@ pub fn decode(field: &str, v: &Value) -> Result<(Outcome, Option<Value>)> {
         });
     }
     for (n, ip) in v.get("ips").and_then(Value::as_array).into_iter().flatten().enumerate() {
-        let text = ip.get("address").and_then(Value::as_str).ok_or_else(|| bad(format!("ips[{n}].address is missing")))?;
-        let address: IpNet = text.parse().map_err(|_| bad(format!("ips[{n}].address {text:?} is not a CIDR")))?;
+        let text = ip
+            .get("address")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad(format!("ips[{n}].address is missing")))?;
+        let address: IpNet =
+            text.parse().map_err(|_| bad(format!("ips[{n}].address {text:?} is not a CIDR")))?;
         let gateway = match ip.get("gateway").and_then(Value::as_str) {
             None => None,
-            Some(g) => Some(g.parse::<IpAddr>().map_err(|_| bad(format!("ips[{n}].gateway {g:?} is not an IP")))?),
+            Some(g) => Some(
+                g.parse::<IpAddr>()
+                    .map_err(|_| bad(format!("ips[{n}].gateway {g:?} is not an IP")))?,
+            ),
         };
         let interface = ip.get("interface").and_then(Value::as_u64).map(|i| i as usize);
         if let Some(i) = interface {
             if i >= out.interfaces.len() {
-                return Err(bad(format!("ips[{n}].interface {i} points past the {} interfaces", out.interfaces.len())));
+                return Err(bad(format!(
+                    "ips[{n}].interface {i} points past the {} interfaces",
+                    out.interfaces.len()
+                )));
             }
         }
         out.ips.push(IpOut { address, gateway, interface });
     }
     for (n, r) in v.get("routes").and_then(Value::as_array).into_iter().flatten().enumerate() {
-        let text = r.get("dst").and_then(Value::as_str).ok_or_else(|| bad(format!("routes[{n}].dst is missing")))?;
-        let dst: IpNet = text.parse().map_err(|_| bad(format!("routes[{n}].dst {text:?} is not a CIDR")))?;
+        let text = r
+            .get("dst")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad(format!("routes[{n}].dst is missing")))?;
+        let dst: IpNet =
+            text.parse().map_err(|_| bad(format!("routes[{n}].dst {text:?} is not a CIDR")))?;
         let gw = match r.get("gw").and_then(Value::as_str) {
             None => None,
-            Some(g) => Some(g.parse::<IpAddr>().map_err(|_| bad(format!("routes[{n}].gw {g:?} is not an IP")))?),
+            Some(g) => Some(
+                g.parse::<IpAddr>()
+                    .map_err(|_| bad(format!("routes[{n}].gw {g:?} is not an IP")))?,
+            ),
         };
         out.routes.push(RouteSpec { dst, gw });
     }
@@ -133,14 +161,37 @@ mod tests {
     fn sample() -> Outcome {
         Outcome {
             interfaces: vec![
-                Iface { name: "nh0".into(), mac: Some("02:00:00:00:00:01".into()), in_sandbox: false, mtu: Some(1500), pci_id: None },
-                Iface { name: "eth0".into(), mac: Some("02:00:00:00:00:02".into()), in_sandbox: true, mtu: Some(1500), pci_id: None },
+                Iface {
+                    name: "nh0".into(),
+                    mac: Some("02:00:00:00:00:01".into()),
+                    in_sandbox: false,
+                    mtu: Some(1500),
+                    pci_id: None,
+                },
+                Iface {
+                    name: "eth0".into(),
+                    mac: Some("02:00:00:00:00:02".into()),
+                    in_sandbox: true,
+                    mtu: Some(1500),
+                    pci_id: None,
+                },
             ],
             ips: vec![
-                IpOut { address: "198.18.0.2/24".parse().unwrap(), gateway: Some("198.18.0.1".parse().unwrap()), interface: Some(1) },
-                IpOut { address: "2001:2::2/64".parse().unwrap(), gateway: None, interface: Some(1) },
+                IpOut {
+                    address: "198.18.0.2/24".parse().unwrap(),
+                    gateway: Some("198.18.0.1".parse().unwrap()),
+                    interface: Some(1),
+                },
+                IpOut {
+                    address: "2001:2::2/64".parse().unwrap(),
+                    gateway: None,
+                    interface: Some(1),
+                },
             ],
-            routes: vec![RouteSpec { dst: "0.0.0.0/0".parse().unwrap(), gw: Some("198.18.0.1".parse().unwrap()) }],
+            routes: vec![RouteSpec {
+                dst: "0.0.0.0/0".parse().unwrap(),
+                gw: Some("198.18.0.1".parse().unwrap()),
+            }],
         }
     }
 
@@ -159,7 +210,12 @@ mod tests {
         let v100 = encode(SpecVersion::V1_0_0, &o, "/run/netns/c", None);
         assert!(v100["ips"][0].get("version").is_none());
         assert!(v100["interfaces"][1].get("mtu").is_none());
-        let v110 = encode(SpecVersion::V1_1_0, &o, "/run/netns/c", Some(&json!({"nameservers": ["198.18.0.1"]})));
+        let v110 = encode(
+            SpecVersion::V1_1_0,
+            &o,
+            "/run/netns/c",
+            Some(&json!({"nameservers": ["198.18.0.1"]})),
+        );
         assert_eq!(v110["interfaces"][1]["mtu"], 1500);
         assert_eq!(v110["ips"][0]["interface"], 1);
         assert_eq!(v110["ips"][0]["gateway"], "198.18.0.1");
@@ -186,13 +242,18 @@ mod tests {
     fn decode_rejects_bad_entries_naming_them() {
         let e = decode("prevResult", &json!({"ips": [{"address": "nope"}]})).unwrap_err();
         assert!(e.msg.contains("prevResult") && e.msg.contains("ips[0].address"), "{}", e.msg);
-        let e = decode("prevResult", &json!({"interfaces": [], "ips": [{"address": "198.18.0.2/24", "interface": 3}]})).unwrap_err();
+        let e = decode(
+            "prevResult",
+            &json!({"interfaces": [], "ips": [{"address": "198.18.0.2/24", "interface": 3}]}),
+        )
+        .unwrap_err();
         assert!(e.msg.contains("ips[0].interface"), "{}", e.msg);
     }
 
     #[test]
     fn merge_shifts_interface_indexes() {
-        let prev = Outcome { interfaces: vec![sample().interfaces[0].clone()], ..Outcome::default() };
+        let prev =
+            Outcome { interfaces: vec![sample().interfaces[0].clone()], ..Outcome::default() };
         let merged = merge(prev, sample());
         assert_eq!(merged.interfaces.len(), 3);
         assert_eq!(merged.ips[0].interface, Some(2));

@@ -13,8 +13,13 @@ pub enum SpecVersion {
 
 pub const LATEST: SpecVersion = SpecVersion::V1_1_0;
 
-pub const SUPPORTED: &[SpecVersion] =
-    &[SpecVersion::V0_3_0, SpecVersion::V0_3_1, SpecVersion::V0_4_0, SpecVersion::V1_0_0, SpecVersion::V1_1_0];
+pub const SUPPORTED: &[SpecVersion] = &[
+    SpecVersion::V0_3_0,
+    SpecVersion::V0_3_1,
+    SpecVersion::V0_4_0,
+    SpecVersion::V1_0_0,
+    SpecVersion::V1_1_0,
+];
 
 impl SpecVersion {
     pub fn parse(text: &str) -> Option<Self> {

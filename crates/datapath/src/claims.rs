@@ -38,7 +38,8 @@ impl ClaimStore {
 
     /// Takes the exclusive lock (waiting for other plugin processes) and reads the claims.
     pub fn lock<T: DeserializeOwned>(&self) -> Result<Locked<T>> {
-        let lock = nearhost_state::lock(&self.dir.join(format!("{}.lock", self.kind)), LOCK_TIMEOUT)?;
+        let lock =
+            nearhost_state::lock(&self.dir.join(format!("{}.lock", self.kind)), LOCK_TIMEOUT)?;
         let path = self.dir.join(format!("{}.json", self.kind));
         let claims = nearhost_state::read_json(&path)?.unwrap_or_default();
         Ok(Locked { path, claims, _lock: lock })
@@ -86,7 +87,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = ClaimStore::new(dir.path(), "things");
         let held = store.lock::<u32>().unwrap();
-        let second = nearhost_state::lock(&dir.path().join("things.lock"), Duration::from_millis(20));
+        let second =
+            nearhost_state::lock(&dir.path().join("things.lock"), Duration::from_millis(20));
         assert!(second.is_err(), "a second holder got the lock");
         drop(held);
     }

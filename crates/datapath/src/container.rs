@@ -57,16 +57,23 @@ pub fn finish(sb: &mut Namespace, s: &Setup<'_>) -> Result<Link> {
     let name = s.ifname;
     sb.nl.rename_link(idx, name).map_err(|e| {
         if e.is_exists() {
-            DatapathError::Conflict(format!("interface {name:?} already exists in the container namespace"))
+            DatapathError::Conflict(format!(
+                "interface {name:?} already exists in the container namespace"
+            ))
         } else {
-            DatapathError::Kernel { context: format!("rename the new interface to {name}"), source: e }
+            DatapathError::Kernel {
+                context: format!("rename the new interface to {name}"),
+                source: e,
+            }
         }
     })?;
     if let Some(mac) = s.mac {
         sb.nl.set_mac(idx, mac).ctx(|| format!("set MAC {} on {name}", format_mac(&mac)))?;
     }
     for a in &s.addresses {
-        sb.nl.add_address(idx, a.addr(), a.prefix_len(), true).ctx(|| format!("add {a} to {name}"))?;
+        sb.nl
+            .add_address(idx, a.addr(), a.prefix_len(), true)
+            .ctx(|| format!("add {a} to {name}"))?;
     }
     if s.addresses.iter().any(|a| a.addr().is_ipv4()) {
         // The kernel announces IPv4 addresses itself when the link comes up
@@ -79,13 +86,17 @@ pub fn finish(sb: &mut Namespace, s: &Setup<'_>) -> Result<Link> {
     sb.nl.set_link_up(idx, true).map_err(|e| {
         if e.errno() == Some(libc::EADDRINUSE) {
             // macvlan refuses to come up with a MAC a sibling on the master has.
-            DatapathError::Conflict(format!("{name}: its MAC address is already used by another interface on the master"))
+            DatapathError::Conflict(format!(
+                "{name}: its MAC address is already used by another interface on the master"
+            ))
         } else {
             DatapathError::Kernel { context: format!("bring {name} up"), source: e }
         }
     })?;
     for (ip, mac) in &s.neighbours {
-        sb.nl.set_permanent_neighbour(idx, *ip, *mac).ctx(|| format!("add neighbour {ip} on {name}"))?;
+        sb.nl
+            .set_permanent_neighbour(idx, *ip, *mac)
+            .ctx(|| format!("add neighbour {ip} on {name}"))?;
     }
     for r in &s.routes {
         let mut r = r.clone();
@@ -93,7 +104,9 @@ pub fn finish(sb: &mut Namespace, s: &Setup<'_>) -> Result<Link> {
         sb.nl.add_route(&r).ctx(|| format!("add route {} on {name}", route_text(&r)))?;
     }
     let link = sb.nl.link_by_index(idx).ctx(|| format!("read back {name}"))?.ok_or_else(|| {
-        DatapathError::Conflict(format!("{name} vanished from the container namespace during setup"))
+        DatapathError::Conflict(format!(
+            "{name} vanished from the container namespace during setup"
+        ))
     })?;
     announce_addresses(sb, &link, &s.addresses);
     Ok(link)
@@ -132,7 +145,12 @@ pub fn ipam_routes(req: &AddRequest<'_>) -> Vec<Route> {
         .iter()
         .map(|spec| {
             let v6 = spec.dst.addr().is_ipv6();
-            let gw = spec.gw.or_else(|| req.addresses.iter().find(|a| a.address.addr().is_ipv6() == v6).and_then(|a| a.gateway));
+            let gw = spec.gw.or_else(|| {
+                req.addresses
+                    .iter()
+                    .find(|a| a.address.addr().is_ipv6() == v6)
+                    .and_then(|a| a.gateway)
+            });
             let mut r = Route::to(spec.dst);
             r.gateway = gw;
             r
@@ -162,7 +180,9 @@ pub fn delete_iface(sb: &mut Namespace, ifname: &str) -> Result<()> {
         return Ok(());
     };
     match sb.nl.delete_link(link.index) {
-        Err(e) if !e.is_not_found() => Err(DatapathError::Kernel { context: format!("delete {ifname}"), source: e }),
+        Err(e) if !e.is_not_found() => {
+            Err(DatapathError::Kernel { context: format!("delete {ifname}"), source: e })
+        }
         _ => Ok(()),
     }
 }
@@ -172,7 +192,10 @@ pub fn delete_iface(sb: &mut Namespace, ifname: &str) -> Result<()> {
 pub fn check_sandbox(sb: &mut Namespace, req: &CheckRequest<'_>) -> Result<Link> {
     let name = req.ifname;
     let link = sb.nl.link_by_name(name).ctx(|| format!("look up {name}"))?.ok_or_else(|| {
-        DatapathError::CheckFailed(format!("interface {name} is missing from container namespace {}", sb.ns.path().display()))
+        DatapathError::CheckFailed(format!(
+            "interface {name} is missing from container namespace {}",
+            sb.ns.path().display()
+        ))
     })?;
     let mut problems = Vec::new();
     let idx = req.prev.sandbox_iface(name);
@@ -188,9 +211,12 @@ pub fn check_sandbox(sb: &mut Namespace, req: &CheckRequest<'_>) -> Result<Link>
     if !link.up {
         problems.push(format!("{name} is down"));
     }
-    let have_addrs = sb.nl.addresses(Some(link.index)).ctx(|| format!("list addresses of {name}"))?;
+    let have_addrs =
+        sb.nl.addresses(Some(link.index)).ctx(|| format!("list addresses of {name}"))?;
     for ip in req.prev.ips.iter().filter(|ip| ip.interface.is_none() || ip.interface == idx) {
-        let found = have_addrs.iter().any(|a| a.ip == ip.address.addr() && a.prefix == ip.address.prefix_len());
+        let found = have_addrs
+            .iter()
+            .any(|a| a.ip == ip.address.addr() && a.prefix == ip.address.prefix_len());
         if !found {
             problems.push(format!("{name} lacks address {}", ip.address));
         }
@@ -198,7 +224,9 @@ pub fn check_sandbox(sb: &mut Namespace, req: &CheckRequest<'_>) -> Result<Link>
     let mut have_routes = sb.nl.routes(false).ctx(|| "list routes".into())?;
     have_routes.extend(sb.nl.routes(true).ctx(|| "list routes".into())?);
     for want in &req.prev.routes {
-        let found = have_routes.iter().any(|r| r.dst == want.dst.trunc() && (want.gw.is_none() || r.gateway == want.gw));
+        let found = have_routes
+            .iter()
+            .any(|r| r.dst == want.dst.trunc() && (want.gw.is_none() || r.gateway == want.gw));
         if !found {
             let via = want.gw.map(|g| format!(" via {g}")).unwrap_or_default();
             problems.push(format!("route {}{via} is missing", want.dst));

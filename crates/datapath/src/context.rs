@@ -5,9 +5,9 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use ipnet::IpNet;
+use nearhost_ipam::RouteSpec;
 use nearhost_kernel::link::{format_mac, Link, Mac};
 use nearhost_kernel::route::Route;
-use nearhost_ipam::RouteSpec;
 use nearhost_kernel::{NetNs, Netlink};
 use serde::{Deserialize, Serialize};
 
@@ -21,7 +21,8 @@ pub struct Namespace {
 
 impl Namespace {
     pub fn open(ns: NetNs) -> Result<Self> {
-        let nl = Netlink::open_in(&ns).ctx(|| format!("open netlink socket in {}", ns.path().display()))?;
+        let nl = Netlink::open_in(&ns)
+            .ctx(|| format!("open netlink socket in {}", ns.path().display()))?;
         Ok(Namespace { ns, nl })
     }
 
@@ -104,7 +105,13 @@ impl Iface {
     /// An interface as the kernel reports it, in the container (`in_sandbox`)
     /// or on the host.
     pub(crate) fn of(link: &Link, in_sandbox: bool) -> Self {
-        Iface { name: link.name.clone(), mac: link.mac.as_ref().map(format_mac), in_sandbox, mtu: Some(link.mtu), pci_id: None }
+        Iface {
+            name: link.name.clone(),
+            mac: link.mac.as_ref().map(format_mac),
+            in_sandbox,
+            mtu: Some(link.mtu),
+            pci_id: None,
+        }
     }
 
     /// The same, for a device named by its PCI address (a VF, a whole NIC).
@@ -134,9 +141,17 @@ pub struct Outcome {
 impl Outcome {
     /// ADD's result: the host-side interfaces first, then the container
     /// interface that carries `addresses` (with their gateways) and `routes`.
-    pub(crate) fn attached(host_side: Vec<Iface>, sandbox: Iface, addresses: &[(IpNet, Option<IpAddr>)], routes: &[Route]) -> Outcome {
+    pub(crate) fn attached(
+        host_side: Vec<Iface>,
+        sandbox: Iface,
+        addresses: &[(IpNet, Option<IpAddr>)],
+        routes: &[Route],
+    ) -> Outcome {
         let index = host_side.len();
-        let ips = addresses.iter().map(|(a, gw)| IpOut { address: *a, gateway: *gw, interface: Some(index) }).collect();
+        let ips = addresses
+            .iter()
+            .map(|(a, gw)| IpOut { address: *a, gateway: *gw, interface: Some(index) })
+            .collect();
         let mut interfaces = host_side;
         interfaces.push(sandbox);
         let routes = routes.iter().map(|r| RouteSpec { dst: r.dst, gw: r.gateway }).collect();

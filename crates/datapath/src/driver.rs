@@ -15,14 +15,29 @@ pub trait Datapath {
     /// Creates the container interface (and any host side), addresses, routes.
     /// On error, everything it created is gone again. Called after
     /// [`preflight_add`], which has checked the interface names are free.
-    fn add(&self, host: &mut Namespace, sandbox: &mut Namespace, req: &AddRequest<'_>) -> Result<Outcome>;
+    fn add(
+        &self,
+        host: &mut Namespace,
+        sandbox: &mut Namespace,
+        req: &AddRequest<'_>,
+    ) -> Result<Outcome>;
 
     /// Removes what ADD made. `sandbox` is `None` when the namespace is gone or
     /// was not given; DEL then cleans up what lives outside it.
-    fn del(&self, host: &mut Namespace, sandbox: Option<&mut Namespace>, req: &DelRequest<'_>) -> Result<()>;
+    fn del(
+        &self,
+        host: &mut Namespace,
+        sandbox: Option<&mut Namespace>,
+        req: &DelRequest<'_>,
+    ) -> Result<()>;
 
     /// Verifies the attachment still matches `req.prev`; the error says what differs.
-    fn check(&self, host: &mut Namespace, sandbox: &mut Namespace, req: &CheckRequest<'_>) -> Result<()>;
+    fn check(
+        &self,
+        host: &mut Namespace,
+        sandbox: &mut Namespace,
+        req: &CheckRequest<'_>,
+    ) -> Result<()>;
 
     /// Whether the datapath can take new attachments (CNI STATUS).
     fn status(&self, host: &mut Namespace) -> Result<()> {
@@ -39,7 +54,12 @@ pub trait Datapath {
 /// What runs before an ADD reserves anything: the driver's host checks, and
 /// every name it will create must be free in the container (ADD never takes
 /// over an interface the container already has).
-pub fn preflight_add(driver: &dyn Datapath, host: &mut Namespace, sandbox: &mut Namespace, ifname: &str) -> Result<()> {
+pub fn preflight_add(
+    driver: &dyn Datapath,
+    host: &mut Namespace,
+    sandbox: &mut Namespace,
+    ifname: &str,
+) -> Result<()> {
     driver.preflight(host)?;
     for name in driver.sandbox_names(ifname) {
         container::ensure_ifname_free(sandbox, &name)?;
@@ -70,15 +90,19 @@ pub fn build(conf: &Value) -> Result<Box<dyn Datapath>> {
     let names = || DATAPATHS.iter().map(|r| r.name).collect::<Vec<_>>().join(", ");
     let name = match conf.get("datapath") {
         None | Some(Value::Null) => {
-            return Err(DatapathError::config("datapath", format!("is required (one of {})", names())))
+            return Err(DatapathError::config(
+                "datapath",
+                format!("is required (one of {})", names()),
+            ))
         }
         Some(Value::String(s)) => s.as_str(),
-        Some(v) => return Err(DatapathError::config("datapath", format!("expected a string, got {v}"))),
+        Some(v) => {
+            return Err(DatapathError::config("datapath", format!("expected a string, got {v}")))
+        }
     };
-    let reg = DATAPATHS
-        .iter()
-        .find(|r| r.name == name)
-        .ok_or_else(|| DatapathError::config("datapath", format!("unknown datapath {name:?} (known: {})", names())))?;
+    let reg = DATAPATHS.iter().find(|r| r.name == name).ok_or_else(|| {
+        DatapathError::config("datapath", format!("unknown datapath {name:?} (known: {})", names()))
+    })?;
     (reg.build)(conf)
 }
 

@@ -13,9 +13,9 @@ pub struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     pub fn new(conf: &'a Value) -> Result<Self> {
-        conf.as_object()
-            .map(|obj| Fields { obj })
-            .ok_or_else(|| DatapathError::config("(config)", "the network config must be a JSON object"))
+        conf.as_object().map(|obj| Fields { obj }).ok_or_else(|| {
+            DatapathError::config("(config)", "the network config must be a JSON object")
+        })
     }
 
     fn get(&self, name: &str) -> Option<&'a Value> {
@@ -41,18 +41,18 @@ impl<'a> Fields<'a> {
     pub fn u32(&self, name: &str) -> Result<Option<u32>> {
         match self.get(name) {
             None => Ok(None),
-            Some(v) => v
-                .as_u64()
-                .and_then(|n| u32::try_from(n).ok())
-                .map(Some)
-                .ok_or_else(|| DatapathError::config(name, format!("expected a non-negative integer, got {v}"))),
+            Some(v) => v.as_u64().and_then(|n| u32::try_from(n).ok()).map(Some).ok_or_else(|| {
+                DatapathError::config(name, format!("expected a non-negative integer, got {v}"))
+            }),
         }
     }
 
     /// An MTU: 68..=65535 (IPv4's minimum to the largest the kernel takes).
     pub fn mtu(&self, name: &str) -> Result<Option<u32>> {
         match self.u32(name)? {
-            Some(m) if !(68..=65535).contains(&m) => Err(DatapathError::config(name, format!("{m} is not a valid MTU (68..65535)"))),
+            Some(m) if !(68..=65535).contains(&m) => {
+                Err(DatapathError::config(name, format!("{m} is not a valid MTU (68..65535)")))
+            }
             other => Ok(other),
         }
     }
@@ -62,10 +62,16 @@ impl<'a> Fields<'a> {
             None => Ok(None),
             Some(Value::Array(items)) => items
                 .iter()
-                .map(|v| v.as_str().ok_or_else(|| DatapathError::config(name, format!("expected a list of strings, got {v}"))))
+                .map(|v| {
+                    v.as_str().ok_or_else(|| {
+                        DatapathError::config(name, format!("expected a list of strings, got {v}"))
+                    })
+                })
                 .collect::<Result<Vec<_>>>()
                 .map(Some),
-            Some(v) => Err(DatapathError::config(name, format!("expected a list of strings, got {v}"))),
+            Some(v) => {
+                Err(DatapathError::config(name, format!("expected a list of strings, got {v}")))
+            }
         }
     }
 
@@ -81,7 +87,8 @@ impl<'a> Fields<'a> {
     /// An interface name as the kernel accepts it (1..=15 bytes, no '/', ':' or whitespace).
     pub fn ifname(&self, name: &str) -> Result<Option<&'a str>> {
         let Some(v) = self.str(name)? else { return Ok(None) };
-        validate_ifname(v).map_err(|reason| DatapathError::config(name, format!("{v:?} {reason}")))?;
+        validate_ifname(v)
+            .map_err(|reason| DatapathError::config(name, format!("{v:?} {reason}")))?;
         Ok(Some(v))
     }
 }
@@ -94,7 +101,10 @@ pub fn validate_ifname(name: &str) -> std::result::Result<(), &'static str> {
     if name.len() > 15 {
         return Err("is longer than 15 bytes (the kernel's IFNAMSIZ limit)");
     }
-    if name == "." || name == ".." || name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace()) {
+    if name == "."
+        || name == ".."
+        || name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace())
+    {
         return Err("contains a character the kernel refuses ('/', ':' or white space)");
     }
     Ok(())
@@ -102,7 +112,9 @@ pub fn validate_ifname(name: &str) -> std::result::Result<(), &'static str> {
 
 /// A unicast MAC from config text.
 pub fn parse_unicast_mac(field: &str, text: &str) -> Result<Mac> {
-    let mac = parse_mac(text).ok_or_else(|| DatapathError::config(field, format!("{text:?} is not a MAC address (aa:bb:cc:dd:ee:ff)")))?;
+    let mac = parse_mac(text).ok_or_else(|| {
+        DatapathError::config(field, format!("{text:?} is not a MAC address (aa:bb:cc:dd:ee:ff)"))
+    })?;
     if mac[0] & 1 == 1 {
         return Err(DatapathError::config(field, format!("{text} is a multicast MAC address")));
     }
@@ -119,7 +131,8 @@ mod tests {
 
     #[test]
     fn errors_name_field_and_value() {
-        let conf = json!({"mtu": "big", "mode": "fast", "master": "a/b", "isGateway": 1, "mtu2": 9});
+        let conf =
+            json!({"mtu": "big", "mode": "fast", "master": "a/b", "isGateway": 1, "mtu2": 9});
         let f = Fields::new(&conf).unwrap();
         let e = f.mtu("mtu").unwrap_err().to_string();
         assert!(e.starts_with("mtu:") && e.contains("\"big\""), "{e}");

@@ -12,20 +12,25 @@ use crate::error::{DatapathError, KernelContext, Result};
 /// host namespace's default route.
 pub fn resolve_master(host: &mut Namespace, configured: Option<&str>) -> Result<Link> {
     if let Some(name) = configured {
-        return host
-            .nl
-            .link_by_name(name)
-            .ctx(|| format!("look up master {name}"))?
-            .ok_or_else(|| DatapathError::config("master", format!("no interface named {name:?} in the host namespace")));
+        return host.nl.link_by_name(name).ctx(|| format!("look up master {name}"))?.ok_or_else(
+            || {
+                DatapathError::config(
+                    "master",
+                    format!("no interface named {name:?} in the host namespace"),
+                )
+            },
+        );
     }
     let defaults = host.nl.default_route_links().ctx(|| "read the default route".into())?;
     let Some(&index) = defaults.first() else {
-        return Err(DatapathError::config("master", "not set, and the host namespace has no default route to take it from"));
+        return Err(DatapathError::config(
+            "master",
+            "not set, and the host namespace has no default route to take it from",
+        ));
     };
-    host.nl
-        .link_by_index(index)
-        .ctx(|| "look up the default-route interface".into())?
-        .ok_or_else(|| DatapathError::config("master", "not set, and the default-route interface vanished"))
+    host.nl.link_by_index(index).ctx(|| "look up the default-route interface".into())?.ok_or_else(
+        || DatapathError::config("master", "not set, and the default-route interface vanished"),
+    )
 }
 
 /// `mtu` must not exceed the parent's MTU.
@@ -63,7 +68,9 @@ pub fn ensure_forwarding(host: &Namespace, v4: bool, v6: bool) -> Result<()> {
 /// The host interface of the PCI device `pci` (a NIC or VF is found by its
 /// address, never by a name a container could have given it).
 pub fn link_by_pci(host: &mut Namespace, pci: &str) -> Result<Option<Link>> {
-    for name in Sysfs::from_env().pci_netdevs(pci).ctx(|| format!("read the interfaces of {pci}"))? {
+    for name in
+        Sysfs::from_env().pci_netdevs(pci).ctx(|| format!("read the interfaces of {pci}"))?
+    {
         if let Some(l) = host.nl.link_by_name(&name).ctx(|| format!("look up {name}"))? {
             return Ok(Some(l));
         }

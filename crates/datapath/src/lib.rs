@@ -26,7 +26,9 @@ mod vf;
 mod vf_lease;
 mod vf_settings;
 
-pub use context::{AddRequest, Assigned, CheckRequest, DelRequest, Iface, IpOut, Namespace, Outcome, PortMapping};
+pub use context::{
+    AddRequest, Assigned, CheckRequest, DelRequest, Iface, IpOut, Namespace, Outcome, PortMapping,
+};
 pub use driver::{build, preflight_add, Datapath, Registration, DATAPATHS};
 pub use error::{DatapathError, Result};
 pub use fields::validate_ifname;

@@ -39,7 +39,12 @@ add rule {TABLE} output fib daddr type local dnat ip to udp dport map @udp4
 
 /// Masquerades traffic from `subnets` leaving for anywhere but a container subnet,
 /// and installs `mappings` to `container_ip`. One `nft` run, one transaction.
-pub fn ensure(host: &Namespace, subnets: &[IpNet], mappings: &[PortMapping], container_ip: Option<IpAddr>) -> Result<()> {
+pub fn ensure(
+    host: &Namespace,
+    subnets: &[IpNet],
+    mappings: &[PortMapping],
+    container_ip: Option<IpAddr>,
+) -> Result<()> {
     let mut script = skeleton();
     for net in subnets {
         let set = if net.addr().is_ipv6() { "masq6" } else { "masq4" };
@@ -47,40 +52,63 @@ pub fn ensure(host: &Namespace, subnets: &[IpNet], mappings: &[PortMapping], con
     }
     if let Some(IpAddr::V4(ip)) = container_ip {
         for m in mappings {
-            script.push_str(&format!("add element {TABLE} {}4 {{ {} : {ip} . {} }}\n", m.protocol, m.host_port, m.container_port));
+            script.push_str(&format!(
+                "add element {TABLE} {}4 {{ {} : {ip} . {} }}\n",
+                m.protocol, m.host_port, m.container_port
+            ));
         }
     }
-    netns::run_in(&host.ns, || nft::apply(&script)).and_then(|r| r).ctx(|| "install NAT rules".into())
+    netns::run_in(&host.ns, || nft::apply(&script))
+        .and_then(|r| r)
+        .ctx(|| "install NAT rules".into())
 }
 
 /// Removes the port mappings that point at `container_ip` (others are kept).
-pub fn remove_mappings(host: &Namespace, mappings: &[PortMapping], container_ip: Option<IpAddr>) -> Result<()> {
+pub fn remove_mappings(
+    host: &Namespace,
+    mappings: &[PortMapping],
+    container_ip: Option<IpAddr>,
+) -> Result<()> {
     if mappings.is_empty() {
         return Ok(());
     }
-    let current = netns::run_in(&host.ns, || -> nearhost_kernel::Result<Vec<(String, u16, String)>> {
-        let mut found = Vec::new();
-        for proto in ["tcp", "udp"] {
-            let Some(json) = nft::list_json(&["list", "map", "inet", "nearhost", &format!("{proto}4")])? else { continue };
-            found.extend(map_elements(&json).into_iter().map(|(port, ip)| (proto.to_string(), port, ip)));
-        }
-        Ok(found)
-    })
-    .and_then(|r| r)
-    .ctx(|| "read port mappings".into())?;
+    let current =
+        netns::run_in(&host.ns, || -> nearhost_kernel::Result<Vec<(String, u16, String)>> {
+            let mut found = Vec::new();
+            for proto in ["tcp", "udp"] {
+                let Some(json) =
+                    nft::list_json(&["list", "map", "inet", "nearhost", &format!("{proto}4")])?
+                else {
+                    continue;
+                };
+                found.extend(
+                    map_elements(&json).into_iter().map(|(port, ip)| (proto.to_string(), port, ip)),
+                );
+            }
+            Ok(found)
+        })
+        .and_then(|r| r)
+        .ctx(|| "read port mappings".into())?;
     let mut script = String::new();
     for m in mappings {
         let present = current.iter().any(|(p, port, ip)| {
-            *p == m.protocol && *port == m.host_port && container_ip.is_none_or(|c| c.to_string() == *ip)
+            *p == m.protocol
+                && *port == m.host_port
+                && container_ip.is_none_or(|c| c.to_string() == *ip)
         });
         if present {
-            script.push_str(&format!("delete element {TABLE} {}4 {{ {} }}\n", m.protocol, m.host_port));
+            script.push_str(&format!(
+                "delete element {TABLE} {}4 {{ {} }}\n",
+                m.protocol, m.host_port
+            ));
         }
     }
     if script.is_empty() {
         return Ok(());
     }
-    netns::run_in(&host.ns, || nft::apply(&script)).and_then(|r| r).ctx(|| "remove port mappings".into())
+    netns::run_in(&host.ns, || nft::apply(&script))
+        .and_then(|r| r)
+        .ctx(|| "remove port mappings".into())
 }
 
 /// `(host port, container ip)` pairs of an `nft -j list map` answer.

@@ -36,7 +36,10 @@ impl VxlanOptions {
     /// peers); `underlay` as in the CNI config.
     pub fn new(vni: u32, underlay: Option<String>) -> Result<Self> {
         if vni == 0 || vni >= 1 << 24 {
-            return Err(DatapathError::config("vni", format!("{vni} is not a VXLAN network identifier (1..16777215)")));
+            return Err(DatapathError::config(
+                "vni",
+                format!("{vni} is not a VXLAN network identifier (1..16777215)"),
+            ));
         }
         Ok(VxlanOptions { vni, port: DEFAULT_PORT, device: device_name(vni), underlay })
     }
@@ -46,7 +49,10 @@ impl VxlanOptions {
         let underlay = f.ifname("underlay")?.or(f.ifname("master")?).map(str::to_string);
         let mut o = VxlanOptions::new(f.u32("vni")?.unwrap_or(1), underlay)?;
         if let Some(p) = f.u32("port")? {
-            o.port = u16::try_from(p).ok().filter(|p| *p > 0).ok_or_else(|| DatapathError::config("port", format!("{p} is not a UDP port")))?;
+            o.port = u16::try_from(p)
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| DatapathError::config("port", format!("{p} is not a UDP port")))?;
         }
         if let Some(dev) = f.ifname("vxlanDevice")? {
             o.device = dev.to_string();
@@ -68,13 +74,19 @@ fn underlay(host: &mut Namespace, o: &VxlanOptions) -> Result<(Link, IpAddr)> {
         DatapathError::InvalidConfig { reason, .. } => DatapathError::config("underlay", reason),
         other => other,
     })?;
-    let addrs = host.nl.addresses(Some(link.index)).ctx(|| format!("addresses of {}", link.name))?;
+    let addrs =
+        host.nl.addresses(Some(link.index)).ctx(|| format!("addresses of {}", link.name))?;
     let local = addrs
         .iter()
         .filter(|a| !a.scope_link)
         .map(|a| a.ip)
         .min_by_key(|ip| ip.is_ipv6())
-        .ok_or_else(|| DatapathError::config("underlay", format!("{} has no address to send VXLAN from", link.name)))?;
+        .ok_or_else(|| {
+            DatapathError::config(
+                "underlay",
+                format!("{} has no address to send VXLAN from", link.name),
+            )
+        })?;
     Ok((link, local))
 }
 
@@ -83,14 +95,23 @@ fn underlay(host: &mut Namespace, o: &VxlanOptions) -> Result<(Link, IpAddr)> {
 pub fn ensure_device(host: &mut Namespace, o: &VxlanOptions) -> Result<Link> {
     if let Some(l) = host.nl.link_by_name(&o.device).ctx(|| format!("look up {}", o.device))? {
         if l.kind.as_deref() != Some("vxlan") {
-            return Err(DatapathError::config("vxlanDevice", format!("{:?} exists but is a {:?} link, not vxlan", o.device, l.kind)));
+            return Err(DatapathError::config(
+                "vxlanDevice",
+                format!("{:?} exists but is a {:?} link, not vxlan", o.device, l.kind),
+            ));
         }
         return Ok(l);
     }
     let (under, local) = underlay(host, o)?;
     let spec = NewLink {
         name: o.device.clone(),
-        kind: NewLinkKind::Vxlan { vni: o.vni, local: Some(local), port: o.port, underlay: Some(under.index), learning: false },
+        kind: NewLinkKind::Vxlan {
+            vni: o.vni,
+            local: Some(local),
+            port: o.port,
+            underlay: Some(under.index),
+            learning: false,
+        },
         netns: None,
         mtu: Some(under.mtu.saturating_sub(OVERHEAD)),
         mac: Some(peers::vtep_mac(local)),
@@ -98,7 +119,12 @@ pub fn ensure_device(host: &mut Namespace, o: &VxlanOptions) -> Result<Link> {
     match host.nl.create_link(&spec) {
         Ok(()) => {}
         Err(e) if e.is_exists() => {} // a concurrent ADD made it
-        Err(e) => return Err(DatapathError::Kernel { context: format!("create VXLAN device {}", o.device), source: e }),
+        Err(e) => {
+            return Err(DatapathError::Kernel {
+                context: format!("create VXLAN device {}", o.device),
+                source: e,
+            })
+        }
     }
     let link = host.nl.require_link(&o.device).ctx(|| format!("look up {}", o.device))?;
     host.nl.set_link_up(link.index, true).ctx(|| format!("bring {} up", o.device))?;
@@ -110,6 +136,8 @@ pub fn ensure_device(host: &mut Namespace, o: &VxlanOptions) -> Result<Link> {
 pub fn existing_device(host: &mut Namespace, vni: u32) -> Result<Link> {
     let name = device_name(vni);
     host.nl.link_by_name(&name).ctx(|| format!("look up {name}"))?.ok_or_else(|| {
-        DatapathError::Conflict(format!("VXLAN device {name} does not exist on this node (no vxlan container is attached)"))
+        DatapathError::Conflict(format!(
+            "VXLAN device {name} does not exist on this node (no vxlan container is attached)"
+        ))
     })
 }

@@ -61,14 +61,18 @@ fn vxlan_route(subnet: &IpNet, via: IpAddr, vxlan_index: u32) -> Route {
 /// host-gw: routes to the peer's subnets via its underlay address.
 pub fn add_hostgw(host: &mut Namespace, peer: &Peer) -> Result<()> {
     for s in peer.subnets.iter().filter(|s| s.addr().is_ipv6() == peer.node_ip.is_ipv6()) {
-        host.nl.replace_route(&hostgw_route(s, peer.node_ip)).ctx(|| format!("route {s} via {}", peer.node_ip))?;
+        host.nl
+            .replace_route(&hostgw_route(s, peer.node_ip))
+            .ctx(|| format!("route {s} via {}", peer.node_ip))?;
     }
     Ok(())
 }
 
 pub fn remove_hostgw(host: &mut Namespace, peer: &Peer) -> Result<()> {
     for s in peer.subnets.iter().filter(|s| s.addr().is_ipv6() == peer.node_ip.is_ipv6()) {
-        host.nl.del_route(&hostgw_route(s, peer.node_ip)).ctx(|| format!("delete route {s} via {}", peer.node_ip))?;
+        host.nl
+            .del_route(&hostgw_route(s, peer.node_ip))
+            .ctx(|| format!("delete route {s} via {}", peer.node_ip))?;
     }
     Ok(())
 }
@@ -95,7 +99,9 @@ pub fn remove_vxlan(host: &mut Namespace, vxlan_index: u32, peer: &Peer) -> Resu
             .del_route(&vxlan_route(s, peer.node_ip, vxlan_index))
             .ctx(|| format!("delete route {s} over VXLAN"))?;
     }
-    host.nl.del_neighbour(vxlan_index, peer.node_ip).ctx(|| format!("delete neighbour {}", peer.node_ip))?;
+    host.nl
+        .del_neighbour(vxlan_index, peer.node_ip)
+        .ctx(|| format!("delete neighbour {}", peer.node_ip))?;
     let fdb = FdbEntry { index: vxlan_index, mac: vtep_mac(peer.node_ip), dst: peer.node_ip };
     host.nl.del_fdb(&fdb).ctx(|| format!("delete fdb entry for {}", peer.node_ip))
 }

@@ -21,19 +21,41 @@ pub struct UpperLink<'a> {
 }
 
 /// Creates the child link inside the container, finishes it, returns the result.
-pub fn add(host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>, kind: UpperLink<'_>) -> Result<Outcome> {
+pub fn add(
+    host: &mut Namespace,
+    sb: &mut Namespace,
+    req: &AddRequest<'_>,
+    kind: UpperLink<'_>,
+) -> Result<Outcome> {
     let temp = temp_link_name();
-    let spec = NewLink { name: temp.clone(), kind: kind.link.clone(), netns: Some(sb.ns.as_fd()), mtu: kind.mtu, mac: kind.mac };
+    let spec = NewLink {
+        name: temp.clone(),
+        kind: kind.link.clone(),
+        netns: Some(sb.ns.as_fd()),
+        mtu: kind.mtu,
+        mac: kind.mac,
+    };
     host.nl.create_link(&spec).map_err(|e| create_error(e, &kind))?;
-    let created = sb.nl.link_by_name(&temp).ctx(|| format!("look up new {} {temp}", kind.name))?.ok_or_else(|| {
-        DatapathError::Conflict(format!("the new {} link {temp} did not appear in the container namespace", kind.name))
-    })?;
+    let created =
+        sb.nl.link_by_name(&temp).ctx(|| format!("look up new {} {temp}", kind.name))?.ok_or_else(
+            || {
+                DatapathError::Conflict(format!(
+                    "the new {} link {temp} did not appear in the container namespace",
+                    kind.name
+                ))
+            },
+        )?;
     let guard = LinkGuard::new(&sb.ns, created.index, format!("{} {}", kind.name, req.ifname));
     let routes = container::ipam_routes(req);
     let setup = Setup::standard(created.index, req, routes.clone());
     let link = container::finish(sb, &setup)?;
     guard.disarm();
-    Ok(Outcome::attached(Vec::new(), Iface::of(&link, true), &req.addresses_with_gateways(), &routes))
+    Ok(Outcome::attached(
+        Vec::new(),
+        Iface::of(&link, true),
+        &req.addresses_with_gateways(),
+        &routes,
+    ))
 }
 
 fn create_error(e: nearhost_kernel::KernelError, kind: &UpperLink<'_>) -> DatapathError {

@@ -19,33 +19,60 @@ pub struct Veth {
 }
 
 /// Creates the pair. `host_prefix` is at most 5 bytes (`nhv`, `nhr`).
-pub fn create(host: &mut Namespace, sb: &mut Namespace, host_prefix: &str, mtu: Option<u32>, sandbox_mac: Option<Mac>) -> Result<Veth> {
+pub fn create(
+    host: &mut Namespace,
+    sb: &mut Namespace,
+    host_prefix: &str,
+    mtu: Option<u32>,
+    sandbox_mac: Option<Mac>,
+) -> Result<Veth> {
     let temp = temp_link_name();
     let mut last_err = None;
     for _ in 0..3 {
         let host_name = random_link_name(host_prefix);
         let spec = NewLink {
             name: host_name.clone(),
-            kind: NewLinkKind::Veth { peer_name: temp.clone(), peer_netns: Some(sb.ns.as_fd()), peer_mac: sandbox_mac },
+            kind: NewLinkKind::Veth {
+                peer_name: temp.clone(),
+                peer_netns: Some(sb.ns.as_fd()),
+                peer_mac: sandbox_mac,
+            },
             netns: None,
             mtu,
             mac: None,
         };
         match host.nl.create_link(&spec) {
             Ok(()) => {
-                let host_link = host.nl.require_link(&host_name).ctx(|| format!("look up new veth {host_name}"))?;
+                let host_link = host
+                    .nl
+                    .require_link(&host_name)
+                    .ctx(|| format!("look up new veth {host_name}"))?;
                 let guard = LinkGuard::new(&host.ns, host_link.index, format!("veth {host_name}"));
-                let peer = sb.nl.link_by_name(&temp).ctx(|| format!("look up veth peer {temp}"))?.ok_or_else(|| {
-                    DatapathError::Conflict(format!("the veth peer {temp} did not appear in the container namespace"))
+                let peer = sb
+                    .nl
+                    .link_by_name(&temp)
+                    .ctx(|| format!("look up veth peer {temp}"))?
+                    .ok_or_else(|| {
+                    DatapathError::Conflict(format!(
+                        "the veth peer {temp} did not appear in the container namespace"
+                    ))
                 })?;
                 return Ok(Veth { host: host_link, sandbox_index: peer.index, guard });
             }
             // A random host name collided with an existing link: draw again.
             Err(e) if e.is_exists() => last_err = Some(e),
-            Err(e) => return Err(DatapathError::Kernel { context: format!("create veth pair {host_name}"), source: e }),
+            Err(e) => {
+                return Err(DatapathError::Kernel {
+                    context: format!("create veth pair {host_name}"),
+                    source: e,
+                })
+            }
         }
     }
-    Err(DatapathError::Kernel { context: "create veth pair".into(), source: last_err.expect("loop ran") })
+    Err(DatapathError::Kernel {
+        context: "create veth pair".into(),
+        source: last_err.expect("loop ran"),
+    })
 }
 
 /// The host end of the veth whose container end is `sandbox_link` (found by the

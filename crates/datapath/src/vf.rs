@@ -9,8 +9,8 @@ use nearhost_kernel::sysfs::{Sysfs, VirtFn};
 use serde::{Deserialize, Serialize};
 
 use crate::claims::ClaimStore;
-use crate::error::{DatapathError, KernelContext, Result};
 use crate::context::Namespace;
+use crate::error::{DatapathError, KernelContext, Result};
 use crate::moved::{DeviceClaim, SavedNetdev};
 
 /// The claims file of SR-IOV VFs in a driver state directory (keyed by PCI address).
@@ -78,34 +78,58 @@ pub fn discover(sysfs: &Sysfs, field: &str, pf: &str) -> Result<Vec<VirtFn>> {
 /// inside another namespace or bound to a non-network driver such as vfio-pci)
 /// and it is not one of the host's `uplinks` (interfaces carrying its default
 /// route), which are never moved.
-pub fn pick<'a>(claims: &BTreeMap<String, VfClaim>, pf: &str, vfs: &'a [VirtFn], wanted: Option<u32>, uplinks: &[String]) -> Result<&'a VirtFn> {
+pub fn pick<'a>(
+    claims: &BTreeMap<String, VfClaim>,
+    pf: &str,
+    vfs: &'a [VirtFn],
+    wanted: Option<u32>,
+    uplinks: &[String],
+) -> Result<&'a VirtFn> {
     let uplink = |v: &VirtFn| v.netdevs.iter().any(|n| uplinks.contains(n));
     let Some(n) = wanted else {
-        let free = |v: &&VirtFn| !claims.contains_key(&v.pci) && !v.netdevs.is_empty() && !uplink(v);
+        let free =
+            |v: &&VirtFn| !claims.contains_key(&v.pci) && !v.netdevs.is_empty() && !uplink(v);
         return vfs.iter().find(free).ok_or_else(|| no_free_vf(claims, pf, vfs, uplink));
     };
-    let vf = vfs
-        .iter()
-        .find(|v| v.index == n)
-        .ok_or_else(|| DatapathError::config("vf", format!("{pf} has no VF {n} (VFs enabled: {})", vfs.len())))?;
+    let vf = vfs.iter().find(|v| v.index == n).ok_or_else(|| {
+        DatapathError::config("vf", format!("{pf} has no VF {n} (VFs enabled: {})", vfs.len()))
+    })?;
     if let Some(c) = claims.get(&vf.pci) {
-        return Err(DatapathError::Busy(format!("VF {n} of {pf} is claimed by container {} ({})", c.container_id, c.ifname)));
+        return Err(DatapathError::Busy(format!(
+            "VF {n} of {pf} is claimed by container {} ({})",
+            c.container_id, c.ifname
+        )));
     }
     if vf.netdevs.is_empty() {
-        return Err(DatapathError::Busy(format!("VF {n} of {pf} ({}) has no interface in the host namespace", vf.pci)));
+        return Err(DatapathError::Busy(format!(
+            "VF {n} of {pf} ({}) has no interface in the host namespace",
+            vf.pci
+        )));
     }
     if uplink(vf) {
-        return Err(DatapathError::config("vf", format!("VF {n} of {pf} ({}) carries the host's default route", vf.netdevs.join(", "))));
+        return Err(DatapathError::config(
+            "vf",
+            format!("VF {n} of {pf} ({}) carries the host's default route", vf.netdevs.join(", ")),
+        ));
     }
     Ok(vf)
 }
 
-fn no_free_vf(claims: &BTreeMap<String, VfClaim>, pf: &str, vfs: &[VirtFn], uplink: impl Fn(&VirtFn) -> bool) -> DatapathError {
+fn no_free_vf(
+    claims: &BTreeMap<String, VfClaim>,
+    pf: &str,
+    vfs: &[VirtFn],
+    uplink: impl Fn(&VirtFn) -> bool,
+) -> DatapathError {
     let count = |f: &dyn Fn(&VirtFn) -> bool| vfs.iter().filter(|v| f(v)).count();
     let claimed = count(&|v| claims.contains_key(&v.pci));
     let hidden = count(&|v| !claims.contains_key(&v.pci) && v.netdevs.is_empty());
     let uplinks = count(&|v| !claims.contains_key(&v.pci) && uplink(v));
-    let uplinks = if uplinks > 0 { format!(", {uplinks} carrying the host's default route") } else { String::new() };
+    let uplinks = if uplinks > 0 {
+        format!(", {uplinks} carrying the host's default route")
+    } else {
+        String::new()
+    };
     DatapathError::Busy(format!(
         "no free VF on {pf}: {} enabled, {claimed} claimed by containers, {hidden} without an interface in the host namespace{uplinks}",
         vfs.len()
@@ -148,9 +172,16 @@ pub fn inventory(sysfs: &Sysfs, state_dirs: &[PathBuf]) -> Result<Vec<PfInventor
         let claimed: Vec<ClaimedVf> = vfs
             .iter()
             .filter_map(|v| claims.get(&v.pci).map(|c: &VfClaim| (v, c)))
-            .map(|(v, c)| ClaimedVf { vf: v.index, pci: v.pci.clone(), container_id: c.container_id.clone(), ifname: c.ifname.clone() })
+            .map(|(v, c)| ClaimedVf {
+                vf: v.index,
+                pci: v.pci.clone(),
+                container_id: c.container_id.clone(),
+                ifname: c.ifname.clone(),
+            })
             .collect();
-        let free = vfs.iter().filter(|v| !claims.contains_key(&v.pci) && !v.netdevs.is_empty()).count() as u32;
+        let free =
+            vfs.iter().filter(|v| !claims.contains_key(&v.pci) && !v.netdevs.is_empty()).count()
+                as u32;
         out.push(PfInventory { pf, total, enabled: vfs.len() as u32, free, claimed });
     }
     Ok(out)
@@ -202,7 +233,8 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         tree(t.path(), &["vfa", "", "vfc"]);
         let vfs = discover(&Sysfs::at(t.path()), "pf", "pf0").unwrap();
-        let names: Vec<_> = vfs.iter().map(|v| (v.index, v.pci.as_str(), v.netdevs.clone())).collect();
+        let names: Vec<_> =
+            vfs.iter().map(|v| (v.index, v.pci.as_str(), v.netdevs.clone())).collect();
         assert_eq!(names[0], (0, "0000:01:10.0", vec!["vfa".to_string()]));
         assert_eq!(names[1], (1, "0000:01:10.1", vec![]));
         assert_eq!(names[2].0, 2);
@@ -242,7 +274,10 @@ mod tests {
         let vfs = discover(&Sysfs::at(t.path()), "pf", "pf0").unwrap();
         let mut claims = BTreeMap::new();
         assert_eq!(pick(&claims, "pf0", &vfs, Some(1), &[]).unwrap().index, 1);
-        assert_eq!(pick(&claims, "pf0", &vfs, Some(5), &[]).unwrap_err().to_string(), "vf: pf0 has no VF 5 (VFs enabled: 2)");
+        assert_eq!(
+            pick(&claims, "pf0", &vfs, Some(5), &[]).unwrap_err().to_string(),
+            "vf: pf0 has no VF 5 (VFs enabled: 2)"
+        );
         claims.insert(vfs[1].pci.clone(), claim(&vfs[1], "other"));
         let e = pick(&claims, "pf0", &vfs, Some(1), &[]).unwrap_err().to_string();
         assert_eq!(e, "VF 1 of pf0 is claimed by container other (eth0)");
@@ -258,7 +293,12 @@ mod tests {
         let e = pick(&claims, "pf0", &vfs, Some(0), &uplinks).unwrap_err().to_string();
         assert_eq!(e, "vf: VF 0 of pf0 (vfa) carries the host's default route");
         let e = pick(&claims, "pf0", &vfs[..1], None, &uplinks).unwrap_err().to_string();
-        assert!(e.ends_with("0 without an interface in the host namespace, 1 carrying the host's default route"), "{e}");
+        assert!(
+            e.ends_with(
+                "0 without an interface in the host namespace, 1 carrying the host's default route"
+            ),
+            "{e}"
+        );
     }
 
     #[test]
@@ -276,6 +316,14 @@ mod tests {
         assert_eq!(inv.len(), 1, "eth9 is no PF: {inv:?}");
         let pf = &inv[0];
         assert_eq!((pf.pf.as_str(), pf.total, pf.enabled, pf.free), ("pf0", 16, 3, 1));
-        assert_eq!(pf.claimed, vec![ClaimedVf { vf: 1, pci: "0000:01:10.1".into(), container_id: "ctr-b".into(), ifname: "eth0".into() }]);
+        assert_eq!(
+            pf.claimed,
+            vec![ClaimedVf {
+                vf: 1,
+                pci: "0000:01:10.1".into(),
+                container_id: "ctr-b".into(),
+                ifname: "eth0".into()
+            }]
+        );
     }
 }

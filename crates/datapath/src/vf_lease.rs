@@ -35,9 +35,16 @@ pub struct VfLease {
 }
 
 /// Claims one VF per `want`, all in one locked transaction: all or none.
-pub fn claim(host: &mut Namespace, sb: &Namespace, store: &ClaimStore, owner: (&str, &str), wants: &[Want<'_>]) -> Result<Vec<VfLease>> {
+pub fn claim(
+    host: &mut Namespace,
+    sb: &Namespace,
+    store: &ClaimStore,
+    owner: (&str, &str),
+    wants: &[Want<'_>],
+) -> Result<Vec<VfLease>> {
     let sysfs = Sysfs::from_env();
-    let found = wants.iter().map(|w| vf::discover(&sysfs, w.field, w.pf)).collect::<Result<Vec<_>>>()?;
+    let found =
+        wants.iter().map(|w| vf::discover(&sysfs, w.field, w.pf)).collect::<Result<Vec<_>>>()?;
     let uplinks = uplinks(host)?;
     let mut locked: Locked<VfClaim> = store.lock()?;
     let mut claims = Vec::new();
@@ -52,7 +59,8 @@ pub fn claim(host: &mut Namespace, sb: &Namespace, store: &ClaimStore, owner: (&
         let (store, pci) = (store.clone(), claim.pci.clone());
         let what = format!("VF {} of {}", claim.vf, claim.pf);
         // The claim as recorded then, not as now: ADD may have added to it.
-        let give_back = GiveBack::new(host, sb, what, move |h, s| release_recorded(h, Some(s), &store, &pci))?;
+        let give_back =
+            GiveBack::new(host, sb, what, move |h, s| release_recorded(h, Some(s), &store, &pci))?;
         Ok(VfLease { claim, give_back })
     };
     claims.into_iter().map(lease).collect()
@@ -62,18 +70,28 @@ pub fn claim(host: &mut Namespace, sb: &Namespace, store: &ClaimStore, owner: (&
 fn uplinks(host: &mut Namespace) -> Result<Vec<String>> {
     let mut names = Vec::new();
     for index in host.nl.default_route_links().ctx(|| "read the default route".into())? {
-        names.extend(host.nl.link_by_index(index).ctx(|| format!("look up link #{index}"))?.map(|l| l.name));
+        names.extend(
+            host.nl.link_by_index(index).ctx(|| format!("look up link #{index}"))?.map(|l| l.name),
+        );
     }
     Ok(names)
 }
 
 /// Reads what the VF is like now: its interface in the host and its PF settings.
-fn new_claim(host: &mut Namespace, owner: (&str, &str), want: &Want<'_>, vf: u32, pci: &str, netdev: &str) -> Result<VfClaim> {
+fn new_claim(
+    host: &mut Namespace,
+    owner: (&str, &str),
+    want: &Want<'_>,
+    vf: u32,
+    pci: &str,
+    netdev: &str,
+) -> Result<VfClaim> {
     let link = host.nl.link_by_name(netdev).ctx(|| format!("look up VF interface {netdev}"))?.ok_or_else(|| {
         DatapathError::Busy(format!("VF {vf} of {} ({pci}): sysfs shows interface {netdev}, but the host namespace has none", want.pf))
     })?;
     let pf = pf_link(host, want.field, want.pf)?;
-    let states = host.nl.vf_states(pf.index).ctx(|| format!("read the VF settings of {}", want.pf))?;
+    let states =
+        host.nl.vf_states(pf.index).ctx(|| format!("read the VF settings of {}", want.pf))?;
     let before = states.iter().find(|s| s.vf == vf);
     Ok(VfClaim {
         container_id: owner.0.to_string(),
@@ -89,10 +107,9 @@ fn new_claim(host: &mut Namespace, owner: (&str, &str), want: &Want<'_>, vf: u32
 
 /// The PF's link in the host namespace.
 pub fn pf_link(host: &mut Namespace, field: &str, pf: &str) -> Result<Link> {
-    host.nl
-        .link_by_name(pf)
-        .ctx(|| format!("look up PF {pf}"))?
-        .ok_or_else(|| DatapathError::config(field, format!("no interface named {pf:?} in the host namespace")))
+    host.nl.link_by_name(pf).ctx(|| format!("look up PF {pf}"))?.ok_or_else(|| {
+        DatapathError::config(field, format!("no interface named {pf:?} in the host namespace"))
+    })
 }
 
 impl VfLease {
@@ -102,11 +119,18 @@ impl VfLease {
 
     /// Applies the PF settings, then moves the VF into the container under its
     /// temporary name. Returns its index there.
-    pub fn take(&self, host: &mut Namespace, sb: &mut Namespace, settings: &[VfSetting]) -> Result<u32> {
+    pub fn take(
+        &self,
+        host: &mut Namespace,
+        sb: &mut Namespace,
+        settings: &[VfSetting],
+    ) -> Result<u32> {
         let c = &self.claim;
         let pf = pf_link(host, "pf", &c.pf)?;
         for s in settings {
-            host.nl.set_vf(pf.index, c.vf, s).ctx(|| format!("{}: PF {} refused VF {} {s}", vf_settings::field_of(s), c.pf, c.vf))?;
+            host.nl.set_vf(pf.index, c.vf, s).ctx(|| {
+                format!("{}: PF {} refused VF {} {s}", vf_settings::field_of(s), c.pf, c.vf)
+            })?;
         }
         moved::move_in(host, sb, &c.dev)
     }
@@ -114,13 +138,21 @@ impl VfLease {
     /// Gives the VF `mac` as its administrative MAC through the PF, if the PF
     /// takes it. The change is recorded first, so that DEL undoes it even after
     /// a crash, and forgotten again when the PF refuses. Whether it took.
-    pub fn try_admin_mac(&mut self, host: &mut Namespace, store: &ClaimStore, mac: Mac) -> Result<bool> {
+    pub fn try_admin_mac(
+        &mut self,
+        host: &mut Namespace,
+        store: &ClaimStore,
+        mac: Mac,
+    ) -> Result<bool> {
         let (pf, vf) = (pf_link(host, "pfs", &self.claim.pf)?, self.claim.vf);
-        let states = host.nl.vf_states(pf.index).ctx(|| format!("read the VF settings of {}", pf.name))?;
+        let states =
+            host.nl.vf_states(pf.index).ctx(|| format!("read the VF settings of {}", pf.name))?;
         let setting = VfSetting::Mac(mac);
         let recorded = self.claim.clone();
         self.claim.applied.insert(0, setting);
-        self.claim.restore.extend(vf_settings::originals(&[setting], states.iter().find(|s| s.vf == vf)));
+        self.claim
+            .restore
+            .extend(vf_settings::originals(&[setting], states.iter().find(|s| s.vf == vf)));
         self.save(store)?;
         match host.nl.set_vf(pf.index, vf, &setting) {
             Ok(()) => Ok(true),
@@ -145,7 +177,12 @@ impl VfLease {
 }
 
 /// [`moved::release`] of the claim recorded for the VF at `pci`, if there is one.
-fn release_recorded(host: &mut Namespace, sb: Option<&mut Namespace>, store: &ClaimStore, pci: &str) -> Result<()> {
+fn release_recorded(
+    host: &mut Namespace,
+    sb: Option<&mut Namespace>,
+    store: &ClaimStore,
+    pci: &str,
+) -> Result<()> {
     let claim = store.lock::<VfClaim>()?.claims().get(pci).cloned();
     claim.map_or(Ok(()), |c| moved::release(host, sb, store, &c))
 }
@@ -158,7 +195,10 @@ pub(crate) fn restore_pf_settings(host: &mut Namespace, c: &VfClaim) -> Result<(
     let mut errors = Vec::new();
     for s in &c.restore {
         if let Err(e) = host.nl.set_vf(pf.index, c.vf, s) {
-            errors.push(DatapathError::Kernel { context: format!("restore VF {} {s} on {}", c.vf, c.pf), source: e });
+            errors.push(DatapathError::Kernel {
+                context: format!("restore VF {} {s} on {}", c.vf, c.pf),
+                source: e,
+            });
         }
     }
     join(errors)

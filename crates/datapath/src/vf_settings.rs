@@ -16,8 +16,11 @@ const VLAN_PROTOS: &[(&str, VlanProto)] = &[
     ("802.1AD", VlanProto::Dot1Ad),
 ];
 
-const LINK_STATES: &[(&str, VfLinkState)] =
-    &[("auto", VfLinkState::Auto), ("enable", VfLinkState::Enable), ("disable", VfLinkState::Disable)];
+const LINK_STATES: &[(&str, VfLinkState)] = &[
+    ("auto", VfLinkState::Auto),
+    ("enable", VfLinkState::Enable),
+    ("disable", VfLinkState::Disable),
+];
 
 /// What the config asks the PF to set on the VF. `None`: leave as it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -79,7 +82,11 @@ fn parse_vlan(f: &Fields<'_>) -> Result<Option<VfVlanTag>> {
     if id.is_none() && qos.is_none() && proto.is_none() {
         return Ok(None);
     }
-    Ok(Some(VfVlanTag { id: vlan as u16, qos: qos.unwrap_or(0) as u8, proto: proto.unwrap_or_default() }))
+    Ok(Some(VfVlanTag {
+        id: vlan as u16,
+        qos: qos.unwrap_or(0) as u8,
+        proto: proto.unwrap_or_default(),
+    }))
 }
 
 fn parse_rate(f: &Fields<'_>) -> Result<Option<(u32, u32)>> {
@@ -89,7 +96,10 @@ fn parse_rate(f: &Fields<'_>) -> Result<Option<(u32, u32)>> {
     }
     let (min, max) = (min.unwrap_or(0), max.unwrap_or(0));
     if max != 0 && min > max {
-        return Err(DatapathError::config("minTxRate", format!("{min} exceeds maxTxRate {max} (Mbit/s; a maxTxRate of 0 means no limit)")));
+        return Err(DatapathError::config(
+            "minTxRate",
+            format!("{min} exceeds maxTxRate {max} (Mbit/s; a maxTxRate of 0 means no limit)"),
+        ));
     }
     Ok(Some((min, max)))
 }
@@ -168,7 +178,10 @@ mod tests {
                              "minTxRate": 10, "maxTxRate": 1000, "linkState": "enable"}))
         .unwrap();
         assert_eq!(o.vlan, Some(VfVlanTag { id: 100, qos: 5, proto: VlanProto::Dot1Ad }));
-        assert_eq!((o.spoofchk, o.trust, o.rate, o.link_state), (Some(false), Some(true), Some((10, 1000)), Some(VfLinkState::Enable)));
+        assert_eq!(
+            (o.spoofchk, o.trust, o.rate, o.link_state),
+            (Some(false), Some(true), Some((10, 1000)), Some(VfLinkState::Enable))
+        );
         let mac = [2, 0, 0, 0, 0, 1];
         let s = o.settings(Some(mac));
         assert_eq!(s[0], VfSetting::Mac(mac));
@@ -188,13 +201,18 @@ mod tests {
         assert_eq!(err(json!({"vlan": -1})), "vlan: expected a non-negative integer, got -1");
         assert_eq!(err(json!({"vlan": 10, "vlanQoS": 8})), "vlanQoS: 8 is out of range (0..7)");
         assert_eq!(err(json!({"vlanQoS": 3})), "vlanQoS: 3 needs a non-zero \"vlan\"");
-        assert_eq!(err(json!({"vlan": 0, "vlanProto": "802.1ad"})), "vlanProto: 802.1ad needs a non-zero \"vlan\"");
-        assert!(err(json!({"vlan": 5, "vlanProto": "qinq"})).starts_with("vlanProto: \"qinq\" is not one of 802.1Q"));
+        assert_eq!(
+            err(json!({"vlan": 0, "vlanProto": "802.1ad"})),
+            "vlanProto: 802.1ad needs a non-zero \"vlan\""
+        );
+        assert!(err(json!({"vlan": 5, "vlanProto": "qinq"}))
+            .starts_with("vlanProto: \"qinq\" is not one of 802.1Q"));
         assert_eq!(
             err(json!({"minTxRate": 500, "maxTxRate": 100})),
             "minTxRate: 500 exceeds maxTxRate 100 (Mbit/s; a maxTxRate of 0 means no limit)"
         );
-        assert!(err(json!({"linkState": "up"})).starts_with("linkState: \"up\" is not one of auto, enable, disable"));
+        assert!(err(json!({"linkState": "up"}))
+            .starts_with("linkState: \"up\" is not one of auto, enable, disable"));
         assert!(err(json!({"spoofchk": "yes"})).starts_with("spoofchk: expected true or false"));
         assert!(err(json!({"trust": 1})).starts_with("trust: "));
     }
@@ -218,19 +236,35 @@ mod tests {
             rate: Some((1, 2)),
             link_state: Some(VfLinkState::Disable),
         };
-        let apply = VfOptions { vlan: Some(VfVlanTag { id: 100, ..Default::default() }), spoofchk: Some(true), ..Default::default() }
-            .settings(Some([2, 0, 0, 0, 0, 1]));
+        let apply = VfOptions {
+            vlan: Some(VfVlanTag { id: 100, ..Default::default() }),
+            spoofchk: Some(true),
+            ..Default::default()
+        }
+        .settings(Some([2, 0, 0, 0, 0, 1]));
         assert_eq!(
             originals(&apply, Some(&before)),
-            vec![VfSetting::SpoofCheck(false), VfSetting::Vlan(before.vlan.unwrap()), VfSetting::Mac([2, 0, 0, 0, 0, 9])]
+            vec![
+                VfSetting::SpoofCheck(false),
+                VfSetting::Vlan(before.vlan.unwrap()),
+                VfSetting::Mac([2, 0, 0, 0, 0, 9])
+            ]
         );
     }
 
     #[test]
     fn differences_list_what_changed_and_skip_what_is_not_reported() {
-        let applied = vec![VfSetting::Trust(true), VfSetting::SpoofCheck(false), VfSetting::LinkState(VfLinkState::Enable)];
-        let now = VfState { vf: 4, trust: Some(false), spoofchk: Some(false), ..Default::default() };
-        assert_eq!(differences(&applied, &now), vec!["VF 4 has trust off, config says trust on".to_string()]);
+        let applied = vec![
+            VfSetting::Trust(true),
+            VfSetting::SpoofCheck(false),
+            VfSetting::LinkState(VfLinkState::Enable),
+        ];
+        let now =
+            VfState { vf: 4, trust: Some(false), spoofchk: Some(false), ..Default::default() };
+        assert_eq!(
+            differences(&applied, &now),
+            vec!["VF 4 has trust off, config says trust on".to_string()]
+        );
     }
 
     #[test]

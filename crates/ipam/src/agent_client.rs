@@ -55,7 +55,10 @@ pub struct Response {
 pub fn ask_agent(data_dir: &Path, req: &Request, timeout: Duration) -> Result<Response> {
     let path = agent_socket(data_dir);
     let unreachable = |e: std::io::Error| {
-        IpamError::Unavailable(format!("the node agent is unreachable at {} ({e}); is `nearhost agent` running?", path.display()))
+        IpamError::Unavailable(format!(
+            "the node agent is unreachable at {} ({e}); is `nearhost agent` running?",
+            path.display()
+        ))
     };
     let stream = UnixStream::connect(&path).map_err(unreachable)?;
     stream.set_read_timeout(Some(timeout)).map_err(unreachable)?;
@@ -65,9 +68,13 @@ pub fn ask_agent(data_dir: &Path, req: &Request, timeout: Duration) -> Result<Re
     (&stream).write_all(line.as_bytes()).map_err(unreachable)?;
     let mut answer = String::new();
     BufReader::new(&stream).read_line(&mut answer).map_err(|e| {
-        IpamError::Unavailable(format!("the node agent did not answer within {} ms ({e})", timeout.as_millis()))
+        IpamError::Unavailable(format!(
+            "the node agent did not answer within {} ms ({e})",
+            timeout.as_millis()
+        ))
     })?;
-    serde_json::from_str(&answer).map_err(|e| IpamError::Unavailable(format!("the node agent answered nonsense: {e}")))
+    serde_json::from_str(&answer)
+        .map_err(|e| IpamError::Unavailable(format!("the node agent answered nonsense: {e}")))
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::config::{ord, from_ord, Range, RangeSet};
+use crate::config::{from_ord, ord, Range, RangeSet};
 use crate::error::{IpamError, Result};
 
 /// What the allocator may not hand out.
@@ -39,7 +39,11 @@ enum Blocker {
 }
 
 /// Picks a free address from `set`, starting after `last` (round-robin).
-pub fn allocate<'s>(set: &'s RangeSet, taken: &Taken<'_>, last: Option<IpAddr>) -> Result<(IpAddr, &'s Range)> {
+pub fn allocate<'s>(
+    set: &'s RangeSet,
+    taken: &Taken<'_>,
+    last: Option<IpAddr>,
+) -> Result<(IpAddr, &'s Range)> {
     let n = set.ranges.len();
     let start_idx = last.and_then(|l| set.ranges.iter().position(|r| r.contains(l)));
     let order: Vec<(usize, Option<u128>, Option<u128>)> = match (start_idx, last) {
@@ -83,9 +87,8 @@ fn count_reserved(set: &RangeSet, taken: &Taken<'_>) -> usize {
 
 /// Checks that a statically requested address may be handed out.
 pub fn check_static<'s>(set: &'s RangeSet, ip: IpAddr, taken: &Taken<'_>) -> Result<&'s Range> {
-    let range = set
-        .range_of(ip)
-        .ok_or_else(|| IpamError::StaticOutside { ip, ranges: set.describe() })?;
+    let range =
+        set.range_of(ip).ok_or_else(|| IpamError::StaticOutside { ip, ranges: set.describe() })?;
     match taken.blocker(ip, range) {
         None => Ok(range),
         Some(Blocker::Excluded(_)) => Err(IpamError::StaticReserved { ip }),
@@ -114,7 +117,8 @@ mod tests {
     fn skips_gateway_reserved_and_excluded() {
         let s = set(json!([{"subnet": "198.18.0.0/28", "gateway": "198.18.0.1"}]));
         let reserved: BTreeSet<IpAddr> = [ip("198.18.0.2")].into();
-        let exclude: Vec<IpNet> = vec!["198.18.0.3/32".parse().unwrap(), "198.18.0.4/31".parse().unwrap()];
+        let exclude: Vec<IpNet> =
+            vec!["198.18.0.3/32".parse().unwrap(), "198.18.0.4/31".parse().unwrap()];
         let t = Taken { reserved: &reserved, exclude: &exclude };
         assert_eq!(allocate(&s, &t, None).unwrap().0, ip("198.18.0.6"));
     }
@@ -147,7 +151,11 @@ mod tests {
         let reserved: BTreeSet<IpAddr> = [ip("198.18.0.2")].into();
         let t = Taken { reserved: &reserved, exclude: &[] };
         let (got, r) = allocate(&s, &t, None).unwrap();
-        assert_eq!(got, ip("198.18.1.2"), "first range full (gateway .1, .2 taken); .1 of the second is its gateway");
+        assert_eq!(
+            got,
+            ip("198.18.1.2"),
+            "first range full (gateway .1, .2 taken); .1 of the second is its gateway"
+        );
         assert_eq!(r.subnet.to_string(), "198.18.1.0/30");
     }
 
@@ -162,12 +170,20 @@ mod tests {
 
     #[test]
     fn static_checks() {
-        let s = set(json!([{"subnet": "198.18.0.0/24", "rangeStart": "198.18.0.10", "rangeEnd": "198.18.0.20", "gateway": "198.18.0.1"}]));
+        let s = set(
+            json!([{"subnet": "198.18.0.0/24", "rangeStart": "198.18.0.10", "rangeEnd": "198.18.0.20", "gateway": "198.18.0.1"}]),
+        );
         let reserved: BTreeSet<IpAddr> = [ip("198.18.0.11")].into();
         let t = Taken { reserved: &reserved, exclude: &[] };
         assert!(check_static(&s, ip("198.18.0.12"), &t).is_ok());
-        assert!(matches!(check_static(&s, ip("198.18.0.30"), &t), Err(IpamError::StaticOutside { .. })));
-        assert!(matches!(check_static(&s, ip("198.18.0.11"), &t), Err(IpamError::StaticTaken { .. })));
+        assert!(matches!(
+            check_static(&s, ip("198.18.0.30"), &t),
+            Err(IpamError::StaticOutside { .. })
+        ));
+        assert!(matches!(
+            check_static(&s, ip("198.18.0.11"), &t),
+            Err(IpamError::StaticTaken { .. })
+        ));
     }
 
     proptest! {

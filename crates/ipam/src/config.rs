@@ -103,21 +103,36 @@ struct RawRange {
 impl IpamConfig {
     /// Parses and validates the `ipam` object. Every error names its field.
     pub fn parse(value: &serde_json::Value) -> Result<Self> {
-        let raw: RawIpam = serde_json::from_value(value.clone()).map_err(|e| IpamError::config("ipam", e.to_string()))?;
+        let raw: RawIpam = serde_json::from_value(value.clone())
+            .map_err(|e| IpamError::config("ipam", e.to_string()))?;
         let data_dir = raw.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
         if !data_dir.is_absolute() {
-            return Err(IpamError::config("ipam.dataDir", format!("{:?} must be an absolute path", data_dir.display())));
+            return Err(IpamError::config(
+                "ipam.dataDir",
+                format!("{:?} must be an absolute path", data_dir.display()),
+            ));
         }
         if raw.pool.is_some() && !raw.ranges.is_empty() {
-            return Err(IpamError::config("ipam.pool", "give either \"pool\" (cluster blocks) or \"ranges\", not both"));
+            return Err(IpamError::config(
+                "ipam.pool",
+                "give either \"pool\" (cluster blocks) or \"ranges\", not both",
+            ));
         }
         if let Some(pool) = &raw.pool {
-            if pool.is_empty() || !pool.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-                return Err(IpamError::config("ipam.pool", format!("{pool:?} is not a valid pool name (letters, digits, - _ .)")));
+            if pool.is_empty()
+                || !pool.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                return Err(IpamError::config(
+                    "ipam.pool",
+                    format!("{pool:?} is not a valid pool name (letters, digits, - _ .)"),
+                ));
             }
         }
         if raw.pool.is_none() && raw.ranges.is_empty() {
-            return Err(IpamError::config("ipam.ranges", "at least one range set is required (or \"pool\")"));
+            return Err(IpamError::config(
+                "ipam.ranges",
+                "at least one range set is required (or \"pool\")",
+            ));
         }
         let mut range_sets = Vec::new();
         for (i, set) in raw.ranges.iter().enumerate() {
@@ -137,7 +152,11 @@ impl IpamConfig {
             .exclude
             .iter()
             .enumerate()
-            .map(|(i, e)| parse_net_or_ip(e).map_err(|r| IpamError::config(format!("ipam.exclude[{i}]"), format!("{e:?}: {r}"))))
+            .map(|(i, e)| {
+                parse_net_or_ip(e).map_err(|r| {
+                    IpamError::config(format!("ipam.exclude[{i}]"), format!("{e:?}: {r}"))
+                })
+            })
             .collect::<Result<Vec<_>>>()?;
         let routes = raw
             .routes
@@ -151,14 +170,24 @@ impl IpamConfig {
 
 fn parse_route(i: usize, v: &serde_json::Value) -> Result<RouteSpec> {
     let field = format!("ipam.routes[{i}]");
-    let dst = v.get("dst").and_then(|d| d.as_str()).ok_or_else(|| IpamError::config(&field, "\"dst\" is required"))?;
-    let dst: IpNet = dst.parse().map_err(|_| IpamError::config(format!("{field}.dst"), format!("{dst:?} is not a CIDR")))?;
+    let dst = v
+        .get("dst")
+        .and_then(|d| d.as_str())
+        .ok_or_else(|| IpamError::config(&field, "\"dst\" is required"))?;
+    let dst: IpNet = dst
+        .parse()
+        .map_err(|_| IpamError::config(format!("{field}.dst"), format!("{dst:?} is not a CIDR")))?;
     let gw = match v.get("gw").and_then(|g| g.as_str()) {
         None => None,
         Some(g) => {
-            let ip: IpAddr = g.parse().map_err(|_| IpamError::config(format!("{field}.gw"), format!("{g:?} is not an IP address")))?;
+            let ip: IpAddr = g.parse().map_err(|_| {
+                IpamError::config(format!("{field}.gw"), format!("{g:?} is not an IP address"))
+            })?;
             if ip.is_ipv6() != dst.addr().is_ipv6() {
-                return Err(IpamError::config(format!("{field}.gw"), format!("{g} is not of the same family as dst {dst}")));
+                return Err(IpamError::config(
+                    format!("{field}.gw"),
+                    format!("{g} is not of the same family as dst {dst}"),
+                ));
             }
             Some(ip)
         }
@@ -175,11 +204,19 @@ fn parse_set(i: usize, set: &[RawRange]) -> Result<RangeSet> {
         let r = parse_range(&format!("ipam.ranges[{i}][{j}]"), raw)?;
         if let Some(first) = ranges.first() {
             if first.subnet.addr().is_ipv6() != r.subnet.addr().is_ipv6() {
-                return Err(IpamError::config(format!("ipam.ranges[{i}][{j}].subnet"), "mixes IPv4 and IPv6 in one range set; use one set per family"));
+                return Err(IpamError::config(
+                    format!("ipam.ranges[{i}][{j}].subnet"),
+                    "mixes IPv4 and IPv6 in one range set; use one set per family",
+                ));
             }
         }
-        if let Some(other) = ranges.iter().find(|o| ord(r.start) <= ord(o.end) && ord(o.start) <= ord(r.end)) {
-            return Err(IpamError::config(format!("ipam.ranges[{i}][{j}]"), format!("overlaps {}..{}", other.start, other.end)));
+        if let Some(other) =
+            ranges.iter().find(|o| ord(r.start) <= ord(o.end) && ord(o.start) <= ord(r.end))
+        {
+            return Err(IpamError::config(
+                format!("ipam.ranges[{i}][{j}]"),
+                format!("overlaps {}..{}", other.start, other.end),
+            ));
         }
         ranges.push(r);
     }
@@ -187,19 +224,33 @@ fn parse_set(i: usize, set: &[RawRange]) -> Result<RangeSet> {
 }
 
 fn parse_range(field: &str, raw: &RawRange) -> Result<Range> {
-    let subnet_text = raw.subnet.as_deref().ok_or_else(|| IpamError::config(format!("{field}.subnet"), "is required"))?;
-    let subnet: IpNet = subnet_text
-        .parse()
-        .map_err(|_| IpamError::config(format!("{field}.subnet"), format!("{subnet_text:?} is not a CIDR (e.g. 198.18.0.0/24)")))?;
+    let subnet_text = raw
+        .subnet
+        .as_deref()
+        .ok_or_else(|| IpamError::config(format!("{field}.subnet"), "is required"))?;
+    let subnet: IpNet = subnet_text.parse().map_err(|_| {
+        IpamError::config(
+            format!("{field}.subnet"),
+            format!("{subnet_text:?} is not a CIDR (e.g. 198.18.0.0/24)"),
+        )
+    })?;
     if subnet.addr() != subnet.network() {
-        return Err(IpamError::config(format!("{field}.subnet"), format!("{subnet_text} has host bits set; did you mean {}?", subnet.trunc())));
+        return Err(IpamError::config(
+            format!("{field}.subnet"),
+            format!("{subnet_text} has host bits set; did you mean {}?", subnet.trunc()),
+        ));
     }
     let (first, last) = usable_bounds(&subnet);
     let parse_in = |name: &str, text: &Option<String>| -> Result<Option<IpAddr>> {
         let Some(t) = text else { return Ok(None) };
-        let ip: IpAddr = t.parse().map_err(|_| IpamError::config(format!("{field}.{name}"), format!("{t:?} is not an IP address")))?;
+        let ip: IpAddr = t.parse().map_err(|_| {
+            IpamError::config(format!("{field}.{name}"), format!("{t:?} is not an IP address"))
+        })?;
         if !subnet.contains(&ip) {
-            return Err(IpamError::config(format!("{field}.{name}"), format!("{ip} is outside subnet {subnet}")));
+            return Err(IpamError::config(
+                format!("{field}.{name}"),
+                format!("{ip} is outside subnet {subnet}"),
+            ));
         }
         Ok(Some(ip))
     };
@@ -210,11 +261,17 @@ fn parse_range(field: &str, raw: &RawRange) -> Result<Range> {
     let gateway = parse_in("gateway", &raw.gateway)?.or(Some(first));
     for (name, ip) in [("rangeStart", start), ("rangeEnd", end)] {
         if ord(ip) < ord(first) || ord(ip) > ord(last) {
-            return Err(IpamError::config(format!("{field}.{name}"), format!("{ip} is the network or broadcast address of {subnet}")));
+            return Err(IpamError::config(
+                format!("{field}.{name}"),
+                format!("{ip} is the network or broadcast address of {subnet}"),
+            ));
         }
     }
     if ord(start) > ord(end) {
-        return Err(IpamError::config(format!("{field}.rangeEnd"), format!("{end} is before rangeStart {start}")));
+        return Err(IpamError::config(
+            format!("{field}.rangeEnd"),
+            format!("{end} is before rangeStart {start}"),
+        ));
     }
     Ok(Range { subnet, start, end, gateway })
 }
@@ -280,26 +337,79 @@ mod tests {
 
     #[test]
     fn dual_stack_is_two_sets() {
-        let c = IpamConfig::parse(&json!({"ranges": [[{"subnet": "198.18.0.0/24"}], [{"subnet": "2001:2::/64"}]]})).unwrap();
+        let c = IpamConfig::parse(
+            &json!({"ranges": [[{"subnet": "198.18.0.0/24"}], [{"subnet": "2001:2::/64"}]]}),
+        )
+        .unwrap();
         assert!(!c.range_sets[0].is_v6());
         assert!(c.range_sets[1].is_v6());
-        assert_eq!(err_field(json!({"ranges": [[{"subnet": "198.18.0.0/24"}], [{"subnet": "198.19.0.0/24"}]]})), "ipam.ranges[1]");
+        assert_eq!(
+            err_field(
+                json!({"ranges": [[{"subnet": "198.18.0.0/24"}], [{"subnet": "198.19.0.0/24"}]]})
+            ),
+            "ipam.ranges[1]"
+        );
     }
 
     #[test]
     fn bad_fields_are_named() {
-        assert_eq!(err_field(json!({"ranges": [[{"subnet": "198.18.0.0/33"}]]})), "ipam.ranges[0][0].subnet");
-        assert_eq!(err_field(json!({"ranges": [[{"subnet": "198.18.0.5/24"}]]})), "ipam.ranges[0][0].subnet");
-        assert_eq!(err_field(json!({"ranges": [[{"subnet": "198.18.0.0/24", "rangeStart": "198.19.0.1"}]]})), "ipam.ranges[0][0].rangeStart");
-        assert_eq!(err_field(json!({"ranges": [[{"subnet": "198.18.0.0/24", "rangeStart": "198.18.0.9", "rangeEnd": "198.18.0.3"}]]})), "ipam.ranges[0][0].rangeEnd");
-        assert_eq!(err_field(json!({"ranges": [[{"subnet": "198.18.0.0/24", "rangeEnd": "198.18.0.255"}]]})), "ipam.ranges[0][0].rangeEnd");
-        assert_eq!(err_field(json!({"ranges": [[{"subnet": "198.18.0.0/24", "gateway": "x"}]]})), "ipam.ranges[0][0].gateway");
-        assert_eq!(err_field(json!({"ranges": [[{"subnet": "198.18.0.0/24"}, {"subnet": "2001:2::/64"}]]})), "ipam.ranges[0][1].subnet");
-        assert_eq!(err_field(json!({"ranges": [[{"subnet": "198.18.0.0/24"}]], "exclude": ["nope"]})), "ipam.exclude[0]");
-        assert_eq!(err_field(json!({"ranges": [[{"subnet": "198.18.0.0/24"}]], "routes": [{"dst": "0.0.0.0/0", "gw": "2001:2::1"}]})), "ipam.routes[0].gw");
+        assert_eq!(
+            err_field(json!({"ranges": [[{"subnet": "198.18.0.0/33"}]]})),
+            "ipam.ranges[0][0].subnet"
+        );
+        assert_eq!(
+            err_field(json!({"ranges": [[{"subnet": "198.18.0.5/24"}]]})),
+            "ipam.ranges[0][0].subnet"
+        );
+        assert_eq!(
+            err_field(
+                json!({"ranges": [[{"subnet": "198.18.0.0/24", "rangeStart": "198.19.0.1"}]]})
+            ),
+            "ipam.ranges[0][0].rangeStart"
+        );
+        assert_eq!(
+            err_field(
+                json!({"ranges": [[{"subnet": "198.18.0.0/24", "rangeStart": "198.18.0.9", "rangeEnd": "198.18.0.3"}]]})
+            ),
+            "ipam.ranges[0][0].rangeEnd"
+        );
+        assert_eq!(
+            err_field(
+                json!({"ranges": [[{"subnet": "198.18.0.0/24", "rangeEnd": "198.18.0.255"}]]})
+            ),
+            "ipam.ranges[0][0].rangeEnd"
+        );
+        assert_eq!(
+            err_field(json!({"ranges": [[{"subnet": "198.18.0.0/24", "gateway": "x"}]]})),
+            "ipam.ranges[0][0].gateway"
+        );
+        assert_eq!(
+            err_field(
+                json!({"ranges": [[{"subnet": "198.18.0.0/24"}, {"subnet": "2001:2::/64"}]]})
+            ),
+            "ipam.ranges[0][1].subnet"
+        );
+        assert_eq!(
+            err_field(json!({"ranges": [[{"subnet": "198.18.0.0/24"}]], "exclude": ["nope"]})),
+            "ipam.exclude[0]"
+        );
+        assert_eq!(
+            err_field(
+                json!({"ranges": [[{"subnet": "198.18.0.0/24"}]], "routes": [{"dst": "0.0.0.0/0", "gw": "2001:2::1"}]})
+            ),
+            "ipam.routes[0].gw"
+        );
         assert_eq!(err_field(json!({"ranges": []})), "ipam.ranges");
-        assert_eq!(err_field(json!({"ranges": [[{"subnet": "198.18.0.0/24"}]], "dataDir": "relative"})), "ipam.dataDir");
-        assert_eq!(err_field(json!({"ranges": [[{"subnet": "198.18.0.0/24"}, {"subnet": "198.18.0.0/25"}]]})), "ipam.ranges[0][1]");
+        assert_eq!(
+            err_field(json!({"ranges": [[{"subnet": "198.18.0.0/24"}]], "dataDir": "relative"})),
+            "ipam.dataDir"
+        );
+        assert_eq!(
+            err_field(
+                json!({"ranges": [[{"subnet": "198.18.0.0/24"}, {"subnet": "198.18.0.0/25"}]]})
+            ),
+            "ipam.ranges[0][1]"
+        );
     }
 
     #[test]

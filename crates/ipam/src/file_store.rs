@@ -68,7 +68,12 @@ fn network_dir_name(network: &str) -> Result<&str> {
         && network != ".."
         && network.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
     if !ok {
-        return Err(IpamError::config("name", format!("{network:?} is not a valid network name (letters, digits, - _ .; at most 128)")));
+        return Err(IpamError::config(
+            "name",
+            format!(
+                "{network:?} is not a valid network name (letters, digits, - _ .; at most 128)"
+            ),
+        ));
     }
     Ok(network)
 }
@@ -86,7 +91,8 @@ mod tests {
         let ip = "198.18.0.5".parse().unwrap();
         store
             .update(|s| {
-                s.reservations.insert(ip, Reservation { owner: Owner::new("c1", "eth0"), since: 1 });
+                s.reservations
+                    .insert(ip, Reservation { owner: Owner::new("c1", "eth0"), since: 1 });
                 Ok(())
             })
             .unwrap();

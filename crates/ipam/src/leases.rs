@@ -48,17 +48,30 @@ impl<S: Store> Ipam<S> {
     /// Reserves one address from every range set for `owner`, all or nothing.
     /// `requested` are static addresses; each must fall in one of the sets.
     /// Repeating the call for the same owner returns the same addresses.
-    pub fn allocate(&self, sets: &[RangeSet], exclude: &[IpNet], owner: &Owner, requested: &[IpAddr]) -> Result<Vec<Lease>> {
+    pub fn allocate(
+        &self,
+        sets: &[RangeSet],
+        exclude: &[IpNet],
+        owner: &Owner,
+        requested: &[IpAddr],
+    ) -> Result<Vec<Lease>> {
         self.store.update(|state| allocate_in_sets(state, sets, exclude, owner, requested))
     }
 
     /// Like [`Self::allocate`], from the address blocks the node agent recorded
     /// in the state (cluster pools): one address per family the blocks cover.
-    pub fn allocate_in_blocks(&self, exclude: &[IpNet], owner: &Owner, requested: &[IpAddr]) -> Result<Vec<Lease>> {
+    pub fn allocate_in_blocks(
+        &self,
+        exclude: &[IpNet],
+        owner: &Owner,
+        requested: &[IpAddr],
+    ) -> Result<Vec<Lease>> {
         self.store.update(|state| {
             let sets = blocks_as_sets(&state.blocks);
             if sets.is_empty() {
-                return Err(IpamError::Unavailable("this node holds no address blocks of the pool yet".into()));
+                return Err(IpamError::Unavailable(
+                    "this node holds no address blocks of the pool yet".into(),
+                ));
             }
             allocate_in_sets(state, &sets, exclude, owner, requested)
         })
@@ -123,7 +136,13 @@ impl<S: Store> Ipam<S> {
     }
 }
 
-fn allocate_in_sets(state: &mut State, sets: &[RangeSet], exclude: &[IpNet], owner: &Owner, requested: &[IpAddr]) -> Result<Vec<Lease>> {
+fn allocate_in_sets(
+    state: &mut State,
+    sets: &[RangeSet],
+    exclude: &[IpNet],
+    owner: &Owner,
+    requested: &[IpAddr],
+) -> Result<Vec<Lease>> {
     for ip in requested {
         if !sets.iter().any(|s| s.range_of(*ip).is_some()) {
             let ranges = sets.iter().map(RangeSet::describe).collect::<Vec<_>>().join("; ");
@@ -167,7 +186,13 @@ fn owned_by<'a>(state: &'a State, owner: &'a Owner) -> impl Iterator<Item = IpAd
     state.reservations.iter().filter(move |(_, r)| &r.owner == owner).map(|(ip, _)| *ip)
 }
 
-fn allocate_in_set(state: &mut State, set: &RangeSet, exclude: &[IpNet], owner: &Owner, requested: &[IpAddr]) -> Result<Lease> {
+fn allocate_in_set(
+    state: &mut State,
+    set: &RangeSet,
+    exclude: &[IpNet],
+    owner: &Owner,
+    requested: &[IpAddr],
+) -> Result<Lease> {
     let lease_for = |ip: IpAddr, cursor: Option<(String, Option<IpAddr>)>| -> Lease {
         let r = set.range_of(ip).expect("address is in the set");
         Lease { ip, subnet: r.subnet, gateway: r.gateway, fresh: cursor.is_some(), cursor }
@@ -182,7 +207,8 @@ fn allocate_in_set(state: &mut State, set: &RangeSet, exclude: &[IpNet], owner: 
         Some(&ip) => match check_static(set, ip, &taken) {
             Ok(_) => ip,
             Err(IpamError::StaticTaken { ip, .. }) => {
-                let holder = state.reservations.get(&ip).map(|r| r.owner.to_string()).unwrap_or_default();
+                let holder =
+                    state.reservations.get(&ip).map(|r| r.owner.to_string()).unwrap_or_default();
                 return Err(IpamError::StaticTaken { ip, owner: holder });
             }
             Err(e) => return Err(e),
@@ -222,10 +248,20 @@ mod tests {
         assert!(first[1].ip.is_ipv6());
         assert!(first.iter().all(|l| l.fresh));
         let again = ipam.allocate(&c.range_sets, &c.exclude, &a, &[]).unwrap();
-        assert_eq!(again.iter().map(|l| l.ip).collect::<Vec<_>>(), first.iter().map(|l| l.ip).collect::<Vec<_>>());
-        assert!(again.iter().all(|l| !l.fresh), "a repeated ADD must not count as a new reservation");
+        assert_eq!(
+            again.iter().map(|l| l.ip).collect::<Vec<_>>(),
+            first.iter().map(|l| l.ip).collect::<Vec<_>>()
+        );
+        assert!(
+            again.iter().all(|l| !l.fresh),
+            "a repeated ADD must not count as a new reservation"
+        );
         ipam.rollback(&a, &again).unwrap();
-        assert_eq!(ipam.leases_of(&a).unwrap().len(), 2, "rolling back a repeated ADD must keep the first ADD's addresses");
+        assert_eq!(
+            ipam.leases_of(&a).unwrap().len(),
+            2,
+            "rolling back a repeated ADD must keep the first ADD's addresses"
+        );
         assert_eq!(ipam.release(&a).unwrap().len(), 2);
         assert!(ipam.release(&a).unwrap().is_empty());
         assert!(ipam.state().unwrap().reservations.is_empty());
@@ -238,7 +274,8 @@ mod tests {
         assert!(matches!(none, Err(IpamError::Unavailable(_))), "{none:?}");
         ipam.store()
             .update(|s| {
-                s.blocks = vec!["198.18.64.0/30".parse().unwrap(), "198.18.64.8/30".parse().unwrap()];
+                s.blocks =
+                    vec!["198.18.64.0/30".parse().unwrap(), "198.18.64.8/30".parse().unwrap()];
                 Ok(())
             })
             .unwrap();
@@ -251,7 +288,10 @@ mod tests {
         assert_eq!(a[0].ip.to_string(), "198.18.64.2");
         assert_eq!(b[0].ip.to_string(), "198.18.64.10");
         assert_eq!(b[0].subnet.to_string(), "198.18.64.8/30");
-        assert!(matches!(ipam.allocate_in_blocks(&[], &Owner::new("c", "eth0"), &[]), Err(IpamError::Exhausted { .. })));
+        assert!(matches!(
+            ipam.allocate_in_blocks(&[], &Owner::new("c", "eth0"), &[]),
+            Err(IpamError::Exhausted { .. })
+        ));
         assert_eq!(reserved_in(&ipam.state().unwrap(), &"198.18.64.8/30".parse().unwrap()), 1);
     }
 
@@ -273,10 +313,12 @@ mod tests {
         let ipam = Ipam::new(MemStore::default());
         // the /29 has 5 usable addresses besides the gateway
         for i in 0..5 {
-            ipam.allocate(&c.range_sets, &c.exclude, &Owner::new(format!("c{i}"), "eth0"), &[]).unwrap();
+            ipam.allocate(&c.range_sets, &c.exclude, &Owner::new(format!("c{i}"), "eth0"), &[])
+                .unwrap();
         }
         let before = ipam.state().unwrap();
-        let err = ipam.allocate(&c.range_sets, &c.exclude, &Owner::new("late", "eth0"), &[]).unwrap_err();
+        let err =
+            ipam.allocate(&c.range_sets, &c.exclude, &Owner::new("late", "eth0"), &[]).unwrap_err();
         assert!(matches!(err, IpamError::Exhausted { .. }), "{err}");
         assert_eq!(ipam.state().unwrap(), before, "a failed allocation must change nothing");
     }
@@ -286,7 +328,8 @@ mod tests {
         let c = cfg();
         let ipam = Ipam::new(MemStore::default());
         let want: IpAddr = "198.18.0.5".parse().unwrap();
-        let got = ipam.allocate(&c.range_sets, &c.exclude, &Owner::new("a", "eth0"), &[want]).unwrap();
+        let got =
+            ipam.allocate(&c.range_sets, &c.exclude, &Owner::new("a", "eth0"), &[want]).unwrap();
         assert_eq!(got[0].ip, want);
         match ipam.allocate(&c.range_sets, &c.exclude, &Owner::new("b", "eth0"), &[want]) {
             Err(IpamError::StaticTaken { owner, .. }) => assert_eq!(owner, "a/eth0"),

@@ -3,11 +3,11 @@
 //! [`Ipam`] ([`leases`]), and the client of the node agent for cluster pools
 //! ([`agent_client`]).
 
+pub mod agent_client;
 pub mod allocator;
 pub mod config;
 pub mod error;
 pub mod file_store;
-pub mod agent_client;
 pub mod leases;
 pub mod store;
 

@@ -3,7 +3,9 @@
 use std::net::IpAddr;
 
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
-use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope};
+use netlink_packet_route::address::{
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope,
+};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use crate::error::Result;
@@ -25,7 +27,11 @@ impl Netlink {
     /// address is usable at once (no ~2 s settle per ADD). Existing is success.
     pub fn add_address(&mut self, index: u32, ip: IpAddr, prefix: u8, nodad: bool) -> Result<()> {
         let msg = address_message(index, ip, prefix, nodad);
-        let r = self.ack(|| format!("add address {ip}/{prefix} to link #{index}"), RouteNetlinkMessage::NewAddress(msg), NLM_F_CREATE | NLM_F_EXCL);
+        let r = self.ack(
+            || format!("add address {ip}/{prefix} to link #{index}"),
+            RouteNetlinkMessage::NewAddress(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+        );
         match r {
             Err(e) if e.is_exists() => Ok(()),
             other => other,
@@ -33,15 +39,29 @@ impl Netlink {
     }
 
     /// Adds or refreshes an address (used where a stale copy may exist).
-    pub fn replace_address(&mut self, index: u32, ip: IpAddr, prefix: u8, nodad: bool) -> Result<()> {
+    pub fn replace_address(
+        &mut self,
+        index: u32,
+        ip: IpAddr,
+        prefix: u8,
+        nodad: bool,
+    ) -> Result<()> {
         let msg = address_message(index, ip, prefix, nodad);
-        self.ack(|| format!("replace address {ip}/{prefix} on link #{index}"), RouteNetlinkMessage::NewAddress(msg), NLM_F_CREATE | NLM_F_REPLACE)
+        self.ack(
+            || format!("replace address {ip}/{prefix} on link #{index}"),
+            RouteNetlinkMessage::NewAddress(msg),
+            NLM_F_CREATE | NLM_F_REPLACE,
+        )
     }
 
     /// Deletes an address; missing is success.
     pub fn del_address(&mut self, index: u32, ip: IpAddr, prefix: u8) -> Result<()> {
         let msg = address_message(index, ip, prefix, false);
-        match self.ack(|| format!("delete address {ip}/{prefix} from link #{index}"), RouteNetlinkMessage::DelAddress(msg), 0) {
+        match self.ack(
+            || format!("delete address {ip}/{prefix} from link #{index}"),
+            RouteNetlinkMessage::DelAddress(msg),
+            0,
+        ) {
             Err(e) if e.is_not_found() => Ok(()),
             other => other,
         }
@@ -49,7 +69,10 @@ impl Netlink {
 
     /// All addresses, or those of one interface.
     pub fn addresses(&mut self, index: Option<u32>) -> Result<Vec<IfAddr>> {
-        let replies = self.dump(|| "dump addresses".into(), RouteNetlinkMessage::GetAddress(AddressMessage::default()))?;
+        let replies = self.dump(
+            || "dump addresses".into(),
+            RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+        )?;
         Ok(replies
             .into_iter()
             .filter_map(|m| match m {
@@ -114,7 +137,9 @@ mod tests {
     #[test]
     fn ipv4_message_has_local_and_broadcast() {
         let msg = address_message(3, "198.18.0.5".parse().unwrap(), 24, true);
-        assert!(msg.attributes.contains(&AddressAttribute::Broadcast("198.18.0.255".parse().unwrap())));
+        assert!(msg
+            .attributes
+            .contains(&AddressAttribute::Broadcast("198.18.0.255".parse().unwrap())));
         assert!(msg.attributes.contains(&AddressAttribute::Local("198.18.0.5".parse().unwrap())));
         // nodad is meaningless for IPv4 and must not be sent there
         assert!(!msg.attributes.iter().any(|a| matches!(a, AddressAttribute::Flags(_))));

@@ -46,7 +46,13 @@ pub fn unsolicited_na(index: u32, mac: Mac, ip: Ipv6Addr) -> Result<()> {
     let set = |opt: i32, val: i32, what: &str| -> Result<()> {
         // SAFETY: setsockopt with an int option value.
         let r = unsafe {
-            libc::setsockopt(fd.as_raw_fd(), libc::IPPROTO_IPV6, opt, (&val as *const i32).cast(), size_of::<i32>() as u32)
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::IPPROTO_IPV6,
+                opt,
+                (&val as *const i32).cast(),
+                size_of::<i32>() as u32,
+            )
         };
         if r < 0 {
             return Err(last_err(what));
@@ -61,7 +67,13 @@ pub fn unsolicited_na(index: u32, mac: Mac, ip: Ipv6Addr) -> Result<()> {
     src.sin6_family = libc::AF_INET6 as u16;
     src.sin6_addr.s6_addr = ip.octets();
     // SAFETY: valid sockaddr_in6 of exact length.
-    let r = unsafe { libc::bind(fd.as_raw_fd(), (&src as *const libc::sockaddr_in6).cast(), size_of::<libc::sockaddr_in6>() as u32) };
+    let r = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&src as *const libc::sockaddr_in6).cast(),
+            size_of::<libc::sockaddr_in6>() as u32,
+        )
+    };
     if r < 0 {
         return Err(last_err(&format!("bind ICMPv6 socket to {ip}")));
     }

@@ -48,7 +48,13 @@ impl KernelError {
 
     pub fn is_not_found(&self) -> bool {
         matches!(self, KernelError::NoSuchLink(_))
-            || matches!(self.errno(), Some(libc::ENODEV) | Some(libc::ENOENT) | Some(libc::ESRCH) | Some(libc::EADDRNOTAVAIL))
+            || matches!(
+                self.errno(),
+                Some(libc::ENODEV)
+                    | Some(libc::ENOENT)
+                    | Some(libc::ESRCH)
+                    | Some(libc::EADDRNOTAVAIL)
+            )
     }
 
     pub fn is_exists(&self) -> bool {

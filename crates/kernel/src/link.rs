@@ -3,8 +3,9 @@
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use netlink_packet_route::link::{
-    BondFailOverMac, BondMode as NlBondMode, InfoBond, InfoData, InfoIpVlan, InfoKind, InfoMacVlan, InfoVeth, InfoVxlan,
-    IpVlanMode, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode, State,
+    BondFailOverMac, BondMode as NlBondMode, InfoBond, InfoData, InfoIpVlan, InfoKind, InfoMacVlan,
+    InfoVeth, InfoVxlan, IpVlanMode, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
+    State,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use std::net::IpAddr;
@@ -66,15 +67,35 @@ pub enum BondMode {
 /// The kind-specific part of a new link.
 #[derive(Debug, Clone)]
 pub enum NewLinkKind<'a> {
-    Macvlan { parent: u32, mode: MacvlanMode },
-    Ipvlan { parent: u32, mode: IpvlanMode },
+    Macvlan {
+        parent: u32,
+        mode: MacvlanMode,
+    },
+    Ipvlan {
+        parent: u32,
+        mode: IpvlanMode,
+    },
     /// A veth pair; the peer may be created directly inside another namespace.
-    Veth { peer_name: String, peer_netns: Option<BorrowedFd<'a>>, peer_mac: Option<Mac> },
+    Veth {
+        peer_name: String,
+        peer_netns: Option<BorrowedFd<'a>>,
+        peer_mac: Option<Mac>,
+    },
     Bridge,
-    Vxlan { vni: u32, local: Option<IpAddr>, port: u16, underlay: Option<u32>, learning: bool },
+    Vxlan {
+        vni: u32,
+        local: Option<IpAddr>,
+        port: u16,
+        underlay: Option<u32>,
+        learning: bool,
+    },
     /// A bond; `fail_over_mac_active`: in active-backup, the bond takes the MAC
     /// of whichever member is active instead of giving its MAC to every member.
-    Bond { mode: BondMode, miimon: u32, fail_over_mac_active: bool },
+    Bond {
+        mode: BondMode,
+        miimon: u32,
+        fail_over_mac_active: bool,
+    },
 }
 
 /// A link to create. With `netns` set, the link is created directly inside that
@@ -106,7 +127,11 @@ impl Netlink {
         self.link_by_name(name)?.ok_or_else(|| KernelError::NoSuchLink(name.to_string()))
     }
 
-    fn get_one_link(&mut self, msg: LinkMessage, op: impl FnOnce() -> String) -> Result<Option<Link>> {
+    fn get_one_link(
+        &mut self,
+        msg: LinkMessage,
+        op: impl FnOnce() -> String,
+    ) -> Result<Option<Link>> {
         match self.get(op, RouteNetlinkMessage::GetLink(msg)) {
             Ok(replies) => Ok(replies.into_iter().find_map(|m| match m {
                 RouteNetlinkMessage::NewLink(l) => Some(parse_link(&l)),
@@ -118,7 +143,8 @@ impl Netlink {
     }
 
     pub fn links(&mut self) -> Result<Vec<Link>> {
-        let replies = self.dump(|| "dump links".into(), RouteNetlinkMessage::GetLink(LinkMessage::default()))?;
+        let replies = self
+            .dump(|| "dump links".into(), RouteNetlinkMessage::GetLink(LinkMessage::default()))?;
         Ok(replies
             .into_iter()
             .filter_map(|m| match m {
@@ -131,7 +157,11 @@ impl Netlink {
     pub fn create_link(&mut self, spec: &NewLink<'_>) -> Result<()> {
         let msg = new_link_message(spec);
         let name = spec.name.clone();
-        self.ack(|| format!("create link {name:?}"), RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
+        self.ack(
+            || format!("create link {name:?}"),
+            RouteNetlinkMessage::NewLink(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
     }
 
     pub fn delete_link(&mut self, index: u32) -> Result<()> {
@@ -152,7 +182,9 @@ impl Netlink {
     }
 
     pub fn rename_link(&mut self, index: u32, name: &str) -> Result<()> {
-        self.set_attr(index, LinkAttribute::IfName(name.to_string()), || format!("rename link #{index} to {name:?}"))
+        self.set_attr(index, LinkAttribute::IfName(name.to_string()), || {
+            format!("rename link #{index} to {name:?}")
+        })
     }
 
     pub fn set_mtu(&mut self, index: u32, mtu: u32) -> Result<()> {
@@ -180,20 +212,38 @@ impl Netlink {
     }
 
     /// Moves a link into another namespace and renames it there, in one request.
-    pub fn move_and_rename_link(&mut self, index: u32, netns: BorrowedFd<'_>, name: &str) -> Result<()> {
+    pub fn move_and_rename_link(
+        &mut self,
+        index: u32,
+        netns: BorrowedFd<'_>,
+        name: &str,
+    ) -> Result<()> {
         let mut msg = LinkMessage::default();
         msg.header.index = index;
         msg.attributes.push(LinkAttribute::NetNsFd(netns.as_raw_fd()));
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        self.ack(|| format!("move link #{index} to another namespace as {name:?}"), RouteNetlinkMessage::SetLink(msg), 0)
+        self.ack(
+            || format!("move link #{index} to another namespace as {name:?}"),
+            RouteNetlinkMessage::SetLink(msg),
+            0,
+        )
     }
 
     /// Sends a raw `RTM_SETLINK` built by the caller (e.g. SR-IOV VF settings).
-    pub fn set_link_message(&mut self, msg: LinkMessage, op: impl FnOnce() -> String) -> Result<()> {
+    pub fn set_link_message(
+        &mut self,
+        msg: LinkMessage,
+        op: impl FnOnce() -> String,
+    ) -> Result<()> {
         self.ack(op, RouteNetlinkMessage::SetLink(msg), 0)
     }
 
-    fn set_attr(&mut self, index: u32, attr: LinkAttribute, op: impl FnOnce() -> String) -> Result<()> {
+    fn set_attr(
+        &mut self,
+        index: u32,
+        attr: LinkAttribute,
+        op: impl FnOnce() -> String,
+    ) -> Result<()> {
         let mut msg = LinkMessage::default();
         msg.header.index = index;
         msg.attributes.push(attr);
@@ -216,11 +266,17 @@ fn new_link_message(spec: &NewLink<'_>) -> LinkMessage {
     let (kind, data) = match &spec.kind {
         NewLinkKind::Macvlan { parent, mode } => {
             msg.attributes.push(LinkAttribute::Link(*parent));
-            (InfoKind::MacVlan, Some(InfoData::MacVlan(vec![InfoMacVlan::Mode(macvlan_mode_to_nl(*mode))])))
+            (
+                InfoKind::MacVlan,
+                Some(InfoData::MacVlan(vec![InfoMacVlan::Mode(macvlan_mode_to_nl(*mode))])),
+            )
         }
         NewLinkKind::Ipvlan { parent, mode } => {
             msg.attributes.push(LinkAttribute::Link(*parent));
-            (InfoKind::IpVlan, Some(InfoData::IpVlan(vec![InfoIpVlan::Mode(ipvlan_mode_to_nl(*mode))])))
+            (
+                InfoKind::IpVlan,
+                Some(InfoData::IpVlan(vec![InfoIpVlan::Mode(ipvlan_mode_to_nl(*mode))])),
+            )
         }
         NewLinkKind::Veth { peer_name, peer_netns, peer_mac } => {
             let mut peer = LinkMessage::default();
@@ -238,7 +294,8 @@ fn new_link_message(spec: &NewLink<'_>) -> LinkMessage {
         }
         NewLinkKind::Bridge => (InfoKind::Bridge, None),
         NewLinkKind::Vxlan { vni, local, port, underlay, learning } => {
-            let mut attrs = vec![InfoVxlan::Id(*vni), InfoVxlan::Port(*port), InfoVxlan::Learning(*learning)];
+            let mut attrs =
+                vec![InfoVxlan::Id(*vni), InfoVxlan::Port(*port), InfoVxlan::Learning(*learning)];
             match local {
                 Some(IpAddr::V4(a)) => attrs.push(InfoVxlan::Local(*a)),
                 Some(IpAddr::V6(a)) => attrs.push(InfoVxlan::Local6(*a)),
@@ -333,7 +390,10 @@ fn parse_link_info(infos: &[LinkInfo], link: &mut Link) {
                 }
             }
             LinkInfo::Data(InfoData::Bond(attrs)) => {
-                let mode = attrs.iter().find_map(|a| if let InfoBond::Mode(m) = a { Some(*m) } else { None });
+                let mode =
+                    attrs
+                        .iter()
+                        .find_map(|a| if let InfoBond::Mode(m) = a { Some(*m) } else { None });
                 link.bond_mode = [BondMode::ActiveBackup, BondMode::BalanceXor, BondMode::Lacp]
                     .into_iter()
                     .find(|b| Some(bond_mode_to_nl(*b)) == mode);
@@ -409,7 +469,9 @@ mod tests {
         let mac = parse_mac("02:AB:cd:00:11:ff").unwrap();
         assert_eq!(format_mac(&mac), "02:ab:cd:00:11:ff");
         assert_eq!(parse_mac("02-ab-cd-00-11-ff"), Some(mac));
-        for bad in ["", "02:ab:cd:00:11", "02:ab:cd:00:11:ff:00", "0g:ab:cd:00:11:ff", "2:ab:cd:00:11:ff0"] {
+        for bad in
+            ["", "02:ab:cd:00:11", "02:ab:cd:00:11:ff:00", "0g:ab:cd:00:11:ff", "2:ab:cd:00:11:ff0"]
+        {
             assert_eq!(parse_mac(bad), None, "{bad}");
         }
     }
@@ -459,7 +521,11 @@ mod tests {
     fn bond_request_carries_mode_miimon_and_fail_over_mac() {
         let spec = |fail_over_mac_active| NewLink {
             name: "nhtmp0".into(),
-            kind: NewLinkKind::Bond { mode: BondMode::ActiveBackup, miimon: 100, fail_over_mac_active },
+            kind: NewLinkKind::Bond {
+                mode: BondMode::ActiveBackup,
+                miimon: 100,
+                fail_over_mac_active,
+            },
             netns: None,
             mtu: None,
             mac: None,
@@ -479,6 +545,9 @@ mod tests {
         active.push(InfoBond::FailOverMac(BondFailOverMac::Active));
         assert_eq!(data(new_link_message(&spec(true))).unwrap(), active);
         let parsed = parse_link(&new_link_message(&spec(true)));
-        assert_eq!((parsed.kind.as_deref(), parsed.bond_mode), (Some("bond"), Some(BondMode::ActiveBackup)));
+        assert_eq!(
+            (parsed.kind.as_deref(), parsed.bond_mode),
+            (Some("bond"), Some(BondMode::ActiveBackup))
+        );
     }
 }

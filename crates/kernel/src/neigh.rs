@@ -3,7 +3,9 @@
 use std::net::IpAddr;
 
 use netlink_packet_core::{NLM_F_APPEND, NLM_F_CREATE, NLM_F_REPLACE};
-use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use crate::error::Result;
@@ -33,7 +35,11 @@ impl Netlink {
     /// Deletes a neighbour entry; missing is success.
     pub fn del_neighbour(&mut self, index: u32, ip: IpAddr) -> Result<()> {
         let msg = neighbour_message(index, ip, [0; 6]);
-        match self.ack(|| format!("delete neighbour {ip} on link #{index}"), RouteNetlinkMessage::DelNeighbour(msg), 0) {
+        match self.ack(
+            || format!("delete neighbour {ip} on link #{index}"),
+            RouteNetlinkMessage::DelNeighbour(msg),
+            0,
+        ) {
             Err(e) if e.is_not_found() => Ok(()),
             other => other,
         }
@@ -43,8 +49,23 @@ impl Netlink {
     /// appended, so one device can flood to many VTEPs (head-end replication).
     pub fn add_fdb(&mut self, entry: &FdbEntry) -> Result<()> {
         let msg = fdb_message(entry);
-        let flags = if entry.mac == [0; 6] { NLM_F_CREATE | NLM_F_APPEND } else { NLM_F_CREATE | NLM_F_REPLACE };
-        match self.ack(|| format!("add fdb {} dst {} on link #{}", format_mac(&entry.mac), entry.dst, entry.index), RouteNetlinkMessage::NewNeighbour(msg), flags) {
+        let flags = if entry.mac == [0; 6] {
+            NLM_F_CREATE | NLM_F_APPEND
+        } else {
+            NLM_F_CREATE | NLM_F_REPLACE
+        };
+        match self.ack(
+            || {
+                format!(
+                    "add fdb {} dst {} on link #{}",
+                    format_mac(&entry.mac),
+                    entry.dst,
+                    entry.index
+                )
+            },
+            RouteNetlinkMessage::NewNeighbour(msg),
+            flags,
+        ) {
             Err(e) if e.is_exists() => Ok(()),
             other => other,
         }
@@ -53,7 +74,11 @@ impl Netlink {
     /// Deletes an FDB entry; missing is success.
     pub fn del_fdb(&mut self, entry: &FdbEntry) -> Result<()> {
         let msg = fdb_message(entry);
-        match self.ack(|| format!("delete fdb {} dst {}", format_mac(&entry.mac), entry.dst), RouteNetlinkMessage::DelNeighbour(msg), 0) {
+        match self.ack(
+            || format!("delete fdb {} dst {}", format_mac(&entry.mac), entry.dst),
+            RouteNetlinkMessage::DelNeighbour(msg),
+            0,
+        ) {
             Err(e) if e.is_not_found() => Ok(()),
             other => other,
         }
@@ -74,9 +99,15 @@ impl Netlink {
             let mut dst = None;
             for a in &n.attributes {
                 match a {
-                    NeighbourAttribute::LinkLayerAddress(l) => mac = <[u8; 6]>::try_from(l.as_slice()).ok(),
-                    NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => dst = Some(IpAddr::V4(*v4)),
-                    NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => dst = Some(IpAddr::V6(*v6)),
+                    NeighbourAttribute::LinkLayerAddress(l) => {
+                        mac = <[u8; 6]>::try_from(l.as_slice()).ok()
+                    }
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => {
+                        dst = Some(IpAddr::V4(*v4))
+                    }
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => {
+                        dst = Some(IpAddr::V6(*v6))
+                    }
                     _ => {}
                 }
             }

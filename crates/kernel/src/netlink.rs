@@ -48,27 +48,43 @@ impl Netlink {
     }
 
     /// Sends a request that expects an acknowledgement.
-    pub fn ack(&mut self, op: impl FnOnce() -> String, msg: RouteNetlinkMessage, flags: u16) -> Result<()> {
-        self.exchange(msg, NLM_F_REQUEST | NLM_F_ACK | flags)
-            .map(|_| ())
-            .map_err(|e| e.with_op(op))
+    pub fn ack(
+        &mut self,
+        op: impl FnOnce() -> String,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+    ) -> Result<()> {
+        self.exchange(msg, NLM_F_REQUEST | NLM_F_ACK | flags).map(|_| ()).map_err(|e| e.with_op(op))
     }
 
     /// Sends a request whose answer is one or more messages (a `get`).
-    pub fn get(&mut self, op: impl FnOnce() -> String, msg: RouteNetlinkMessage) -> Result<Vec<RouteNetlinkMessage>> {
+    pub fn get(
+        &mut self,
+        op: impl FnOnce() -> String,
+        msg: RouteNetlinkMessage,
+    ) -> Result<Vec<RouteNetlinkMessage>> {
         self.exchange(msg, NLM_F_REQUEST).map(|r| r.messages).map_err(|e| e.with_op(op))
     }
 
     /// Dumps a table, retrying when the kernel reports that the dump was
     /// interrupted by a concurrent change.
-    pub fn dump(&mut self, op: impl Fn() -> String, msg: RouteNetlinkMessage) -> Result<Vec<RouteNetlinkMessage>> {
+    pub fn dump(
+        &mut self,
+        op: impl Fn() -> String,
+        msg: RouteNetlinkMessage,
+    ) -> Result<Vec<RouteNetlinkMessage>> {
         for _ in 0..DUMP_RETRIES {
-            let reply = self.exchange(msg.clone(), NLM_F_REQUEST | NLM_F_DUMP).map_err(|e| e.with_op(&op))?;
+            let reply = self
+                .exchange(msg.clone(), NLM_F_REQUEST | NLM_F_DUMP)
+                .map_err(|e| e.with_op(&op))?;
             if !reply.interrupted {
                 return Ok(reply.messages);
             }
         }
-        Err(KernelError::Socket(format!("{}: dump interrupted {DUMP_RETRIES} times in a row", op())))
+        Err(KernelError::Socket(format!(
+            "{}: dump interrupted {DUMP_RETRIES} times in a row",
+            op()
+        )))
     }
 
     fn exchange(&mut self, msg: RouteNetlinkMessage, flags: u16) -> Result<Reply, Pending> {
@@ -134,7 +150,9 @@ impl Netlink {
             let mut slice = &mut self.buf[..];
             match self.sock.recv(&mut slice, 0) {
                 Ok(n) if n > RECV_BUF => {
-                    return Err(Pending::Socket(format!("reply of {n} bytes exceeds the receive buffer")))
+                    return Err(Pending::Socket(format!(
+                        "reply of {n} bytes exceeds the receive buffer"
+                    )))
                 }
                 Ok(n) => return Ok(n),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,

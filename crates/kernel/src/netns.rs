@@ -27,8 +27,10 @@ impl NetNs {
     /// the CNI spec's `CNI_NETNS` must be.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let file = File::open(path).map_err(|e| KernelError::io(format!("open {}", path.display()), e))?;
-        let fs = statfs(path).map_err(|e| KernelError::io(format!("statfs {}", path.display()), e.into()))?;
+        let file =
+            File::open(path).map_err(|e| KernelError::io(format!("open {}", path.display()), e))?;
+        let fs = statfs(path)
+            .map_err(|e| KernelError::io(format!("statfs {}", path.display()), e.into()))?;
         if fs.filesystem_type() != NSFS_MAGIC {
             return Err(KernelError::NotNetns(path.display().to_string()));
         }
@@ -78,7 +80,7 @@ impl AsRawFd for NetNs {
 /// `NS_GET_NSTYPE` ioctl: which kind of namespace an nsfs fd refers to.
 fn ns_type(file: &File) -> Result<i32> {
     const NS_GET_NSTYPE: libc::c_ulong = 0xb703; // _IO(0xb7, 0x3)
-    // SAFETY: NS_GET_NSTYPE takes no argument and only reads the fd.
+                                                 // SAFETY: NS_GET_NSTYPE takes no argument and only reads the fd.
     let r = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE as _) };
     if r < 0 {
         return Err(KernelError::io("NS_GET_NSTYPE", std::io::Error::last_os_error()));
@@ -110,7 +112,9 @@ impl Drop for Guard {
             // A second panic while unwinding would abort the whole process; the
             // unwinding thread runs no more of its own code anyway.
             if std::thread::panicking() {
-                tracing::error!("cannot return to the previous network namespace while unwinding: {e}");
+                tracing::error!(
+                    "cannot return to the previous network namespace while unwinding: {e}"
+                );
                 return;
             }
             // Continuing on this thread would run later code in the wrong namespace.
@@ -141,7 +145,8 @@ pub fn named_path(name: &str) -> PathBuf {
 pub fn create_named(name: &str) -> Result<NetNs> {
     validate_name(name)?;
     let dir = Path::new(NETNS_RUN_DIR);
-    std::fs::create_dir_all(dir).map_err(|e| KernelError::io(format!("create {}", dir.display()), e))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| KernelError::io(format!("create {}", dir.display()), e))?;
     let path = dir.join(name);
     std::fs::OpenOptions::new()
         .write(true)
@@ -152,7 +157,8 @@ pub fn create_named(name: &str) -> Result<NetNs> {
         s.spawn(|| -> Result<()> {
             // unshare affects only this short-lived thread; the bind mount keeps
             // the namespace alive after the thread exits.
-            unshare(CloneFlags::CLONE_NEWNET).map_err(|e| KernelError::io("unshare(CLONE_NEWNET)", e.into()))?;
+            unshare(CloneFlags::CLONE_NEWNET)
+                .map_err(|e| KernelError::io("unshare(CLONE_NEWNET)", e.into()))?;
             nix::mount::mount(
                 Some("/proc/thread-self/ns/net"),
                 &path,
@@ -160,7 +166,9 @@ pub fn create_named(name: &str) -> Result<NetNs> {
                 nix::mount::MsFlags::MS_BIND,
                 None::<&str>,
             )
-            .map_err(|e| KernelError::io(format!("bind-mount netns on {}", path.display()), e.into()))
+            .map_err(|e| {
+                KernelError::io(format!("bind-mount netns on {}", path.display()), e.into())
+            })
         })
         .join()
         .unwrap_or_else(|p| std::panic::resume_unwind(p))
@@ -194,7 +202,8 @@ pub fn list_named() -> Result<Vec<String>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(KernelError::io(format!("read {NETNS_RUN_DIR}"), e)),
     };
-    let mut names: Vec<String> = entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
+    let mut names: Vec<String> =
+        entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
     names.sort();
     Ok(names)
 }

@@ -149,7 +149,8 @@ mod tests {
 
     #[test]
     fn stat_is_parsed_from_the_last_parenthesis() {
-        let line = "42 (a (weird) name) S 1 42 42 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 1 0 12345 1000 10";
+        let line =
+            "42 (a (weird) name) S 1 42 42 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 1 0 12345 1000 10";
         let f = parse_stat(line).unwrap();
         assert_eq!(f[0], "S");
         assert_eq!(f[19], "12345");

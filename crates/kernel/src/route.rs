@@ -5,7 +5,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
+    RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
@@ -65,7 +66,11 @@ impl Netlink {
     /// Adds a route; an identical existing route is success.
     pub fn add_route(&mut self, route: &Route) -> Result<()> {
         let msg = route_message(route);
-        match self.ack(|| format!("add route {}", describe(route)), RouteNetlinkMessage::NewRoute(msg), NLM_F_CREATE | NLM_F_EXCL) {
+        match self.ack(
+            || format!("add route {}", describe(route)),
+            RouteNetlinkMessage::NewRoute(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+        ) {
             Err(e) if e.is_exists() => Ok(()),
             other => other,
         }
@@ -74,7 +79,11 @@ impl Netlink {
     /// Adds or replaces the route to the same destination.
     pub fn replace_route(&mut self, route: &Route) -> Result<()> {
         let msg = route_message(route);
-        self.ack(|| format!("replace route {}", describe(route)), RouteNetlinkMessage::NewRoute(msg), NLM_F_CREATE | NLM_F_REPLACE)
+        self.ack(
+            || format!("replace route {}", describe(route)),
+            RouteNetlinkMessage::NewRoute(msg),
+            NLM_F_CREATE | NLM_F_REPLACE,
+        )
     }
 
     /// Deletes a route; missing is success.
@@ -82,7 +91,11 @@ impl Netlink {
         let mut msg = route_message(route);
         msg.header.protocol = RouteProtocol::Unspec;
         msg.header.scope = RouteScope::NoWhere;
-        match self.ack(|| format!("delete route {}", describe(route)), RouteNetlinkMessage::DelRoute(msg), 0) {
+        match self.ack(
+            || format!("delete route {}", describe(route)),
+            RouteNetlinkMessage::DelRoute(msg),
+            0,
+        ) {
             Err(e) if e.is_not_found() => Ok(()),
             other => other,
         }

@@ -19,7 +19,8 @@ pub fn path(components: &[&str]) -> PathBuf {
 /// Writes a sysctl in the calling thread's namespace.
 pub fn write(components: &[&str], value: &str) -> Result<()> {
     let p = path(components);
-    std::fs::write(&p, value).map_err(|e| KernelError::io(format!("write {value:?} to {}", p.display()), e))
+    std::fs::write(&p, value)
+        .map_err(|e| KernelError::io(format!("write {value:?} to {}", p.display()), e))
 }
 
 /// Reads a sysctl in the calling thread's namespace.

@@ -72,7 +72,9 @@ impl Sysfs {
         match std::fs::canonicalize(self.netdev_device(ifname)) {
             Ok(p) => Ok(p.file_name().map(|n| n.to_string_lossy().into_owned())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(KernelError::io(format!("resolve {}", self.netdev_device(ifname).display()), e)),
+            Err(e) => {
+                Err(KernelError::io(format!("resolve {}", self.netdev_device(ifname).display()), e))
+            }
         }
     }
 
@@ -96,10 +98,16 @@ impl Sysfs {
         let dev = self.netdev_device(pf);
         let mut out = Vec::new();
         for name in list_dir(&dev)? {
-            let Some(index) = name.strip_prefix("virtfn").and_then(|n| n.parse::<u32>().ok()) else { continue };
+            let Some(index) = name.strip_prefix("virtfn").and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
             let link = dev.join(&name);
-            let target = std::fs::read_link(&link).map_err(|e| KernelError::io(format!("read link {}", link.display()), e))?;
-            let Some(pci) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else { continue };
+            let target = std::fs::read_link(&link)
+                .map_err(|e| KernelError::io(format!("read link {}", link.display()), e))?;
+            let Some(pci) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+                continue;
+            };
             out.push(VirtFn { index, pci, netdevs: list_dir(&link.join("net"))? });
         }
         out.sort_by_key(|v| v.index);
@@ -119,7 +127,8 @@ fn list_dir(dir: &Path) -> Result<Vec<String>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(KernelError::io(format!("read {}", dir.display()), e)),
     };
-    let mut names: Vec<String> = entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
+    let mut names: Vec<String> =
+        entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
     names.sort();
     Ok(names)
 }
@@ -132,7 +141,10 @@ fn read_u32(path: &Path) -> Result<Option<u32>> {
     };
     text.trim().parse().map(Some).map_err(|_| {
         let msg = format!("{:?} is not a number", text.trim());
-        KernelError::io(format!("read {}", path.display()), std::io::Error::new(std::io::ErrorKind::InvalidData, msg))
+        KernelError::io(
+            format!("read {}", path.display()),
+            std::io::Error::new(std::io::ErrorKind::InvalidData, msg),
+        )
     })
 }
 
@@ -184,7 +196,8 @@ mod tests {
     #[test]
     fn garbage_in_a_counter_names_the_file() {
         let t = tree();
-        std::fs::write(t.path().join("devices/pci0000:00/0000:01:00.0/sriov_numvfs"), "many").unwrap();
+        std::fs::write(t.path().join("devices/pci0000:00/0000:01:00.0/sriov_numvfs"), "many")
+            .unwrap();
         let e = Sysfs::at(t.path()).sriov_numvfs("pf0").unwrap_err().to_string();
         assert!(e.contains("sriov_numvfs") && e.contains("\"many\""), "{e}");
     }

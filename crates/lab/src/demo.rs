@@ -10,7 +10,9 @@ use crate::error::{LabError, Result};
 use crate::measure::{self, Load, Timing};
 use crate::plan::{self, Dp};
 use crate::progress::Progress;
-use crate::report::{self, DatapathInfo, DatapathResult, DemoReport, Figures, Measurement, Settings};
+use crate::report::{
+    self, DatapathInfo, DatapathResult, DemoReport, Figures, Measurement, Settings,
+};
 use crate::signals::StopFlag;
 use crate::state::{LabDatapath, LabState};
 use crate::topology;
@@ -84,17 +86,31 @@ pub fn run(opts: &DemoOptions, stop: &StopFlag) -> Result<DemoReport> {
     let usable = build_lab(&mut state, opts, server_cpu, &mut progress, stop)?;
     let host_max = host_maximum(&usable, &timing, &mut progress, stop)?;
     let mut loads = vec![Load::Rr { size: 1 }, Load::Rr { size: 64 }];
-    loads.extend(RATE_FRACTIONS.iter().map(|f| Load::Rate { fraction: *f, per_s: (host_max * f).max(1.0), connections: RATE_CONNECTIONS }));
+    loads.extend(RATE_FRACTIONS.iter().map(|f| Load::Rate {
+        fraction: *f,
+        per_s: (host_max * f).max(1.0),
+        connections: RATE_CONNECTIONS,
+    }));
     let samples = measure_rounds(&usable, &loads, rounds, &timing, &mut progress, stop)?;
     progress.finish();
 
     let rep = DemoReport {
         schema: report::SCHEMA.into(),
         kernel: uname_release(),
-        hostname: nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default(),
+        hostname: nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         started_unix: state.started_unix,
         wall_time_s: started.elapsed().as_secs_f64(),
-        settings: Settings { quick: opts.quick, rounds, duration_s, warmup_s, rate_connections: RATE_CONNECTIONS, client_cpu, server_cpu },
+        settings: Settings {
+            quick: opts.quick,
+            rounds,
+            duration_s,
+            warmup_s,
+            rate_connections: RATE_CONNECTIONS,
+            client_cpu,
+            server_cpu,
+        },
         host_max_per_s: host_max,
         datapaths: state.datapaths.iter().map(datapath_info).collect(),
         measurements: measurements(&loads, &usable, &samples),
@@ -106,16 +122,27 @@ pub fn run(opts: &DemoOptions, stop: &StopFlag) -> Result<DemoReport> {
 /// Builds the lab and starts the servers; returns the datapaths that could be
 /// attached (the others are noted with their reason). The host baseline must
 /// be among them.
-fn build_lab(state: &mut LabState, opts: &DemoOptions, server_cpu: Option<usize>, progress: &mut Progress, stop: &StopFlag) -> Result<Vec<LabDatapath>> {
+fn build_lab(
+    state: &mut LabState,
+    opts: &DemoOptions,
+    server_cpu: Option<usize>,
+    progress: &mut Progress,
+    stop: &StopFlag,
+) -> Result<Vec<LabDatapath>> {
     progress.step("building the lab");
     topology::up(state, &opts.datapaths)?;
     stop.check()?;
     start_servers(state, server_cpu)?;
     progress.advance();
     for d in state.datapaths.iter().filter(|d| !d.available) {
-        progress.note(&format!("{}: {}", d.datapath.name(), d.reason.as_deref().unwrap_or("not available")));
+        progress.note(&format!(
+            "{}: {}",
+            d.datapath.name(),
+            d.reason.as_deref().unwrap_or("not available")
+        ));
     }
-    let usable: Vec<LabDatapath> = state.datapaths.iter().filter(|d| d.available).cloned().collect();
+    let usable: Vec<LabDatapath> =
+        state.datapaths.iter().filter(|d| d.available).cloned().collect();
     if !usable.iter().any(|d| d.datapath == Dp::Host) {
         return Err(LabError::Other("the host baseline must be among --datapaths".into()));
     }
@@ -125,16 +152,33 @@ fn build_lab(state: &mut LabState, opts: &DemoOptions, server_cpu: Option<usize>
 /// The host's maximum: the best of three saturating runs (one run can be cut
 /// short by anything else the machine does, and every rate level is a
 /// fraction of this figure).
-fn host_maximum(usable: &[LabDatapath], timing: &Timing, progress: &mut Progress, stop: &StopFlag) -> Result<f64> {
+fn host_maximum(
+    usable: &[LabDatapath],
+    timing: &Timing,
+    progress: &mut Progress,
+    stop: &StopFlag,
+) -> Result<f64> {
     let host = usable.iter().find(|d| d.datapath == Dp::Host).expect("checked by build_lab");
     let mut host_max: f64 = 0.0;
     for attempt in 1..=3 {
         progress.step(&format!("host: maximum rate ({attempt}/3)"));
-        let max = measure::run(&host.client_ns, host.target.as_deref().unwrap_or_default(), &Load::Max { connections: RATE_CONNECTIONS }, timing, stop)?;
+        let max = measure::run(
+            &host.client_ns,
+            host.target.as_deref().unwrap_or_default(),
+            &Load::Max { connections: RATE_CONNECTIONS },
+            timing,
+            stop,
+        )?;
         host_max = host_max.max(max.transactions_per_s);
     }
     if host_max < 10.0 {
-        return Err(LabError::Bench { datapath: "host".into(), kind: "max".into(), msg: format!("the host path carried only {host_max:.0} requests/s; nothing to measure against") });
+        return Err(LabError::Bench {
+            datapath: "host".into(),
+            kind: "max".into(),
+            msg: format!(
+                "the host path carried only {host_max:.0} requests/s; nothing to measure against"
+            ),
+        });
     }
     progress.advance();
     Ok(host_max)
@@ -146,15 +190,33 @@ type Samples = BTreeMap<(usize, Dp), Vec<Figures>>;
 /// Every round runs every datapath once per load, in an order rotated per
 /// round and load (A B C, B C A, …), so neither drift nor going first
 /// favours one datapath.
-fn measure_rounds(usable: &[LabDatapath], loads: &[Load], rounds: u32, timing: &Timing, progress: &mut Progress, stop: &StopFlag) -> Result<Samples> {
+fn measure_rounds(
+    usable: &[LabDatapath],
+    loads: &[Load],
+    rounds: u32,
+    timing: &Timing,
+    progress: &mut Progress,
+    stop: &StopFlag,
+) -> Result<Samples> {
     let mut samples = Samples::new();
     let n = usable.len();
     for round in 0..rounds {
         for (li, load) in loads.iter().enumerate() {
             for d in (0..n).map(|k| &usable[(k + round as usize + li) % n]) {
                 stop.check()?;
-                progress.step(&format!("round {}/{rounds}: {} {}", round + 1, load.key(), d.datapath.name()));
-                let r = measure::run(&d.client_ns, d.target.as_deref().unwrap_or_default(), load, timing, stop)?;
+                progress.step(&format!(
+                    "round {}/{rounds}: {} {}",
+                    round + 1,
+                    load.key(),
+                    d.datapath.name()
+                ));
+                let r = measure::run(
+                    &d.client_ns,
+                    d.target.as_deref().unwrap_or_default(),
+                    load,
+                    timing,
+                    stop,
+                )?;
                 samples.entry((li, d.datapath)).or_default().push(Figures::from_report(&r));
                 progress.advance();
             }
@@ -178,7 +240,8 @@ fn measurements(loads: &[Load], usable: &[LabDatapath], samples: &Samples) -> Ve
                     DatapathResult {
                         datapath: d.datapath,
                         median: report::median_figures(&rounds),
-                        ratio_to_host: (d.datapath != Dp::Host).then(|| report::ratios(&rounds, &host_rounds)),
+                        ratio_to_host: (d.datapath != Dp::Host)
+                            .then(|| report::ratios(&rounds, &host_rounds)),
                         rounds,
                     }
                 })
@@ -193,11 +256,18 @@ fn measurements(loads: &[Load], usable: &[LabDatapath], samples: &Samples) -> Ve
 }
 
 fn datapath_info(d: &LabDatapath) -> DatapathInfo {
-    DatapathInfo { datapath: d.datapath, description: d.datapath.describe().into(), available: d.available, reason: d.reason.clone(), target: d.target.clone() }
+    DatapathInfo {
+        datapath: d.datapath,
+        description: d.datapath.describe().into(),
+        available: d.available,
+        reason: d.reason.clone(),
+        target: d.target.clone(),
+    }
 }
 
 fn write_files(opts: &DemoOptions, rep: &DemoReport) -> Result<()> {
-    std::fs::create_dir_all(&opts.out).map_err(|e| LabError::io(format!("create {}", opts.out.display()), e))?;
+    std::fs::create_dir_all(&opts.out)
+        .map_err(|e| LabError::io(format!("create {}", opts.out.display()), e))?;
     let json = serde_json::to_string_pretty(rep).expect("report serializes");
     for (name, body) in [("report.json", json), ("report.html", report::html::render(rep))] {
         let p = opts.out.join(name);
@@ -207,5 +277,7 @@ fn write_files(opts: &DemoOptions, rep: &DemoReport) -> Result<()> {
 }
 
 pub fn uname_release() -> String {
-    nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default()
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default()
 }

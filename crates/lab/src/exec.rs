@@ -18,10 +18,12 @@ pub fn self_exe() -> Result<PathBuf> {
 /// `nearhost ARGS` inside namespace `ns`, stdout piped. `detach` starts it in
 /// its own session so it outlives this process (servers of `lab up`).
 pub fn spawn_in(ns: &str, args: &[String], detach: bool) -> Result<Child> {
-    let handle = NetNs::open(netns::named_path(ns)).map_err(LabError::kernel(format!("open namespace {ns}")))?;
+    let handle = NetNs::open(netns::named_path(ns))
+        .map_err(LabError::kernel(format!("open namespace {ns}")))?;
     let mut cmd = Command::new(self_exe()?);
     cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    process::spawn_in(&handle, &mut cmd, detach).map_err(|e| LabError::io(format!("start nearhost {} in {ns}", args.join(" ")), e))
+    process::spawn_in(&handle, &mut cmd, detach)
+        .map_err(|e| LabError::io(format!("start nearhost {} in {ns}", args.join(" ")), e))
 }
 
 /// Stops a process the lab started (SIGTERM, SIGKILL after half a second);

@@ -48,7 +48,8 @@ pub type NamespacePresence = (String, bool);
 /// `nearhost lab status`: the lab's state and which of its namespaces exist.
 pub fn status() -> Result<Option<(LabState, Vec<NamespacePresence>)>> {
     let Some(state) = LabState::load()? else { return Ok(None) };
-    let present = nearhost_kernel::netns::list_named().map_err(error::LabError::kernel("list namespaces"))?;
+    let present =
+        nearhost_kernel::netns::list_named().map_err(error::LabError::kernel("list namespaces"))?;
     let ns = state.namespaces.iter().map(|n| (n.clone(), present.contains(n))).collect();
     Ok(Some((state, ns)))
 }

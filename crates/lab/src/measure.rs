@@ -35,8 +35,13 @@ impl Load {
 
     pub fn label(&self) -> String {
         match self {
-            Load::Rr { size } => format!("request/response, {size} byte{}, 1 connection (closed loop)", if *size == 1 { "" } else { "s" }),
-            Load::Max { connections } => format!("maximum rate, {connections} connections (open loop at saturation)"),
+            Load::Rr { size } => format!(
+                "request/response, {size} byte{}, 1 connection (closed loop)",
+                if *size == 1 { "" } else { "s" }
+            ),
+            Load::Max { connections } => {
+                format!("maximum rate, {connections} connections (open loop at saturation)")
+            }
             Load::Rate { fraction, per_s, connections } => {
                 format!("{:.0}% of the host's maximum: {per_s:.0} req/s over {connections} connections (open loop)", fraction * 100.0)
             }
@@ -57,23 +62,47 @@ fn client_args(load: &Load, target: &str, t: &Timing) -> Vec<String> {
     let mut a: Vec<String> = vec!["bench".into()];
     match load {
         Load::Rr { size } => {
-            a.extend(["rr".into(), "--request-size".into(), size.to_string(), "--response-size".into(), size.to_string()]);
+            a.extend([
+                "rr".into(),
+                "--request-size".into(),
+                size.to_string(),
+                "--response-size".into(),
+                size.to_string(),
+            ]);
         }
         // The rate levels are fractions of what the *open-loop* client can
         // push through the host path (a closed loop over many connections
         // gets more through than paced sending does on two CPUs).
         Load::Max { connections } => {
-            a.extend(["rate".into(), "--rate".into(), "10000000".into(), "--connections".into(), connections.to_string()]);
+            a.extend([
+                "rate".into(),
+                "--rate".into(),
+                "10000000".into(),
+                "--connections".into(),
+                connections.to_string(),
+            ]);
         }
         Load::Rate { per_s, connections, .. } => {
-            a.extend(["rate".into(), "--rate".into(), format!("{per_s:.0}"), "--connections".into(), connections.to_string()]);
+            a.extend([
+                "rate".into(),
+                "--rate".into(),
+                format!("{per_s:.0}"),
+                "--connections".into(),
+                connections.to_string(),
+            ]);
         }
     }
     // No warm-up at saturation: the warm-up's own backlog would hold every
     // request of the window back (open loop: they count as unsent).
     let warmup = if matches!(load, Load::Max { .. }) { 0.0 } else { t.warmup_s };
     a.extend(["--target".into(), target.into(), "--duration".into(), format!("{}", t.duration_s)]);
-    a.extend(["--warmup".into(), format!("{warmup}"), "--timeout".into(), "2".into(), "--json".into()]);
+    a.extend([
+        "--warmup".into(),
+        format!("{warmup}"),
+        "--timeout".into(),
+        "2".into(),
+        "--json".into(),
+    ]);
     if let Some(cpu) = t.client_cpu {
         a.extend(["--cpus".into(), cpu.to_string()]);
     }
@@ -89,9 +118,17 @@ pub fn run(ns: &str, target: &str, load: &Load, t: &Timing, stop: &StopFlag) -> 
     child.stdout.take().map(|mut s| s.read_to_string(&mut out));
     child.stderr.take().map(|mut s| s.read_to_string(&mut err));
     if !status.success() {
-        return Err(LabError::Bench { datapath: ns.into(), kind: load.key(), msg: err.trim().to_string() });
+        return Err(LabError::Bench {
+            datapath: ns.into(),
+            kind: load.key(),
+            msg: err.trim().to_string(),
+        });
     }
-    Report::from_json(&out).map_err(|e| LabError::Bench { datapath: ns.into(), kind: load.key(), msg: format!("unreadable report: {e}") })
+    Report::from_json(&out).map_err(|e| LabError::Bench {
+        datapath: ns.into(),
+        kind: load.key(),
+        msg: format!("unreadable report: {e}"),
+    })
 }
 
 fn wait_or_stop(child: &mut Child, stop: &StopFlag) -> Result<std::process::ExitStatus> {
@@ -130,5 +167,7 @@ pub fn start_server(ns: &str, port: u16, cpu: Option<usize>) -> Result<Process> 
     }
     // The server's stdout/stderr pipes close with these handles; it writes
     // nothing more until it exits.
-    server.ok_or_else(|| LabError::Other(format!("bench server in {ns} exited right after it started")))
+    server.ok_or_else(|| {
+        LabError::Other(format!("bench server in {ns} exited right after it started"))
+    })
 }

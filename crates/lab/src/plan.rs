@@ -21,7 +21,9 @@ pub const MAPPED_PORT: u16 = 17000;
 pub const VXLAN_VNI: u32 = 42;
 
 /// The datapaths the demo compares, in report order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Dp {
     Host,
@@ -54,7 +56,9 @@ impl Dp {
     pub fn describe(self) -> &'static str {
         match self {
             Dp::Host => "no container: the host's own stack (--net=host), the baseline",
-            Dp::Bridge => "veth + bridge + NAT (masquerade out, DNAT to a host port): Docker's default",
+            Dp::Bridge => {
+                "veth + bridge + NAT (masquerade out, DNAT to a host port): Docker's default"
+            }
             Dp::Routed => "veth + host routes, host-gw between hosts (Flannel host-gw)",
             Dp::Vxlan => "veth + bridge + VXLAN between hosts (Flannel vxlan)",
             Dp::Macvlan => "macvlan (bridge mode) on the host's NIC",
@@ -115,17 +119,33 @@ pub fn netconf(dp: Dp, h: HostId) -> Option<Value> {
     let data = h.data_dir();
     let own_subnet = |subnet: String| json!({"type": "nearhost", "dataDir": data, "ranges": [[{"subnet": subnet}]]});
     // macvlan/ipvlan containers live on the LAN itself: disjoint slices per host.
-    let lan_slice = |first: u8| json!({"type": "nearhost", "dataDir": data,
+    let lan_slice = |first: u8| {
+        json!({"type": "nearhost", "dataDir": data,
         "ranges": [[{"subnet": "198.18.0.0/24", "rangeStart": format!("198.18.0.{first}"),
                      "rangeEnd": format!("198.18.0.{}", first + 24), "gateway": LAN_GATEWAY.to_string()}]],
-        "routes": [{"dst": "0.0.0.0/0"}]});
+        "routes": [{"dst": "0.0.0.0/0"}]})
+    };
     let (datapath, ipam, extra) = match dp {
         Dp::Host => return None,
-        Dp::Bridge => ("bridge", own_subnet(container_subnet(dp, h)?), json!({"bridge": "nh0", "isDefaultGateway": true, "ipMasq": true})),
+        Dp::Bridge => (
+            "bridge",
+            own_subnet(container_subnet(dp, h)?),
+            json!({"bridge": "nh0", "isDefaultGateway": true, "ipMasq": true}),
+        ),
         Dp::Routed => ("routed", own_subnet(container_subnet(dp, h)?), json!({})),
-        Dp::Vxlan => ("vxlan", own_subnet(container_subnet(dp, h)?), json!({"vni": VXLAN_VNI, "underlay": "eth0", "ipMasq": true})),
-        Dp::Macvlan => ("macvlan", lan_slice(100 + 25 * (h.0 - 1)), json!({"master": "eth0", "mode": "bridge"})),
-        Dp::Ipvlan => ("ipvlan", lan_slice(150 + 25 * (h.0 - 1)), json!({"master": "eth0", "mode": "l2"})),
+        Dp::Vxlan => (
+            "vxlan",
+            own_subnet(container_subnet(dp, h)?),
+            json!({"vni": VXLAN_VNI, "underlay": "eth0", "ipMasq": true}),
+        ),
+        Dp::Macvlan => (
+            "macvlan",
+            lan_slice(100 + 25 * (h.0 - 1)),
+            json!({"master": "eth0", "mode": "bridge"}),
+        ),
+        Dp::Ipvlan => {
+            ("ipvlan", lan_slice(150 + 25 * (h.0 - 1)), json!({"master": "eth0", "mode": "l2"}))
+        }
     };
     let mut conf = json!({"cniVersion": "1.1.0", "name": format!("lab-{}", dp.name()), "type": "nearhost",
                           "datapath": datapath, "ipam": ipam});
@@ -164,7 +184,10 @@ mod tests {
         }
         let a = netconf(Dp::Macvlan, HostId(1)).unwrap();
         let b = netconf(Dp::Macvlan, HostId(2)).unwrap();
-        assert_ne!(a["ipam"]["ranges"][0][0]["rangeStart"], b["ipam"]["ranges"][0][0]["rangeStart"]);
+        assert_ne!(
+            a["ipam"]["ranges"][0][0]["rangeStart"],
+            b["ipam"]["ranges"][0][0]["rangeStart"]
+        );
         assert_eq!(target(Dp::Bridge, Some("198.19.2.5".parse().unwrap())).1, MAPPED_PORT);
         assert!(netconf(Dp::Bridge, SERVER).unwrap()["runtimeConfig"]["portMappings"].is_array());
         assert!(netconf(Dp::Bridge, CLIENT).unwrap().get("runtimeConfig").is_none());

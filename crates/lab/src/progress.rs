@@ -12,7 +12,12 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(total: usize) -> Progress {
-        Progress { total: total.max(1), done: 0, tty: std::io::stderr().is_terminal(), started: Instant::now() }
+        Progress {
+            total: total.max(1),
+            done: 0,
+            tty: std::io::stderr().is_terminal(),
+            started: Instant::now(),
+        }
     }
 
     /// Shows `what` as the step now running.

@@ -13,8 +13,11 @@ impl StopFlag {
     /// Registers SIGINT, SIGTERM and SIGHUP.
     pub fn install() -> Result<StopFlag> {
         let flag = Arc::new(AtomicBool::new(false));
-        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
-            signal_hook::flag::register(sig, Arc::clone(&flag)).map_err(|e| LabError::io("install signal handler", e))?;
+        for sig in
+            [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP]
+        {
+            signal_hook::flag::register(sig, Arc::clone(&flag))
+                .map_err(|e| LabError::io("install signal handler", e))?;
         }
         Ok(StopFlag(flag))
     }

@@ -65,7 +65,10 @@ impl LabState {
         let state = LabState {
             owner: Process::current(),
             owner_command: owner.to_string(),
-            started_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            started_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
             namespaces: Vec::new(),
             datapaths: Vec::new(),
             servers: Vec::new(),
@@ -77,7 +80,9 @@ impl LabState {
     /// The lab that is up, if any.
     pub fn load() -> Result<Option<LabState>> {
         nearhost_state::read_json(&state_path()).map_err(|e| match e {
-            nearhost_state::StateError::Corrupt { .. } => LabError::Other(format!("{e}; run `nearhost lab down`")),
+            nearhost_state::StateError::Corrupt { .. } => {
+                LabError::Other(format!("{e}; run `nearhost lab down`"))
+            }
             e => e.into(),
         })
     }
@@ -105,7 +110,10 @@ pub fn forget() -> Result<()> {
 
 fn already_up(s: &LabState) -> LabError {
     let detail = if s.owner_alive() {
-        format!("made by `nearhost {}` (pid {}), which is still running", s.owner_command, s.owner.pid)
+        format!(
+            "made by `nearhost {}` (pid {}), which is still running",
+            s.owner_command, s.owner.pid
+        )
     } else {
         format!("left by `nearhost {}` (pid {}, no longer running)", s.owner_command, s.owner.pid)
     };

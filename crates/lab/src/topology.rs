@@ -20,7 +20,8 @@ use crate::plan::{self, Dp, HostId, HOSTS, LAN_GATEWAY, LAN_PREFIX, TOR};
 use crate::state::{LabDatapath, LabState};
 
 fn ns_handle(name: &str) -> Result<(NetNs, Netlink)> {
-    let ns = NetNs::open(netns::named_path(name)).map_err(LabError::kernel(format!("open namespace {name}")))?;
+    let ns = NetNs::open(netns::named_path(name))
+        .map_err(LabError::kernel(format!("open namespace {name}")))?;
     let nl = Netlink::open_in(&ns).map_err(LabError::kernel(format!("netlink in {name}")))?;
     Ok((ns, nl))
 }
@@ -41,18 +42,30 @@ fn make_ns(state: &mut LabState, name: &str) -> Result<(NetNs, Netlink)> {
 fn build_fabric(state: &mut LabState) -> Result<()> {
     let (_, mut tor) = make_ns(state, TOR)?;
     let k = |what: String| LabError::kernel(what);
-    tor.create_link(&NewLink { name: "tor0".into(), kind: NewLinkKind::Bridge, netns: None, mtu: None, mac: None })
-        .map_err(k("create the ToR bridge".into()))?;
+    tor.create_link(&NewLink {
+        name: "tor0".into(),
+        kind: NewLinkKind::Bridge,
+        netns: None,
+        mtu: None,
+        mac: None,
+    })
+    .map_err(k("create the ToR bridge".into()))?;
     let br = tor.require_link("tor0").map_err(k("find tor0".into()))?;
     tor.set_link_up(br.index, true).map_err(k("tor0 up".into()))?;
-    tor.add_address(br.index, IpAddr::V4(LAN_GATEWAY), LAN_PREFIX, true).map_err(k("address tor0".into()))?;
-    tor.add_address(br.index, "2001:2::1".parse().expect("literal"), 64, true).map_err(k("address tor0".into()))?;
+    tor.add_address(br.index, IpAddr::V4(LAN_GATEWAY), LAN_PREFIX, true)
+        .map_err(k("address tor0".into()))?;
+    tor.add_address(br.index, "2001:2::1".parse().expect("literal"), 64, true)
+        .map_err(k("address tor0".into()))?;
     for h in HOSTS {
         let (host_ns, mut host) = make_ns(state, &h.ns())?;
         // The host's NIC is created straight inside the host namespace.
         let cable = NewLink {
             name: h.tor_port(),
-            kind: NewLinkKind::Veth { peer_name: "eth0".into(), peer_netns: Some(host_ns.as_fd()), peer_mac: None },
+            kind: NewLinkKind::Veth {
+                peer_name: "eth0".into(),
+                peer_netns: Some(host_ns.as_fd()),
+                peer_mac: None,
+            },
             netns: None,
             mtu: None,
             mac: None,
@@ -63,8 +76,10 @@ fn build_fabric(state: &mut LabState) -> Result<()> {
         tor.set_link_up(port.index, true).map_err(k("ToR port up".into()))?;
         let nic = host.require_link("eth0").map_err(k("find eth0".into()))?;
         host.set_link_up(nic.index, true).map_err(k("eth0 up".into()))?;
-        host.add_address(nic.index, IpAddr::V4(h.ip()), LAN_PREFIX, true).map_err(k("address eth0".into()))?;
-        host.add_address(nic.index, h.ip6().parse().expect("valid"), 64, true).map_err(k("address eth0".into()))?;
+        host.add_address(nic.index, IpAddr::V4(h.ip()), LAN_PREFIX, true)
+            .map_err(k("address eth0".into()))?;
+        host.add_address(nic.index, h.ip6().parse().expect("valid"), 64, true)
+            .map_err(k("address eth0".into()))?;
         let mut default = Route::default_of(false);
         default.gateway = Some(IpAddr::V4(LAN_GATEWAY));
         host.add_route(&default).map_err(k("default route".into()))?;
@@ -73,7 +88,11 @@ fn build_fabric(state: &mut LabState) -> Result<()> {
 }
 
 /// Attaches one container through the CNI plugin's own entry point.
-fn cni_add(h: HostId, container_ns: &str, conf: &Value) -> std::result::Result<Value, nearhost_cni::CniError> {
+fn cni_add(
+    h: HostId,
+    container_ns: &str,
+    conf: &Value,
+) -> std::result::Result<Value, nearhost_cni::CniError> {
     let inv = Invocation {
         command: Command::Add,
         container_id: container_ns.to_string(),
@@ -129,7 +148,13 @@ fn attach_datapath(state: &mut LabState, dp: Dp) -> Result<LabDatapath> {
                     entry.reason = Some(format!("not available on this kernel: {}", e.msg));
                     return Ok(entry);
                 }
-                Err(e) => return Err(LabError::Attach { datapath: dp.name().into(), host: h.ns(), msg: e.msg }),
+                Err(e) => {
+                    return Err(LabError::Attach {
+                        datapath: dp.name().into(),
+                        host: h.ns(),
+                        msg: e.msg,
+                    })
+                }
             }
         }
     } else {
@@ -147,17 +172,29 @@ fn attach_datapath(state: &mut LabState, dp: Dp) -> Result<LabDatapath> {
 fn join_hosts(dps: &[Dp]) -> Result<()> {
     for h in HOSTS {
         let other = HOSTS.into_iter().find(|o| *o != h).expect("two hosts");
-        let ns = NetNs::open(netns::named_path(&h.ns())).map_err(LabError::kernel(format!("open namespace {}", h.ns())))?;
-        let mut host = Namespace::open(ns).map_err(|e| LabError::Other(format!("netlink in {}: {e}", h.ns())))?;
-        let subnet = |dp: Dp| plan::container_subnet(dp, other).map(|s| s.parse().expect("plan subnets are valid"));
-        let peer = |dp: Dp| Peer { node_ip: IpAddr::V4(other.ip()), subnets: subnet(dp).into_iter().collect() };
-        let fail = |what: &str, e: nearhost_datapath::DatapathError| LabError::Other(format!("{what} on {}: {e}", h.ns()));
+        let ns = NetNs::open(netns::named_path(&h.ns()))
+            .map_err(LabError::kernel(format!("open namespace {}", h.ns())))?;
+        let mut host = Namespace::open(ns)
+            .map_err(|e| LabError::Other(format!("netlink in {}: {e}", h.ns())))?;
+        let subnet = |dp: Dp| {
+            plan::container_subnet(dp, other).map(|s| s.parse().expect("plan subnets are valid"))
+        };
+        let peer = |dp: Dp| Peer {
+            node_ip: IpAddr::V4(other.ip()),
+            subnets: subnet(dp).into_iter().collect(),
+        };
+        let fail = |what: &str, e: nearhost_datapath::DatapathError| {
+            LabError::Other(format!("{what} on {}: {e}", h.ns()))
+        };
         if dps.contains(&Dp::Routed) {
-            peers::add_hostgw(&mut host, &peer(Dp::Routed)).map_err(|e| fail("host-gw routes", e))?;
+            peers::add_hostgw(&mut host, &peer(Dp::Routed))
+                .map_err(|e| fail("host-gw routes", e))?;
         }
         if dps.contains(&Dp::Vxlan) {
-            let dev = overlay::existing_device(&mut host, plan::VXLAN_VNI).map_err(|e| fail("find the VXLAN device", e))?;
-            peers::add_vxlan(&mut host, dev.index, &peer(Dp::Vxlan)).map_err(|e| fail("VXLAN peer", e))?;
+            let dev = overlay::existing_device(&mut host, plan::VXLAN_VNI)
+                .map_err(|e| fail("find the VXLAN device", e))?;
+            peers::add_vxlan(&mut host, dev.index, &peer(Dp::Vxlan))
+                .map_err(|e| fail("VXLAN peer", e))?;
         }
     }
     Ok(())
@@ -172,7 +209,8 @@ pub fn up(state: &mut LabState, dps: &[Dp]) -> Result<()> {
         state.datapaths.push(entry);
         state.save()?;
     }
-    let available: Vec<Dp> = state.datapaths.iter().filter(|d| d.available).map(|d| d.datapath).collect();
+    let available: Vec<Dp> =
+        state.datapaths.iter().filter(|d| d.available).map(|d| d.datapath).collect();
     join_hosts(&available)
 }
 

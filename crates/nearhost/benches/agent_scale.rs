@@ -19,7 +19,13 @@ fn rss_kib(pid: i32) -> u64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let opt = |name: &str, default: usize| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default);
+    let opt = |name: &str, default: usize| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
     let hosts = opt("--hosts", 10) as u8;
     let adds = opt("--adds", 1000);
     if which("etcd").is_none() {
@@ -29,18 +35,32 @@ fn main() {
     let sw = Switch::new();
     let etcd = etcd_cluster(&sw, 1);
     let ep = endpoints(&etcd);
-    let out = pool_cmd(&etcd[0].ns, &ep, &["create", "p1", "--subnet", "198.19.0.0/16", "--block-size", "26"]);
+    let out = pool_cmd(
+        &etcd[0].ns,
+        &ep,
+        &["create", "p1", "--subnet", "198.19.0.0/16", "--block-size", "26"],
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let mut nodes: Vec<Node> = (1..=hosts).map(|i| Node::new(&sw, i, "routed")).collect();
     for n in &mut nodes {
         n.start_agent(&ep, &["--pool", "p1", "--release-grace", "600"]);
     }
     let per = adds / nodes.len();
-    let ctrs: Vec<Vec<Netns>> = nodes.iter().map(|_| (0..per).map(|_| Netns::new("c")).collect()).collect();
-    let requests = |nodes: &[Node]| nodes.iter().map(|n| n.metric("nearhost_agent_etcd_requests_total")).sum::<f64>();
-    let blocks = |nodes: &[Node]| nodes.iter().map(|n| n.metric("nearhost_agent_blocks_owned")).sum::<f64>();
+    let ctrs: Vec<Vec<Netns>> =
+        nodes.iter().map(|_| (0..per).map(|_| Netns::new("c")).collect()).collect();
+    let requests = |nodes: &[Node]| {
+        nodes.iter().map(|n| n.metric("nearhost_agent_etcd_requests_total")).sum::<f64>()
+    };
+    let blocks =
+        |nodes: &[Node]| nodes.iter().map(|n| n.metric("nearhost_agent_blocks_owned")).sum::<f64>();
     let (req0, blk0) = (requests(&nodes), blocks(&nodes));
-    eprintln!("{} hosts ready ({} blocks, {} etcd requests so far); {} ADDs ...", nodes.len(), blk0, req0, per * nodes.len());
+    eprintln!(
+        "{} hosts ready ({} blocks, {} etcd requests so far); {} ADDs ...",
+        nodes.len(),
+        blk0,
+        req0,
+        per * nodes.len()
+    );
     let start = Instant::now();
     std::thread::scope(|s| {
         for (n, list) in nodes.iter().zip(&ctrs) {
@@ -57,14 +77,36 @@ fn main() {
     let (req1, blk1) = (requests(&nodes), blocks(&nodes));
     let total = per * nodes.len();
     let rss: Vec<u64> = nodes.iter().map(|n| rss_kib(n.agent.pid())).collect();
-    let (rss_min, rss_max) = (rss.iter().min().copied().unwrap_or(0), rss.iter().max().copied().unwrap_or(0));
-    println!("agent_scale: {} hosts, {total} ADDs (hosts in parallel, each sequential)", nodes.len());
-    println!("  wall time            {:.2} s ({:.1} ADDs/s, {:.1} ms per ADD per host)", wall.as_secs_f64(), total as f64 / wall.as_secs_f64(), wall.as_secs_f64() * 1e3 / per as f64);
-    println!("  etcd requests        {} during the ADDs = {:.3} per ADD", req1 - req0, (req1 - req0) / total as f64);
-    println!("  blocks claimed       {} during the ADDs = {:.3} per ADD ({} in all)", blk1 - blk0, (blk1 - blk0) / total as f64, blk1);
+    let (rss_min, rss_max) =
+        (rss.iter().min().copied().unwrap_or(0), rss.iter().max().copied().unwrap_or(0));
+    println!(
+        "agent_scale: {} hosts, {total} ADDs (hosts in parallel, each sequential)",
+        nodes.len()
+    );
+    println!(
+        "  wall time            {:.2} s ({:.1} ADDs/s, {:.1} ms per ADD per host)",
+        wall.as_secs_f64(),
+        total as f64 / wall.as_secs_f64(),
+        wall.as_secs_f64() * 1e3 / per as f64
+    );
+    println!(
+        "  etcd requests        {} during the ADDs = {:.3} per ADD",
+        req1 - req0,
+        (req1 - req0) / total as f64
+    );
+    println!(
+        "  blocks claimed       {} during the ADDs = {:.3} per ADD ({} in all)",
+        blk1 - blk0,
+        (blk1 - blk0) / total as f64,
+        blk1
+    );
     println!("  agent RSS            {} - {} KiB", rss_min, rss_max);
 }
 
 fn which(cmd: &str) -> Option<String> {
-    std::env::var("PATH").ok()?.split(':').map(|d| format!("{d}/{cmd}")).find(|p| std::path::Path::new(p).exists())
+    std::env::var("PATH")
+        .ok()?
+        .split(':')
+        .map(|d| format!("{d}/{cmd}"))
+        .find(|p| std::path::Path::new(p).exists())
 }

@@ -28,7 +28,10 @@ use std::time::Duration;
 
 use bench_support::{run_program, run_report, spawn_program, start_server, VethPair};
 use nearhost_bench::Report;
-use tools::{env_or, iperf3_retransmits, iperf3_tcp_bits, iperf3_udp_loss_percent, loadavg, median, require_tool, Check};
+use tools::{
+    env_or, iperf3_retransmits, iperf3_tcp_bits, iperf3_udp_loss_percent, loadavg, median,
+    require_tool, Check,
+};
 use tools::{sockperf_dropped, sockperf_percentile, sockperf_valid_messages};
 
 const SOCKPERF_TCP: &str = "11111";
@@ -63,7 +66,8 @@ impl Bench {
     /// `nearhost bench MODE` in namespace a, pinned to CPU 0.
     fn ours(&self, mode: &str, extra: &[&str]) -> Report {
         let secs = self.secs.to_string();
-        let mut args = vec!["bench", mode, "--target", &self.target, "--duration", &secs, "--cpus", "0"];
+        let mut args =
+            vec!["bench", mode, "--target", &self.target, "--duration", &secs, "--cpus", "0"];
         args.extend_from_slice(extra);
         run_report(Some(&self.pair.a.name), &args, self.limit())
     }
@@ -78,13 +82,28 @@ impl Bench {
     }
 
     fn rr(&mut self) {
-        let r = self.ours("rr", &["--request-size", "64", "--response-size", "64", "--warmup", "0.5"]);
+        let r =
+            self.ours("rr", &["--request-size", "64", "--response-size", "64", "--warmup", "0.5"]);
         self.record("rr p50 us", r.latency.expect("rr latency").p50_us);
     }
 
     fn sockperf_tcp(&mut self) {
         let secs = self.secs.to_string();
-        let out = self.reference("sockperf", &["ping-pong", "--tcp", "-i", VethPair::ADDR_B, "-p", SOCKPERF_TCP, "-m", "64", "-t", &secs]);
+        let out = self.reference(
+            "sockperf",
+            &[
+                "ping-pong",
+                "--tcp",
+                "-i",
+                VethPair::ADDR_B,
+                "-p",
+                SOCKPERF_TCP,
+                "-m",
+                "64",
+                "-t",
+                &secs,
+            ],
+        );
         let half = sockperf_percentile(&out, "50.000").expect("sockperf p50");
         self.record("sockperf tcp p50 x2 us", 2.0 * half);
     }
@@ -99,7 +118,8 @@ impl Bench {
 
     fn iperf3_tcp(&mut self) {
         let secs = self.secs.to_string();
-        let out = self.reference("iperf3", &["-c", VethPair::ADDR_B, "-p", IPERF, "-t", &secs, "-J"]);
+        let out =
+            self.reference("iperf3", &["-c", VethPair::ADDR_B, "-p", IPERF, "-t", &secs, "-J"]);
         let (sent, received) = iperf3_tcp_bits(&out).expect("iperf3 JSON");
         self.record("iperf3 sender bit/s", sent);
         self.record("iperf3 receiver bit/s", received);
@@ -113,8 +133,14 @@ impl Bench {
 
     fn sockperf_udp(&mut self) {
         let secs = self.secs.to_string();
-        let out = self.reference("sockperf", &["ping-pong", "-i", VethPair::ADDR_B, "-p", SOCKPERF_UDP, "-m", "64", "-t", &secs]);
-        self.record("sockperf udp p50 x2 us", 2.0 * sockperf_percentile(&out, "50.000").expect("sockperf p50"));
+        let out = self.reference(
+            "sockperf",
+            &["ping-pong", "-i", VethPair::ADDR_B, "-p", SOCKPERF_UDP, "-m", "64", "-t", &secs],
+        );
+        self.record(
+            "sockperf udp p50 x2 us",
+            2.0 * sockperf_percentile(&out, "50.000").expect("sockperf p50"),
+        );
     }
 
     fn udp_load(&mut self) {
@@ -128,22 +154,56 @@ impl Bench {
     }
 
     fn sockperf_load(&mut self) {
-        let (secs, rate, size) = (self.secs.to_string(), UDP_RATE.to_string(), UDP_SIZE.to_string());
+        let (secs, rate, size) =
+            (self.secs.to_string(), UDP_RATE.to_string(), UDP_SIZE.to_string());
         let out = self.reference(
             "sockperf",
-            &["under-load", "-i", VethPair::ADDR_B, "-p", SOCKPERF_UDP, "-m", &size, "--mps", &rate, "--reply-every", "1", "-t", &secs],
+            &[
+                "under-load",
+                "-i",
+                VethPair::ADDR_B,
+                "-p",
+                SOCKPERF_UDP,
+                "-m",
+                &size,
+                "--mps",
+                &rate,
+                "--reply-every",
+                "1",
+                "-t",
+                &secs,
+            ],
         );
         let (sent, _) = sockperf_valid_messages(&out).expect("sockperf message counts");
         let dropped = sockperf_dropped(&out).expect("sockperf dropped count");
         self.record("sockperf load loss %", dropped as f64 * 100.0 / sent.max(1) as f64);
-        self.record("sockperf load p50 x2 us", 2.0 * sockperf_percentile(&out, "50.000").expect("sockperf p50"));
+        self.record(
+            "sockperf load p50 x2 us",
+            2.0 * sockperf_percentile(&out, "50.000").expect("sockperf p50"),
+        );
     }
 
     fn iperf3_udp(&mut self) {
         let secs = self.secs.to_string();
         let bits = (UDP_RATE * UDP_SIZE * 8).to_string();
         let size = UDP_SIZE.to_string();
-        let out = self.reference("iperf3", &["-c", VethPair::ADDR_B, "-p", IPERF, "-u", "-b", &bits, "-l", &size, "-t", &secs, "-J"]);
+        let out = self.reference(
+            "iperf3",
+            &[
+                "-c",
+                VethPair::ADDR_B,
+                "-p",
+                IPERF,
+                "-u",
+                "-b",
+                &bits,
+                "-l",
+                &size,
+                "-t",
+                &secs,
+                "-J",
+            ],
+        );
         self.record("iperf3 udp loss %", iperf3_udp_loss_percent(&out).expect("iperf3 UDP JSON"));
     }
 }
@@ -158,9 +218,21 @@ fn main() {
     let listen = format!("{}:7000", VethPair::ADDR_B);
     let (_nearhost, addr) = start_server(b, &listen, &["--threads", "1", "--cpus", "1"]);
     let _servers = [
-        spawn_program(b, "taskset", &["-c", "1", "sockperf", "server", "--tcp", "-i", VethPair::ADDR_B, "-p", SOCKPERF_TCP]),
-        spawn_program(b, "taskset", &["-c", "1", "sockperf", "server", "-i", VethPair::ADDR_B, "-p", SOCKPERF_UDP]),
-        spawn_program(b, "taskset", &["-c", "1", "iperf3", "-s", "-B", VethPair::ADDR_B, "-p", IPERF]),
+        spawn_program(
+            b,
+            "taskset",
+            &["-c", "1", "sockperf", "server", "--tcp", "-i", VethPair::ADDR_B, "-p", SOCKPERF_TCP],
+        ),
+        spawn_program(
+            b,
+            "taskset",
+            &["-c", "1", "sockperf", "server", "-i", VethPair::ADDR_B, "-p", SOCKPERF_UDP],
+        ),
+        spawn_program(
+            b,
+            "taskset",
+            &["-c", "1", "iperf3", "-s", "-B", VethPair::ADDR_B, "-p", IPERF],
+        ),
     ];
     std::thread::sleep(Duration::from_secs(1)); // the reference servers print no "ready" line
     let mut bench = Bench { pair, target: addr.to_string(), secs, samples: BTreeMap::new() };
@@ -199,16 +271,30 @@ fn checks(b: &Bench) -> Vec<Check> {
     // Each round's pair ran back to back, so its ratio is the least
     // disturbed by whatever else the machine did; the check uses the median
     // of the per-round ratios (the values shown are the per-figure medians).
-    let ratio = |name: &str, ours: &str, reference: &str, fmt: &dyn Fn(f64) -> String, label: &str| {
-        let ratios: Vec<f64> = b.samples[ours].iter().zip(&b.samples[reference]).map(|(o, r)| o / r).collect();
-        let shown = format!("{label} {}", fmt(b.median(reference)));
-        Check::ratio(name, fmt(b.median(ours)), shown, median(&ratios), 0.9, 1.1)
-    };
+    let ratio =
+        |name: &str, ours: &str, reference: &str, fmt: &dyn Fn(f64) -> String, label: &str| {
+            let ratios: Vec<f64> =
+                b.samples[ours].iter().zip(&b.samples[reference]).map(|(o, r)| o / r).collect();
+            let shown = format!("{label} {}", fmt(b.median(reference)));
+            Check::ratio(name, fmt(b.median(ours)), shown, median(&ratios), 0.9, 1.1)
+        };
     let loss = |name: &str, reference: &str, label: &str| {
-        let diffs: Vec<f64> = b.samples["udp load loss %"].iter().zip(&b.samples[reference]).map(|(o, r)| o - r).collect();
+        let diffs: Vec<f64> = b.samples["udp load loss %"]
+            .iter()
+            .zip(&b.samples[reference])
+            .map(|(o, r)| o - r)
+            .collect();
         let (o, r) = (b.median("udp load loss %"), b.median(reference));
         let value = median(&diffs);
-        Check { name: name.into(), ours: pct(o), reference: format!("{label} {}", pct(r)), metric: "diff pp", value, low: -1.0, high: 1.0 }
+        Check {
+            name: name.into(),
+            ours: pct(o),
+            reference: format!("{label} {}", pct(r)),
+            metric: "diff pp",
+            value,
+            low: -1.0,
+            high: 1.0,
+        }
     };
     vec![
         ratio("rr-p50-64B", "rr p50 us", "sockperf tcp p50 x2 us", &us, "sockperf 2x"),

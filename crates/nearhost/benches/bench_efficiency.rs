@@ -31,7 +31,9 @@ use std::time::{Duration, Instant};
 
 use bench_support::{run_program, run_report, spawn_program, ChildGuard};
 use nearhost_kernel::process::{self, Process};
-use tools::{children_cpu_seconds, env_or, loadavg, median, require_tool, wrk_requests_per_sec, Check};
+use tools::{
+    children_cpu_seconds, env_or, loadavg, median, require_tool, wrk_requests_per_sec, Check,
+};
 
 /// One client run: request rate, client CPU seconds, and the nginx
 /// workers' CPU seconds meanwhile.
@@ -110,7 +112,10 @@ fn start_nginx(dir: &Path) -> (Nginx, u16) {
     let nginx = Nginx { master: spawn_program(None, "nginx", &["-c", &conf, "-p", &prefix]) };
     let deadline = Instant::now() + Duration::from_secs(5);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nginx did not listen on 127.0.0.1:{port} within 5 s (see {prefix}/error.log)");
+        assert!(
+            Instant::now() < deadline,
+            "nginx did not listen on 127.0.0.1:{port} within 5 s (see {prefix}/error.log)"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     (nginx, port)
@@ -119,10 +124,16 @@ fn start_nginx(dir: &Path) -> (Nginx, u16) {
 fn wrk(url: &str, secs: u64, connections: u32) -> Sample {
     let before = children_cpu_seconds();
     let (d, c) = (format!("{secs}s"), connections.to_string());
-    let out = run_program(None, "taskset", &["-c", "0", "wrk", "-t1", "-c", &c, "-d", &d, url], Duration::from_secs(secs + 30));
+    let out = run_program(
+        None,
+        "taskset",
+        &["-c", "0", "wrk", "-t1", "-c", &c, "-d", &d, url],
+        Duration::from_secs(secs + 30),
+    );
     let cpu_s = children_cpu_seconds() - before;
     assert!(out.status.success(), "wrk failed: {}", out.stderr);
-    let per_s = wrk_requests_per_sec(&out.stdout).unwrap_or_else(|| panic!("no Requests/sec in wrk output:\n{}", out.stdout));
+    let per_s = wrk_requests_per_sec(&out.stdout)
+        .unwrap_or_else(|| panic!("no Requests/sec in wrk output:\n{}", out.stdout));
     assert!(!out.stdout.contains("Non-2xx"), "wrk saw errors:\n{}", out.stdout);
     Sample { per_s, cpu_s, server_cpu_s: 0.0 }
 }
@@ -131,8 +142,27 @@ fn ours(target: &str, secs: u64, connections: u32) -> Sample {
     let before = children_cpu_seconds();
     let (s, c) = (secs.to_string(), connections.to_string());
     let args = [
-        "bench", "rate", "--http", "--target", target, "--path", "/file350", "--connections", &c, "--threads", "1",
-        "--rate", "10000000", "--pipeline", "1", "--duration", &s, "--cpus", "0", "--timeout", "2",
+        "bench",
+        "rate",
+        "--http",
+        "--target",
+        target,
+        "--path",
+        "/file350",
+        "--connections",
+        &c,
+        "--threads",
+        "1",
+        "--rate",
+        "10000000",
+        "--pipeline",
+        "1",
+        "--duration",
+        &s,
+        "--cpus",
+        "0",
+        "--timeout",
+        "2",
     ];
     let r = run_report(None, &args, Duration::from_secs(secs + 30));
     let cpu_s = children_cpu_seconds() - before;
@@ -151,8 +181,28 @@ fn main() {
     let target = format!("127.0.0.1:{port}");
     let url = format!("http://{target}/file350");
     // Sanity: nginx serves the file and our client reads it as 350-byte bodies.
-    let probe = run_report(None, &["bench", "rate", "--http", "--target", &target, "--path", "/file350", "--duration", "1", "--rate", "100"], Duration::from_secs(30));
-    assert!(probe.counts.errors == 0 && probe.counts.responses >= 99, "probe against nginx: {:?}", probe.counts);
+    let probe = run_report(
+        None,
+        &[
+            "bench",
+            "rate",
+            "--http",
+            "--target",
+            &target,
+            "--path",
+            "/file350",
+            "--duration",
+            "1",
+            "--rate",
+            "100",
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(
+        probe.counts.errors == 0 && probe.counts.responses >= 99,
+        "probe against nginx: {:?}",
+        probe.counts
+    );
     println!(
         "bench_efficiency: nginx {} workers (not pinned), clients pinned to CPU 0, {connections} connections, 1 thread, {rounds} rounds x {secs} s",
         nginx.workers().len()
@@ -188,11 +238,27 @@ fn main() {
     println!("summary (medians of {rounds} rounds, loadavg now {}):", loadavg());
     // Each round's two runs were back to back: the median of the per-round
     // ratios is the least disturbed by whatever else the machine was doing.
-    let paired = |f: fn(&Sample) -> f64| median(&n.iter().zip(&w).map(|(a, b)| f(a) / f(b)).collect::<Vec<_>>());
+    let paired = |f: fn(&Sample) -> f64| {
+        median(&n.iter().zip(&w).map(|(a, b)| f(a) / f(b)).collect::<Vec<_>>())
+    };
     let rate_ratio = paired(|s| s.per_s);
     let cpu_ratio = paired(|s| s.cpu_s);
-    let rate = Check::ratio("efficiency-rate", format!("{n_rate:.0} req/s"), format!("wrk {w_rate:.0} req/s"), rate_ratio, 1.0, f64::INFINITY);
-    let cpu = Check::ratio("efficiency-client-cpu", fmt(n_rate, n_cpu), format!("wrk {}", fmt(w_rate, w_cpu)), cpu_ratio, 0.0, 1.05);
+    let rate = Check::ratio(
+        "efficiency-rate",
+        format!("{n_rate:.0} req/s"),
+        format!("wrk {w_rate:.0} req/s"),
+        rate_ratio,
+        1.0,
+        f64::INFINITY,
+    );
+    let cpu = Check::ratio(
+        "efficiency-client-cpu",
+        fmt(n_rate, n_cpu),
+        format!("wrk {}", fmt(w_rate, w_cpu)),
+        cpu_ratio,
+        0.0,
+        1.05,
+    );
     println!("{}\n{}", rate.line(), cpu.line());
     println!(
         "      client cpu per request: nearhost {:.2} µs, wrk {:.2} µs; nginx cpu {:.0}% (nearhost runs), {:.0}% (wrk runs) of one CPU",

@@ -44,7 +44,12 @@ fn call(host: &NetNs, p: &Plugin, cmd: &str, id: &str, ctr: &str) -> Duration {
     child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     let took = start.elapsed();
-    assert!(out.status.success(), "{} {cmd} failed: {}", p.label, String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{} {cmd} failed: {}",
+        p.label,
+        String::from_utf8_lossy(&out.stdout)
+    );
     took
 }
 
@@ -70,24 +75,50 @@ fn plugins(data: &str) -> Vec<(&'static str, Plugin, Plugin)> {
     vec![
         (
             "macvlan",
-            Plugin { label: "nearhost", binary: BIN, conf: json!({"cniVersion": "1.0.0", "name": "nhmv", "type": "nearhost", "datapath": "macvlan", "master": "eth0", "ipam": nh("198.18.0.0/24")}) },
-            Plugin { label: "reference", binary: "/usr/lib/cni/macvlan", conf: json!({"cniVersion": "1.0.0", "name": "refmv", "type": "macvlan", "master": "eth0", "ipam": hl("198.18.0.0/24")}) },
+            Plugin {
+                label: "nearhost",
+                binary: BIN,
+                conf: json!({"cniVersion": "1.0.0", "name": "nhmv", "type": "nearhost", "datapath": "macvlan", "master": "eth0", "ipam": nh("198.18.0.0/24")}),
+            },
+            Plugin {
+                label: "reference",
+                binary: "/usr/lib/cni/macvlan",
+                conf: json!({"cniVersion": "1.0.0", "name": "refmv", "type": "macvlan", "master": "eth0", "ipam": hl("198.18.0.0/24")}),
+            },
         ),
         (
             "bridge",
-            Plugin { label: "nearhost", binary: BIN, conf: json!({"cniVersion": "1.0.0", "name": "nhbr", "type": "nearhost", "datapath": "bridge", "bridge": "nhbr0", "isGateway": true, "ipam": nh("198.19.1.0/24")}) },
-            Plugin { label: "reference", binary: "/usr/lib/cni/bridge", conf: json!({"cniVersion": "1.0.0", "name": "refbr", "type": "bridge", "bridge": "refbr0", "isGateway": true, "ipam": hl("198.19.2.0/24")}) },
+            Plugin {
+                label: "nearhost",
+                binary: BIN,
+                conf: json!({"cniVersion": "1.0.0", "name": "nhbr", "type": "nearhost", "datapath": "bridge", "bridge": "nhbr0", "isGateway": true, "ipam": nh("198.19.1.0/24")}),
+            },
+            Plugin {
+                label: "reference",
+                binary: "/usr/lib/cni/bridge",
+                conf: json!({"cniVersion": "1.0.0", "name": "refbr", "type": "bridge", "bridge": "refbr0", "isGateway": true, "ipam": hl("198.19.2.0/24")}),
+            },
         ),
     ]
 }
 
 /// The kernel's floor for one datapath: the link created in the container and
 /// deleted again, in-process (what every plugin must at least pay).
-fn floor(dp: &str, host_nl: &mut Netlink, ctr: &NetNs, ctr_nl: &mut Netlink, parent: u32) -> (f64, f64) {
+fn floor(
+    dp: &str,
+    host_nl: &mut Netlink,
+    ctr: &NetNs,
+    ctr_nl: &mut Netlink,
+    parent: u32,
+) -> (f64, f64) {
     use std::os::fd::AsFd;
     let kind = match dp {
         "macvlan" => NewLinkKind::Macvlan { parent, mode: MacvlanMode::Bridge },
-        _ => NewLinkKind::Veth { peer_name: "flpeer".into(), peer_netns: Some(ctr.as_fd()), peer_mac: None },
+        _ => NewLinkKind::Veth {
+            peer_name: "flpeer".into(),
+            peer_netns: Some(ctr.as_fd()),
+            peer_mac: None,
+        },
     };
     let netns_fd = if dp == "macvlan" { Some(ctr.as_fd()) } else { None };
     let spec = NewLink { name: "floor0".into(), kind, netns: netns_fd, mtu: None, mac: None };
@@ -141,25 +172,37 @@ impl Bench {
 
     /// ADD+DEL pairs of both plugins of one datapath, interleaved (A B, then
     /// B A in the next round), with the kernel's own floor measured beside them.
-    fn sequential(&mut self, dp: &str, nh: &Plugin, rf: &Plugin, rounds: usize, per_round: usize) -> (Samples, Samples, Samples) {
+    fn sequential(
+        &mut self,
+        dp: &str,
+        nh: &Plugin,
+        rf: &Plugin,
+        rounds: usize,
+        per_round: usize,
+    ) -> (Samples, Samples, Samples) {
         // warm-up: page cache, bridge creation, host-local's directory
         for p in [nh, rf] {
             call(&self.host_ns, p, "ADD", "warm", &self.ctr.path());
             call(&self.host_ns, p, "DEL", "warm", &self.ctr.path());
         }
-        let (mut s_nh, mut s_rf, mut s_fl) = (Samples::default(), Samples::default(), Samples::default());
+        let (mut s_nh, mut s_rf, mut s_fl) =
+            (Samples::default(), Samples::default(), Samples::default());
         for round in 0..rounds {
-            let order: [(&Plugin, bool); 2] = if round % 2 == 0 { [(nh, true), (rf, false)] } else { [(rf, false), (nh, true)] };
+            let order: [(&Plugin, bool); 2] =
+                if round % 2 == 0 { [(nh, true), (rf, false)] } else { [(rf, false), (nh, true)] };
             for i in 0..per_round {
                 for (p, is_nh) in order {
                     let id = format!("r{round}i{i}");
-                    let a = call(&self.host_ns, p, "ADD", &id, &self.ctr.path()).as_secs_f64() * 1e3;
-                    let d = call(&self.host_ns, p, "DEL", &id, &self.ctr.path()).as_secs_f64() * 1e3;
+                    let a =
+                        call(&self.host_ns, p, "ADD", &id, &self.ctr.path()).as_secs_f64() * 1e3;
+                    let d =
+                        call(&self.host_ns, p, "DEL", &id, &self.ctr.path()).as_secs_f64() * 1e3;
                     let s = if is_nh { &mut s_nh } else { &mut s_rf };
                     s.add.push(a);
                     s.del.push(d);
                 }
-                let (fa, fd) = floor(dp, &mut self.host_nl, &self.ctr_ns, &mut self.ctr_nl, self.parent);
+                let (fa, fd) =
+                    floor(dp, &mut self.host_nl, &self.ctr_ns, &mut self.ctr_nl, self.parent);
                 s_fl.add.push(fa);
                 s_fl.del.push(fd);
             }
@@ -187,7 +230,11 @@ impl Bench {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let opt = |name: &str, default: usize| -> usize {
-        args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
     };
     let rounds = opt("--rounds", 5);
     let per_round = opt("--per-round", 20);
@@ -228,7 +275,15 @@ fn print_sequential(results: &mut [(String, Samples, Samples, Samples)]) -> Vec<
         let row = |label: &str, s: &mut Samples| {
             let mut both: Vec<f64> = s.add.iter().zip(&s.del).map(|(a, d)| a + d).collect();
             let (a, d, b) = (median(&mut s.add), median(&mut s.del), median(&mut both));
-            println!("{dp:<9} {label:<10} {:>8.2} ({:>5.2}) {:>8.2} ({:>5.2}) {:>8.2} ({:>5.2})", a, p90(&mut s.add), d, p90(&mut s.del), b, p90(&mut both));
+            println!(
+                "{dp:<9} {label:<10} {:>8.2} ({:>5.2}) {:>8.2} ({:>5.2}) {:>8.2} ({:>5.2})",
+                a,
+                p90(&mut s.add),
+                d,
+                p90(&mut s.del),
+                b,
+                p90(&mut both)
+            );
             (a, d, b)
         };
         let n = row("nearhost", nh);

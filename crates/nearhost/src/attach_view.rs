@@ -69,18 +69,31 @@ pub fn attached_text(a: &Attachment) -> String {
     let interfaces = list("interfaces");
     for i in interfaces.iter().filter(|i| i.get("sandbox").is_some()) {
         let mtu = i.get("mtu").map(|m| format!(", MTU {m}")).unwrap_or_default();
-        out += &format!("  interface  {} ({}), MAC {}{mtu}, in {}\n", s(i, "name"), a.datapath, s(i, "mac"), a.target.netns);
+        out += &format!(
+            "  interface  {} ({}), MAC {}{mtu}, in {}\n",
+            s(i, "name"),
+            a.datapath,
+            s(i, "mac"),
+            a.target.netns
+        );
     }
-    let host: Vec<String> = interfaces.iter().filter(|i| i.get("sandbox").is_none()).map(|i| s(i, "name")).collect();
+    let host: Vec<String> =
+        interfaces.iter().filter(|i| i.get("sandbox").is_none()).map(|i| s(i, "name")).collect();
     if !host.is_empty() {
         out += &format!("  host side  {}\n", host.join(", "));
     }
     for ip in list("ips") {
-        let gw = ip.get("gateway").map(|g| format!(", gateway {}", g.as_str().unwrap_or_default())).unwrap_or_default();
+        let gw = ip
+            .get("gateway")
+            .map(|g| format!(", gateway {}", g.as_str().unwrap_or_default()))
+            .unwrap_or_default();
         out += &format!("  address    {}{gw}\n", s(&ip, "address"));
     }
     for route in list("routes") {
-        let via = route.get("gw").map(|g| format!(" via {}", g.as_str().unwrap_or_default())).unwrap_or_default();
+        let via = route
+            .get("gw")
+            .map(|g| format!(" via {}", g.as_str().unwrap_or_default()))
+            .unwrap_or_default();
         out += &format!("  route      {}{via}\n", s(&route, "dst"));
     }
     out
@@ -95,7 +108,8 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         }
     }
     let line = |cells: Vec<String>| {
-        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let padded: Vec<String> =
+            cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
         padded.join("  ").trim_end().to_string() + "\n"
     };
     let mut out = line(header.iter().map(|h| h.to_string()).collect());
@@ -116,10 +130,19 @@ pub fn ls_table(listed: &[Listed]) -> String {
             let (word, reason) = status_words(&l.status);
             let status = match &l.status {
                 Status::Attached => word.to_string(),
-                Status::Gone(_) | Status::Incomplete => format!("{word}: {reason} (`nearhost gc` cleans it up)"),
+                Status::Gone(_) | Status::Incomplete => {
+                    format!("{word}: {reason} (`nearhost gc` cleans it up)")
+                }
                 Status::Unknown(_) | Status::Differs(_) => format!("{word}: {reason}"),
             };
-            vec![who(&a.target), a.network.clone(), a.ifname.clone(), a.addresses().join(","), a.datapath.clone(), status]
+            vec![
+                who(&a.target),
+                a.network.clone(),
+                a.ifname.clone(),
+                a.addresses().join(","),
+                a.datapath.clone(),
+                status,
+            ]
         })
         .collect();
     table(&["CONTAINER", "NETWORK", "INTERFACE", "ADDRESSES", "DATAPATH", "STATUS"], &rows)
@@ -130,14 +153,28 @@ pub fn gc_text(r: &GcReport) -> String {
     for l in &r.removed {
         let (_, reason) = status_words(&l.status);
         let a = &l.attachment;
-        out += &format!("released {} from network {} ({}; {})\n", who(&a.target), a.network, reason, or_none(&a.addresses()));
+        out += &format!(
+            "released {} from network {} ({}; {})\n",
+            who(&a.target),
+            a.network,
+            reason,
+            or_none(&a.addresses())
+        );
     }
     for l in &r.kept {
         let (_, reason) = status_words(&l.status);
-        out += &format!("kept {} on network {}: cannot tell whether it is gone ({reason})\n", who(&l.attachment.target), l.attachment.network);
+        out += &format!(
+            "kept {} on network {}: cannot tell whether it is gone ({reason})\n",
+            who(&l.attachment.target),
+            l.attachment.network
+        );
     }
     for (l, e) in &r.failed {
-        out += &format!("could not release {} from network {}: {e}\n", who(&l.attachment.target), l.attachment.network);
+        out += &format!(
+            "could not release {} from network {}: {e}\n",
+            who(&l.attachment.target),
+            l.attachment.network
+        );
     }
     if out.is_empty() {
         out = "nothing to clean up\n".into();
@@ -166,10 +203,16 @@ pub fn net_table(dir: &Path, entries: &[Entry]) -> String {
             let file = e.file.display().to_string();
             match &e.network {
                 Ok(n) => {
-                    let note = n.validate().err().map(|why| format!("  INVALID: {why}")).unwrap_or_default();
+                    let note = n
+                        .validate()
+                        .err()
+                        .map(|why| format!("  INVALID: {why}"))
+                        .unwrap_or_default();
                     vec![n.name.clone(), n.datapath(), n.subnets().join(","), file + &note]
                 }
-                Err(why) => vec!["-".into(), "-".into(), "-".into(), format!("{file}  INVALID: {why}")],
+                Err(why) => {
+                    vec!["-".into(), "-".into(), "-".into(), format!("{file}  INVALID: {why}")]
+                }
             }
         })
         .collect();

@@ -54,7 +54,11 @@ pub fn run() -> ExitCode {
         Cmd::Pool(c) => crate::cli_agent::pool(c),
         Cmd::Lab(c) => crate::cli_lab::lab(c),
         Cmd::Version => {
-            println!("nearhost {} (CNI {})", env!("CARGO_PKG_VERSION"), nearhost_cni::version::SpecVersion::supported_list().join(", "));
+            println!(
+                "nearhost {} (CNI {})",
+                env!("CARGO_PKG_VERSION"),
+                nearhost_cni::version::SpecVersion::supported_list().join(", ")
+            );
             Ok(())
         }
         Cmd::Attach(cmd) => crate::cli_attach::run(*cmd),
@@ -67,4 +71,3 @@ pub fn run() -> ExitCode {
         }
     }
 }
-

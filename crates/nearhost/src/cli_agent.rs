@@ -100,11 +100,16 @@ pub enum AgentCmd {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("start the async runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("start the async runtime")
 }
 
 async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
@@ -113,7 +118,11 @@ async fn shutdown_signal() {
 
 pub fn agent(a: AgentArgs, sub: Option<AgentCmd>) -> anyhow::Result<()> {
     if let Some(AgentCmd::Status { data_dir }) = sub {
-        let r = nearhost_ipam::agent_client::ask_agent(&data_dir, &nearhost_ipam::agent_client::Request::Status, Duration::from_secs(3))?;
+        let r = nearhost_ipam::agent_client::ask_agent(
+            &data_dir,
+            &nearhost_ipam::agent_client::Request::Status,
+            Duration::from_secs(3),
+        )?;
         println!("{}", serde_json::to_string_pretty(&r.body.unwrap_or_default())?);
         return Ok(());
     }
@@ -121,12 +130,18 @@ pub fn agent(a: AgentArgs, sub: Option<AgentCmd>) -> anyhow::Result<()> {
         anyhow::bail!("--etcd: at least one etcd URL is required (or NEARHOST_ETCD)");
     }
     let mode = match a.mode.as_str() {
-        "vxlan" => Mode::Vxlan(VxlanOptions::new(a.vni, a.underlay.clone()).map_err(|e| anyhow::anyhow!("--vni: {e}"))?),
+        "vxlan" => Mode::Vxlan(
+            VxlanOptions::new(a.vni, a.underlay.clone())
+                .map_err(|e| anyhow::anyhow!("--vni: {e}"))?,
+        ),
         _ => Mode::Routed,
     };
     let node_name = match a.node_name {
         Some(n) => n,
-        None => nix::unistd::gethostname().context("--node-name: cannot read the hostname")?.to_string_lossy().into_owned(),
+        None => nix::unistd::gethostname()
+            .context("--node-name: cannot read the hostname")?
+            .to_string_lossy()
+            .into_owned(),
     };
     let cfg = AgentConfig {
         etcd: a.etcd.options(),
@@ -184,18 +199,38 @@ pub fn pool(cmd: PoolCmd) -> anyhow::Result<()> {
         };
         match cmd {
             PoolCmd::Create { name, subnet, block_size, etcd } => {
-                let rec = pools::validate(&name, &subnet, block_size.unwrap_or_else(|| pools::default_block_prefix(&subnet)))?;
+                let rec = pools::validate(
+                    &name,
+                    &subnet,
+                    block_size.unwrap_or_else(|| pools::default_block_prefix(&subnet)),
+                )?;
                 pools::create(&connect(&etcd).await?, &rec).await?;
-                println!("pool {} created: {} in /{} blocks ({} blocks)", rec.name, rec.subnet, rec.block_prefix, rec.block_count());
+                println!(
+                    "pool {} created: {} in /{} blocks ({} blocks)",
+                    rec.name,
+                    rec.subnet,
+                    rec.block_prefix,
+                    rec.block_count()
+                );
             }
             PoolCmd::Ls { json, etcd } => {
                 let list = pools::list(&connect(&etcd).await?).await?;
                 if json {
                     println!("{}", serde_json::to_string_pretty(&list)?);
                 } else {
-                    println!("{:<16} {:<22} {:>6} {:>14}  nodes", "pool", "subnet", "block", "claimed");
+                    println!(
+                        "{:<16} {:<22} {:>6} {:>14}  nodes",
+                        "pool", "subnet", "block", "claimed"
+                    );
                     for p in list {
-                        println!("{:<16} {:<22} {:>6} {:>14}  {}", p.pool.name, p.pool.subnet.to_string(), format!("/{}", p.pool.block_prefix), format!("{}/{}", p.blocks_claimed, p.blocks_total), p.nodes.join(","));
+                        println!(
+                            "{:<16} {:<22} {:>6} {:>14}  {}",
+                            p.pool.name,
+                            p.pool.subnet.to_string(),
+                            format!("/{}", p.pool.block_prefix),
+                            format!("{}/{}", p.blocks_claimed, p.blocks_total),
+                            p.nodes.join(",")
+                        );
                     }
                 }
             }

@@ -9,7 +9,9 @@ use ipnet::IpNet;
 use nearhost_attach::netdef::{DEFAULT_NET_DIR, NET_DIR_ENV};
 use nearhost_attach::ops::DEFAULT_CNI_PATH;
 use nearhost_attach::record::{DEFAULT_STATE_DIR, STATE_DIR_ENV};
-use nearhost_attach::{create, AttachError, AttachRequest, Context, EngineChoice, NetDir, Records, Resolver};
+use nearhost_attach::{
+    create, AttachError, AttachRequest, Context, EngineChoice, NetDir, Records, Resolver,
+};
 use serde_json::json;
 
 use crate::attach_view as view;
@@ -213,12 +215,15 @@ fn context(c: &Common) -> Context {
         net_dir: NetDir::new(&c.net.net_dir),
         records: Records::new(&c.state_dir),
         resolver: Resolver::from_env(choice),
-        cni_path: std::env::split_paths(&c.cni_path).filter(|p| !p.as_os_str().is_empty()).collect(),
+        cni_path: std::env::split_paths(&c.cni_path)
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect(),
     }
 }
 
 fn attach(a: AttachArgs) -> Result<(), AttachError> {
-    let req = AttachRequest { target: a.target, network: a.net, ifname: a.ifname, ips: a.ip, mac: a.mac };
+    let req =
+        AttachRequest { target: a.target, network: a.net, ifname: a.ifname, ips: a.ip, mac: a.mac };
     let done = nearhost_attach::attach(&context(&a.common), &req)?;
     if a.common.json {
         view::print_json(&view::attachment_json(&done, None));
@@ -229,11 +234,18 @@ fn attach(a: AttachArgs) -> Result<(), AttachError> {
 }
 
 fn detach(a: DetachArgs) -> Result<(), AttachError> {
-    let done = nearhost_attach::detach(&context(&a.common), &a.target, &a.net, a.ifname.as_deref())?;
+    let done =
+        nearhost_attach::detach(&context(&a.common), &a.target, &a.net, a.ifname.as_deref())?;
     if a.common.json {
         view::print_json(&view::attachment_json(&done, None));
     } else {
-        println!("detached {} from network {} (interface {}, released {})", view::who(&done.target), done.network, done.ifname, view::or_none(&done.addresses()));
+        println!(
+            "detached {} from network {} (interface {}, released {})",
+            view::who(&done.target),
+            done.network,
+            done.ifname,
+            view::or_none(&done.addresses())
+        );
     }
     Ok(())
 }
@@ -244,7 +256,10 @@ fn ls(c: Common, check: bool) -> Result<(), AttachError> {
         eprintln!("nearhost: {e}");
     }
     if c.json {
-        view::print_json(&json!(listed.iter().map(|l| view::attachment_json(&l.attachment, Some(&l.status))).collect::<Vec<_>>()));
+        view::print_json(&json!(listed
+            .iter()
+            .map(|l| view::attachment_json(&l.attachment, Some(&l.status)))
+            .collect::<Vec<_>>()));
     } else {
         print!("{}", view::ls_table(&listed));
     }
@@ -254,9 +269,15 @@ fn ls(c: Common, check: bool) -> Result<(), AttachError> {
 fn gc(c: Common) -> Result<(), AttachError> {
     let report = nearhost_attach::gc(&context(&c))?;
     if c.json {
-        let list = |v: &[nearhost_attach::Listed]| v.iter().map(|l| view::attachment_json(&l.attachment, Some(&l.status))).collect::<Vec<_>>();
+        let list = |v: &[nearhost_attach::Listed]| {
+            v.iter()
+                .map(|l| view::attachment_json(&l.attachment, Some(&l.status)))
+                .collect::<Vec<_>>()
+        };
         let failed: Vec<_> = report.failed.iter().map(|(l, e)| json!({"attachment": view::attachment_json(&l.attachment, Some(&l.status)), "error": e.to_string()})).collect();
-        view::print_json(&json!({"removed": list(&report.removed), "kept": list(&report.kept), "failed": failed}));
+        view::print_json(
+            &json!({"removed": list(&report.removed), "kept": list(&report.kept), "failed": failed}),
+        );
     } else {
         print!("{}", view::gc_text(&report));
     }
@@ -279,7 +300,9 @@ fn net_ls(a: NetLsArgs) -> Result<(), AttachError> {
 fn net_show(a: NetShowArgs) -> Result<(), AttachError> {
     let net = NetDir::new(&a.dir.net_dir).find(&a.name)?;
     if a.json {
-        view::print_json(&json!({"name": net.name, "file": net.file, "datapath": net.datapath(), "subnets": net.subnets(), "config": net.raw}));
+        view::print_json(
+            &json!({"name": net.name, "file": net.file, "datapath": net.datapath(), "subnets": net.subnets(), "config": net.raw}),
+        );
     } else {
         println!("# {}", net.file.display());
         println!("{}", serde_json::to_string_pretty(&net.raw).expect("JSON values serialize"));
@@ -301,7 +324,9 @@ fn net_create(a: NetCreateArgs) -> Result<(), AttachError> {
         default_route: a.default_route,
         ip_masq: a.ip_masq,
         // One state directory for records and addresses unless told otherwise.
-        data_dir: a.data_dir.or_else(|| std::env::var_os(STATE_DIR_ENV).filter(|v| !v.is_empty()).map(PathBuf::from)),
+        data_dir: a.data_dir.or_else(|| {
+            std::env::var_os(STATE_DIR_ENV).filter(|v| !v.is_empty()).map(PathBuf::from)
+        }),
     };
     let config = spec.to_config()?;
     let file = NetDir::new(&a.dir.net_dir).create(&config, a.force)?;
@@ -309,7 +334,13 @@ fn net_create(a: NetCreateArgs) -> Result<(), AttachError> {
         view::print_json(&json!({"name": spec.name, "file": file, "config": config}));
     } else {
         let subnets: Vec<String> = spec.subnets.iter().map(ToString::to_string).collect();
-        println!("created network {} ({}, {}) in {}", spec.name, spec.datapath, subnets.join(", "), file.display());
+        println!(
+            "created network {} ({}, {}) in {}",
+            spec.name,
+            spec.datapath,
+            subnets.join(", "),
+            file.display()
+        );
     }
     Ok(())
 }

@@ -62,23 +62,36 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<()> {
         }
     }
     if let Some(path) = &a.from {
-        let text = std::fs::read_to_string(path).with_context(|| format!("--from: cannot read {}", path.display()))?;
-        let report: nearhost_lab::report::DemoReport =
-            serde_json::from_str(&text).with_context(|| format!("--from: {} is not a demo report", path.display()))?;
-        std::fs::create_dir_all(&a.out).with_context(|| format!("--out: cannot create {}", a.out.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("--from: cannot read {}", path.display()))?;
+        let report: nearhost_lab::report::DemoReport = serde_json::from_str(&text)
+            .with_context(|| format!("--from: {} is not a demo report", path.display()))?;
+        std::fs::create_dir_all(&a.out)
+            .with_context(|| format!("--out: cannot create {}", a.out.display()))?;
         std::fs::write(a.out.join("report.html"), nearhost_lab::report::html::render(&report))?;
         print!("{}", nearhost_lab::report::table::render(&report));
         println!("\nreport: {}", a.out.join("report.html").display());
         return Ok(());
     }
-    let opts = DemoOptions { quick: a.quick, datapaths: parse_datapaths(&a.datapaths)?, keep: a.keep, out: a.out.clone(), rounds: a.rounds, duration_s: a.duration };
+    let opts = DemoOptions {
+        quick: a.quick,
+        datapaths: parse_datapaths(&a.datapaths)?,
+        keep: a.keep,
+        out: a.out.clone(),
+        rounds: a.rounds,
+        duration_s: a.duration,
+    };
     let stop = StopFlag::install()?;
     let report = demo::run(&opts, &stop)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", nearhost_lab::report::table::render(&report));
-        println!("\nreport: {}  data: {}", a.out.join("report.html").display(), a.out.join("report.json").display());
+        println!(
+            "\nreport: {}  data: {}",
+            a.out.join("report.html").display(),
+            a.out.join("report.json").display()
+        );
         if a.keep {
             println!("the lab is still up: `nearhost lab status`, `ip netns exec nhlab-h1 …`, `nearhost lab down`");
         }
@@ -118,32 +131,59 @@ pub fn lab(cmd: LabCmd) -> anyhow::Result<()> {
             let removed = nearhost_lab::down()?;
             println!("lab down: removed {} namespaces", removed.len());
         }
-        LabCmd::Status { json } => match nearhost_lab::status()? {
-            None if json => println!("null"),
-            None => println!("no lab is up"),
-            Some((state, ns)) if json => println!("{}", serde_json::json!({"state": state, "namespaces": ns.iter().map(|(n, up)| serde_json::json!({"name": n, "present": up})).collect::<Vec<_>>()})),
-            Some((state, ns)) => {
-                print_state(&state);
-                let missing: Vec<&String> = ns.iter().filter(|(_, up)| !up).map(|(n, _)| n).collect();
-                if !missing.is_empty() {
-                    println!("missing namespaces (the lab is damaged; `nearhost lab down`): {missing:?}");
+        LabCmd::Status { json } => {
+            match nearhost_lab::status()? {
+                None if json => println!("null"),
+                None => println!("no lab is up"),
+                Some((state, ns)) if json => println!(
+                    "{}",
+                    serde_json::json!({"state": state, "namespaces": ns.iter().map(|(n, up)| serde_json::json!({"name": n, "present": up})).collect::<Vec<_>>()})
+                ),
+                Some((state, ns)) => {
+                    print_state(&state);
+                    let missing: Vec<&String> =
+                        ns.iter().filter(|(_, up)| !up).map(|(n, _)| n).collect();
+                    if !missing.is_empty() {
+                        println!("missing namespaces (the lab is damaged; `nearhost lab down`): {missing:?}");
+                    }
                 }
             }
-        },
+        }
     }
     Ok(())
 }
 
 fn print_state(s: &nearhost_lab::LabState) {
     println!("lab up (by `nearhost {}`, pid {}); namespaces: nhlab-tor, nhlab-h1, nhlab-h2 and one per container", s.owner_command, s.owner.pid);
-    println!("  {:<9} {:<22} {:<16} {:<22} ", "datapath", "client (h1)", "server (h2)", "bench target");
+    println!(
+        "  {:<9} {:<22} {:<16} {:<22} ",
+        "datapath", "client (h1)", "server (h2)", "bench target"
+    );
     for d in &s.datapaths {
         if !d.available {
-            println!("  {:<9} {}", d.datapath.name(), d.reason.as_deref().unwrap_or("not available"));
+            println!(
+                "  {:<9} {}",
+                d.datapath.name(),
+                d.reason.as_deref().unwrap_or("not available")
+            );
             continue;
         }
         let ip = |i: Option<std::net::IpAddr>| i.map(|i| i.to_string()).unwrap_or_default();
-        println!("  {:<9} {:<22} {:<16} {:<22}", d.datapath.name(), format!("{} {}", d.client_ns, ip(d.client_ip)), ip(d.server_ip), d.target.as_deref().unwrap_or(""));
+        println!(
+            "  {:<9} {:<22} {:<16} {:<22}",
+            d.datapath.name(),
+            format!("{} {}", d.client_ns, ip(d.client_ip)),
+            ip(d.server_ip),
+            d.target.as_deref().unwrap_or("")
+        );
     }
-    println!("try: ip netns exec {} nearhost bench rr --target {}", plan::CLIENT.container_ns(Dp::Macvlan), s.datapaths.iter().find(|d| d.datapath == Dp::Macvlan).and_then(|d| d.target.clone()).unwrap_or_default());
+    println!(
+        "try: ip netns exec {} nearhost bench rr --target {}",
+        plan::CLIENT.container_ns(Dp::Macvlan),
+        s.datapaths
+            .iter()
+            .find(|d| d.datapath == Dp::Macvlan)
+            .and_then(|d| d.target.clone())
+            .unwrap_or_default()
+    );
 }

@@ -9,7 +9,13 @@ use nearhost_cni::{CniError, Invocation};
 pub fn run() -> ExitCode {
     let mut stdin = Vec::new();
     if let Err(e) = std::io::stdin().read_to_end(&mut stdin) {
-        return fail(&CniError::new(nearhost_cni::code::IO_FAILURE, format!("reading the config from stdin: {e}")), &stdin);
+        return fail(
+            &CniError::new(
+                nearhost_cni::code::IO_FAILURE,
+                format!("reading the config from stdin: {e}"),
+            ),
+            &stdin,
+        );
     }
     let inv = match Invocation::from_env(|k| std::env::var(k).ok()) {
         Ok(inv) => inv,

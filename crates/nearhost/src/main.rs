@@ -3,8 +3,8 @@
 mod attach_view;
 mod cli;
 mod cli_agent;
-mod cli_lab;
 mod cli_attach;
+mod cli_lab;
 mod cni_entry;
 
 use std::process::ExitCode;
@@ -20,6 +20,11 @@ fn main() -> ExitCode {
 /// Logs go to stderr only (stdout carries the CNI result); `NEARHOST_LOG` sets
 /// the filter (e.g. `debug`), default `warn`.
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("NEARHOST_LOG").unwrap_or_else(|_| "warn".into());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NEARHOST_LOG")
+        .unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
 }

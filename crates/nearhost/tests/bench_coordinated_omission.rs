@@ -29,8 +29,22 @@ fn run_with_stall(args: &[&str]) -> Report {
     let target = addr.to_string();
     let mut all = vec!["bench"];
     all.extend_from_slice(args);
-    all.extend_from_slice(&["--target", &target, "--duration", "10", "--warmup", "0", "--connections", "10", "--json"]);
-    let child = command(None, &all).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn client");
+    all.extend_from_slice(&[
+        "--target",
+        &target,
+        "--duration",
+        "10",
+        "--warmup",
+        "0",
+        "--connections",
+        "10",
+        "--json",
+    ]);
+    let child = command(None, &all)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn client");
     let mut client = ChildGuard { child, what: format!("nearhost {}", all.join(" ")) };
     std::thread::sleep(Duration::from_millis(4500));
     server.signal(Signal::SIGSTOP);
@@ -61,7 +75,12 @@ fn open_loop_rate_shows_a_one_second_stall_in_its_percentiles() {
         "rate with stall, from the send: p50 {} µs, p99 {} µs, p99.99 {} µs, max {} µs",
         f.p50_us, f.p99_us, f.p99_99_us, f.max_us
     );
-    assert!(f.p99_us < l.p99_us / 10.0, "from-send p99 {} µs vs intended p99 {} µs", f.p99_us, l.p99_us);
+    assert!(
+        f.p99_us < l.p99_us / 10.0,
+        "from-send p99 {} µs vs intended p99 {} µs",
+        f.p99_us,
+        l.p99_us
+    );
     // The schedule did not slow down: everything was still sent and answered.
     let rate = r.rate.as_ref().unwrap();
     assert_eq!(rate.requests_scheduled, 10_000);
@@ -76,7 +95,10 @@ fn open_loop_rate_shows_a_one_second_stall_in_its_percentiles() {
 fn closed_loop_rr_sees_the_same_stall_only_once_per_connection() {
     let r = run_with_stall(&["rr"]);
     let l = r.latency.as_ref().expect("latency");
-    eprintln!("rr with stall: p50 {} µs, p99 {} µs, p99.99 {} µs, max {} µs", l.p50_us, l.p99_us, l.p99_99_us, l.max_us);
+    eprintln!(
+        "rr with stall: p50 {} µs, p99 {} µs, p99.99 {} µs, max {} µs",
+        l.p50_us, l.p99_us, l.p99_99_us, l.max_us
+    );
     // The stall is real and rr saw it: the in-flight transactions waited ≥ 1 s.
     assert!(l.max_us >= 1_000_000.0, "max {} µs", l.max_us);
     // But closed-loop percentiles hide it: the omission.

@@ -51,7 +51,11 @@ fn refused_connection_fails_at_once_with_a_hint() {
     for mode in ["rr", "rate", "stream"] {
         let out = bench(&[mode, "--target", &t, "--duration", "1"]);
         assert_eq!(out.status.code(), Some(1), "{mode}: {}", out.stderr);
-        assert!(out.stderr.contains(&t) && out.stderr.contains("nothing listens"), "{mode}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(&t) && out.stderr.contains("nothing listens"),
+            "{mode}: {}",
+            out.stderr
+        );
         assert!(out.elapsed < Duration::from_secs(5), "{mode} took {:?}", out.elapsed);
     }
 }
@@ -101,7 +105,17 @@ fn a_server_that_dies_mid_run_is_counted_not_waited_for() {
         let target = addr.to_string();
         let mut args = vec!["bench"];
         args.extend_from_slice(mode);
-        args.extend_from_slice(&["--target", &target, "--duration", "3", "--warmup", "0", "--timeout", "1", "--json"]);
+        args.extend_from_slice(&[
+            "--target",
+            &target,
+            "--duration",
+            "3",
+            "--warmup",
+            "0",
+            "--timeout",
+            "1",
+            "--json",
+        ]);
         let child = support::bench::command(None, &args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
@@ -146,15 +160,32 @@ fn an_http_server_that_closes_after_every_response_is_followed() {
                     Ok(n) => req.extend_from_slice(&buf[..n]),
                 }
             }
-            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
         }
     });
-    let out = bench(&["rate", "--http", "--target", &target, "--rate", "200", "--connections", "2", "--duration", "1", "--json"]);
+    let out = bench(&[
+        "rate",
+        "--http",
+        "--target",
+        &target,
+        "--rate",
+        "200",
+        "--connections",
+        "2",
+        "--duration",
+        "1",
+        "--json",
+    ]);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     server.join().unwrap();
     assert!(out.status.success(), "{}", out.stderr);
     let r = nearhost_bench::Report::from_json(&out.stdout).unwrap();
-    assert_eq!(r.counts.errors, 0, "a closed connection after a complete response is no error: {:?}", r.counts);
+    assert_eq!(
+        r.counts.errors, 0,
+        "a closed connection after a complete response is no error: {:?}",
+        r.counts
+    );
     assert!(r.counts.responses >= 190, "{:?}", r.counts);
     assert!(r.counts.reconnects >= 180, "one connection per request: {:?}", r.counts);
 }

@@ -16,8 +16,22 @@ fn rr_reports_round_trip_percentiles_from_the_send_time() {
     let target = addr.to_string();
     let r = run_report(
         None,
-        &["bench", "rr", "--target", &target, "--duration", "2", "--warmup", "0.5", "--connections", "4",
-          "--request-size", "100", "--response-size", "2000"],
+        &[
+            "bench",
+            "rr",
+            "--target",
+            &target,
+            "--duration",
+            "2",
+            "--warmup",
+            "0.5",
+            "--connections",
+            "4",
+            "--request-size",
+            "100",
+            "--response-size",
+            "2000",
+        ],
         LIMIT,
     );
     check_report(&r);
@@ -39,8 +53,20 @@ fn rate_echo_holds_the_target_rate_and_says_latency_starts_at_the_intended_time(
     let target = addr.to_string();
     let r = run_report(
         None,
-        &["bench", "rate", "--target", &target, "--duration", "3", "--rate", "2000", "--connections", "8",
-          "--pipeline", "4"],
+        &[
+            "bench",
+            "rate",
+            "--target",
+            &target,
+            "--duration",
+            "3",
+            "--rate",
+            "2000",
+            "--connections",
+            "8",
+            "--pipeline",
+            "4",
+        ],
         LIMIT,
     );
     check_report(&r);
@@ -48,9 +74,14 @@ fn rate_echo_holds_the_target_rate_and_says_latency_starts_at_the_intended_time(
     assert_eq!(rate.requests_scheduled, 6000);
     assert_eq!(r.counts.requests_sent + rate.unsent, 6000);
     assert_eq!(r.counts.requests_sent, r.counts.responses + r.counts.timeouts);
-    assert!(rate.achieved_per_s > 1900.0 && rate.achieved_per_s <= 2000.0, "achieved {}", rate.achieved_per_s);
+    assert!(
+        rate.achieved_per_s > 1900.0 && rate.achieved_per_s <= 2000.0,
+        "achieved {}",
+        rate.achieved_per_s
+    );
     assert_eq!(r.latency.as_ref().unwrap().origin, LatencyOrigin::IntendedTime);
-    let from_send = r.latency_from_send.as_ref().expect("open loop also reports latency from the send");
+    let from_send =
+        r.latency_from_send.as_ref().expect("open loop also reports latency from the send");
     assert_eq!(from_send.origin, LatencyOrigin::SendTime);
     assert_eq!(from_send.samples, r.latency.as_ref().unwrap().samples);
     // Measured from the later of the two instants, it can only be smaller.
@@ -67,8 +98,21 @@ fn rate_http_is_served_with_keep_alive_and_counts_body_bytes() {
     let target = addr.to_string();
     let r = run_report(
         None,
-        &["bench", "rate", "--target", &target, "--http", "--path", "/file", "--duration", "2", "--rate", "1000",
-          "--connections", "4"],
+        &[
+            "bench",
+            "rate",
+            "--target",
+            &target,
+            "--http",
+            "--path",
+            "/file",
+            "--duration",
+            "2",
+            "--rate",
+            "1000",
+            "--connections",
+            "4",
+        ],
         LIMIT,
     );
     check_report(&r);
@@ -83,7 +127,11 @@ fn rate_http_is_served_with_keep_alive_and_counts_body_bytes() {
 fn udp_ping_pong_and_paced_load_account_every_datagram() {
     let (_server, addr) = start_server(None, "127.0.0.1:0", &[]);
     let target = addr.to_string();
-    let pp = run_report(None, &["bench", "udp", "--target", &target, "--duration", "2", "--size", "200"], LIMIT);
+    let pp = run_report(
+        None,
+        &["bench", "udp", "--target", &target, "--duration", "2", "--size", "200"],
+        LIMIT,
+    );
     check_report(&pp);
     let u = pp.udp.as_ref().expect("udp section");
     assert!(u.sent > 100 && u.received + u.lost == u.sent, "{u:?}");
@@ -91,7 +139,18 @@ fn udp_ping_pong_and_paced_load_account_every_datagram() {
 
     let paced = run_report(
         None,
-        &["bench", "udp", "--target", &target, "--duration", "2", "--rate", "5000", "--connections", "2"],
+        &[
+            "bench",
+            "udp",
+            "--target",
+            &target,
+            "--duration",
+            "2",
+            "--rate",
+            "5000",
+            "--connections",
+            "2",
+        ],
         LIMIT,
     );
     check_report(&paced);
@@ -123,7 +182,11 @@ fn stream_measures_both_directions_with_per_second_intervals() {
     assert!(t.retransmits.is_some(), "the sender's retransmissions are reported");
     assert!(fwd.timeline.iter().all(|i| i.bits_per_s > 0.0));
 
-    let rev = run_report(None, &["bench", "stream", "--target", &target, "--duration", "1", "--reverse"], LIMIT);
+    let rev = run_report(
+        None,
+        &["bench", "stream", "--target", &target, "--duration", "1", "--reverse"],
+        LIMIT,
+    );
     let t = rev.throughput.as_ref().unwrap();
     assert_eq!(t.direction, Direction::ServerToClient);
     assert_eq!(t.retransmits, None, "the server's sender count is not known to the client");
@@ -136,8 +199,22 @@ fn serve_holds_thousands_of_connections() {
     let target = addr.to_string();
     let r = run_report(
         None,
-        &["bench", "rate", "--target", &target, "--duration", "2", "--rate", "6000", "--connections", "3000",
-          "--threads", "2", "--timeout", "10"],
+        &[
+            "bench",
+            "rate",
+            "--target",
+            &target,
+            "--duration",
+            "2",
+            "--rate",
+            "6000",
+            "--connections",
+            "3000",
+            "--threads",
+            "2",
+            "--timeout",
+            "10",
+        ],
         Duration::from_secs(120),
     );
     assert_eq!(r.settings.connections, 3000);
@@ -153,10 +230,18 @@ fn serve_holds_thousands_of_connections() {
 fn text_output_states_what_the_latency_spans() {
     let (_server, addr) = start_server(None, "127.0.0.1:0", &[]);
     let target = addr.to_string();
-    let out = run(None, &["bench", "rate", "--target", &target, "--duration", "1", "--rate", "100"], LIMIT);
+    let out = run(
+        None,
+        &["bench", "rate", "--target", &target, "--duration", "1", "--rate", "100"],
+        LIMIT,
+    );
     assert!(out.status.success(), "{}", out.stderr);
     assert!(out.stdout.contains("round trip"), "{}", out.stdout);
     assert!(out.stdout.contains("intended send time"), "{}", out.stdout);
     assert!(out.stdout.contains("p99.999"), "{}", out.stdout);
-    assert!(out.stderr.is_empty(), "no progress line when stderr is not a terminal: {:?}", out.stderr);
+    assert!(
+        out.stderr.is_empty(),
+        "no progress line when stderr is not a terminal: {:?}",
+        out.stderr
+    );
 }

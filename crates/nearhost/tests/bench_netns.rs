@@ -17,21 +17,38 @@ fn every_mode_crosses_a_veth_pair() {
     let (_server, addr) = start_server(Some(&pair.b.name), &listen, &["--threads", "1"]);
     let target = addr.to_string();
     let ns = Some(pair.a.name.as_str());
-    let rr = run_report(ns, &["bench", "rr", "--target", &target, "--duration", "1", "--warmup", "0"], LIMIT);
+    let rr = run_report(
+        ns,
+        &["bench", "rr", "--target", &target, "--duration", "1", "--warmup", "0"],
+        LIMIT,
+    );
     check_report(&rr);
     assert!(rr.counts.responses > 100, "{:?}", rr.counts);
-    let rate = run_report(ns, &["bench", "rate", "--target", &target, "--duration", "1", "--rate", "500"], LIMIT);
+    let rate = run_report(
+        ns,
+        &["bench", "rate", "--target", &target, "--duration", "1", "--rate", "500"],
+        LIMIT,
+    );
     assert!(rate.counts.responses >= 495, "{:?}", rate.counts);
-    let udp = run_report(ns, &["bench", "udp", "--target", &target, "--duration", "1", "--rate", "1000"], LIMIT);
+    let udp = run_report(
+        ns,
+        &["bench", "udp", "--target", &target, "--duration", "1", "--rate", "1000"],
+        LIMIT,
+    );
     assert!(udp.udp.as_ref().unwrap().received >= 990, "{:?}", udp.udp);
-    let stream = run_report(ns, &["bench", "stream", "--target", &target, "--duration", "1"], LIMIT);
+    let stream =
+        run_report(ns, &["bench", "stream", "--target", &target, "--duration", "1"], LIMIT);
     assert!(stream.throughput.as_ref().unwrap().client_bits_per_s > 1e8, "{:?}", stream.throughput);
 }
 
 #[test]
 fn no_route_to_the_target_fails_at_once() {
     let ns = Netns::new("lo");
-    let out = run(Some(&ns.name), &["bench", "rr", "--target", "198.18.7.1:7000", "--duration", "1"], LIMIT);
+    let out = run(
+        Some(&ns.name),
+        &["bench", "rr", "--target", "198.18.7.1:7000", "--duration", "1"],
+        LIMIT,
+    );
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert!(out.stderr.contains("no route"), "{}", out.stderr);
     assert!(out.elapsed < Duration::from_secs(5), "took {:?}", out.elapsed);
@@ -42,12 +59,14 @@ fn a_silent_address_times_out_within_the_timeout() {
     let pair = VethPair::new();
     let ns = Some(pair.a.name.as_str());
     let target = format!("{}:7000", VethPair::SILENT);
-    let out = run(ns, &["bench", "rr", "--target", &target, "--duration", "1", "--timeout", "1"], LIMIT);
+    let out =
+        run(ns, &["bench", "rr", "--target", &target, "--duration", "1", "--timeout", "1"], LIMIT);
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert!(out.stderr.contains("timed out after 1 s"), "{}", out.stderr);
     assert!(out.elapsed < Duration::from_secs(4), "took {:?}", out.elapsed);
 
-    let out = run(ns, &["bench", "udp", "--target", &target, "--duration", "1", "--timeout", "1"], LIMIT);
+    let out =
+        run(ns, &["bench", "udp", "--target", &target, "--duration", "1", "--timeout", "1"], LIMIT);
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert!(out.stderr.contains("no UDP reply"), "{}", out.stderr);
     assert!(out.elapsed < Duration::from_secs(4), "took {:?}", out.elapsed);

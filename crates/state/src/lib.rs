@@ -52,7 +52,9 @@ impl StateError {
     /// The file the error is about.
     pub fn path(&self) -> &Path {
         match self {
-            StateError::Io { path, .. } | StateError::LockTimeout { path, .. } | StateError::Corrupt { path, .. } => path,
+            StateError::Io { path, .. }
+            | StateError::LockTimeout { path, .. }
+            | StateError::Corrupt { path, .. } => path,
         }
     }
 }
@@ -66,7 +68,8 @@ pub fn create_dir(dir: &Path, mode: u32) -> Result<()> {
     std::fs::DirBuilder::new().recursive(true).mode(mode).create(dir).map_err(io)?;
     let perms = std::fs::metadata(dir).map_err(StateError::io("inspect", dir))?.permissions();
     if perms.mode() & 0o777 & !mode != 0 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).map_err(StateError::io("tighten", dir))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+            .map_err(StateError::io("tighten", dir))?;
     }
     Ok(())
 }
@@ -97,7 +100,10 @@ pub fn lock(path: &Path, timeout: Duration) -> Result<Lock> {
             Ok(flock) => return Ok(Lock { _flock: flock }),
             Err((f, Errno::EWOULDBLOCK | Errno::EINTR)) => {
                 if Instant::now() >= deadline {
-                    return Err(StateError::LockTimeout { path: path.to_path_buf(), seconds: timeout.as_secs() });
+                    return Err(StateError::LockTimeout {
+                        path: path.to_path_buf(),
+                        seconds: timeout.as_secs(),
+                    });
                 }
                 file = f;
                 // Poll with growing pauses: the transactions behind these locks
@@ -108,7 +114,13 @@ pub fn lock(path: &Path, timeout: Duration) -> Result<Lock> {
                 std::thread::sleep(pause + jitter);
                 pause = (pause * 2).min(Duration::from_millis(5));
             }
-            Err((_, e)) => return Err(StateError::Io { what: "lock", path: path.to_path_buf(), source: e.into() }),
+            Err((_, e)) => {
+                return Err(StateError::Io {
+                    what: "lock",
+                    path: path.to_path_buf(),
+                    source: e.into(),
+                })
+            }
         }
     }
 }
@@ -124,7 +136,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     // The PID keeps two processes writing the same file from sharing a temp file.
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let write = || -> std::io::Result<()> {
-        let mut f = OpenOptions::new().create(true).truncate(true).write(true).mode(mode).open(&tmp)?;
+        let mut f =
+            OpenOptions::new().create(true).truncate(true).write(true).mode(mode).open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_data()?;
         std::fs::rename(&tmp, path)?;
@@ -138,8 +151,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
 
 /// Writes `value` as pretty JSON (with a final newline), atomically, 0600.
 pub fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
-    let mut bytes = serde_json::to_vec_pretty(value)
-        .map_err(|e| StateError::Corrupt { path: path.to_path_buf(), reason: format!("cannot encode: {e}") })?;
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| StateError::Corrupt {
+        path: path.to_path_buf(),
+        reason: format!("cannot encode: {e}"),
+    })?;
     bytes.push(b'\n');
     write_atomic(path, &bytes, PRIVATE_FILE)
 }
@@ -158,7 +173,9 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
 /// Removes `path`; a missing file is success.
 pub fn remove(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StateError::Io { what: "remove", path: path.to_path_buf(), source: e }),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(StateError::Io { what: "remove", path: path.to_path_buf(), source: e })
+        }
         _ => Ok(()),
     }
 }
@@ -182,7 +199,8 @@ mod tests {
         write_atomic(&f, b"two", PRIVATE_FILE).unwrap();
         assert_eq!(std::fs::read(&f).unwrap(), b"two");
         assert_eq!(mode(&f), 0o600);
-        let names: Vec<_> = std::fs::read_dir(&sub).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> =
+            std::fs::read_dir(&sub).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("x.json")]);
         remove(&f).unwrap();
         remove(&f).unwrap();
@@ -221,7 +239,11 @@ mod tests {
         assert_eq!(mode(&f), 0o600);
         std::fs::write(&f, "{nope").unwrap();
         let e = read_json::<Vec<u32>>(&f).unwrap_err();
-        assert!(matches!(e, StateError::Corrupt { .. }) && e.to_string().contains("s.json is unreadable"), "{e}");
+        assert!(
+            matches!(e, StateError::Corrupt { .. })
+                && e.to_string().contains("s.json is unreadable"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -35,7 +35,6 @@ impl Proc {
             let _ = c.wait();
         }
     }
-
 }
 
 impl Drop for Proc {
@@ -51,6 +50,12 @@ pub struct Switch {
     ports: std::cell::Cell<u8>,
 }
 
+impl Default for Switch {
+    fn default() -> Self {
+        Switch::new()
+    }
+}
+
 impl Switch {
     pub fn new() -> Switch {
         let ns = Netns::new("sw");
@@ -64,7 +69,9 @@ impl Switch {
         let n = self.ports.get() + 1;
         self.ports.set(n);
         let port = format!("sp{n}");
-        self.ns.ip(&["link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &host.name]);
+        self.ns.ip(&[
+            "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &host.name,
+        ]);
         self.ns.ip(&["link", "set", &port, "master", "br0", "up"]);
         host.ip(&["link", "set", "eth0", "up"]);
         host.ip(&["addr", "add", &format!("{NET}.{last}/24"), "dev", "eth0"]);
@@ -97,7 +104,12 @@ impl EtcdMember {
             .arg(format!("--initial-advertise-peer-urls=http://{}:2380", self.ip))
             .arg(format!("--initial-cluster={}", self.cluster))
             .arg(format!("--initial-cluster-state={state}"))
-            .args(["--heartbeat-interval=50", "--election-timeout=500", "--logger=zap", "--log-outputs=stderr"])
+            .args([
+                "--heartbeat-interval=50",
+                "--election-timeout=500",
+                "--logger=zap",
+                "--log-outputs=stderr",
+            ])
             .stdout(Stdio::null())
             .stderr(out)
             .spawn()
@@ -106,23 +118,52 @@ impl EtcdMember {
     }
 
     pub fn healthy(&self) -> bool {
-        run("ip", &["netns", "exec", &self.ns.name, "etcdctl", "--endpoints", &self.client_url(), "--dial-timeout=1s", "--command-timeout=2s", "endpoint", "health"]).status.success()
+        run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &self.ns.name,
+                "etcdctl",
+                "--endpoints",
+                &self.client_url(),
+                "--dial-timeout=1s",
+                "--command-timeout=2s",
+                "endpoint",
+                "health",
+            ],
+        )
+        .status
+        .success()
     }
 }
 
 /// A cluster of `members` etcd members on the switch (NET.1, .2, .3).
 pub fn etcd_cluster(sw: &Switch, members: u8) -> Vec<EtcdMember> {
-    let names: Vec<(String, String)> = (1..=members).map(|i| (format!("e{i}"), format!("{NET}.{i}"))).collect();
-    let cluster = names.iter().map(|(n, ip)| format!("{n}=http://{ip}:2380")).collect::<Vec<_>>().join(",");
+    let names: Vec<(String, String)> =
+        (1..=members).map(|i| (format!("e{i}"), format!("{NET}.{i}"))).collect();
+    let cluster =
+        names.iter().map(|(n, ip)| format!("{n}=http://{ip}:2380")).collect::<Vec<_>>().join(",");
     let mut out = Vec::new();
     for (i, (name, ip)) in names.into_iter().enumerate() {
         let ns = Netns::new("etcd");
         sw.plug(&ns, (i + 1) as u8);
-        let mut m = EtcdMember { ns, proc: Proc { child: None }, name, ip, data: tempfile::tempdir().unwrap(), cluster: cluster.clone() };
+        let mut m = EtcdMember {
+            ns,
+            proc: Proc { child: None },
+            name,
+            ip,
+            data: tempfile::tempdir().unwrap(),
+            cluster: cluster.clone(),
+        };
         m.start("new");
         out.push(m);
     }
-    assert!(eventually(Duration::from_secs(30), || out[0].healthy()), "etcd did not become healthy: {}", std::fs::read_to_string(out[0].data.path().join("etcd.log")).unwrap_or_default());
+    assert!(
+        eventually(Duration::from_secs(30), || out[0].healthy()),
+        "etcd did not become healthy: {}",
+        std::fs::read_to_string(out[0].data.path().join("etcd.log")).unwrap_or_default()
+    );
     out
 }
 
@@ -145,7 +186,14 @@ impl Node {
         let ns = Netns::new("n");
         let last = 10 + i;
         sw.plug(&ns, last);
-        Node { ns, name: format!("node{i}"), ip: format!("{NET}.{last}"), data: tempfile::tempdir().unwrap(), agent: Proc { child: None }, mode: mode.into() }
+        Node {
+            ns,
+            name: format!("node{i}"),
+            ip: format!("{NET}.{last}"),
+            data: tempfile::tempdir().unwrap(),
+            agent: Proc { child: None },
+            mode: mode.into(),
+        }
     }
 
     pub fn data_dir(&self) -> String {
@@ -155,14 +203,43 @@ impl Node {
     /// Starts the agent; waits until it is ready (its /readyz answers 200).
     pub fn start_agent(&mut self, etcd: &str, extra: &[&str]) {
         let log = std::fs::File::create(self.data.path().join("agent.log")).unwrap();
-        let mut args = vec!["netns", "exec", &self.ns.name, bin(), "agent", "--etcd", etcd, "--node-name", &self.name, "--node-ip", &self.ip];
+        let mut args = vec![
+            "netns",
+            "exec",
+            &self.ns.name,
+            bin(),
+            "agent",
+            "--etcd",
+            etcd,
+            "--node-name",
+            &self.name,
+            "--node-ip",
+            &self.ip,
+        ];
         let dd = self.data_dir();
-        args.extend(["--data-dir", &dd, "--lease-ttl", "3", "--mode", &self.mode, "--vni", "7", "--underlay", "eth0"]);
+        args.extend([
+            "--data-dir",
+            &dd,
+            "--lease-ttl",
+            "3",
+            "--mode",
+            &self.mode,
+            "--vni",
+            "7",
+            "--underlay",
+            "eth0",
+        ]);
         if !extra.contains(&"--release-grace") {
             args.extend(["--release-grace", "2"]);
         }
         args.extend_from_slice(extra);
-        let child = Command::new("ip").args(&args).env("NEARHOST_LOG", "info").stdout(Stdio::null()).stderr(log).spawn().expect("start agent");
+        let child = Command::new("ip")
+            .args(&args)
+            .env("NEARHOST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start agent");
         self.agent = Proc { child: Some(child) };
         let ready = eventually(Duration::from_secs(20), || self.http("/readyz").0 == 200);
         assert!(ready, "agent {} never became ready; log:\n{}", self.name, self.agent_log());
@@ -187,12 +264,16 @@ impl Node {
     /// A metric's value (summed over label sets).
     pub fn metric(&self, name: &str) -> f64 {
         let (_, body) = self.http("/metrics");
-        body.lines().filter(|l| l.starts_with(name) && !l.starts_with('#')).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+        body.lines()
+            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
     }
 
     pub fn conf(&self, pool: &str) -> Value {
         let ipam = json!({"type": "nearhost", "pool": pool, "dataDir": self.data_dir()});
-        let extra = if self.mode == "vxlan" { json!({"vni": 7, "underlay": "eth0"}) } else { json!({}) };
+        let extra =
+            if self.mode == "vxlan" { json!({"vni": 7, "underlay": "eth0"}) } else { json!({}) };
         netconf("1.1.0", &format!("net-{}", self.mode), &self.mode, ipam, extra)
     }
 }
@@ -210,6 +291,14 @@ pub fn pool_usage(ns: &Netns, etcd: &str, pool: &str) -> (u64, Vec<String>) {
     let out = pool_cmd(ns, etcd, &["ls", "--json"]);
     assert!(out.status.success(), "pool ls: {}", String::from_utf8_lossy(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let p = v.as_array().unwrap().iter().find(|p| p["name"] == pool).unwrap_or_else(|| panic!("pool {pool} missing: {v}"));
-    (p["blocks_claimed"].as_u64().unwrap(), p["nodes"].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_string()).collect())
+    let p = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == pool)
+        .unwrap_or_else(|| panic!("pool {pool} missing: {v}"));
+    (
+        p["blocks_claimed"].as_u64().unwrap(),
+        p["nodes"].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_string()).collect(),
+    )
 }

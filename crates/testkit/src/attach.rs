@@ -26,7 +26,9 @@ pub struct CliOut {
 impl CliOut {
     #[track_caller]
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}\nstderr: {}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!("stdout is not JSON ({e}): {}\nstderr: {}", self.stdout, self.stderr)
+        })
     }
 
     /// Asserts failure with error `kind` and a message containing every needle.
@@ -58,7 +60,10 @@ impl Cli {
         // sockets that do not exist (a suite with an engine points them at it).
         let env = vec![
             ("DOCKER_HOST".to_string(), format!("unix://{}/no-docker.sock", dir.path().display())),
-            ("CONTAINER_HOST".to_string(), format!("unix://{}/no-podman.sock", dir.path().display())),
+            (
+                "CONTAINER_HOST".to_string(),
+                format!("unix://{}/no-podman.sock", dir.path().display()),
+            ),
         ];
         Cli { host: host.name.clone(), dir, env }
     }
@@ -73,8 +78,13 @@ impl Cli {
 
     /// Names of the attachment record files.
     pub fn records(&self) -> Vec<String> {
-        let Ok(rd) = std::fs::read_dir(self.state_dir().join("attachments")) else { return Vec::new() };
-        let mut names: Vec<String> = rd.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| !n.starts_with('.')).collect();
+        let Ok(rd) = std::fs::read_dir(self.state_dir().join("attachments")) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = rd
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
         names.sort();
         names
     }
@@ -99,7 +109,11 @@ impl Cli {
             cmd.env(k, v);
         }
         let out = cmd.stdin(Stdio::null()).output().expect("run nearhost");
-        CliOut { ok: out.status.success(), stdout: String::from_utf8_lossy(&out.stdout).into_owned(), stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
+        CliOut {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
     }
 
     /// Runs with `--json`, asserting success.
@@ -118,11 +132,30 @@ impl Cli {
     /// `net create NAME --datapath D --subnet 198.18.NET.0/24 --range .100-.199
     /// --data-dir <the host's IPAM dir> EXTRA…`.
     #[track_caller]
-    pub fn net_create(&self, h: &Host, name: &str, datapath: &str, net: u8, extra: &[&str]) -> Value {
+    pub fn net_create(
+        &self,
+        h: &Host,
+        name: &str,
+        datapath: &str,
+        net: u8,
+        extra: &[&str],
+    ) -> Value {
         let data = h.data_dir();
         let subnet = format!("198.18.{net}.0/24");
         let range = format!("198.18.{net}.100-198.18.{net}.199");
-        let mut args = vec!["net", "create", name, "--datapath", datapath, "--subnet", &subnet, "--range", &range, "--data-dir", &data];
+        let mut args = vec![
+            "net",
+            "create",
+            name,
+            "--datapath",
+            datapath,
+            "--subnet",
+            &subnet,
+            "--range",
+            &range,
+            "--data-dir",
+            &data,
+        ];
         args.extend_from_slice(extra);
         self.json(&args)
     }
@@ -143,15 +176,28 @@ pub struct Sleeper {
     child: Child,
 }
 
+impl Default for Sleeper {
+    fn default() -> Self {
+        Sleeper::new()
+    }
+}
+
 impl Sleeper {
     pub fn new() -> Sleeper {
-        let child = Command::new("unshare").args(["--net", "sleep", "600"]).stdin(Stdio::null()).spawn().expect("unshare (util-linux)");
+        let child = Command::new("unshare")
+            .args(["--net", "sleep", "600"])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("unshare (util-linux)");
         let s = Sleeper { child };
         let ours = std::fs::read_link("/proc/self/ns/net").unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         // unshare runs in the child before it execs sleep: wait until it has.
         while std::fs::read_link(format!("/proc/{}/ns/net", s.pid())).is_ok_and(|ns| ns == ours) {
-            assert!(Instant::now() < deadline, "unshare --net did not give the process its own namespace");
+            assert!(
+                Instant::now() < deadline,
+                "unshare --net did not give the process its own namespace"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         s
@@ -184,5 +230,10 @@ pub struct Snapshot {
 }
 
 pub fn snapshot(h: &Host, target: &Netns, net: &str, cli: &Cli) -> Snapshot {
-    Snapshot { host: h.ns.link_names(), target: target.link_names(), ipam: h.state_file(net), records: cli.records() }
+    Snapshot {
+        host: h.ns.link_names(),
+        target: target.link_names(),
+        ipam: h.state_file(net),
+        records: cli.records(),
+    }
 }

@@ -34,7 +34,8 @@ impl ChildGuard {
     }
 
     pub fn signal(&self, signal: Signal) {
-        kill(self.pid(), signal).unwrap_or_else(|e| panic!("sending {signal} to {}: {e}", self.what));
+        kill(self.pid(), signal)
+            .unwrap_or_else(|e| panic!("sending {signal} to {}: {e}", self.what));
     }
 
     /// Waits for exit within `limit`; panics (and kills) if it takes longer.
@@ -99,8 +100,10 @@ pub fn start_server(netns: Option<&str>, listen: &str, extra: &[&str]) -> (Child
         let _ = BufReader::new(stdout).read_line(&mut line);
         let _ = tx.send(line);
     });
-    let line = rx.recv_timeout(Duration::from_secs(10)).expect("serve printed its address within 10 s");
-    let value: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("serve line {line:?}: {e}"));
+    let line =
+        rx.recv_timeout(Duration::from_secs(10)).expect("serve printed its address within 10 s");
+    let value: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("serve line {line:?}: {e}"));
     let addr = value["listening"].as_str().expect("listening field").parse().expect("an address");
     (guard, addr)
 }
@@ -120,7 +123,12 @@ pub fn run(netns: Option<&str>, args: &[&str], limit: Duration) -> RunOutput {
 
 /// Runs any program (a reference tool), optionally inside a namespace, to
 /// completion within `limit`.
-pub fn run_program(netns: Option<&str>, program: &str, args: &[&str], limit: Duration) -> RunOutput {
+pub fn run_program(
+    netns: Option<&str>,
+    program: &str,
+    args: &[&str],
+    limit: Duration,
+) -> RunOutput {
     let mut cmd = match netns {
         Some(ns) => {
             let mut c = Command::new("ip");
@@ -175,7 +183,12 @@ fn finish(mut cmd: Command, what: &str, limit: Duration) -> RunOutput {
     .collect();
     let status = guard.wait(limit);
     let mut texts = readers.into_iter().map(|r| r.join().unwrap_or_default());
-    RunOutput { status, stdout: texts.next().unwrap(), stderr: texts.next().unwrap(), elapsed: started.elapsed() }
+    RunOutput {
+        status,
+        stdout: texts.next().unwrap(),
+        stderr: texts.next().unwrap(),
+        elapsed: started.elapsed(),
+    }
 }
 
 /// Runs a client with `--json`, insists on success and parses the report.
@@ -183,13 +196,23 @@ pub fn run_report(netns: Option<&str>, args: &[&str], limit: Duration) -> Report
     let mut all = args.to_vec();
     all.push("--json");
     let out = run(netns, &all, limit);
-    assert!(out.status.success(), "nearhost {} failed: {:?}\n{}", args.join(" "), out.status, out.stderr);
-    Report::from_json(&out.stdout).unwrap_or_else(|e| panic!("report of {args:?} does not parse: {e}\n{}", out.stdout))
+    assert!(
+        out.status.success(),
+        "nearhost {} failed: {:?}\n{}",
+        args.join(" "),
+        out.status,
+        out.stderr
+    );
+    Report::from_json(&out.stdout)
+        .unwrap_or_else(|e| panic!("report of {args:?} does not parse: {e}\n{}", out.stdout))
 }
 
 /// Runs a command that must succeed (set-up steps such as `ip`).
 pub fn sh(program: &str, args: &[&str]) {
-    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("running {program}: {e}"));
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {program}: {e}"));
     assert!(
         out.status.success(),
         "{program} {} failed: {}",
@@ -206,6 +229,12 @@ pub struct VethPair {
     pub b: Netns,
 }
 
+impl Default for VethPair {
+    fn default() -> Self {
+        VethPair::new()
+    }
+}
+
 impl VethPair {
     pub const ADDR_A: &'static str = "198.18.0.1";
     pub const ADDR_B: &'static str = "198.18.0.2";
@@ -216,7 +245,23 @@ impl VethPair {
         let pair = VethPair { a: Netns::new("a"), b: Netns::new("b") };
         // Created inside `a` with its peer directly in `b`: no interface is
         // ever in the root namespace, so the names cannot collide with the host's.
-        sh("ip", &["-n", &pair.a.name, "link", "add", "veth0", "type", "veth", "peer", "name", "veth0", "netns", &pair.b.name]);
+        sh(
+            "ip",
+            &[
+                "-n",
+                &pair.a.name,
+                "link",
+                "add",
+                "veth0",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "veth0",
+                "netns",
+                &pair.b.name,
+            ],
+        );
         for (ns, addr) in [(&pair.a, Self::ADDR_A), (&pair.b, Self::ADDR_B)] {
             sh("ip", &["-n", &ns.name, "addr", "add", &format!("{addr}/24"), "dev", "veth0"]);
             sh("ip", &["-n", &ns.name, "link", "set", "veth0", "up"]);

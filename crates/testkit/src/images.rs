@@ -19,13 +19,23 @@ pub fn busybox_rootfs_tar(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(root.join("bin")).unwrap();
     std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
     let list = Command::new(busybox).arg("--list-full").output().expect("busybox --list-full");
-    for applet in String::from_utf8_lossy(&list.stdout).lines().filter(|a| !a.is_empty() && *a != "bin/busybox") {
+    for applet in String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .filter(|a| !a.is_empty() && *a != "bin/busybox")
+    {
         let link = root.join(applet);
         std::fs::create_dir_all(link.parent().unwrap()).unwrap();
         let _ = std::os::unix::fs::symlink("/bin/busybox", &link);
     }
     let tar = dir.join("rootfs.tar");
-    let out = Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(&tar).arg(".").output().expect("tar");
+    let out = Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .output()
+        .expect("tar");
     assert!(out.status.success(), "tar: {}", String::from_utf8_lossy(&out.stderr));
     tar
 }
@@ -34,7 +44,11 @@ pub fn busybox_rootfs_tar(dir: &Path) -> PathBuf {
 /// netns bind mounts), deepest first, so that the directory can be removed.
 pub fn unmount_under(dir: &Path) {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut points: Vec<&str> = info.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| Path::new(m).starts_with(dir)).collect();
+    let mut points: Vec<&str> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| Path::new(m).starts_with(dir))
+        .collect();
     points.sort_by_key(|p| std::cmp::Reverse(p.len()));
     for p in points {
         let c = std::ffi::CString::new(p).unwrap();

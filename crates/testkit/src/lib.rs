@@ -41,9 +41,16 @@ pub fn bin() -> &'static str {
             return b;
         }
         let exe = std::env::current_exe().expect("the test binary's path");
-        let dir = exe.parent().and_then(|d| if d.ends_with("deps") { d.parent() } else { Some(d) }).expect("a target directory");
+        let dir = exe
+            .parent()
+            .and_then(|d| if d.ends_with("deps") { d.parent() } else { Some(d) })
+            .expect("a target directory");
         let b = dir.join("nearhost");
-        assert!(b.is_file(), "{} is missing: build it first (cargo build --release -p nearhost) or set NEARHOST_BIN", b.display());
+        assert!(
+            b.is_file(),
+            "{} is missing: build it first (cargo build --release -p nearhost) or set NEARHOST_BIN",
+            b.display()
+        );
         b.display().to_string()
     })
 }
@@ -52,13 +59,21 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// Runs a command, returning its output (never panics on failure).
 pub fn run(cmd: &str, args: &[&str]) -> Output {
-    Command::new(cmd).args(args).stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"))
+    Command::new(cmd)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"))
 }
 
 /// Runs a command and asserts success; returns stdout.
 pub fn must(cmd: &str, args: &[&str]) -> String {
     let out = run(cmd, args);
-    assert!(out.status.success(), "{cmd} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -105,15 +120,20 @@ impl Netns {
 
     /// Names of all links but lo.
     pub fn link_names(&self) -> Vec<String> {
-        let mut names: Vec<String> =
-            self.links().iter().filter_map(|l| l["ifname"].as_str().map(str::to_string)).filter(|n| n != "lo").collect();
+        let mut names: Vec<String> = self
+            .links()
+            .iter()
+            .filter_map(|l| l["ifname"].as_str().map(str::to_string))
+            .filter(|n| n != "lo")
+            .collect();
         names.sort();
         names
     }
 
     /// `ip/prefix` of every global address on `ifname`.
     pub fn addrs(&self, ifname: &str) -> Vec<String> {
-        let v: Value = serde_json::from_str(&self.ip(&["-j", "addr", "show", "dev", ifname])).expect("ip -j addr");
+        let v: Value = serde_json::from_str(&self.ip(&["-j", "addr", "show", "dev", ifname]))
+            .expect("ip -j addr");
         v[0]["addr_info"]
             .as_array()
             .into_iter()
@@ -138,7 +158,12 @@ impl Netns {
     pub fn spawn(&self, args: &[&str]) -> std::process::Child {
         let mut full = vec!["netns", "exec", &self.name];
         full.extend_from_slice(args);
-        Command::new("ip").args(&full).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn in namespace")
+        Command::new("ip")
+            .args(&full)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn in namespace")
     }
 
     /// GET `url` from inside the namespace; see [`http_get_in`].
@@ -205,7 +230,10 @@ impl Host {
     /// Dual-stack embedded IPAM.
     pub fn ipam_dual(&self) -> Value {
         let mut v = self.ipam_v4();
-        v["ranges"].as_array_mut().unwrap().push(json!([{"subnet": format!("2001:2:{}::/64", self.net),
+        v["ranges"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!([{"subnet": format!("2001:2:{}::/64", self.net),
             "rangeStart": self.v6(0x100), "rangeEnd": self.v6(0x1ff), "gateway": self.v6(1)}]));
         v["routes"].as_array_mut().unwrap().push(json!({"dst": "::/0"}));
         v
@@ -248,7 +276,11 @@ impl Cable {
             let mut args = vec!["qdisc", "add", "dev", "eth0", "root", "netem"];
             args.extend(spec.split_whitespace());
             let out = ns.exec(&[&["tc"][..], &args[..]].concat());
-            assert!(out.status.success(), "tc netem: {} (is sch_netem available?)", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "tc netem: {} (is sch_netem available?)",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
 }
@@ -327,16 +359,32 @@ impl<'a> Call<'a> {
 
     pub fn run(&self, stdin: &[u8]) -> CniOut {
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.host.name, bin()]).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+        cmd.args(["netns", "exec", &self.host.name, bin()])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default());
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn plugin");
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn plugin");
         child.stdin.take().unwrap().write_all(stdin).unwrap();
         let out = child.wait_with_output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
-        let json = if text.trim().is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {text}")) };
-        CniOut { ok: out.status.success(), json, stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
+        let json = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {text}"))
+        };
+        CniOut {
+            ok: out.status.success(),
+            json,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
     }
 
     pub fn conf(&self, conf: &Value) -> CniOut {
@@ -428,7 +476,9 @@ pub fn kernel_has(kind: &str) -> bool {
         ns.ip(&args);
     }
     let probe: Vec<&str> = match kind {
-        "ipvlan" => vec!["-n", &ns.name, "link", "add", "link", "p0", "name", "iv0", "type", "ipvlan"],
+        "ipvlan" => {
+            vec!["-n", &ns.name, "link", "add", "link", "p0", "name", "iv0", "type", "ipvlan"]
+        }
         "dummy" => vec!["-n", &ns.name, "link", "add", "d0", "type", "dummy"],
         "bond" => vec!["-n", &ns.name, "link", "add", "b0", "type", "bond"],
         other => panic!("unknown kernel feature {other}"),

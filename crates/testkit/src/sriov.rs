@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
-use crate::sysfs::FakeSysfs;
 pub use crate::sysfs::pci_address;
+use crate::sysfs::FakeSysfs;
 use crate::{Call, Netns};
 
 /// A host namespace whose VFs are veth ends; their other ends sit on bridge
@@ -38,7 +38,18 @@ impl Wire {
 
     /// A veth end `name` in the host whose peer `peer` is on the switch's bridge.
     pub fn cable(&self, name: &str, peer: &str) {
-        self.host.ip(&["link", "add", name, "type", "veth", "peer", "name", peer, "netns", &self.sw.name]);
+        self.host.ip(&[
+            "link",
+            "add",
+            name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            peer,
+            "netns",
+            &self.sw.name,
+        ]);
         self.sw.ip(&["link", "set", peer, "master", "br0"]);
         self.sw.ip(&["link", "set", peer, "up"]);
     }
@@ -83,7 +94,8 @@ impl Wire {
 
     /// A CNI call from the host namespace that sees the fake sysfs.
     pub fn call(&self, command: &str, id: &str, netns: &str) -> Call<'_> {
-        Call::new(&self.host, command, id, netns, "eth0").env("NEARHOST_SYSFS_ROOT", &self.sysfs_root())
+        Call::new(&self.host, command, id, netns, "eth0")
+            .env("NEARHOST_SYSFS_ROOT", &self.sysfs_root())
     }
 
     pub fn state_dir(&self, network: &str) -> PathBuf {
@@ -99,7 +111,9 @@ impl Wire {
     }
 
     pub fn reservations(&self, network: &str) -> Vec<String> {
-        let Ok(text) = std::fs::read_to_string(self.state_dir(network).join("state.json")) else { return Vec::new() };
+        let Ok(text) = std::fs::read_to_string(self.state_dir(network).join("state.json")) else {
+            return Vec::new();
+        };
         let v: Value = serde_json::from_str(&text).expect("state.json");
         v["reservations"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default()
     }

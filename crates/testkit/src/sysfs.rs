@@ -44,7 +44,10 @@ impl FakeSysfs {
     pub fn device(&self, addr: &str, ifname: Option<&str>) -> PathBuf {
         let dir = self.pci(addr);
         std::fs::create_dir_all(&dir).unwrap();
-        self.link(&format!("../../../devices/pci0000:00/{addr}"), &self.root.join("bus/pci/devices").join(addr));
+        self.link(
+            &format!("../../../devices/pci0000:00/{addr}"),
+            &self.root.join("bus/pci/devices").join(addr),
+        );
         if let Some(ifname) = ifname {
             self.set_netdev(addr, ifname);
         }
@@ -71,7 +74,10 @@ impl FakeSysfs {
         let _ = std::fs::remove_dir_all(&net);
         std::fs::create_dir_all(net.join(ifname)).unwrap();
         self.link(&format!("../../../{addr}"), &net.join(ifname).join("device"));
-        self.link(&format!("../../devices/pci0000:00/{addr}/net/{ifname}"), &self.root.join("class/net").join(ifname));
+        self.link(
+            &format!("../../devices/pci0000:00/{addr}/net/{ifname}"),
+            &self.root.join("class/net").join(ifname),
+        );
     }
 
     /// An interface with no PCI device behind it (a veth, a bridge).

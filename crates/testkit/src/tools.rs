@@ -22,7 +22,12 @@ pub fn sockperf_dropped(output: &str) -> Option<u64> {
 pub fn sockperf_valid_messages(output: &str) -> Option<(u64, u64)> {
     let line = output.lines().find(|l| l.contains("[Valid Duration]"))?;
     let field = |name: &str| -> Option<u64> {
-        line.split(&format!("{name}=")).nth(1)?.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+        line.split(&format!("{name}="))
+            .nth(1)?
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
     };
     Some((field("SentMessages")?, field("ReceivedMessages")?))
 }
@@ -31,7 +36,10 @@ pub fn sockperf_valid_messages(output: &str) -> Option<(u64, u64)> {
 pub fn iperf3_tcp_bits(json: &str) -> Option<(f64, f64)> {
     let v: serde_json::Value = serde_json::from_str(json).ok()?;
     let end = &v["end"];
-    Some((end["sum_sent"]["bits_per_second"].as_f64()?, end["sum_received"]["bits_per_second"].as_f64()?))
+    Some((
+        end["sum_sent"]["bits_per_second"].as_f64()?,
+        end["sum_received"]["bits_per_second"].as_f64()?,
+    ))
 }
 
 /// Retransmitted segments of an `iperf3 -J` TCP run (its "Retr").
@@ -79,7 +87,14 @@ pub struct Check {
 
 impl Check {
     /// A check on `ours / reference`.
-    pub fn ratio(name: &str, ours: String, reference: String, value: f64, low: f64, high: f64) -> Check {
+    pub fn ratio(
+        name: &str,
+        ours: String,
+        reference: String,
+        value: f64,
+        low: f64,
+        high: f64,
+    ) -> Check {
         Check { name: name.into(), ours, reference, metric: "ratio", value, low, high }
     }
 

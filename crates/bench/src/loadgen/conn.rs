@@ -118,7 +118,17 @@ pub(super) struct ClientConn {
 impl ClientConn {
     pub(super) fn new(id: u32, stream: TcpStream, framer: Framer) -> Self {
         let send_times = VecDeque::new();
-        ClientConn { id, stream: Some(stream), framer, due: 0, sent: 0, answered: 0, out_pending: 0, send_times, retry_at_ns: 0 }
+        ClientConn {
+            id,
+            stream: Some(stream),
+            framer,
+            due: 0,
+            sent: 0,
+            answered: 0,
+            out_pending: 0,
+            send_times,
+            retry_at_ns: 0,
+        }
     }
 
     /// Latency origin of in-flight request `k`: its intended time (open
@@ -149,7 +159,9 @@ impl ClientConn {
     fn due(&self, m: &Meter, now: u64) -> u64 {
         match &m.schedule {
             // Intended at or before now, and before the end of the window.
-            Some(s) => s.conn_scheduled_before(self.id, (now + 1).min(m.window.end_ns) - m.window.start_ns),
+            Some(s) => {
+                s.conn_scheduled_before(self.id, (now + 1).min(m.window.end_ns) - m.window.start_ns)
+            }
             None => self.due,
         }
     }
@@ -201,7 +213,13 @@ impl ClientConn {
     }
 
     /// Reads and accounts every response available.
-    pub(super) fn receive(&mut self, m: &mut Meter, scratch: &mut [u8], now: u64, peer_closed: bool) -> Result<(), Failure> {
+    pub(super) fn receive(
+        &mut self,
+        m: &mut Meter,
+        scratch: &mut [u8],
+        now: u64,
+        peer_closed: bool,
+    ) -> Result<(), Failure> {
         loop {
             let Some(stream) = self.stream.as_mut() else { return Ok(()) };
             let n = match stream.read(scratch) {

@@ -79,7 +79,9 @@ impl LoadSpec {
             Some(mode) => net::connect_bench(self.target, mode, self.timeout)?,
             None => net::connect(self.target, self.timeout)?,
         };
-        stream.set_nonblocking(true).map_err(|e| BenchError::io("making a socket non-blocking", e))?;
+        stream
+            .set_nonblocking(true)
+            .map_err(|e| BenchError::io("making a socket non-blocking", e))?;
         Ok(stream)
     }
 
@@ -129,17 +131,22 @@ fn run_thread(spec: Arc<LoadSpec>, ctx: WorkerCtx) -> Result<LoadOutput, BenchEr
         let mut conns = Vec::with_capacity(ids.len());
         for (local, &id) in ids.iter().enumerate() {
             let mut stream = TcpStream::from_std(spec.connect()?);
-            register(&poll, &mut stream, local).map_err(|e| BenchError::io("registering a socket", e))?;
+            register(&poll, &mut stream, local)
+                .map_err(|e| BenchError::io("registering a socket", e))?;
             conns.push(ClientConn::new(id, stream, spec.framer()));
         }
         // This thread sends `rate / threads` requests per second.
-        let interval_ns = spec.rate_per_s.map_or(u64::MAX, |r| (1e9 * spec.threads as f64 / r) as u64);
+        let interval_ns =
+            spec.rate_per_s.map_or(u64::MAX, |r| (1e9 * spec.threads as f64 / r) as u64);
         let pacer = Pacer::new(interval_ns).map_err(|e| BenchError::io("creating a timerfd", e))?;
-        pacer.register(poll.registry(), PACER).map_err(|e| BenchError::io("registering a timerfd", e))?;
+        pacer
+            .register(poll.registry(), PACER)
+            .map_err(|e| BenchError::io("registering a timerfd", e))?;
         Ok((poll, conns, pacer))
     })();
     let ((poll, conns, pacer), window, recorder) = ctx.ready(setup)?;
-    let schedule = spec.rate_per_s.map(|rate| Schedule::new(window.start_ns, rate, spec.connections));
+    let schedule =
+        spec.rate_per_s.map(|rate| Schedule::new(window.start_ns, rate, spec.connections));
     let meter = Meter {
         repeated: spec.request.repeat(spec.pipeline as usize),
         spec: Arc::clone(&spec),
@@ -151,7 +158,15 @@ fn run_thread(spec: Arc<LoadSpec>, ctx: WorkerCtx) -> Result<LoadOutput, BenchEr
         recorder,
         counts: Counts::default(),
     };
-    let mut worker = Worker { poll, conns, pacer, cursor: LocalCursor::new(ids), meter, down: Vec::new(), touched: Vec::new() };
+    let mut worker = Worker {
+        poll,
+        conns,
+        pacer,
+        cursor: LocalCursor::new(ids),
+        meter,
+        down: Vec::new(),
+        touched: Vec::new(),
+    };
     worker.run()?;
     Ok(worker.finish())
 }
@@ -189,7 +204,9 @@ impl Worker {
             let now = now_ns();
             if now < end {
                 self.release_due(now);
-            } else if now >= drain_deadline || self.conns.iter().all(|c| c.in_flight() == 0 || c.stream.is_none()) {
+            } else if now >= drain_deadline
+                || self.conns.iter().all(|c| c.in_flight() == 0 || c.stream.is_none())
+            {
                 return Ok(());
             }
             self.retry_down(now);
@@ -208,7 +225,9 @@ impl Worker {
                 let local = event.token().0;
                 let Some(conn) = self.conns.get_mut(local) else { continue };
                 if event.is_readable() || event.is_read_closed() || event.is_error() {
-                    if let Err(failure) = conn.receive(&mut self.meter, &mut scratch, now, event.is_read_closed()) {
+                    if let Err(failure) =
+                        conn.receive(&mut self.meter, &mut scratch, now, event.is_read_closed())
+                    {
                         self.fail(local, failure, now);
                         continue;
                     }
@@ -235,7 +254,8 @@ impl Worker {
                 // More than a whole round came due at once (a target rate
                 // above what the path sustains): every connection has work,
                 // and those with room are the only ones that can write.
-                self.touched.extend((0..self.conns.len()).filter(|&l| self.conns[l].has_room(pipeline)));
+                self.touched
+                    .extend((0..self.conns.len()).filter(|&l| self.conns[l].has_room(pipeline)));
             } else {
                 while self.cursor.position() < released {
                     self.touched.push(self.cursor.peek(&schedule).local);
@@ -263,10 +283,19 @@ impl Worker {
 
     /// How long to poll: until the next intended send (via the timerfd),
     /// the end of the run, the drain deadline or a reconnect, whichever first.
-    fn next_wait(&mut self, now: u64, end: u64, drain_deadline: u64) -> Result<Duration, BenchError> {
+    fn next_wait(
+        &mut self,
+        now: u64,
+        end: u64,
+        drain_deadline: u64,
+    ) -> Result<Duration, BenchError> {
         let mut deadline = if now < end { end } else { drain_deadline };
         if let (Some(next), true) = (self.next_useful_slot(), now < end) {
-            if self.pacer.wait_for(next, now).map_err(|e| BenchError::io("arming the timerfd", e))? {
+            if self
+                .pacer
+                .wait_for(next, now)
+                .map_err(|e| BenchError::io("arming the timerfd", e))?
+            {
                 return Ok(Duration::ZERO); // due or nearly: spin
             }
         }
@@ -353,11 +382,22 @@ impl Worker {
             Some(s) => {
                 let w = &self.meter.window;
                 let (from, to) = (w.measure_ns - w.start_ns, w.end_ns - w.start_ns);
-                self.conns.iter().map(|c| s.conn_scheduled_before(c.id, to) - s.conn_scheduled_before(c.id, from)).sum()
+                self.conns
+                    .iter()
+                    .map(|c| {
+                        s.conn_scheduled_before(c.id, to) - s.conn_scheduled_before(c.id, from)
+                    })
+                    .sum()
             }
             None => 0,
         };
         self.meter.recorder.finish();
-        LoadOutput { hist: self.meter.hist, from_send: self.meter.from_send, send_lag: self.meter.send_lag, counts, scheduled }
+        LoadOutput {
+            hist: self.meter.hist,
+            from_send: self.meter.from_send,
+            send_lag: self.meter.send_lag,
+            counts,
+            scheduled,
+        }
     }
 }

@@ -61,10 +61,18 @@ impl ServeConfig {
             return Err(BenchError::invalid("--threads", self.threads, "must be 1..=256"));
         }
         if self.http_body_size > 64 << 20 {
-            return Err(BenchError::invalid("--http-body-size", self.http_body_size, "must be at most 64 MiB"));
+            return Err(BenchError::invalid(
+                "--http-body-size",
+                self.http_body_size,
+                "must be at most 64 MiB",
+            ));
         }
         if self.max_connections == 0 || self.max_connections > 1_000_000 {
-            return Err(BenchError::invalid("--max-connections", self.max_connections, "must be 1..=1000000"));
+            return Err(BenchError::invalid(
+                "--max-connections",
+                self.max_connections,
+                "must be 1..=1000000",
+            ));
         }
         sys::check_cpus(&self.cpus)
     }
@@ -107,7 +115,8 @@ impl Server {
         config.validate()?;
         sys::raise_fd_limit();
         let first = net::reuseport_listener(config.listen)?;
-        let addr = first.local_addr().map_err(|e| BenchError::io("reading the listening address", e))?;
+        let addr =
+            first.local_addr().map_err(|e| BenchError::io("reading the listening address", e))?;
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             open: AtomicUsize::new(0),
@@ -142,7 +151,11 @@ impl Server {
         Ok(server)
     }
 
-    fn spawn(&mut self, name: String, body: impl FnOnce() -> Result<(), BenchError> + Send + 'static) -> Result<(), BenchError> {
+    fn spawn(
+        &mut self,
+        name: String,
+        body: impl FnOnce() -> Result<(), BenchError> + Send + 'static,
+    ) -> Result<(), BenchError> {
         let handle = std::thread::Builder::new()
             .name(name)
             .spawn(body)
@@ -233,7 +246,9 @@ impl Worker {
                     WAKER => {}
                     Token(key) => {
                         let Some(conn) = self.conns.get_mut(key) else { continue };
-                        if conn.on_event(event, &mut scratch, &self.shared.http_response) == Next::Close {
+                        if conn.on_event(event, &mut scratch, &self.shared.http_response)
+                            == Next::Close
+                        {
                             self.close(key);
                         }
                     }

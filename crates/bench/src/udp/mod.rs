@@ -21,7 +21,9 @@ use crate::error::BenchError;
 use crate::hist::LatencyHistogram;
 use crate::proto::{get_seq, put_seq, MAX_DATAGRAM, MIN_DATAGRAM};
 use crate::rate::MAX_RATE;
-use crate::report::{Counts, Interval, LatencyKind, LatencyOrigin, Mode, RateSummary, Report, UdpSummary};
+use crate::report::{
+    Counts, Interval, LatencyKind, LatencyOrigin, Mode, RateSummary, Report, UdpSummary,
+};
 use crate::run::{run_threads, Plan, Window, WorkerCtx};
 use crate::schedule::Schedule;
 use crate::seq::{Arrival, SeqTracker};
@@ -50,7 +52,12 @@ pub struct UdpConfig {
 impl UdpConfig {
     /// Defaults: ping-pong, 1 socket, 64-byte datagrams, 1 s timeout, 10 s.
     pub fn new(target: SocketAddr) -> Self {
-        UdpConfig { target, common: Common { timeout_s: 1.0, ..Common::default() }, size: 64, rate_per_s: None }
+        UdpConfig {
+            target,
+            common: Common { timeout_s: 1.0, ..Common::default() },
+            size: 64,
+            rate_per_s: None,
+        }
     }
 }
 
@@ -142,7 +149,11 @@ pub fn udp(config: &UdpConfig) -> Result<Report, BenchError> {
     check_size("--size", config.size, MIN_DATAGRAM, MAX_DATAGRAM)?;
     if let Some(rate) = config.rate_per_s {
         if !(0.001..=MAX_RATE).contains(&rate) {
-            return Err(BenchError::invalid("--rate", rate, format!("must be 0.001..={MAX_RATE} per second")));
+            return Err(BenchError::invalid(
+                "--rate",
+                rate,
+                format!("must be 0.001..={MAX_RATE} per second"),
+            ));
         }
     } else {
         // Ping-pong blocks in recv, so every socket gets its own thread.
@@ -192,7 +203,11 @@ struct Histograms {
 
 impl Default for Histograms {
     fn default() -> Self {
-        Histograms { latency: LatencyHistogram::new(), from_send: LatencyHistogram::new(), send_lag: LatencyHistogram::new() }
+        Histograms {
+            latency: LatencyHistogram::new(),
+            from_send: LatencyHistogram::new(),
+            send_lag: LatencyHistogram::new(),
+        }
     }
 }
 
@@ -204,7 +219,13 @@ impl Histograms {
     }
 }
 
-fn assemble(config: &UdpConfig, threads: usize, total: UdpOutput, hist: Histograms, timeline: Vec<Interval>) -> Report {
+fn assemble(
+    config: &UdpConfig,
+    threads: usize,
+    total: UdpOutput,
+    hist: Histograms,
+    timeline: Vec<Interval>,
+) -> Report {
     let send_lag = &hist.send_lag;
     let lost = total.sent.saturating_sub(total.received);
     let counts = Counts {
@@ -221,10 +242,15 @@ fn assemble(config: &UdpConfig, threads: usize, total: UdpOutput, hist: Histogra
     settings.response_size = config.size;
     settings.rate_per_s = config.rate_per_s;
     let mut report = base_report(Mode::Udp, config.target.to_string(), settings, counts, timeline);
-    let origin = if config.rate_per_s.is_some() { LatencyOrigin::IntendedTime } else { LatencyOrigin::SendTime };
+    let origin = if config.rate_per_s.is_some() {
+        LatencyOrigin::IntendedTime
+    } else {
+        LatencyOrigin::SendTime
+    };
     report.latency = hist.latency.summary(LatencyKind::RoundTrip, origin);
     if config.rate_per_s.is_some() {
-        report.latency_from_send = hist.from_send.summary(LatencyKind::RoundTrip, LatencyOrigin::SendTime);
+        report.latency_from_send =
+            hist.from_send.summary(LatencyKind::RoundTrip, LatencyOrigin::SendTime);
     }
     report.udp = Some(UdpSummary {
         sent: total.sent,
@@ -253,9 +279,14 @@ fn assemble(config: &UdpConfig, threads: usize, total: UdpOutput, hist: Histogra
 }
 
 /// Opens a connected UDP socket and checks that the echo answers.
-fn open_socket(target: SocketAddr, timeout: Duration, size: usize) -> Result<UdpSocket, BenchError> {
+fn open_socket(
+    target: SocketAddr,
+    timeout: Duration,
+    size: usize,
+) -> Result<UdpSocket, BenchError> {
     let io_err = |what: &str, e| BenchError::io(format!("{what} a UDP socket for {target}"), e);
-    let local: SocketAddr = if target.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+    let local: SocketAddr =
+        if target.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
     let sock = UdpSocket::bind(local).map_err(|e| io_err("binding", e))?;
     sock.connect(target).map_err(|e| crate::net::connect_error(target, timeout, e))?;
     sock.set_read_timeout(Some(timeout)).map_err(|e| io_err("configuring", e))?;
@@ -269,7 +300,9 @@ fn open_socket(target: SocketAddr, timeout: Duration, size: usize) -> Result<Udp
         match sock.recv(&mut buf) {
             Ok(n) if get_seq(&buf[..n]).map(|(s, _)| s) == Some(PROBE_SEQ) => return Ok(sock),
             Ok(_) => continue,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => break,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                break
+            }
             Err(e) => return Err(crate::net::connect_error(target, timeout, e)),
         }
     }
@@ -277,9 +310,13 @@ fn open_socket(target: SocketAddr, timeout: Duration, size: usize) -> Result<Udp
 }
 
 fn udp_thread(config: &UdpConfig, threads: usize, ctx: WorkerCtx) -> Result<UdpOutput, BenchError> {
-    let ids: Vec<u32> = (0..config.common.connections).filter(|c| *c as usize % threads == ctx.index).collect();
+    let ids: Vec<u32> =
+        (0..config.common.connections).filter(|c| *c as usize % threads == ctx.index).collect();
     let timeout = config.common.timeout();
-    let setup = ids.iter().map(|_| open_socket(config.target, timeout, config.size as usize)).collect::<Result<Vec<_>, _>>();
+    let setup = ids
+        .iter()
+        .map(|_| open_socket(config.target, timeout, config.size as usize))
+        .collect::<Result<Vec<_>, _>>();
     let (sockets, window, recorder) = ctx.ready(setup)?;
     let tally = Tally {
         window,
@@ -297,7 +334,11 @@ fn udp_thread(config: &UdpConfig, threads: usize, ctx: WorkerCtx) -> Result<UdpO
 }
 
 /// One datagram in flight: send, wait for its echo or the timeout, repeat.
-fn ping_pong(sock: &UdpSocket, config: &UdpConfig, mut tally: Tally) -> Result<UdpOutput, BenchError> {
+fn ping_pong(
+    sock: &UdpSocket,
+    config: &UdpConfig,
+    mut tally: Tally,
+) -> Result<UdpOutput, BenchError> {
     let timeout_ns = config.common.timeout().as_nanos() as u64;
     let mut buf = vec![0u8; config.size as usize];
     let mut rbuf = vec![0u8; MAX_DATAGRAM as usize];
@@ -325,7 +366,11 @@ fn ping_pong(sock: &UdpSocket, config: &UdpConfig, mut tally: Tally) -> Result<U
                         break;
                     }
                 }
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => break,
+                Err(e)
+                    if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
+                {
+                    break
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
                     tally.error(now_ns()); // e.g. ICMP port unreachable: the server went away
@@ -336,4 +381,3 @@ fn ping_pong(sock: &UdpSocket, config: &UdpConfig, mut tally: Tally) -> Result<U
     }
     Ok(tally.finish())
 }
-

@@ -34,22 +34,36 @@ pub(super) struct Paced {
 }
 
 impl Paced {
-    pub(super) fn new(sockets: Vec<UdpSocket>, ids: Vec<u32>, rate: f64, config: &UdpConfig, mut tally: Tally) -> Result<Self, BenchError> {
+    pub(super) fn new(
+        sockets: Vec<UdpSocket>,
+        ids: Vec<u32>,
+        rate: f64,
+        config: &UdpConfig,
+        mut tally: Tally,
+    ) -> Result<Self, BenchError> {
         let poll = Poll::new().map_err(|e| io_err("creating a poll", e))?;
         let mut socks = Vec::new();
         for (local, s) in sockets.into_iter().enumerate() {
             s.set_nonblocking(true).map_err(|e| io_err("configuring a UDP socket", e))?;
             let mut s = mio::net::UdpSocket::from_std(s);
-            poll.registry().register(&mut s, Token(local), Interest::READABLE).map_err(|e| io_err("registering a socket", e))?;
+            poll.registry()
+                .register(&mut s, Token(local), Interest::READABLE)
+                .map_err(|e| io_err("registering a socket", e))?;
             socks.push(s);
         }
         let share = ids.len() as f64 / f64::from(config.common.connections.max(1));
-        let pacer = Pacer::new((1e9 / (rate * share)) as u64).map_err(|e| io_err("creating a timerfd", e))?;
+        let pacer = Pacer::new((1e9 / (rate * share)) as u64)
+            .map_err(|e| io_err("creating a timerfd", e))?;
         pacer.register(poll.registry(), PACER).map_err(|e| io_err("registering a timerfd", e))?;
         let w = tally.window;
         let schedule = Schedule::new(w.start_ns, rate, config.common.connections);
         let (from, to) = (w.measure_ns - w.start_ns, w.end_ns - w.start_ns);
-        tally.out.scheduled = ids.iter().map(|&c| schedule.conn_scheduled_before(c, to) - schedule.conn_scheduled_before(c, from)).sum();
+        tally.out.scheduled = ids
+            .iter()
+            .map(|&c| {
+                schedule.conn_scheduled_before(c, to) - schedule.conn_scheduled_before(c, from)
+            })
+            .sum();
         tally.schedule = Some((schedule, ids.clone()));
         Ok(Paced {
             poll,
@@ -79,7 +93,10 @@ impl Paced {
             } else {
                 self.drain_deadline
             };
-            match self.poll.poll(&mut events, Some(until(deadline, now, Duration::from_millis(100)))) {
+            match self
+                .poll
+                .poll(&mut events, Some(until(deadline, now, Duration::from_millis(100))))
+            {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(io_err("waiting for UDP events", e)),
@@ -128,7 +145,9 @@ impl Paced {
     fn next_wake(&mut self, now: u64) -> Result<u64, BenchError> {
         let end = self.tally.window.end_ns;
         let next = self.cursor.peek(&self.schedule).intended_ns;
-        if next < end && self.pacer.wait_for(next, now).map_err(|e| io_err("arming the timerfd", e))? {
+        if next < end
+            && self.pacer.wait_for(next, now).map_err(|e| io_err("arming the timerfd", e))?
+        {
             return Ok(now);
         }
         Ok(end)

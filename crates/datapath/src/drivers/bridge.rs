@@ -62,15 +62,30 @@ impl Datapath for Bridge {
         check_existing_bridge(host, &self.opts.bridge).map(|_| ())
     }
 
-    fn add(&self, host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>) -> Result<Outcome> {
+    fn add(
+        &self,
+        host: &mut Namespace,
+        sb: &mut Namespace,
+        req: &AddRequest<'_>,
+    ) -> Result<Outcome> {
         attach(host, sb, req, &self.opts)
     }
 
-    fn del(&self, host: &mut Namespace, sb: Option<&mut Namespace>, req: &DelRequest<'_>) -> Result<()> {
+    fn del(
+        &self,
+        host: &mut Namespace,
+        sb: Option<&mut Namespace>,
+        req: &DelRequest<'_>,
+    ) -> Result<()> {
         detach(host, sb, req)
     }
 
-    fn check(&self, host: &mut Namespace, sb: &mut Namespace, req: &CheckRequest<'_>) -> Result<()> {
+    fn check(
+        &self,
+        host: &mut Namespace,
+        sb: &mut Namespace,
+        req: &CheckRequest<'_>,
+    ) -> Result<()> {
         check(host, sb, req, &self.opts)
     }
 }
@@ -81,7 +96,10 @@ fn check_existing_bridge(host: &mut Namespace, name: &str) -> Result<Option<Link
     match link {
         Some(l) if l.kind.as_deref() != Some("bridge") => Err(DatapathError::config(
             "bridge",
-            format!("{name:?} exists in the host namespace but is a {} link, not a bridge", l.kind.as_deref().unwrap_or("physical")),
+            format!(
+                "{name:?} exists in the host namespace but is a {} link, not a bridge",
+                l.kind.as_deref().unwrap_or("physical")
+            ),
         )),
         other => Ok(other),
     }
@@ -94,14 +112,28 @@ pub fn ensure_bridge(host: &mut Namespace, name: &str, mtu: Option<u32>) -> Resu
     let link = match check_existing_bridge(host, name)? {
         Some(l) => l,
         None => {
-            let spec = NewLink { name: name.to_string(), kind: NewLinkKind::Bridge, netns: None, mtu: None, mac: None };
+            let spec = NewLink {
+                name: name.to_string(),
+                kind: NewLinkKind::Bridge,
+                netns: None,
+                mtu: None,
+                mac: None,
+            };
             match host.nl.create_link(&spec) {
                 Ok(()) => created = true,
                 Err(e) if e.is_exists() => {} // another ADD made it first
-                Err(e) => return Err(DatapathError::Kernel { context: format!("create bridge {name}"), source: e }),
+                Err(e) => {
+                    return Err(DatapathError::Kernel {
+                        context: format!("create bridge {name}"),
+                        source: e,
+                    })
+                }
             }
-            check_existing_bridge(host, name)?
-                .ok_or_else(|| DatapathError::Conflict(format!("bridge {name} vanished right after it was created")))?
+            check_existing_bridge(host, name)?.ok_or_else(|| {
+                DatapathError::Conflict(format!(
+                    "bridge {name} vanished right after it was created"
+                ))
+            })?
         }
     };
     if let Some(m) = mtu {
@@ -123,7 +155,8 @@ fn bridge_guard(host: &Namespace, bridge: &Link, created: bool) -> Undo<impl FnO
     Undo::new(move || {
         let Some(ns) = ns else { return };
         let Ok(mut nl) = nearhost_kernel::Netlink::open_in(&ns) else { return };
-        let in_use = nl.links().map(|ls| ls.iter().any(|l| l.master == Some(index))).unwrap_or(true);
+        let in_use =
+            nl.links().map(|ls| ls.iter().any(|l| l.master == Some(index))).unwrap_or(true);
         if !in_use {
             let _ = nl.delete_link(index);
         }
@@ -131,11 +164,21 @@ fn bridge_guard(host: &Namespace, bridge: &Link, created: bool) -> Undo<impl FnO
 }
 
 /// Gives the bridge the gateway address of every assigned subnet.
-fn add_gateways(host: &mut Namespace, bridge: &Link, req: &AddRequest<'_>) -> Result<Vec<(IpAddr, u8)>> {
+fn add_gateways(
+    host: &mut Namespace,
+    bridge: &Link,
+    req: &AddRequest<'_>,
+) -> Result<Vec<(IpAddr, u8)>> {
     let mut added = Vec::new();
     for a in req.addresses {
         let gw = a.gateway.ok_or_else(|| {
-            DatapathError::config("isGateway", format!("is set but IPAM gave no gateway for {}; add \"gateway\" to the range", a.address.trunc()))
+            DatapathError::config(
+                "isGateway",
+                format!(
+                    "is set but IPAM gave no gateway for {}; add \"gateway\" to the range",
+                    a.address.trunc()
+                ),
+            )
         })?;
         host.nl
             .add_address(bridge.index, gw, a.address.prefix_len(), true)
@@ -146,7 +189,12 @@ fn add_gateways(host: &mut Namespace, bridge: &Link, req: &AddRequest<'_>) -> Re
 }
 
 /// ADD for bridge-based datapaths.
-pub fn attach(host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>, o: &BridgeOptions) -> Result<Outcome> {
+pub fn attach(
+    host: &mut Namespace,
+    sb: &mut Namespace,
+    req: &AddRequest<'_>,
+    o: &BridgeOptions,
+) -> Result<Outcome> {
     let (bridge, created) = ensure_bridge(host, &o.bridge, o.mtu)?;
     let bridge_undo = bridge_guard(host, &bridge, created);
     if o.is_gateway {
@@ -156,7 +204,9 @@ pub fn attach(host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>, o:
         host::ensure_forwarding(host, v4, v6)?;
     }
     let pair = veth::create(host, sb, "nhv", o.mtu, req.mac.or(o.mac))?;
-    host.nl.set_master(pair.host.index, Some(bridge.index)).ctx(|| format!("attach {} to bridge {}", pair.host.name, o.bridge))?;
+    host.nl
+        .set_master(pair.host.index, Some(bridge.index))
+        .ctx(|| format!("attach {} to bridge {}", pair.host.name, o.bridge))?;
     host.nl.set_link_up(pair.host.index, true).ctx(|| format!("bring {} up", pair.host.name))?;
     let mut routes = container::ipam_routes(req);
     if o.is_default_gateway {
@@ -166,14 +216,27 @@ pub fn attach(host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>, o:
     let link = container::finish(sb, &setup)?;
     let container_v4 = req.addresses.iter().map(|a| a.address.addr()).find(IpAddr::is_ipv4);
     if o.ip_masq || !req.port_mappings.is_empty() {
-        let subnets: Vec<IpNet> = if o.ip_masq { req.addresses.iter().map(|a| a.address.trunc()).collect() } else { Vec::new() };
+        let subnets: Vec<IpNet> = if o.ip_masq {
+            req.addresses.iter().map(|a| a.address.trunc()).collect()
+        } else {
+            Vec::new()
+        };
         nat::ensure(host, &subnets, req.port_mappings, container_v4)?;
     }
     pair.guard.disarm();
     bridge_undo.disarm();
-    let bridge = host.nl.link_by_index(bridge.index).ctx(|| "read back the bridge".into())?.unwrap_or(bridge);
+    let bridge = host
+        .nl
+        .link_by_index(bridge.index)
+        .ctx(|| "read back the bridge".into())?
+        .unwrap_or(bridge);
     let host_side = vec![Iface::of(&bridge, false), Iface::of(&pair.host, false)];
-    Ok(Outcome::attached(host_side, Iface::of(&link, true), &req.addresses_with_gateways(), &routes))
+    Ok(Outcome::attached(
+        host_side,
+        Iface::of(&link, true),
+        &req.addresses_with_gateways(),
+        &routes,
+    ))
 }
 
 fn add_default_routes(req: &AddRequest<'_>, routes: &mut Vec<Route>) {
@@ -189,21 +252,35 @@ fn add_default_routes(req: &AddRequest<'_>, routes: &mut Vec<Route>) {
 }
 
 /// DEL for bridge-based datapaths: the container end takes the host end with it.
-pub fn detach(host: &mut Namespace, sb: Option<&mut Namespace>, req: &DelRequest<'_>) -> Result<()> {
-    let container_v4 = req.prev.and_then(|p| p.ips.iter().map(|i| i.address.addr()).find(IpAddr::is_ipv4));
+pub fn detach(
+    host: &mut Namespace,
+    sb: Option<&mut Namespace>,
+    req: &DelRequest<'_>,
+) -> Result<()> {
+    let container_v4 =
+        req.prev.and_then(|p| p.ips.iter().map(|i| i.address.addr()).find(IpAddr::is_ipv4));
     nat::remove_mappings(host, req.port_mappings, container_v4)?;
     container::delete_if_present(sb, req.ifname)
 }
 
 /// CHECK for bridge-based datapaths.
-pub fn check(host: &mut Namespace, sb: &mut Namespace, req: &CheckRequest<'_>, o: &BridgeOptions) -> Result<()> {
+pub fn check(
+    host: &mut Namespace,
+    sb: &mut Namespace,
+    req: &CheckRequest<'_>,
+    o: &BridgeOptions,
+) -> Result<()> {
     let link = container::check_sandbox(sb, req)?;
-    let host_end = veth::host_end(host, &link)?
-        .ok_or_else(|| DatapathError::CheckFailed(format!("the host end of {}'s veth pair is missing", req.ifname)))?;
+    let host_end = veth::host_end(host, &link)?.ok_or_else(|| {
+        DatapathError::CheckFailed(format!("the host end of {}'s veth pair is missing", req.ifname))
+    })?;
     let bridge = check_existing_bridge(host, &o.bridge)?
         .ok_or_else(|| DatapathError::CheckFailed(format!("bridge {} is missing", o.bridge)))?;
     if host_end.master != Some(bridge.index) {
-        return Err(DatapathError::CheckFailed(format!("{} is not attached to bridge {}", host_end.name, o.bridge)));
+        return Err(DatapathError::CheckFailed(format!(
+            "{} is not attached to bridge {}",
+            host_end.name, o.bridge
+        )));
     }
     Ok(())
 }
@@ -220,10 +297,22 @@ mod tests {
     #[test]
     fn config_errors_name_the_field_and_value() {
         assert!(err(json!({"bridge": "../br"})).starts_with("bridge: \"../br\""));
-        assert_eq!(err(json!({"isGateway": "yes"})), "isGateway: expected true or false, got \"yes\"");
-        assert_eq!(err(json!({"isDefaultGateway": 0})), "isDefaultGateway: expected true or false, got 0");
-        assert_eq!(err(json!({"ipMasq": null, "mtu": 67})), "mtu: 67 is not a valid MTU (68..65535)");
-        assert_eq!(err(json!({"mac": "00:00:00:00:00:00"})), "mac: 00:00:00:00:00:00 is not a usable MAC address");
+        assert_eq!(
+            err(json!({"isGateway": "yes"})),
+            "isGateway: expected true or false, got \"yes\""
+        );
+        assert_eq!(
+            err(json!({"isDefaultGateway": 0})),
+            "isDefaultGateway: expected true or false, got 0"
+        );
+        assert_eq!(
+            err(json!({"ipMasq": null, "mtu": 67})),
+            "mtu: 67 is not a valid MTU (68..65535)"
+        );
+        assert_eq!(
+            err(json!({"mac": "00:00:00:00:00:00"})),
+            "mac: 00:00:00:00:00:00 is not a usable MAC address"
+        );
     }
 
     #[test]

@@ -18,8 +18,8 @@ use crate::context::{AddRequest, CheckRequest, DelRequest, Iface, Namespace, Out
 use crate::driver::{Datapath, Registration};
 use crate::error::{join, DatapathError, KernelContext, Result};
 use crate::fields::{self, Fields};
-use crate::moved::{self, DeviceClaim, GiveBack, SavedNetdev};
 use crate::host;
+use crate::moved::{self, DeviceClaim, GiveBack, SavedNetdev};
 
 pub const REGISTRATION: Registration = Registration { name: "hostdev", build };
 
@@ -74,16 +74,27 @@ struct Hostdev {
 fn build(conf: &Value) -> Result<Box<dyn Datapath>> {
     let f = Fields::new(conf)?;
     let device = f.ifname("device")?.map(|d| Selector::Device(d.to_string()));
-    let hwaddr = f.str("hwaddr")?.map(|m| fields::parse_unicast_mac("hwaddr", m)).transpose()?.map(Selector::HwAddr);
+    let hwaddr = f
+        .str("hwaddr")?
+        .map(|m| fields::parse_unicast_mac("hwaddr", m))
+        .transpose()?
+        .map(Selector::HwAddr);
     let pci = f.str("pciBusID")?.map(parse_pci).transpose()?.map(Selector::PciBusId);
     let mut given: Vec<Selector> = [device, hwaddr, pci].into_iter().flatten().collect();
     if given.len() > 1 {
-        return Err(DatapathError::config("device", "give only one of \"device\", \"hwaddr\" and \"pciBusID\""));
+        return Err(DatapathError::config(
+            "device",
+            "give only one of \"device\", \"hwaddr\" and \"pciBusID\"",
+        ));
     }
     let select = given.pop().ok_or_else(|| {
         DatapathError::config("device", "is required: name the NIC by \"device\" (interface name), \"hwaddr\" (MAC) or \"pciBusID\"")
     })?;
-    Ok(Box::new(Hostdev { select, allow_default_route: f.bool("allowDefaultRoute")?.unwrap_or(false), mtu: f.mtu("mtu")? }))
+    Ok(Box::new(Hostdev {
+        select,
+        allow_default_route: f.bool("allowDefaultRoute")?.unwrap_or(false),
+        mtu: f.mtu("mtu")?,
+    }))
 }
 
 /// A PCI address as sysfs spells it: `0000:3b:00.1` (domain:bus:device.function, lower case).
@@ -91,9 +102,16 @@ fn parse_pci(text: &str) -> Result<String> {
     let lower = text.to_ascii_lowercase();
     let parts: Vec<&str> = lower.split([':', '.']).collect();
     let widths = [4, 2, 2, 1];
-    let ok = parts.len() == 4 && parts.iter().zip(widths).all(|(p, w)| p.len() == w && p.chars().all(|c| c.is_ascii_hexdigit()));
+    let ok = parts.len() == 4
+        && parts
+            .iter()
+            .zip(widths)
+            .all(|(p, w)| p.len() == w && p.chars().all(|c| c.is_ascii_hexdigit()));
     if !ok {
-        return Err(DatapathError::config("pciBusID", format!("{text:?} is not a PCI address (e.g. 0000:3b:00.1)")));
+        return Err(DatapathError::config(
+            "pciBusID",
+            format!("{text:?} is not a PCI address (e.g. 0000:3b:00.1)"),
+        ));
     }
     Ok(lower)
 }
@@ -111,14 +129,21 @@ impl Hostdev {
     /// host's default route (unless allowed).
     fn find(&self, host: &mut Namespace) -> Result<Link> {
         let link = match &self.select {
-            Selector::Device(name) => host.nl.link_by_name(name).ctx(|| format!("look up {name}"))?,
+            Selector::Device(name) => {
+                host.nl.link_by_name(name).ctx(|| format!("look up {name}"))?
+            }
             Selector::HwAddr(mac) => {
                 let links = host.nl.links().ctx(|| "list interfaces".into())?;
                 links.into_iter().find(|l| l.mac == Some(*mac) || l.perm_mac == Some(*mac))
             }
             Selector::PciBusId(pci) => host::link_by_pci(host, pci)?,
         };
-        let link = link.ok_or_else(|| DatapathError::config(self.field(), format!("{} in the host namespace", self.not_found())))?;
+        let link = link.ok_or_else(|| {
+            DatapathError::config(
+                self.field(),
+                format!("{} in the host namespace", self.not_found()),
+            )
+        })?;
         if !self.allow_default_route && host::carries_default_route(host, link.index)? {
             return Err(DatapathError::config(
                 self.field(),
@@ -132,7 +157,9 @@ impl Hostdev {
         match &self.select {
             Selector::Device(name) => format!("no interface named {name:?}"),
             Selector::HwAddr(mac) => format!("no interface with MAC {}", format_mac(mac)),
-            Selector::PciBusId(pci) => format!("PCI device {pci} has no network interface (is it bound to a network driver?)"),
+            Selector::PciBusId(pci) => format!(
+                "PCI device {pci} has no network interface (is it bound to a network driver?)"
+            ),
         }
     }
 }
@@ -142,38 +169,72 @@ impl Datapath for Hostdev {
         self.find(host).map(|_| ())
     }
 
-    fn add(&self, host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>) -> Result<Outcome> {
+    fn add(
+        &self,
+        host: &mut Namespace,
+        sb: &mut Namespace,
+        req: &AddRequest<'_>,
+    ) -> Result<Outcome> {
         let link = self.find(host)?;
         let store = moved::claims_of::<HostdevClaim>(&req.state_dir);
         let claim = claim(host, &store, &link, req)?;
         let (s, c) = (store.clone(), claim.clone());
-        let give_back = GiveBack::new(host, sb, link.name.clone(), move |h, sb| moved::release(h, Some(sb), &s, &c))?;
+        let give_back = GiveBack::new(host, sb, link.name.clone(), move |h, sb| {
+            moved::release(h, Some(sb), &s, &c)
+        })?;
         let index = moved::move_in(host, sb, &claim.dev)?;
         if let Some(m) = self.mtu {
             sb.nl.set_mtu(index, m).ctx(|| format!("set MTU {m} on {}", link.name))?;
         }
         let routes = container::ipam_routes(req);
         let addresses = req.addresses.iter().map(|a| a.address).collect();
-        let setup = Setup { temp_index: index, ifname: req.ifname, mac: req.mac, addresses, routes: routes.clone(), neighbours: Vec::new() };
+        let setup = Setup {
+            temp_index: index,
+            ifname: req.ifname,
+            mac: req.mac,
+            addresses,
+            routes: routes.clone(),
+            neighbours: Vec::new(),
+        };
         let moved_link = container::finish(sb, &setup)?;
         let iface = Iface::of(&moved_link, true).with_pci(claim.dev.pci.clone());
         give_back.disarm();
         Ok(Outcome::attached(Vec::new(), iface, &req.addresses_with_gateways(), &routes))
     }
 
-    fn del(&self, host: &mut Namespace, sb: Option<&mut Namespace>, req: &DelRequest<'_>) -> Result<()> {
+    fn del(
+        &self,
+        host: &mut Namespace,
+        sb: Option<&mut Namespace>,
+        req: &DelRequest<'_>,
+    ) -> Result<()> {
         moved::release_owned::<HostdevClaim>(host, sb, req)
     }
 
-    fn check(&self, _host: &mut Namespace, sb: &mut Namespace, req: &CheckRequest<'_>) -> Result<()> {
+    fn check(
+        &self,
+        _host: &mut Namespace,
+        sb: &mut Namespace,
+        req: &CheckRequest<'_>,
+    ) -> Result<()> {
         moved::check_claimed::<HostdevClaim>(sb, req, self.mtu, 1, "NIC").map(|_| ())
     }
 }
 
 /// Records the NIC as this attachment's, with its host addresses and routes.
-fn claim(host: &mut Namespace, store: &ClaimStore, link: &Link, req: &AddRequest<'_>) -> Result<HostdevClaim> {
-    let pci = Sysfs::from_env().netdev_pci_address(&link.name).ctx(|| format!("read the PCI address of {}", link.name))?;
-    let addrs = host.nl.addresses(Some(link.index)).ctx(|| format!("list the addresses of {}", link.name))?;
+fn claim(
+    host: &mut Namespace,
+    store: &ClaimStore,
+    link: &Link,
+    req: &AddRequest<'_>,
+) -> Result<HostdevClaim> {
+    let pci = Sysfs::from_env()
+        .netdev_pci_address(&link.name)
+        .ctx(|| format!("read the PCI address of {}", link.name))?;
+    let addrs = host
+        .nl
+        .addresses(Some(link.index))
+        .ctx(|| format!("list the addresses of {}", link.name))?;
     let mut routes = host.nl.routes(false).ctx(|| "list routes".into())?;
     routes.extend(host.nl.routes(true).ctx(|| "list routes".into())?);
     let claim = HostdevClaim {
@@ -182,11 +243,17 @@ fn claim(host: &mut Namespace, store: &ClaimStore, link: &Link, req: &AddRequest
         dev: SavedNetdev::new(link, pci, req.ifname),
         // Link-local addresses and the kernel's prefix routes come back by themselves.
         addresses: addrs.iter().filter(|a| !a.scope_link).map(|a| (a.ip, a.prefix)).collect(),
-        routes: routes.into_iter().filter(|r| r.oif == Some(link.index) && !r.proto_kernel).collect(),
+        routes: routes
+            .into_iter()
+            .filter(|r| r.oif == Some(link.index) && !r.proto_kernel)
+            .collect(),
     };
     let mut locked: Locked<HostdevClaim> = store.lock()?;
     if let Some(other) = locked.claims().get(&claim.key()) {
-        return Err(DatapathError::Busy(format!("{} is claimed by container {} ({})", link.name, other.container_id, other.ifname)));
+        return Err(DatapathError::Busy(format!(
+            "{} is claimed by container {} ({})",
+            link.name, other.container_id, other.ifname
+        )));
     }
     locked.insert(claim.key(), claim.clone());
     locked.commit()?;
@@ -198,14 +265,20 @@ fn restore_addressing(host: &mut Namespace, index: u32, claim: &HostdevClaim) ->
     let mut errors = Vec::new();
     for (ip, prefix) in &claim.addresses {
         if let Err(e) = host.nl.add_address(index, *ip, *prefix, false) {
-            errors.push(DatapathError::Kernel { context: format!("restore address {ip}/{prefix} on {name}"), source: e });
+            errors.push(DatapathError::Kernel {
+                context: format!("restore address {ip}/{prefix} on {name}"),
+                source: e,
+            });
         }
     }
     // Routes need the link up and their gateways on-link: only after the above.
     for r in claim.routes.iter().filter(|_| claim.dev.was_up) {
         let r = Route { oif: Some(index), ..r.clone() };
         if let Err(e) = host.nl.add_route(&r) {
-            errors.push(DatapathError::Kernel { context: format!("restore a route through {name}"), source: e });
+            errors.push(DatapathError::Kernel {
+                context: format!("restore a route through {name}"),
+                source: e,
+            });
         }
     }
     join(errors)
@@ -223,10 +296,12 @@ mod tests {
     #[test]
     fn exactly_one_selector() {
         assert!(err(json!({})).starts_with("device: is required"));
-        assert!(err(json!({"device": "eth1", "hwaddr": "02:00:00:00:00:01"})).starts_with("device: give only one of"));
+        assert!(err(json!({"device": "eth1", "hwaddr": "02:00:00:00:00:01"}))
+            .starts_with("device: give only one of"));
         assert!(err(json!({"device": "a/b"})).starts_with("device: \"a/b\""));
         assert!(err(json!({"hwaddr": "nope"})).starts_with("hwaddr: \"nope\" is not a MAC address"));
-        assert!(err(json!({"device": "eth1", "allowDefaultRoute": "yes"})).starts_with("allowDefaultRoute: expected true or false"));
+        assert!(err(json!({"device": "eth1", "allowDefaultRoute": "yes"}))
+            .starts_with("allowDefaultRoute: expected true or false"));
     }
 
     #[test]

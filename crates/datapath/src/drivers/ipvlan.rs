@@ -15,7 +15,8 @@ use crate::upper::{self, UpperLink};
 
 pub const REGISTRATION: Registration = Registration { name: "ipvlan", build };
 
-const MODES: &[(&str, IpvlanMode)] = &[("l2", IpvlanMode::L2), ("l3", IpvlanMode::L3), ("l3s", IpvlanMode::L3s)];
+const MODES: &[(&str, IpvlanMode)] =
+    &[("l2", IpvlanMode::L2), ("l3", IpvlanMode::L3), ("l3s", IpvlanMode::L3s)];
 
 struct Ipvlan {
     master: Option<String>,
@@ -26,7 +27,10 @@ struct Ipvlan {
 fn build(conf: &Value) -> Result<Box<dyn Datapath>> {
     let f = Fields::new(conf)?;
     if f.str("mac")?.is_some() {
-        return Err(DatapathError::config("mac", "ipvlan interfaces share the master's MAC; remove \"mac\" or use macvlan"));
+        return Err(DatapathError::config(
+            "mac",
+            "ipvlan interfaces share the master's MAC; remove \"mac\" or use macvlan",
+        ));
     }
     Ok(Box::new(Ipvlan {
         master: f.ifname("master")?.map(str::to_string),
@@ -41,27 +45,54 @@ impl Datapath for Ipvlan {
         host::check_mtu_fits(self.mtu, &parent)
     }
 
-    fn add(&self, host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>) -> Result<Outcome> {
+    fn add(
+        &self,
+        host: &mut Namespace,
+        sb: &mut Namespace,
+        req: &AddRequest<'_>,
+    ) -> Result<Outcome> {
         if req.mac.is_some() {
             return Err(DatapathError::config("mac", "a MAC was requested (CNI_ARGS MAC= or the mac capability) but ipvlan shares the master's MAC"));
         }
         let parent = host::resolve_master(host, self.master.as_deref())?;
         host::check_mtu_fits(self.mtu, &parent)?;
-        let kind = UpperLink { name: "ipvlan", parent: &parent.name, link: NewLinkKind::Ipvlan { parent: parent.index, mode: self.mode }, mtu: self.mtu, mac: None };
+        let kind = UpperLink {
+            name: "ipvlan",
+            parent: &parent.name,
+            link: NewLinkKind::Ipvlan { parent: parent.index, mode: self.mode },
+            mtu: self.mtu,
+            mac: None,
+        };
         upper::add(host, sb, req, kind)
     }
 
-    fn del(&self, _host: &mut Namespace, sb: Option<&mut Namespace>, req: &DelRequest<'_>) -> Result<()> {
+    fn del(
+        &self,
+        _host: &mut Namespace,
+        sb: Option<&mut Namespace>,
+        req: &DelRequest<'_>,
+    ) -> Result<()> {
         container::delete_if_present(sb, req.ifname)
     }
 
-    fn check(&self, host: &mut Namespace, sb: &mut Namespace, req: &CheckRequest<'_>) -> Result<()> {
+    fn check(
+        &self,
+        host: &mut Namespace,
+        sb: &mut Namespace,
+        req: &CheckRequest<'_>,
+    ) -> Result<()> {
         let link = container::check_sandbox(sb, req)?;
         if link.kind.as_deref() != Some("ipvlan") {
-            return Err(DatapathError::CheckFailed(format!("{} is a {:?} link, not ipvlan", req.ifname, link.kind)));
+            return Err(DatapathError::CheckFailed(format!(
+                "{} is a {:?} link, not ipvlan",
+                req.ifname, link.kind
+            )));
         }
         if link.ipvlan_mode != Some(self.mode) {
-            return Err(DatapathError::CheckFailed(format!("{} is in ipvlan mode {:?}, config says {:?}", req.ifname, link.ipvlan_mode, self.mode)));
+            return Err(DatapathError::CheckFailed(format!(
+                "{} is in ipvlan mode {:?}, config says {:?}",
+                req.ifname, link.ipvlan_mode, self.mode
+            )));
         }
         upper::check_parent(host, &link, self.master.as_deref())
     }
@@ -78,7 +109,10 @@ mod tests {
 
     #[test]
     fn config_errors_name_the_field_and_value() {
-        assert_eq!(err(json!({"mac": "02:00:00:00:00:01"})), "mac: ipvlan interfaces share the master's MAC; remove \"mac\" or use macvlan");
+        assert_eq!(
+            err(json!({"mac": "02:00:00:00:00:01"})),
+            "mac: ipvlan interfaces share the master's MAC; remove \"mac\" or use macvlan"
+        );
         assert!(err(json!({"master": "a b"})).starts_with("master: \"a b\""));
         assert!(err(json!({"mode": "l4"})).starts_with("mode: \"l4\" is not one of "));
         assert_eq!(err(json!({"mtu": 70000})), "mtu: 70000 is not a valid MTU (68..65535)");

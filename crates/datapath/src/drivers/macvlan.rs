@@ -51,7 +51,10 @@ impl Datapath for Macvlan {
         // passthru hands the NIC itself to the container (its MAC, its
         // promiscuity): on the default-route interface that would reconfigure
         // the host's own uplink.
-        if self.mode == MacvlanMode::Passthru && !self.allow_default_route && host::carries_default_route(host, parent.index)? {
+        if self.mode == MacvlanMode::Passthru
+            && !self.allow_default_route
+            && host::carries_default_route(host, parent.index)?
+        {
             return Err(DatapathError::config(
                 "mode",
                 format!("passthru on {}, the interface of the host's default route, would hand the host's uplink to the container; set \"allowDefaultRoute\": true if that is intended", parent.name),
@@ -60,25 +63,52 @@ impl Datapath for Macvlan {
         Ok(())
     }
 
-    fn add(&self, host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>) -> Result<Outcome> {
+    fn add(
+        &self,
+        host: &mut Namespace,
+        sb: &mut Namespace,
+        req: &AddRequest<'_>,
+    ) -> Result<Outcome> {
         let parent = host::resolve_master(host, self.master.as_deref())?;
         host::check_mtu_fits(self.mtu, &parent)?;
         let mac = req.mac.or(self.mac);
-        let kind = UpperLink { name: "macvlan", parent: &parent.name, link: NewLinkKind::Macvlan { parent: parent.index, mode: self.mode }, mtu: self.mtu, mac };
+        let kind = UpperLink {
+            name: "macvlan",
+            parent: &parent.name,
+            link: NewLinkKind::Macvlan { parent: parent.index, mode: self.mode },
+            mtu: self.mtu,
+            mac,
+        };
         upper::add(host, sb, req, kind)
     }
 
-    fn del(&self, _host: &mut Namespace, sb: Option<&mut Namespace>, req: &DelRequest<'_>) -> Result<()> {
+    fn del(
+        &self,
+        _host: &mut Namespace,
+        sb: Option<&mut Namespace>,
+        req: &DelRequest<'_>,
+    ) -> Result<()> {
         container::delete_if_present(sb, req.ifname)
     }
 
-    fn check(&self, host: &mut Namespace, sb: &mut Namespace, req: &CheckRequest<'_>) -> Result<()> {
+    fn check(
+        &self,
+        host: &mut Namespace,
+        sb: &mut Namespace,
+        req: &CheckRequest<'_>,
+    ) -> Result<()> {
         let link = container::check_sandbox(sb, req)?;
         if link.kind.as_deref() != Some("macvlan") {
-            return Err(DatapathError::CheckFailed(format!("{} is a {:?} link, not macvlan", req.ifname, link.kind)));
+            return Err(DatapathError::CheckFailed(format!(
+                "{} is a {:?} link, not macvlan",
+                req.ifname, link.kind
+            )));
         }
         if link.macvlan_mode != Some(self.mode) {
-            return Err(DatapathError::CheckFailed(format!("{} is in macvlan mode {:?}, config says {:?}", req.ifname, link.macvlan_mode, self.mode)));
+            return Err(DatapathError::CheckFailed(format!(
+                "{} is in macvlan mode {:?}, config says {:?}",
+                req.ifname, link.macvlan_mode, self.mode
+            )));
         }
         upper::check_parent(host, &link, self.master.as_deref())
     }
@@ -97,12 +127,24 @@ mod tests {
     fn config_errors_name_the_field_and_value() {
         assert!(err(json!({"master": "a/b"})).starts_with("master: \"a/b\""));
         assert!(err(json!({"master": "x".repeat(16)})).starts_with("master: "));
-        assert_eq!(err(json!({"mode": "bridged"})), "mode: \"bridged\" is not one of bridge, private, vepa, passthru");
+        assert_eq!(
+            err(json!({"mode": "bridged"})),
+            "mode: \"bridged\" is not one of bridge, private, vepa, passthru"
+        );
         assert_eq!(err(json!({"mtu": 20})), "mtu: 20 is not a valid MTU (68..65535)");
-        assert_eq!(err(json!({"mtu": "1500"})), "mtu: expected a non-negative integer, got \"1500\"");
-        assert_eq!(err(json!({"mac": "01:00:00:00:00:01"})), "mac: 01:00:00:00:00:01 is a multicast MAC address");
+        assert_eq!(
+            err(json!({"mtu": "1500"})),
+            "mtu: expected a non-negative integer, got \"1500\""
+        );
+        assert_eq!(
+            err(json!({"mac": "01:00:00:00:00:01"})),
+            "mac: 01:00:00:00:00:01 is a multicast MAC address"
+        );
         assert!(err(json!({"mac": "zz"})).starts_with("mac: \"zz\" is not a MAC address"));
-        assert_eq!(err(json!({"allowDefaultRoute": 1})), "allowDefaultRoute: expected true or false, got 1");
+        assert_eq!(
+            err(json!({"allowDefaultRoute": 1})),
+            "allowDefaultRoute: expected true or false, got 1"
+        );
     }
 
     #[test]

@@ -54,13 +54,22 @@ impl Datapath for Routed {
         Ok(())
     }
 
-    fn add(&self, host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>) -> Result<Outcome> {
+    fn add(
+        &self,
+        host: &mut Namespace,
+        sb: &mut Namespace,
+        req: &AddRequest<'_>,
+    ) -> Result<Outcome> {
         let v4 = req.addresses.iter().any(|a| a.address.addr().is_ipv4());
         let v6 = req.addresses.iter().any(|a| a.address.addr().is_ipv6());
         host::ensure_forwarding(host, v4, v6)?;
         let pair = veth::create(host, sb, "nhr", self.mtu, req.mac.or(self.mac))?;
-        let host_mac = pair.host.mac.ok_or_else(|| DatapathError::Conflict(format!("veth {} has no MAC", pair.host.name)))?;
-        host.nl.set_link_up(pair.host.index, true).ctx(|| format!("bring {} up", pair.host.name))?;
+        let host_mac = pair.host.mac.ok_or_else(|| {
+            DatapathError::Conflict(format!("veth {} has no MAC", pair.host.name))
+        })?;
+        host.nl
+            .set_link_up(pair.host.index, true)
+            .ctx(|| format!("bring {} up", pair.host.name))?;
         let routes = container_routes(req, v4, v6);
         let addresses: Vec<IpNet> = req.addresses.iter().map(|a| host_prefix(&a.address)).collect();
         let mut neighbours = Vec::new();
@@ -70,31 +79,62 @@ impl Datapath for Routed {
         if v6 {
             neighbours.push((gateway(true), host_mac));
         }
-        let setup = Setup { temp_index: pair.sandbox_index, ifname: req.ifname, mac: None, addresses: addresses.clone(), routes: routes.clone(), neighbours };
+        let setup = Setup {
+            temp_index: pair.sandbox_index,
+            ifname: req.ifname,
+            mac: None,
+            addresses: addresses.clone(),
+            routes: routes.clone(),
+            neighbours,
+        };
         let link = container::finish(sb, &setup)?;
-        let ctr_mac = link.mac.ok_or_else(|| DatapathError::Conflict(format!("{} has no MAC", req.ifname)))?;
+        let ctr_mac = link
+            .mac
+            .ok_or_else(|| DatapathError::Conflict(format!("{} has no MAC", req.ifname)))?;
         for a in &addresses {
             // Pin the container's MAC on the host side too: no ARP/NDP either way.
-            host.nl.set_permanent_neighbour(pair.host.index, a.addr(), ctr_mac).ctx(|| format!("add neighbour {} on {}", a.addr(), pair.host.name))?;
+            host.nl
+                .set_permanent_neighbour(pair.host.index, a.addr(), ctr_mac)
+                .ctx(|| format!("add neighbour {} on {}", a.addr(), pair.host.name))?;
             let mut r = Route::to(IpNet::from(a.addr()));
             r.oif = Some(pair.host.index);
             host.nl.add_route(&r).ctx(|| format!("add host route {a} dev {}", pair.host.name))?;
         }
         pair.guard.disarm();
-        let addrs: Vec<_> = addresses.iter().map(|a| (*a, Some(gateway(a.addr().is_ipv6())))).collect();
-        Ok(Outcome::attached(vec![Iface::of(&pair.host, false)], Iface::of(&link, true), &addrs, &routes))
+        let addrs: Vec<_> =
+            addresses.iter().map(|a| (*a, Some(gateway(a.addr().is_ipv6())))).collect();
+        Ok(Outcome::attached(
+            vec![Iface::of(&pair.host, false)],
+            Iface::of(&link, true),
+            &addrs,
+            &routes,
+        ))
     }
 
-    fn del(&self, _host: &mut Namespace, sb: Option<&mut Namespace>, req: &DelRequest<'_>) -> Result<()> {
+    fn del(
+        &self,
+        _host: &mut Namespace,
+        sb: Option<&mut Namespace>,
+        req: &DelRequest<'_>,
+    ) -> Result<()> {
         // Deleting the container end deletes the host end, and with it the host
         // routes and neighbour entries that pointed at it.
         container::delete_if_present(sb, req.ifname)
     }
 
-    fn check(&self, host: &mut Namespace, sb: &mut Namespace, req: &CheckRequest<'_>) -> Result<()> {
+    fn check(
+        &self,
+        host: &mut Namespace,
+        sb: &mut Namespace,
+        req: &CheckRequest<'_>,
+    ) -> Result<()> {
         let link = container::check_sandbox(sb, req)?;
-        let host_end = veth::host_end(host, &link)?
-            .ok_or_else(|| DatapathError::CheckFailed(format!("the host end of {}'s veth pair is missing", req.ifname)))?;
+        let host_end = veth::host_end(host, &link)?.ok_or_else(|| {
+            DatapathError::CheckFailed(format!(
+                "the host end of {}'s veth pair is missing",
+                req.ifname
+            ))
+        })?;
         check_host_routes(host, &host_end, req)
     }
 }
@@ -107,7 +147,12 @@ fn container_routes(req: &AddRequest<'_>, v4: bool, v6: bool) -> Vec<Route> {
             continue;
         }
         let mut dsts = vec![Route::default_of(is_v6).dst];
-        dsts.extend(req.routes.iter().filter(|s| s.dst.addr().is_ipv6() == is_v6 && s.dst.prefix_len() > 0).map(|s| s.dst));
+        dsts.extend(
+            req.routes
+                .iter()
+                .filter(|s| s.dst.addr().is_ipv6() == is_v6 && s.dst.prefix_len() > 0)
+                .map(|s| s.dst),
+        );
         for dst in dsts {
             let mut r = Route::to(dst);
             r.gateway = Some(gateway(is_v6));
@@ -125,7 +170,10 @@ fn check_host_routes(host: &mut Namespace, host_end: &Link, req: &CheckRequest<'
         let want = host_prefix(&ip.address);
         let found = have.iter().any(|r| r.dst == want && r.oif == Some(host_end.index));
         if !found {
-            return Err(DatapathError::CheckFailed(format!("host route {want} dev {} is missing", host_end.name)));
+            return Err(DatapathError::CheckFailed(format!(
+                "host route {want} dev {} is missing",
+                host_end.name
+            )));
         }
     }
     Ok(())
@@ -143,7 +191,10 @@ mod tests {
     #[test]
     fn config_errors_name_the_field_and_value() {
         assert_eq!(err(json!({"mtu": 10})), "mtu: 10 is not a valid MTU (68..65535)");
-        assert_eq!(err(json!({"mac": "ff:ff:ff:ff:ff:ff"})), "mac: ff:ff:ff:ff:ff:ff is a multicast MAC address");
+        assert_eq!(
+            err(json!({"mac": "ff:ff:ff:ff:ff:ff"})),
+            "mac: ff:ff:ff:ff:ff:ff is a multicast MAC address"
+        );
         assert_eq!(err(json!({"mac": 5})), "mac: expected a string, got 5");
         assert_eq!(err(json!([1])), "(config): the network config must be a JSON object");
     }

@@ -36,7 +36,10 @@ fn build(conf: &Value) -> Result<Box<dyn Datapath>> {
     let (field, pfs) = pf_names(&f)?;
     let vf = f.u32("vf")?;
     if vf.is_some() && pfs.len() > 1 {
-        return Err(DatapathError::config("vf", "a fixed VF number needs a single PF: use \"pf\", not a list in \"pfs\""));
+        return Err(DatapathError::config(
+            "vf",
+            "a fixed VF number needs a single PF: use \"pf\", not a list in \"pfs\"",
+        ));
     }
     Ok(Box::new(Sriov {
         pfs,
@@ -51,25 +54,46 @@ fn build(conf: &Value) -> Result<Box<dyn Datapath>> {
 /// `pf` or `pfs` (exactly one of them), each a valid interface name.
 fn pf_names(f: &Fields<'_>) -> Result<(&'static str, Vec<String>)> {
     match (f.ifname("pf")?, f.strings("pfs")?) {
-        (Some(_), Some(_)) => Err(DatapathError::config("pfs", "give either \"pf\" or \"pfs\", not both")),
+        (Some(_), Some(_)) => {
+            Err(DatapathError::config("pfs", "give either \"pf\" or \"pfs\", not both"))
+        }
         (Some(pf), None) => Ok(("pf", vec![pf.to_string()])),
-        (None, Some(list)) if list.is_empty() => Err(DatapathError::config("pfs", "is empty; name at least one PF")),
+        (None, Some(list)) if list.is_empty() => {
+            Err(DatapathError::config("pfs", "is empty; name at least one PF"))
+        }
         (None, Some(list)) => {
             for pf in &list {
-                crate::fields::validate_ifname(pf).map_err(|r| DatapathError::config("pfs", format!("{pf:?} {r}")))?;
+                crate::fields::validate_ifname(pf)
+                    .map_err(|r| DatapathError::config("pfs", format!("{pf:?} {r}")))?;
             }
             Ok(("pfs", list.into_iter().map(str::to_string).collect()))
         }
-        (None, None) => Err(DatapathError::config("pf", "is required: the physical function (PF) whose VFs to use")),
+        (None, None) => Err(DatapathError::config(
+            "pf",
+            "is required: the physical function (PF) whose VFs to use",
+        )),
     }
 }
 
 impl Sriov {
     /// A VF from the first PF that has a free one.
-    fn claim(&self, host: &mut Namespace, sb: &Namespace, store: &ClaimStore, req: &AddRequest<'_>, settings: &[VfSetting]) -> Result<VfLease> {
+    fn claim(
+        &self,
+        host: &mut Namespace,
+        sb: &Namespace,
+        store: &ClaimStore,
+        req: &AddRequest<'_>,
+        settings: &[VfSetting],
+    ) -> Result<VfLease> {
         let mut busy = Vec::new();
         for pf in &self.pfs {
-            let want = Want { field: self.field, pf, vf: self.vf, sandbox_name: req.ifname.to_string(), settings: settings.to_vec() };
+            let want = Want {
+                field: self.field,
+                pf,
+                vf: self.vf,
+                sandbox_name: req.ifname.to_string(),
+                settings: settings.to_vec(),
+            };
             match vf_lease::claim(host, sb, store, (req.container_id, req.ifname), &[want]) {
                 Ok(mut leases) => return Ok(leases.remove(0)),
                 Err(DatapathError::Busy(why)) => busy.push(why),
@@ -91,7 +115,12 @@ impl Datapath for Sriov {
         Ok(())
     }
 
-    fn add(&self, host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>) -> Result<Outcome> {
+    fn add(
+        &self,
+        host: &mut Namespace,
+        sb: &mut Namespace,
+        req: &AddRequest<'_>,
+    ) -> Result<Outcome> {
         let mac = req.mac.or(self.mac);
         let settings = self.opts.settings(mac);
         let store = moved::claims_of::<VfClaim>(&req.state_dir);
@@ -115,11 +144,21 @@ impl Datapath for Sriov {
         Ok(Outcome::attached(Vec::new(), iface, &req.addresses_with_gateways(), &routes))
     }
 
-    fn del(&self, host: &mut Namespace, sb: Option<&mut Namespace>, req: &DelRequest<'_>) -> Result<()> {
+    fn del(
+        &self,
+        host: &mut Namespace,
+        sb: Option<&mut Namespace>,
+        req: &DelRequest<'_>,
+    ) -> Result<()> {
         moved::release_owned::<VfClaim>(host, sb, req)
     }
 
-    fn check(&self, host: &mut Namespace, sb: &mut Namespace, req: &CheckRequest<'_>) -> Result<()> {
+    fn check(
+        &self,
+        host: &mut Namespace,
+        sb: &mut Namespace,
+        req: &CheckRequest<'_>,
+    ) -> Result<()> {
         let (_, claims) = moved::check_claimed::<VfClaim>(sb, req, self.mtu, 1, "VF")?;
         check_pf_settings(host, &claims[0])
     }
@@ -131,9 +170,13 @@ pub fn check_pf_settings(host: &mut Namespace, claim: &VfClaim) -> Result<()> {
         return Ok(());
     }
     let pf = vf_lease::pf_link(host, "pf", &claim.pf)?;
-    let states = host.nl.vf_states(pf.index).ctx(|| format!("read the VF settings of {}", claim.pf))?;
+    let states =
+        host.nl.vf_states(pf.index).ctx(|| format!("read the VF settings of {}", claim.pf))?;
     let Some(now) = states.iter().find(|s| s.vf == claim.vf) else {
-        return Err(DatapathError::CheckFailed(format!("PF {} reports no VF {}", claim.pf, claim.vf)));
+        return Err(DatapathError::CheckFailed(format!(
+            "PF {} reports no VF {}",
+            claim.pf, claim.vf
+        )));
     };
     let diffs = vf_settings::differences(&claim.applied, now);
     if diffs.is_empty() {
@@ -146,7 +189,10 @@ pub fn check_pf_settings(host: &mut Namespace, claim: &VfClaim) -> Result<()> {
 /// The VF's MTU must not exceed its PF's: the PF carries the VF's frames.
 pub fn check_mtu(mtu: Option<u32>, pf: &Link) -> Result<()> {
     match mtu {
-        Some(m) if m > pf.mtu => Err(DatapathError::config("mtu", format!("{m} exceeds the MTU {} of PF {}", pf.mtu, pf.name))),
+        Some(m) if m > pf.mtu => Err(DatapathError::config(
+            "mtu",
+            format!("{m} exceeds the MTU {} of PF {}", pf.mtu, pf.name),
+        )),
         _ => Ok(()),
     }
 }
@@ -163,13 +209,19 @@ mod tests {
     #[test]
     fn config_errors_name_the_field_and_value() {
         assert_eq!(err(json!({})), "pf: is required: the physical function (PF) whose VFs to use");
-        assert_eq!(err(json!({"pf": "a", "pfs": ["b"]})), "pfs: give either \"pf\" or \"pfs\", not both");
+        assert_eq!(
+            err(json!({"pf": "a", "pfs": ["b"]})),
+            "pfs: give either \"pf\" or \"pfs\", not both"
+        );
         assert_eq!(err(json!({"pfs": []})), "pfs: is empty; name at least one PF");
         assert!(err(json!({"pfs": ["ok", "not/ok"]})).starts_with("pfs: \"not/ok\" contains"));
-        assert!(err(json!({"pf": "p0", "vf": "one"})).starts_with("vf: expected a non-negative integer, got \"one\""));
-        assert!(err(json!({"pfs": ["p0", "p1"], "vf": 2})).starts_with("vf: a fixed VF number needs a single PF"));
+        assert!(err(json!({"pf": "p0", "vf": "one"}))
+            .starts_with("vf: expected a non-negative integer, got \"one\""));
+        assert!(err(json!({"pfs": ["p0", "p1"], "vf": 2}))
+            .starts_with("vf: a fixed VF number needs a single PF"));
         assert!(err(json!({"pf": "p0", "mtu": 10})).starts_with("mtu: 10 is not a valid MTU"));
-        assert!(err(json!({"pf": "p0", "mac": "01:00:00:00:00:01"})).starts_with("mac: 01:00:00:00:00:01 is a multicast"));
+        assert!(err(json!({"pf": "p0", "mac": "01:00:00:00:00:01"}))
+            .starts_with("mac: 01:00:00:00:00:01 is a multicast"));
         assert_eq!(err(json!({"pf": "p0", "vlan": 5000})), "vlan: 5000 is out of range (0..4095)");
     }
 

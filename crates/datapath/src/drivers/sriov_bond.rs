@@ -23,10 +23,10 @@ use serde_json::Value;
 use crate::container::{self, Setup};
 use crate::context::{AddRequest, CheckRequest, DelRequest, Iface, Namespace, Outcome};
 use crate::driver::{Datapath, Registration};
+use crate::drivers::sriov::{check_mtu, check_pf_settings};
 use crate::error::{join, DatapathError, KernelContext, Result};
 use crate::fields::{self, Fields};
 use crate::guard::LinkGuard;
-use crate::drivers::sriov::{check_mtu, check_pf_settings};
 use crate::moved;
 use crate::vf::{self, VfClaim};
 use crate::vf_lease::{self, VfLease, Want};
@@ -34,8 +34,11 @@ use crate::vf_settings::VfOptions;
 
 pub const REGISTRATION: Registration = Registration { name: "sriov-bond", build };
 
-const MODES: &[(&str, BondMode)] =
-    &[("active-backup", BondMode::ActiveBackup), ("balance-xor", BondMode::BalanceXor), ("802.3ad", BondMode::Lacp)];
+const MODES: &[(&str, BondMode)] = &[
+    ("active-backup", BondMode::ActiveBackup),
+    ("balance-xor", BondMode::BalanceXor),
+    ("802.3ad", BondMode::Lacp),
+];
 
 /// How often the bond checks its members' carrier (ms), unless `miimon` says.
 const DEFAULT_MIIMON: u32 = 100;
@@ -51,12 +54,19 @@ struct SriovBond {
 
 fn build(conf: &Value) -> Result<Box<dyn Datapath>> {
     let f = Fields::new(conf)?;
-    let pfs = match f.strings("pfs")? {
-        None => return Err(DatapathError::config("pfs", "is required: the two PFs to take one VF each from, e.g. [\"ens1f0\", \"ens2f0\"]")),
-        Some(list) => two_pfs(&list)?,
-    };
+    let pfs =
+        match f.strings("pfs")? {
+            None => return Err(DatapathError::config(
+                "pfs",
+                "is required: the two PFs to take one VF each from, e.g. [\"ens1f0\", \"ens2f0\"]",
+            )),
+            Some(list) => two_pfs(&list)?,
+        };
     if f.str("pf")?.is_some() || f.u32("vf")?.is_some() {
-        return Err(DatapathError::config("pfs", "sriov-bond takes a VF from each of the two \"pfs\"; \"pf\" and \"vf\" do not apply"));
+        return Err(DatapathError::config(
+            "pfs",
+            "sriov-bond takes a VF from each of the two \"pfs\"; \"pf\" and \"vf\" do not apply",
+        ));
     }
     Ok(Box::new(SriovBond {
         pfs,
@@ -70,13 +80,20 @@ fn build(conf: &Value) -> Result<Box<dyn Datapath>> {
 
 fn two_pfs(list: &[&str]) -> Result<[String; 2]> {
     let [a, b] = list else {
-        return Err(DatapathError::config("pfs", format!("needs exactly two PFs, got {}", list.len())));
+        return Err(DatapathError::config(
+            "pfs",
+            format!("needs exactly two PFs, got {}", list.len()),
+        ));
     };
     for pf in [a, b] {
-        crate::fields::validate_ifname(pf).map_err(|r| DatapathError::config("pfs", format!("{pf:?} {r}")))?;
+        crate::fields::validate_ifname(pf)
+            .map_err(|r| DatapathError::config("pfs", format!("{pf:?} {r}")))?;
     }
     if a == b {
-        return Err(DatapathError::config("pfs", format!("names {a} twice; the two VFs must come from two PFs")));
+        return Err(DatapathError::config(
+            "pfs",
+            format!("names {a} twice; the two VFs must come from two PFs"),
+        ));
     }
     Ok([a.to_string(), b.to_string()])
 }
@@ -100,7 +117,12 @@ impl Datapath for SriovBond {
         Ok(())
     }
 
-    fn add(&self, host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>) -> Result<Outcome> {
+    fn add(
+        &self,
+        host: &mut Namespace,
+        sb: &mut Namespace,
+        req: &AddRequest<'_>,
+    ) -> Result<Outcome> {
         let names = self.sandbox_names(req.ifname);
         let store = moved::claims_of::<VfClaim>(&req.state_dir);
         let settings = self.opts.settings(None);
@@ -108,7 +130,13 @@ impl Datapath for SriovBond {
             .pfs
             .iter()
             .zip(&names[1..])
-            .map(|(pf, m)| Want { field: "pfs", pf, vf: None, sandbox_name: m.clone(), settings: settings.clone() })
+            .map(|(pf, m)| Want {
+                field: "pfs",
+                pf,
+                vf: None,
+                sandbox_name: m.clone(),
+                settings: settings.clone(),
+            })
             .collect();
         let mut leases = vf_lease::claim(host, sb, &store, (req.container_id, req.ifname), &wants)?;
         let bond_mac = req.mac.or(self.mac).unwrap_or_else(random_mac);
@@ -120,20 +148,41 @@ impl Datapath for SriovBond {
         let (bond_index, bond_guard) = self.create_bond(sb, bond_mac, shared_mac)?;
         for (index, lease) in members.iter().zip(&leases) {
             let name = &lease.claim().dev.sandbox_name;
-            sb.nl.set_master(*index, Some(bond_index)).ctx(|| format!("enslave {name} to the bond"))?;
+            sb.nl
+                .set_master(*index, Some(bond_index))
+                .ctx(|| format!("enslave {name} to the bond"))?;
         }
         let routes = container::ipam_routes(req);
         let addresses = req.addresses.iter().map(|a| a.address).collect();
-        let setup = Setup { temp_index: bond_index, ifname: req.ifname, mac: None, addresses, routes: routes.clone(), neighbours: Vec::new() };
+        let setup = Setup {
+            temp_index: bond_index,
+            ifname: req.ifname,
+            mac: None,
+            addresses,
+            routes: routes.clone(),
+            neighbours: Vec::new(),
+        };
         let bond = container::finish(sb, &setup)?;
-        let mut outcome = Outcome::attached(Vec::new(), Iface::of(&bond, true), &req.addresses_with_gateways(), &routes);
-        outcome.interfaces.extend(leases.iter().map(|l| member_iface(sb, l.claim())).collect::<Result<Vec<_>>>()?);
+        let mut outcome = Outcome::attached(
+            Vec::new(),
+            Iface::of(&bond, true),
+            &req.addresses_with_gateways(),
+            &routes,
+        );
+        outcome.interfaces.extend(
+            leases.iter().map(|l| member_iface(sb, l.claim())).collect::<Result<Vec<_>>>()?,
+        );
         bond_guard.disarm();
         leases.into_iter().for_each(VfLease::keep);
         Ok(outcome)
     }
 
-    fn del(&self, host: &mut Namespace, mut sb: Option<&mut Namespace>, req: &DelRequest<'_>) -> Result<()> {
+    fn del(
+        &self,
+        host: &mut Namespace,
+        mut sb: Option<&mut Namespace>,
+        req: &DelRequest<'_>,
+    ) -> Result<()> {
         let mut errors = Vec::new();
         if let Some(sb) = sb.as_deref_mut() {
             // Deleting the bond releases its members (and gives them their MACs back).
@@ -143,7 +192,12 @@ impl Datapath for SriovBond {
         join(errors)
     }
 
-    fn check(&self, host: &mut Namespace, sb: &mut Namespace, req: &CheckRequest<'_>) -> Result<()> {
+    fn check(
+        &self,
+        host: &mut Namespace,
+        sb: &mut Namespace,
+        req: &CheckRequest<'_>,
+    ) -> Result<()> {
         let (bond, claims) = moved::check_claimed::<VfClaim>(sb, req, None, 2, "VF")?;
         if bond.kind.as_deref() != Some("bond") || bond.bond_mode != Some(self.mode) {
             return Err(DatapathError::CheckFailed(format!(
@@ -155,7 +209,10 @@ impl Datapath for SriovBond {
             let name = &c.dev.sandbox_name;
             let member = sb.nl.link_by_name(name).ctx(|| format!("look up {name}"))?;
             if member.and_then(|m| m.master) != Some(bond.index) {
-                return Err(DatapathError::CheckFailed(format!("{name} (VF {} of {}) is not a member of bond {}", c.vf, c.pf, req.ifname)));
+                return Err(DatapathError::CheckFailed(format!(
+                    "{name} (VF {} of {}) is not a member of bond {}",
+                    c.vf, c.pf, req.ifname
+                )));
             }
             check_pf_settings(host, c)?;
         }
@@ -165,12 +222,20 @@ impl Datapath for SriovBond {
 
 impl SriovBond {
     /// Applies the PF settings, moves both VFs in and names them; their indexes.
-    fn take_members(&self, host: &mut Namespace, sb: &mut Namespace, leases: &[VfLease], settings: &[nearhost_kernel::sriov::VfSetting]) -> Result<Vec<u32>> {
+    fn take_members(
+        &self,
+        host: &mut Namespace,
+        sb: &mut Namespace,
+        leases: &[VfLease],
+        settings: &[nearhost_kernel::sriov::VfSetting],
+    ) -> Result<Vec<u32>> {
         let mut out = Vec::new();
         for lease in leases {
             let index = lease.take(host, sb, settings)?;
             let name = &lease.claim().dev.sandbox_name;
-            sb.nl.rename_link(index, name).ctx(|| format!("rename VF {} of {} to {name}", lease.claim().vf, lease.claim().pf))?;
+            sb.nl.rename_link(index, name).ctx(|| {
+                format!("rename VF {} of {} to {name}", lease.claim().vf, lease.claim().pf)
+            })?;
             out.push(index);
         }
         Ok(out)
@@ -178,11 +243,20 @@ impl SriovBond {
 
     /// Creates the bond inside the container (under a temporary name, see
     /// DESIGN: created in place). The guard deletes it, releasing the members.
-    fn create_bond(&self, sb: &mut Namespace, mac: Mac, shared_mac: bool) -> Result<(u32, LinkGuard)> {
+    fn create_bond(
+        &self,
+        sb: &mut Namespace,
+        mac: Mac,
+        shared_mac: bool,
+    ) -> Result<(u32, LinkGuard)> {
         let follow_active = self.mode == BondMode::ActiveBackup && !shared_mac;
         let spec = NewLink {
             name: temp_link_name(),
-            kind: NewLinkKind::Bond { mode: self.mode, miimon: self.miimon, fail_over_mac_active: follow_active },
+            kind: NewLinkKind::Bond {
+                mode: self.mode,
+                miimon: self.miimon,
+                fail_over_mac_active: follow_active,
+            },
             netns: Some(sb.ns.as_fd()),
             mtu: self.mtu,
             // With fail_over_mac=active the bond takes the active member's MAC.
@@ -194,7 +268,8 @@ impl SriovBond {
             ),
             _ => DatapathError::Kernel { context: "create the bond in the container".into(), source: e },
         })?;
-        let bond = sb.nl.require_link(&spec.name).ctx(|| format!("look up the new bond {}", spec.name))?;
+        let bond =
+            sb.nl.require_link(&spec.name).ctx(|| format!("look up the new bond {}", spec.name))?;
         Ok((bond.index, LinkGuard::new(&sb.ns, bond.index, "bond")))
     }
 }
@@ -220,11 +295,20 @@ mod tests {
         assert!(err(json!({})).starts_with("pfs: is required"));
         assert_eq!(err(json!({"pfs": ["a"]})), "pfs: needs exactly two PFs, got 1");
         assert_eq!(err(json!({"pfs": ["a", "b", "c"]})), "pfs: needs exactly two PFs, got 3");
-        assert_eq!(err(json!({"pfs": ["a", "a"]})), "pfs: names a twice; the two VFs must come from two PFs");
-        assert!(err(json!({"pfs": ["a", "b"], "vf": 1})).starts_with("pfs: sriov-bond takes a VF from each"));
-        assert!(err(json!({"pfs": ["a", "b"], "mode": "balance-rr"})).starts_with("mode: \"balance-rr\" is not one of active-backup, balance-xor, 802.3ad"));
-        assert!(err(json!({"pfs": ["a", "b"], "miimon": -5})).starts_with("miimon: expected a non-negative integer"));
-        assert_eq!(err(json!({"pfs": ["a", "b"], "vlanQoS": 9})), "vlanQoS: 9 is out of range (0..7)");
+        assert_eq!(
+            err(json!({"pfs": ["a", "a"]})),
+            "pfs: names a twice; the two VFs must come from two PFs"
+        );
+        assert!(err(json!({"pfs": ["a", "b"], "vf": 1}))
+            .starts_with("pfs: sriov-bond takes a VF from each"));
+        assert!(err(json!({"pfs": ["a", "b"], "mode": "balance-rr"}))
+            .starts_with("mode: \"balance-rr\" is not one of active-backup, balance-xor, 802.3ad"));
+        assert!(err(json!({"pfs": ["a", "b"], "miimon": -5}))
+            .starts_with("miimon: expected a non-negative integer"));
+        assert_eq!(
+            err(json!({"pfs": ["a", "b"], "vlanQoS": 9})),
+            "vlanQoS: 9 is out of range (0..7)"
+        );
     }
 
     #[test]

@@ -33,13 +33,23 @@ impl Datapath for Vxlan {
         overlay::vtep_address(host, &self.vx).map(|_| ())
     }
 
-    fn add(&self, host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>) -> Result<Outcome> {
+    fn add(
+        &self,
+        host: &mut Namespace,
+        sb: &mut Namespace,
+        req: &AddRequest<'_>,
+    ) -> Result<Outcome> {
         let dev = overlay::ensure_device(host, &self.vx)?;
         let mut opts = self.bridge.clone();
         let max = dev.mtu;
         match opts.mtu {
             Some(m) if m > max => {
-                return Err(DatapathError::config("mtu", format!("{m} exceeds {max}, the underlay's MTU less {OVERHEAD} bytes of VXLAN headers")))
+                return Err(DatapathError::config(
+                    "mtu",
+                    format!(
+                    "{m} exceeds {max}, the underlay's MTU less {OVERHEAD} bytes of VXLAN headers"
+                ),
+                ))
             }
             None => opts.mtu = Some(max),
             _ => {}
@@ -50,17 +60,33 @@ impl Datapath for Vxlan {
         bridge::attach(host, sb, req, &opts)
     }
 
-    fn del(&self, host: &mut Namespace, sb: Option<&mut Namespace>, req: &DelRequest<'_>) -> Result<()> {
+    fn del(
+        &self,
+        host: &mut Namespace,
+        sb: Option<&mut Namespace>,
+        req: &DelRequest<'_>,
+    ) -> Result<()> {
         bridge::detach(host, sb, req)
     }
 
-    fn check(&self, host: &mut Namespace, sb: &mut Namespace, req: &CheckRequest<'_>) -> Result<()> {
+    fn check(
+        &self,
+        host: &mut Namespace,
+        sb: &mut Namespace,
+        req: &CheckRequest<'_>,
+    ) -> Result<()> {
         bridge::check(host, sb, req, &self.bridge)?;
-        let dev = host.nl.link_by_name(&self.vx.device).ctx(|| format!("look up {}", self.vx.device))?;
+        let dev =
+            host.nl.link_by_name(&self.vx.device).ctx(|| format!("look up {}", self.vx.device))?;
         match dev {
             Some(d) if d.up => Ok(()),
-            Some(_) => Err(DatapathError::CheckFailed(format!("VXLAN device {} is down", self.vx.device))),
-            None => Err(DatapathError::CheckFailed(format!("VXLAN device {} is missing", self.vx.device))),
+            Some(_) => {
+                Err(DatapathError::CheckFailed(format!("VXLAN device {} is down", self.vx.device)))
+            }
+            None => Err(DatapathError::CheckFailed(format!(
+                "VXLAN device {} is missing",
+                self.vx.device
+            ))),
         }
     }
 }
@@ -76,8 +102,14 @@ mod tests {
 
     #[test]
     fn config_errors_name_the_field_and_value() {
-        assert_eq!(err(json!({"vni": 0})), "vni: 0 is not a VXLAN network identifier (1..16777215)");
-        assert_eq!(err(json!({"vni": 16777216})), "vni: 16777216 is not a VXLAN network identifier (1..16777215)");
+        assert_eq!(
+            err(json!({"vni": 0})),
+            "vni: 0 is not a VXLAN network identifier (1..16777215)"
+        );
+        assert_eq!(
+            err(json!({"vni": 16777216})),
+            "vni: 16777216 is not a VXLAN network identifier (1..16777215)"
+        );
         assert_eq!(err(json!({"port": 70000})), "port: 70000 is not a UDP port");
         assert_eq!(err(json!({"port": 0})), "port: 0 is not a UDP port");
         assert!(err(json!({"underlay": "a/b"})).starts_with("underlay: \"a/b\""));

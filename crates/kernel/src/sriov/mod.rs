@@ -4,8 +4,9 @@
 //! (`IFLA_EXT_MASK` with `RTEXT_FILTER_VF`).
 
 use netlink_packet_route::link::{
-    LinkAttribute, LinkExtentMask, LinkMessage, LinkVfInfo, VfInfo, VfInfoLinkState, VfInfoMac, VfInfoRate,
-    VfInfoSpoofCheck, VfInfoTrust, VfLinkState as NlLinkState, VfVlan, VfVlanInfo, VlanProtocol,
+    LinkAttribute, LinkExtentMask, LinkMessage, LinkVfInfo, VfInfo, VfInfoLinkState, VfInfoMac,
+    VfInfoRate, VfInfoSpoofCheck, VfInfoTrust, VfLinkState as NlLinkState, VfVlan, VfVlanInfo,
+    VlanProtocol,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 
@@ -50,7 +51,10 @@ pub enum VfSetting {
     SpoofCheck(bool),
     Trust(bool),
     /// Transmit rate limits in Mbit/s; 0 means no limit.
-    Rate { min: u32, max: u32 },
+    Rate {
+        min: u32,
+        max: u32,
+    },
     LinkState(VfLinkState),
 }
 
@@ -71,7 +75,9 @@ impl std::fmt::Display for VfSetting {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             VfSetting::Mac(m) => write!(f, "mac {}", format_mac(m)),
-            VfSetting::Vlan(v) => write!(f, "vlan {} qos {} proto {}", v.id, v.qos, proto_name(v.proto)),
+            VfSetting::Vlan(v) => {
+                write!(f, "vlan {} qos {} proto {}", v.id, v.qos, proto_name(v.proto))
+            }
             VfSetting::SpoofCheck(on) => write!(f, "spoofchk {}", on_off(*on)),
             VfSetting::Trust(on) => write!(f, "trust {}", on_off(*on)),
             VfSetting::Rate { min, max } => write!(f, "min_tx_rate {min} max_tx_rate {max}"),
@@ -116,7 +122,10 @@ impl Netlink {
 
     /// The PF's report of all its VFs (empty for a device without VFs).
     pub fn vf_states(&mut self, pf_index: u32) -> Result<Vec<VfState>> {
-        let replies = self.get(|| format!("get VF info of PF #{pf_index}"), RouteNetlinkMessage::GetLink(vf_query_message(pf_index)))?;
+        let replies = self.get(
+            || format!("get VF info of PF #{pf_index}"),
+            RouteNetlinkMessage::GetLink(vf_query_message(pf_index)),
+        )?;
         Ok(replies
             .iter()
             .filter_map(|m| match m {
@@ -134,7 +143,12 @@ pub fn vf_setting_message(pf_index: u32, vf: u32, setting: &VfSetting) -> LinkMe
         VfSetting::Mac(mac) => VfInfo::Mac(VfInfoMac::new(vf, &mac)),
         // IFLA_VF_VLAN_LIST rather than IFLA_VF_VLAN: only the list carries the
         // tag protocol (802.1ad); the kernel takes its single entry.
-        VfSetting::Vlan(v) => VfInfo::VlanList(vec![VfVlan::Info(VfVlanInfo::new(vf, v.id.into(), v.qos.into(), proto_to_nl(v.proto)))]),
+        VfSetting::Vlan(v) => VfInfo::VlanList(vec![VfVlan::Info(VfVlanInfo::new(
+            vf,
+            v.id.into(),
+            v.qos.into(),
+            proto_to_nl(v.proto),
+        ))]),
         VfSetting::SpoofCheck(on) => VfInfo::SpoofCheck(VfInfoSpoofCheck::new(vf, on)),
         VfSetting::Trust(on) => VfInfo::Trust(VfInfoTrust::new(vf, on)),
         VfSetting::Rate { min, max } => VfInfo::Rate(VfInfoRate::new(vf, min, max)),
@@ -151,7 +165,8 @@ pub fn vf_setting_message(pf_index: u32, vf: u32, setting: &VfSetting) -> LinkMe
 pub fn vf_query_message(pf_index: u32) -> LinkMessage {
     let mut msg = LinkMessage::default();
     msg.header.index = pf_index;
-    msg.attributes.push(LinkAttribute::ExtMask(vec![LinkExtentMask::Vf, LinkExtentMask::SkipStats]));
+    msg.attributes
+        .push(LinkAttribute::ExtMask(vec![LinkExtentMask::Vf, LinkExtentMask::SkipStats]));
     msg
 }
 
@@ -179,12 +194,20 @@ fn parse_vf_info(attrs: &[VfInfo]) -> Option<VfState> {
             }
             // The legacy IFLA_VF_VLAN has no protocol: 802.1Q, unless the list says otherwise.
             VfInfo::Vlan(v) if s.vlan.is_none() => {
-                s.vlan = Some(VfVlanTag { id: v.vlan_id as u16, qos: v.qos as u8, proto: VlanProto::Dot1Q })
+                s.vlan = Some(VfVlanTag {
+                    id: v.vlan_id as u16,
+                    qos: v.qos as u8,
+                    proto: VlanProto::Dot1Q,
+                })
             }
             VfInfo::VlanList(list) => {
                 if let Some(VfVlan::Info(v)) = list.first() {
                     vf = vf.or(Some(v.vf_id));
-                    s.vlan = Some(VfVlanTag { id: v.vlan_id as u16, qos: v.qos as u8, proto: proto_from_nl(v.protocol) });
+                    s.vlan = Some(VfVlanTag {
+                        id: v.vlan_id as u16,
+                        qos: v.qos as u8,
+                        proto: proto_from_nl(v.protocol),
+                    });
                 }
             }
             VfInfo::SpoofCheck(v) => s.spoofchk = Some(v.enabled),

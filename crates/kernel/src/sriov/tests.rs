@@ -93,7 +93,10 @@ fn vlan_goes_in_a_vlan_list_with_its_protocol_big_endian() {
         let mut info = words(&[3, 4094, 7]);
         info.extend_from_slice(&wire);
         info.extend_from_slice(&[0, 0]);
-        let state = check_setting(VfSetting::Vlan(tag), setlink_bytes(nla(IFLA_VF_VLAN_LIST, &nla(IFLA_VF_VLAN_INFO, &info))));
+        let state = check_setting(
+            VfSetting::Vlan(tag),
+            setlink_bytes(nla(IFLA_VF_VLAN_LIST, &nla(IFLA_VF_VLAN_INFO, &info))),
+        );
         assert_eq!(state.vlan, Some(tag));
     }
 }
@@ -103,29 +106,46 @@ fn vlan_zero_clears_the_port_vlan() {
     let tag = VfVlanTag { id: 0, qos: 0, proto: VlanProto::Dot1Q };
     let mut info = words(&[3, 0, 0]);
     info.extend_from_slice(&[0x81, 0x00, 0, 0]);
-    check_setting(VfSetting::Vlan(tag), setlink_bytes(nla(IFLA_VF_VLAN_LIST, &nla(IFLA_VF_VLAN_INFO, &info))));
+    check_setting(
+        VfSetting::Vlan(tag),
+        setlink_bytes(nla(IFLA_VF_VLAN_LIST, &nla(IFLA_VF_VLAN_INFO, &info))),
+    );
 }
 
 #[test]
 fn spoofchk_and_trust_are_vf_and_a_u32_flag() {
     for on in [true, false] {
-        let s = check_setting(VfSetting::SpoofCheck(on), setlink_bytes(nla(IFLA_VF_SPOOFCHK, &words(&[3, on as u32]))));
+        let s = check_setting(
+            VfSetting::SpoofCheck(on),
+            setlink_bytes(nla(IFLA_VF_SPOOFCHK, &words(&[3, on as u32]))),
+        );
         assert_eq!(s.spoofchk, Some(on));
-        let s = check_setting(VfSetting::Trust(on), setlink_bytes(nla(IFLA_VF_TRUST, &words(&[3, on as u32]))));
+        let s = check_setting(
+            VfSetting::Trust(on),
+            setlink_bytes(nla(IFLA_VF_TRUST, &words(&[3, on as u32]))),
+        );
         assert_eq!(s.trust, Some(on));
     }
 }
 
 #[test]
 fn rate_carries_min_then_max() {
-    let s = check_setting(VfSetting::Rate { min: 100, max: 2500 }, setlink_bytes(nla(IFLA_VF_RATE, &words(&[3, 100, 2500]))));
+    let s = check_setting(
+        VfSetting::Rate { min: 100, max: 2500 },
+        setlink_bytes(nla(IFLA_VF_RATE, &words(&[3, 100, 2500]))),
+    );
     assert_eq!(s.rate, Some((100, 2500)));
 }
 
 #[test]
 fn link_state_values_are_auto_enable_disable() {
-    for (state, wire) in [(VfLinkState::Auto, 0), (VfLinkState::Enable, 1), (VfLinkState::Disable, 2)] {
-        let s = check_setting(VfSetting::LinkState(state), setlink_bytes(nla(IFLA_VF_LINK_STATE, &words(&[3, wire]))));
+    for (state, wire) in
+        [(VfLinkState::Auto, 0), (VfLinkState::Enable, 1), (VfLinkState::Disable, 2)]
+    {
+        let s = check_setting(
+            VfSetting::LinkState(state),
+            setlink_bytes(nla(IFLA_VF_LINK_STATE, &words(&[3, wire]))),
+        );
         assert_eq!(s.link_state, Some(state));
     }
 }
@@ -139,7 +159,15 @@ fn vf_query_asks_for_vf_info_without_stats() {
 }
 
 /// One VF as the kernel's rtnl_fill_vfinfo writes it (stats skipped).
-fn kernel_vf_info(vf: u32, mac: [u8; 6], vlan: u32, qos: u32, proto: [u8; 2], spoof: u32, trust: u32) -> Vec<u8> {
+fn kernel_vf_info(
+    vf: u32,
+    mac: [u8; 6],
+    vlan: u32,
+    qos: u32,
+    proto: [u8; 2],
+    spoof: u32,
+    trust: u32,
+) -> Vec<u8> {
     let mut mac_body = words(&[vf]);
     mac_body.extend_from_slice(&mac);
     mac_body.extend([0u8; 26]);

@@ -32,13 +32,21 @@ fn ratio(s: &Spread) -> String {
 }
 
 fn measurement_section(out: &mut String, m: &Measurement) {
-    let _ = write!(out, "<section class=\"measurement\" id=\"{}\"><h2>{}</h2>", escape(&m.key), escape(&m.label));
+    let _ = write!(
+        out,
+        "<section class=\"measurement\" id=\"{}\"><h2>{}</h2>",
+        escape(&m.key),
+        escape(&m.label)
+    );
     let _ = write!(out, "<div class=\"charts\">{}{}</div>", percentile_chart(m), ratio_chart(m));
     out.push_str("<table><tr><th>datapath</th><th>p50 µs</th><th>p90 µs</th><th>p99 µs</th><th>p99.9 µs</th><th>p99.99 µs</th><th>p99.999 µs</th><th>max µs</th><th>tx/s</th><th>p50 vs host</th><th>p99 vs host</th><th>p99.99 vs host</th></tr>");
     for r in &m.results {
         let x = &r.median;
         let overloaded = m.target_per_s.filter(|t| x.transactions_per_s < 0.97 * t).map(|t| {
-            format!(" <span class=\"na\">(overloaded: {:.0}% of the target rate)</span>", 100.0 * x.transactions_per_s / t)
+            format!(
+                " <span class=\"na\">(overloaded: {:.0}% of the target rate)</span>",
+                100.0 * x.transactions_per_s / t
+            )
         });
         let (a, b, c) = match &r.ratio_to_host {
             Some(rt) => (ratio(&rt.p50), ratio(&rt.p99), ratio(&rt.p99_99)),
@@ -79,7 +87,14 @@ pub fn render(r: &DemoReport) -> String {
     out.push_str("<p>Two hosts (network namespaces) are joined by a top-of-rack bridge. On each, nearhost's CNI code attached one container per datapath; a <code>nearhost bench</code> client in the container on host 1 talks to a server in the container on host 2. Latency is the round trip; open-loop runs measure it from each request's intended send time, so stalls are not hidden (no coordinated omission). Ratios are per round, datapath ÷ host, summarised as median (min–max) across rounds; each round runs the datapaths in a rotated order. A datapath marked <i>overloaded</i> could not carry the open-loop rate (its requests queued: its latency is the queue's).</p>");
     out.push_str("<h2>Datapaths</h2><table class=\"desc\"><tr><th>datapath</th><th>what it is</th><th>client → server</th></tr>");
     for d in &r.datapaths {
-        let target = if d.available { escape(d.target.as_deref().unwrap_or("")) } else { format!("<span class=\"na\">{}</span>", escape(d.reason.as_deref().unwrap_or("not available"))) };
+        let target = if d.available {
+            escape(d.target.as_deref().unwrap_or(""))
+        } else {
+            format!(
+                "<span class=\"na\">{}</span>",
+                escape(d.reason.as_deref().unwrap_or("not available"))
+            )
+        };
         let _ = write!(out, "<tr><td><span class=\"swatch\" style=\"background:{}\"></span>{}</td><td>{}</td><td>{target}</td></tr>", color(d.datapath), d.datapath.name(), escape(&d.description));
     }
     out.push_str("</table>");

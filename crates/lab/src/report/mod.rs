@@ -30,7 +30,8 @@ pub struct Figures {
 impl Figures {
     pub fn from_report(r: &nearhost_bench::Report) -> Figures {
         let l = r.latency.as_ref();
-        let g = |f: fn(&nearhost_bench::report::LatencySummary) -> f64| l.map(f).unwrap_or(f64::NAN);
+        let g =
+            |f: fn(&nearhost_bench::report::LatencySummary) -> f64| l.map(f).unwrap_or(f64::NAN);
         Figures {
             p50_us: g(|l| l.p50_us),
             p90_us: g(|l| l.p90_us),
@@ -73,7 +74,11 @@ impl Spread {
             return Spread { median: f64::NAN, min: f64::NAN, max: f64::NAN };
         }
         v.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
-        let median = if v.len() % 2 == 1 { v[v.len() / 2] } else { (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0 };
+        let median = if v.len() % 2 == 1 {
+            v[v.len() / 2]
+        } else {
+            (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+        };
         Spread { median, min: v[0], max: v[v.len() - 1] }
     }
 }
@@ -160,7 +165,9 @@ pub fn median_figures(rounds: &[Figures]) -> Figures {
 
 /// Per-round ratios of `dp` to `host` (same round, same measurement).
 pub fn ratios(dp: &[Figures], host: &[Figures]) -> Ratios {
-    let r = |f: fn(&Figures) -> f64| Spread::of(&dp.iter().zip(host).map(|(d, h)| f(d) / f(h)).collect::<Vec<_>>());
+    let r = |f: fn(&Figures) -> f64| {
+        Spread::of(&dp.iter().zip(host).map(|(d, h)| f(d) / f(h)).collect::<Vec<_>>())
+    };
     Ratios {
         p50: r(|f| f.p50_us),
         p99: r(|f| f.p99_us),
@@ -175,7 +182,12 @@ mod tests {
     use super::*;
 
     fn fig(p50: f64) -> Figures {
-        Figures { p50_us: p50, p99_us: p50 * 2.0, transactions_per_s: 1e6 / p50, ..Figures::default() }
+        Figures {
+            p50_us: p50,
+            p99_us: p50 * 2.0,
+            transactions_per_s: 1e6 / p50,
+            ..Figures::default()
+        }
     }
 
     #[test]

@@ -33,7 +33,11 @@ fn nice_axis(max: f64) -> (f64, f64) {
     }
     let raw = max / 5.0;
     let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 2.5, 5.0, 10.0].iter().map(|m| m * mag).find(|s| *s >= raw).unwrap_or(10.0 * mag);
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
+        .iter()
+        .map(|m| m * mag)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * mag);
     ((max / step).ceil() * step, step)
 }
 
@@ -55,13 +59,28 @@ fn decades(min: f64, max: f64) -> (f64, f64) {
 /// datapath: medians differ by microseconds and tails by milliseconds, so both
 /// axes are logarithmic.
 pub fn percentile_chart(m: &Measurement) -> String {
-    let values: Vec<f64> = m.results.iter().flat_map(|r| r.median.curve()).map(|(_, v)| v).filter(|v| v.is_finite() && *v > 0.0).collect();
-    let (ylo, yhi) = decades(values.iter().copied().fold(f64::INFINITY, f64::min), values.iter().copied().fold(0.0, f64::max));
+    let values: Vec<f64> = m
+        .results
+        .iter()
+        .flat_map(|r| r.median.curve())
+        .map(|(_, v)| v)
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .collect();
+    let (ylo, yhi) = decades(
+        values.iter().copied().fold(f64::INFINITY, f64::min),
+        values.iter().copied().fold(0.0, f64::max),
+    );
     let (x0, x1) = (log_pct(50.0), log_pct(99.999));
     let px = |p: f64| L + (log_pct(p) - x0) / (x1 - x0) * (W - L - R);
-    let py = |v: f64| T + (1.0 - (v.max(ylo).log10() - ylo.log10()) / (yhi.log10() - ylo.log10())) * (H - T - B);
+    let py = |v: f64| {
+        T + (1.0 - (v.max(ylo).log10() - ylo.log10()) / (yhi.log10() - ylo.log10())) * (H - T - B)
+    };
     let mut s = String::new();
-    let _ = write!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" height="{H}" class="chart percentile" role="img"><title>{}</title>"#, escape(&m.label));
+    let _ = write!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" height="{H}" class="chart percentile" role="img"><title>{}</title>"#,
+        escape(&m.label)
+    );
     let _ = write!(s, r##"<rect x="0" y="0" width="{W}" height="{H}" fill="#fff"/>"##);
     let mut decade = ylo;
     while decade <= yhi * 1.0001 {
@@ -72,25 +91,76 @@ pub fn percentile_chart(m: &Measurement) -> String {
             }
             let y = py(v);
             let stroke = if k == 0 { "#d0d0d0" } else { "#f0f0f0" };
-            let _ = write!(s, r##"<line x1="{L}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="{stroke}"/>"##, W - R);
+            let _ = write!(
+                s,
+                r##"<line x1="{L}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="{stroke}"/>"##,
+                W - R
+            );
             if k == 0 {
-                let _ = write!(s, r##"<text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end">{}</text>"##, L - 6.0, y + 4.0, fmt_us(v));
+                let _ = write!(
+                    s,
+                    r##"<text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end">{}</text>"##,
+                    L - 6.0,
+                    y + 4.0,
+                    fmt_us(v)
+                );
             }
         }
         decade *= 10.0;
     }
-    for (p, label) in [(50.0, "50%"), (90.0, "90%"), (99.0, "99%"), (99.9, "99.9%"), (99.99, "99.99%"), (99.999, "99.999%")] {
+    for (p, label) in [
+        (50.0, "50%"),
+        (90.0, "90%"),
+        (99.0, "99%"),
+        (99.9, "99.9%"),
+        (99.99, "99.99%"),
+        (99.999, "99.999%"),
+    ] {
         let x = px(p);
-        let _ = write!(s, r##"<line x1="{x:.1}" y1="{T}" x2="{x:.1}" y2="{:.1}" stroke="#e5e5e5"/><text x="{x:.1}" y="{:.1}" font-size="11" text-anchor="middle">{label}</text>"##, H - B, H - B + 16.0);
+        let _ = write!(
+            s,
+            r##"<line x1="{x:.1}" y1="{T}" x2="{x:.1}" y2="{:.1}" stroke="#e5e5e5"/><text x="{x:.1}" y="{:.1}" font-size="11" text-anchor="middle">{label}</text>"##,
+            H - B,
+            H - B + 16.0
+        );
     }
-    let _ = write!(s, r#"<text x="{:.1}" y="{:.1}" font-size="12" text-anchor="middle">percentile (log scale)</text>"#, (L + W - R) / 2.0, H - 10.0);
-    let _ = write!(s, r#"<text x="16" y="{:.1}" font-size="12" text-anchor="middle" transform="rotate(-90 16 {:.1})">round trip (log scale)</text>"#, (T + H - B) / 2.0, (T + H - B) / 2.0);
+    let _ = write!(
+        s,
+        r#"<text x="{:.1}" y="{:.1}" font-size="12" text-anchor="middle">percentile (log scale)</text>"#,
+        (L + W - R) / 2.0,
+        H - 10.0
+    );
+    let _ = write!(
+        s,
+        r#"<text x="16" y="{:.1}" font-size="12" text-anchor="middle" transform="rotate(-90 16 {:.1})">round trip (log scale)</text>"#,
+        (T + H - B) / 2.0,
+        (T + H - B) / 2.0
+    );
     for (i, r) in m.results.iter().enumerate() {
-        let pts: Vec<String> = r.median.curve().iter().filter(|(_, v)| v.is_finite() && *v > 0.0).map(|(p, v)| format!("{:.1},{:.1}", px(*p), py(*v))).collect();
+        let pts: Vec<String> = r
+            .median
+            .curve()
+            .iter()
+            .filter(|(_, v)| v.is_finite() && *v > 0.0)
+            .map(|(p, v)| format!("{:.1},{:.1}", px(*p), py(*v)))
+            .collect();
         let c = color(r.datapath);
-        let _ = write!(s, r#"<polyline class="series" data-datapath="{}" fill="none" stroke="{c}" stroke-width="2" points="{}"/>"#, r.datapath.name(), pts.join(" "));
+        let _ = write!(
+            s,
+            r#"<polyline class="series" data-datapath="{}" fill="none" stroke="{c}" stroke-width="2" points="{}"/>"#,
+            r.datapath.name(),
+            pts.join(" ")
+        );
         let ly = T + 14.0 + 18.0 * i as f64;
-        let _ = write!(s, r#"<line x1="{:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{c}" stroke-width="3"/><text x="{:.1}" y="{:.1}" font-size="12">{}</text>"#, W - R + 12.0, W - R + 32.0, W - R + 38.0, ly + 4.0, r.datapath.name());
+        let _ = write!(
+            s,
+            r#"<line x1="{:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{c}" stroke-width="3"/><text x="{:.1}" y="{:.1}" font-size="12">{}</text>"#,
+            W - R + 12.0,
+            W - R + 32.0,
+            W - R + 38.0,
+            ly + 4.0,
+            r.datapath.name()
+        );
     }
     s.push_str("</svg>");
     s
@@ -109,22 +179,46 @@ fn fmt_us(v: f64) -> String {
 /// Bars: each datapath's p50 and p99 round trip as a multiple of the host's,
 /// with whiskers from the smallest to the largest round.
 pub fn ratio_chart(m: &Measurement) -> String {
-    let rows: Vec<(Dp, Spread, Spread)> = m.results.iter().filter_map(|r| r.ratio_to_host.map(|rt| (r.datapath, rt.p50, rt.p99))).collect();
-    let max = rows.iter().flat_map(|(_, a, b)| [a.max, b.max]).filter(|v| v.is_finite()).fold(1.0, f64::max);
+    let rows: Vec<(Dp, Spread, Spread)> = m
+        .results
+        .iter()
+        .filter_map(|r| r.ratio_to_host.map(|rt| (r.datapath, rt.p50, rt.p99)))
+        .collect();
+    let max = rows
+        .iter()
+        .flat_map(|(_, a, b)| [a.max, b.max])
+        .filter(|v| v.is_finite())
+        .fold(1.0, f64::max);
     let (ymax, ystep) = nice_axis(max);
     let h = 260.0;
     let py = |v: f64| T + (1.0 - v / ymax) * (h - T - B);
     let mut s = String::new();
-    let _ = write!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {h}" width="{W}" height="{h}" class="chart ratio" role="img"><title>ratio to host: {}</title>"#, escape(&m.label));
+    let _ = write!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {h}" width="{W}" height="{h}" class="chart ratio" role="img"><title>ratio to host: {}</title>"#,
+        escape(&m.label)
+    );
     let _ = write!(s, r##"<rect x="0" y="0" width="{W}" height="{h}" fill="#fff"/>"##);
     let mut v = 0.0;
     while v <= ymax + 1e-9 {
         let y = py(v);
-        let _ = write!(s, r##"<line x1="{L}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#e5e5e5"/><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end">{v:.1}×</text>"##, W - R, L - 6.0, y + 4.0);
+        let _ = write!(
+            s,
+            r##"<line x1="{L}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#e5e5e5"/><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end">{v:.1}×</text>"##,
+            W - R,
+            L - 6.0,
+            y + 4.0
+        );
         v += ystep;
     }
     let one = py(1.0);
-    let _ = write!(s, r##"<line x1="{L}" y1="{one:.1}" x2="{:.1}" y2="{one:.1}" stroke="#222" stroke-dasharray="4 3"/><text x="{:.1}" y="{:.1}" font-size="11">host = 1×</text>"##, W - R, W - R + 6.0, one + 4.0);
+    let _ = write!(
+        s,
+        r##"<line x1="{L}" y1="{one:.1}" x2="{:.1}" y2="{one:.1}" stroke="#222" stroke-dasharray="4 3"/><text x="{:.1}" y="{:.1}" font-size="11">host = 1×</text>"##,
+        W - R,
+        W - R + 6.0,
+        one + 4.0
+    );
     let slot = (W - L - R) / rows.len().max(1) as f64;
     for (i, (dp, p50, p99)) in rows.iter().enumerate() {
         let x = L + slot * i as f64 + slot * 0.15;
@@ -135,16 +229,42 @@ pub fn ratio_chart(m: &Measurement) -> String {
             }
             let bx = x + j as f64 * bw;
             let (top, base) = (py(sp.median), py(0.0));
-            let _ = write!(s, r#"<rect class="bar" data-datapath="{}" x="{bx:.1}" y="{top:.1}" width="{:.1}" height="{:.1}" fill="{}" fill-opacity="{op}"/>"#, dp.name(), bw - 2.0, (base - top).max(0.0), color(*dp));
+            let _ = write!(
+                s,
+                r#"<rect class="bar" data-datapath="{}" x="{bx:.1}" y="{top:.1}" width="{:.1}" height="{:.1}" fill="{}" fill-opacity="{op}"/>"#,
+                dp.name(),
+                bw - 2.0,
+                (base - top).max(0.0),
+                color(*dp)
+            );
             let cx = bx + (bw - 2.0) / 2.0;
-            let _ = write!(s, r##"<line x1="{cx:.1}" y1="{:.1}" x2="{cx:.1}" y2="{:.1}" stroke="#111"/>"##, py(sp.min), py(sp.max));
+            let _ = write!(
+                s,
+                r##"<line x1="{cx:.1}" y1="{:.1}" x2="{cx:.1}" y2="{:.1}" stroke="#111"/>"##,
+                py(sp.min),
+                py(sp.max)
+            );
         }
-        let _ = write!(s, r#"<text x="{:.1}" y="{:.1}" font-size="12" text-anchor="middle">{}</text>"#, x + bw, h - B + 16.0, dp.name());
+        let _ = write!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" font-size="12" text-anchor="middle">{}</text>"#,
+            x + bw,
+            h - B + 16.0,
+            dp.name()
+        );
     }
     let lx = W - R + 12.0;
     let ly = h - B - 40.0;
-    let _ = write!(s, r##"<rect x="{lx:.1}" y="{ly:.1}" width="12" height="12" fill="#777"/><text x="{:.1}" y="{:.1}" font-size="12">p50</text><rect x="{lx:.1}" y="{:.1}" width="12" height="12" fill="#777" fill-opacity="0.55"/><text x="{:.1}" y="{:.1}" font-size="12">p99</text><text x="{lx:.1}" y="{:.1}" font-size="10" fill="#555">whiskers: rounds</text>"##,
-        lx + 18.0, ly + 10.0, ly + 18.0, lx + 18.0, ly + 28.0, ly + 46.0);
+    let _ = write!(
+        s,
+        r##"<rect x="{lx:.1}" y="{ly:.1}" width="12" height="12" fill="#777"/><text x="{:.1}" y="{:.1}" font-size="12">p50</text><rect x="{lx:.1}" y="{:.1}" width="12" height="12" fill="#777" fill-opacity="0.55"/><text x="{:.1}" y="{:.1}" font-size="12">p99</text><text x="{lx:.1}" y="{:.1}" font-size="10" fill="#555">whiskers: rounds</text>"##,
+        lx + 18.0,
+        ly + 10.0,
+        ly + 18.0,
+        lx + 18.0,
+        ly + 28.0,
+        ly + 46.0
+    );
     s.push_str("</svg>");
     s
 }

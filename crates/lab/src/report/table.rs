@@ -49,7 +49,10 @@ pub fn render(r: &DemoReport) -> String {
         r.settings.duration_s,
         num(r.host_max_per_s)
     );
-    let _ = writeln!(out, "round trip in µs; \"vs host\" = datapath / host, median across rounds (min-max)");
+    let _ = writeln!(
+        out,
+        "round trip in µs; \"vs host\" = datapath / host, median across rounds (min-max)"
+    );
     for m in &r.measurements {
         let _ = writeln!(out, "\n{}", m.label);
         let _ = writeln!(
@@ -66,7 +69,10 @@ pub fn render(r: &DemoReport) -> String {
             let mut warn = String::new();
             if let Some(target) = m.target_per_s {
                 if f.transactions_per_s < 0.97 * target {
-                    warn.push_str(&format!("  overloaded: {:.0}% of the target rate", 100.0 * f.transactions_per_s / target));
+                    warn.push_str(&format!(
+                        "  overloaded: {:.0}% of the target rate",
+                        100.0 * f.transactions_per_s / target
+                    ));
                 }
             }
             if f.errors + f.timeouts > 0 {
@@ -90,7 +96,12 @@ pub fn render(r: &DemoReport) -> String {
     if !missing.is_empty() {
         let _ = writeln!(out);
         for d in missing {
-            let _ = writeln!(out, "  {:<9} {}", d.datapath.name(), d.reason.as_deref().unwrap_or("not available"));
+            let _ = writeln!(
+                out,
+                "  {:<9} {}",
+                d.datapath.name(),
+                d.reason.as_deref().unwrap_or("not available")
+            );
         }
     }
     out

@@ -45,7 +45,8 @@ fn docker_cli() -> &'static str {
 
 fn installed(candidates: &[&'static str], package: &str) -> &'static str {
     let found = candidates.iter().copied().find(|p| Path::new(p).exists());
-    found.unwrap_or_else(|| panic!("{} is not installed (apt-get install {package})", candidates[0]))
+    found
+        .unwrap_or_else(|| panic!("{} is not installed (apt-get install {package})", candidates[0]))
 }
 
 fn log_file(path: &Path) -> (Stdio, Stdio) {
@@ -70,18 +71,37 @@ impl Dockerd {
         );
         std::fs::write(p("containerd.toml"), toml).unwrap();
         let (out, err) = log_file(&p("containerd.log"));
-        let child = Command::new(containerd).arg("--config").arg(p("containerd.toml")).stdin(Stdio::null()).stdout(out).stderr(err).spawn();
+        let child = Command::new(containerd)
+            .arg("--config")
+            .arg(p("containerd.toml"))
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn();
         let child = child.unwrap_or_else(|e| panic!("cannot run {containerd}: {e}"));
         let host = format!("unix://{}", p("docker.sock").display());
         let mut d = Dockerd { dir, containerd: child, dockerd: None, host };
-        d.wait_for(|d| UnixStream::connect(&sock).is_ok() && d.containerd_answers(&sock), "containerd", "containerd.log");
+        d.wait_for(
+            |d| UnixStream::connect(&sock).is_ok() && d.containerd_answers(&sock),
+            "containerd",
+            "containerd.log",
+        );
         d.spawn_dockerd(dockerd, &sock);
-        d.wait_for(|d| d.docker(&["version", "--format", "{{.Server.Version}}"]).status.success(), "dockerd", "dockerd.log");
+        d.wait_for(
+            |d| d.docker(&["version", "--format", "{{.Server.Version}}"]).status.success(),
+            "dockerd",
+            "dockerd.log",
+        );
         d
     }
 
     fn containerd_answers(&self, sock: &Path) -> bool {
-        let out = Command::new("ctr").arg("--address").arg(sock).arg("version").stdin(Stdio::null()).output();
+        let out = Command::new("ctr")
+            .arg("--address")
+            .arg(sock)
+            .arg("version")
+            .stdin(Stdio::null())
+            .output();
         out.is_ok_and(|o| o.status.success())
     }
 
@@ -93,17 +113,27 @@ impl Dockerd {
         let (out, err) = log_file(&p("dockerd.log"));
         let ns = format!("nht{}x{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
         let child = Command::new(dockerd)
-            .arg("--config-file").arg(p("daemon.json"))
-            .arg("--data-root").arg(p("data"))
-            .arg("--exec-root").arg(p("exec"))
-            .arg("--pidfile").arg(p("docker.pid"))
-            .arg("--containerd").arg(containerd_sock)
+            .arg("--config-file")
+            .arg(p("daemon.json"))
+            .arg("--data-root")
+            .arg(p("data"))
+            .arg("--exec-root")
+            .arg(p("exec"))
+            .arg("--pidfile")
+            .arg(p("docker.pid"))
+            .arg("--containerd")
+            .arg(containerd_sock)
             .args(["-H", &self.host, "--bridge=none", "--iptables=false", "--ip6tables=false"])
             // vfs needs no mounts: overlay2 fails where /tmp is itself an
             // overlay (the kernel lab), and dockerd's fallback, devicemapper,
             // takes the only loop device. The busybox image is 2 MB.
             .args(["--storage-driver", "vfs"])
-            .args(["--containerd-namespace", &ns, "--containerd-plugins-namespace", &format!("{ns}p")])
+            .args([
+                "--containerd-namespace",
+                &ns,
+                "--containerd-plugins-namespace",
+                &format!("{ns}p"),
+            ])
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -117,14 +147,22 @@ impl Dockerd {
     fn wait_for(&mut self, ready: impl Fn(&Self) -> bool, what: &str, log: &str) {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            let child = if what == "containerd" { Some(&mut self.containerd) } else { self.dockerd.as_mut() };
+            let child = if what == "containerd" {
+                Some(&mut self.containerd)
+            } else {
+                self.dockerd.as_mut()
+            };
             if let Some(Ok(Some(status))) = child.map(|c| c.try_wait()) {
                 panic!("{what} exited ({status}) before it was ready:\n{}", self.log_tail(log));
             }
             if ready(self) {
                 return;
             }
-            assert!(Instant::now() < deadline, "{what} was not ready within {START_TIMEOUT:?}:\n{}", self.log_tail(log));
+            assert!(
+                Instant::now() < deadline,
+                "{what} was not ready within {START_TIMEOUT:?}:\n{}",
+                self.log_tail(log)
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -149,20 +187,32 @@ impl Dockerd {
     #[track_caller]
     pub fn must(&self, args: &[&str]) -> String {
         let out = self.docker(args);
-        assert!(out.status.success(), "docker {args:?} failed: {}\n{}", String::from_utf8_lossy(&out.stderr), self.log_tail("dockerd.log"));
+        assert!(
+            out.status.success(),
+            "docker {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log_tail("dockerd.log")
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
     /// A busybox image from Debian's busybox-static, imported as `tag`.
     pub fn import_busybox(&self, tag: &str) {
         let tar = busybox_rootfs_tar(self.dir.path());
-        self.must(&["import", "-c", "ENV PATH=/bin:/sbin:/usr/bin:/usr/sbin", &tar.display().to_string(), tag]);
+        self.must(&[
+            "import",
+            "-c",
+            "ENV PATH=/bin:/sbin:/usr/bin:/usr/sbin",
+            &tar.display().to_string(),
+            tag,
+        ]);
     }
 
     /// `docker run -d --network none --name NAME IMAGE sleep 3600`.
     #[track_caller]
     pub fn run(&self, name: &str) -> Container {
-        let id = self.must(&["run", "-d", "--network", "none", "--name", name, IMAGE, "sleep", "3600"]);
+        let id =
+            self.must(&["run", "-d", "--network", "none", "--name", name, IMAGE, "sleep", "3600"]);
         let pid: u32 = self.must(&["inspect", "-f", "{{.State.Pid}}", &id]).parse().expect("a PID");
         Container { id, pid }
     }
@@ -207,7 +257,13 @@ impl Drop for Dockerd {
 
 /// A started engine with the busybox image, a test host (see `Host::new`), and
 /// the CLI pointed at both, with network `name` of `datapath` on 198.18.SUBNET.0/24.
-pub fn engine_host_and_network(net: u8, name: &str, datapath: &str, subnet: u8, extra: &[&str]) -> (Dockerd, Host, Cli) {
+pub fn engine_host_and_network(
+    net: u8,
+    name: &str,
+    datapath: &str,
+    subnet: u8,
+    extra: &[&str],
+) -> (Dockerd, Host, Cli) {
     let d = Dockerd::start();
     d.import_busybox(IMAGE);
     let h = Host::new(net);

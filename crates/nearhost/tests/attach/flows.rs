@@ -7,13 +7,25 @@ use crate::attach_support::*;
 use crate::docker::{engine_host_and_network, Dockerd};
 
 fn ip_of(attachment: &Value) -> String {
-    attachment["addresses"][0].as_str().unwrap_or_else(|| panic!("no address: {attachment}")).split('/').next().unwrap().to_string()
+    attachment["addresses"][0]
+        .as_str()
+        .unwrap_or_else(|| panic!("no address: {attachment}"))
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string()
 }
 
 /// The row of `ls --json` for container `name`.
 fn row(cli: &Cli, name: &str) -> Value {
     let listed = cli.json(&["ls"]);
-    listed.as_array().unwrap().iter().find(|l| l["target"]["name"] == name).cloned().unwrap_or_else(|| panic!("{name} not listed: {listed}"))
+    listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["target"]["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("{name} not listed: {listed}"))
 }
 
 /// Attaches web1 (by name) and web2 (by ID prefix) to `net`, checks
@@ -23,12 +35,22 @@ fn attach_two(d: &Dockerd, cli: &Cli, net: &str, gateway: &str) -> (String, Stri
     let web2 = d.run("web2");
     let a1 = cli.json(&["attach", "web1", "--net", net]);
     let a2 = cli.json(&["attach", &web2.id[..12], "--net", net]);
-    assert_eq!((a1["target"]["kind"].as_str(), a1["target"]["name"].as_str()), (Some("docker"), Some("web1")));
-    assert_eq!(a2["target"]["containerId"], web2.id.as_str(), "the CNI container ID is Docker's full ID");
+    assert_eq!(
+        (a1["target"]["kind"].as_str(), a1["target"]["name"].as_str()),
+        (Some("docker"), Some("web1"))
+    );
+    assert_eq!(
+        a2["target"]["containerId"],
+        web2.id.as_str(),
+        "the CNI container ID is Docker's full ID"
+    );
     assert_eq!(a2["target"]["name"], "web2");
     let (ip1, ip2) = (ip_of(&a1), ip_of(&a2));
     let inside = d.addrs("web1");
-    assert!(inside.contains("eth1") && inside.contains(&format!("{ip1}/24")), "web1 has no {ip1} on eth1: {inside}");
+    assert!(
+        inside.contains("eth1") && inside.contains(&format!("{ip1}/24")),
+        "web1 has no {ip1} on eth1: {inside}"
+    );
     assert!(d.ping("web1", &ip2), "web1 cannot reach web2 over {net}");
     assert!(d.ping("web2", &ip1), "web2 cannot reach web1 over {net}");
     assert!(d.ping("web2", gateway), "web2 cannot reach the gateway {gateway}");
@@ -44,16 +66,34 @@ fn docker_containers_over_macvlan() {
 
     let out = cli.run(&["detach", "web1", "--net", "fast"]);
     assert!(out.ok, "{}", out.stderr);
-    assert_eq!(out.stdout.trim(), format!("detached web1 (docker {}) from network fast (interface eth1, released {ip1}/24)", &row_id(&d, "web1")[..12]));
+    assert_eq!(
+        out.stdout.trim(),
+        format!(
+            "detached web1 (docker {}) from network fast (interface eth1, released {ip1}/24)",
+            &row_id(&d, "web1")[..12]
+        )
+    );
     assert!(!d.addrs("web1").contains("eth1"), "detach left eth1 in web1");
     assert_eq!(h.reservations("fast"), vec![ip2.clone()]);
 
     d.must(&["rm", "-f", "web2"]);
     let gone = row(&cli, "web2");
-    assert_eq!((gone["status"].as_str(), gone["reason"].as_str()), (Some("gone"), Some("container removed")));
+    assert_eq!(
+        (gone["status"].as_str(), gone["reason"].as_str()),
+        (Some("gone"), Some("container removed"))
+    );
     let text = cli.run(&["ls"]).stdout;
-    let line = text.lines().find(|l| l.starts_with("web2 (docker ")).unwrap_or_else(|| panic!("web2 not in:\n{text}"));
-    for part in ["fast", "eth1", &format!("{ip2}/24"), "macvlan", "gone: container removed (`nearhost gc` cleans it up)"] {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("web2 (docker "))
+        .unwrap_or_else(|| panic!("web2 not in:\n{text}"));
+    for part in [
+        "fast",
+        "eth1",
+        &format!("{ip2}/24"),
+        "macvlan",
+        "gone: container removed (`nearhost gc` cleans it up)",
+    ] {
         assert!(line.contains(part), "{part:?} missing from {line:?}");
     }
     let report = cli.json(&["gc"]);
@@ -76,7 +116,10 @@ fn docker_containers_over_bridge() {
     // A stopped container's namespace is gone with it.
     d.must(&["kill", "web1"]);
     let gone = row(&cli, "web1");
-    assert_eq!((gone["status"].as_str(), gone["reason"].as_str()), (Some("gone"), Some("container exited")));
+    assert_eq!(
+        (gone["status"].as_str(), gone["reason"].as_str()),
+        (Some("gone"), Some("container exited"))
+    );
     assert_eq!(row(&cli, "web2")["status"], "attached");
     let report = cli.json(&["gc"]);
     assert_eq!(report["removed"].as_array().unwrap().len(), 1, "{report}");

@@ -9,15 +9,25 @@ use crate::attach_support::*;
 use crate::docker::{Dockerd, IMAGE};
 use crate::support::*;
 
-const MARKER: &str = "<!-- quick start: crates/nearhost/tests/attach/quick_start.rs runs this block as written -->";
+const MARKER: &str =
+    "<!-- quick start: crates/nearhost/tests/attach/quick_start.rs runs this block as written -->";
 
 /// The command lines of the fenced block after the marker.
 fn quick_start_lines() -> Vec<String> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/attach.md");
     let doc = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let after = doc.split_once(MARKER).unwrap_or_else(|| panic!("docs/attach.md lost its quick-start marker")).1;
+    let after = doc
+        .split_once(MARKER)
+        .unwrap_or_else(|| panic!("docs/attach.md lost its quick-start marker"))
+        .1;
     let block = after.split("```").nth(1).expect("a fenced block after the marker");
-    block.lines().skip(1).map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string).collect()
+    block
+        .lines()
+        .skip(1)
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
 }
 
 #[test]
@@ -33,7 +43,11 @@ fn the_docker_quick_start_works_as_written() {
     let bin_dir = cli.dir.path().join("bin");
     std::fs::create_dir_all(&bin_dir).unwrap();
     std::os::unix::fs::symlink(bin(), bin_dir.join("nearhost")).unwrap();
-    std::os::unix::fs::symlink(if std::path::Path::new("/usr/bin/docker").exists() { "/usr/bin/docker" } else { "docker" }, bin_dir.join("docker")).unwrap();
+    std::os::unix::fs::symlink(
+        if std::path::Path::new("/usr/bin/docker").exists() { "/usr/bin/docker" } else { "docker" },
+        bin_dir.join("docker"),
+    )
+    .unwrap();
     let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
     let mut outputs = Vec::new();
     for line in &lines {
@@ -47,13 +61,26 @@ fn the_docker_quick_start_works_as_written() {
             .stdin(Stdio::null())
             .output()
             .unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(out.status.success(), "quick-start line `{line}` failed:\n{text}");
         outputs.push(text);
     }
-    let attach = lines.iter().position(|l| l.starts_with("nearhost attach")).expect("an attach line");
-    assert!(outputs[attach].contains("address    198.18.0.2/24"), "the doc promises 198.18.0.2: {}", outputs[attach]);
+    let attach =
+        lines.iter().position(|l| l.starts_with("nearhost attach")).expect("an attach line");
+    assert!(
+        outputs[attach].contains("address    198.18.0.2/24"),
+        "the doc promises 198.18.0.2: {}",
+        outputs[attach]
+    );
     // Nothing of it outside the temporary directories: IPAM state is there too.
-    assert_eq!(std::fs::read_dir(cli.state_dir()).unwrap().count(), 2, "attachments/ and the network's IPAM dir");
+    assert_eq!(
+        std::fs::read_dir(cli.state_dir()).unwrap().count(),
+        2,
+        "attachments/ and the network's IPAM dir"
+    );
     cli.env("DOCKER_HOST", &d.host).json(&["detach", "web", "--net", "demo"]);
 }

@@ -16,19 +16,30 @@ fn write_chain(cli: &Cli, h: &Host, name: &str, second: Value) {
 
 #[test]
 fn a_chain_adds_in_order_and_deletes_in_reverse() {
-    assert!(std::path::Path::new("/usr/lib/cni/tuning").exists(), "install containernetworking-plugins");
+    assert!(
+        std::path::Path::new("/usr/lib/cni/tuning").exists(),
+        "install containernetworking-plugins"
+    );
     let h = Host::new(64);
     let cli = Cli::new(&h.ns).env("CNI_PATH", "/usr/lib/cni");
     // tuning keeps what it changed (to restore it on DEL) in dataDir.
     let tuning_dir = cli.dir.path().join("tuning");
-    write_chain(&cli, &h, "tuned", json!({"type": "tuning", "promisc": true, "mtu": 1400, "dataDir": tuning_dir}));
+    write_chain(
+        &cli,
+        &h,
+        "tuned",
+        json!({"type": "tuning", "promisc": true, "mtu": 1400, "dataDir": tuning_dir}),
+    );
     let s = Sleeper::new();
     let ns = netns_of_pid(s.pid());
     let a = cli.json(&["attach", &s.pid().to_string(), "--net", "tuned"]);
     let link = ns.link("eth1").expect("eth1");
     assert_eq!(link["mtu"], 1400, "tuning ran after nearhost, on nearhost's interface");
     assert!(link["flags"].as_array().unwrap().iter().any(|f| f == "PROMISC"), "{link}");
-    assert_eq!(a["result"]["interfaces"][0]["name"], "eth1", "the chain's result is tuning's, carrying nearhost's");
+    assert_eq!(
+        a["result"]["interfaces"][0]["name"], "eth1",
+        "the chain's result is tuning's, carrying nearhost's"
+    );
     assert_eq!(h.reservations("tuned").len(), 1);
     cli.json(&["detach", &s.pid().to_string(), "--net", "tuned"]);
     assert!(ns.link_names().is_empty());
@@ -45,13 +56,22 @@ fn a_failing_or_missing_plugin_leaves_nothing_behind() {
 
     write_chain(&cli, &h, "missing", json!({"type": "no-such-plugin"}));
     let before = snapshot(&h, &ns, "missing", &cli);
-    cli.fails(&["attach", &pid, "--net", "missing"]).expect_err("plugin", &["plugin \"no-such-plugin\" (plugins[1]) is not in CNI_PATH (/usr/lib/cni)"]);
+    cli.fails(&["attach", &pid, "--net", "missing"]).expect_err(
+        "plugin",
+        &["plugin \"no-such-plugin\" (plugins[1]) is not in CNI_PATH (/usr/lib/cni)"],
+    );
     assert_eq!(snapshot(&h, &ns, "missing", &cli), before);
 
     // tuning refuses its config after nearhost's ADD succeeded: nearhost's
     // part is deleted again.
-    write_chain(&cli, &h, "broken", json!({"type": "tuning", "mtu": "big", "dataDir": cli.dir.path().join("tuning")}));
-    cli.fails(&["attach", &pid, "--net", "broken"]).expect_err("plugin", &["network \"broken\": plugin tuning ADD failed"]);
+    write_chain(
+        &cli,
+        &h,
+        "broken",
+        json!({"type": "tuning", "mtu": "big", "dataDir": cli.dir.path().join("tuning")}),
+    );
+    cli.fails(&["attach", &pid, "--net", "broken"])
+        .expect_err("plugin", &["network \"broken\": plugin tuning ADD failed"]);
     assert_eq!(ns.link_names(), Vec::<String>::new(), "the macvlan was not rolled back");
     assert_eq!(h.reservations("broken"), Vec::<String>::new(), "the address was not released");
     assert_eq!(h.ns.link_names(), vec!["eth0"]);

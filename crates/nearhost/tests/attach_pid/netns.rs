@@ -29,8 +29,16 @@ fn a_namespace_path_over_bridge_and_gc_after_it_is_deleted() {
     let c2_path = c2.path();
     drop(c2);
     let listed = cli.json(&["ls"]);
-    let row = listed.as_array().unwrap().iter().find(|l| l["target"]["name"] == c2_path.as_str()).expect("c2 listed");
-    assert_eq!((row["status"].as_str(), row["reason"].as_str()), (Some("gone"), Some(format!("namespace {c2_path} no longer exists").as_str())));
+    let row = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["target"]["name"] == c2_path.as_str())
+        .expect("c2 listed");
+    assert_eq!(
+        (row["status"].as_str(), row["reason"].as_str()),
+        (Some("gone"), Some(format!("namespace {c2_path} no longer exists").as_str()))
+    );
     let report = cli.json(&["gc"]);
     assert_eq!(report["removed"][0]["target"]["name"], c2_path.as_str(), "{report}");
     assert_eq!(h.reservations("br"), vec!["198.18.162.100".to_string()]);
@@ -42,6 +50,7 @@ fn a_namespace_path_over_bridge_and_gc_after_it_is_deleted() {
     // The bridge stays (other containers may join it), as with the CNI plugin.
     // c2's veth goes when the kernel dismantles its deleted namespace, which it
     // does asynchronously (a workqueue), so give it a moment.
-    let settled = eventually(std::time::Duration::from_secs(5), || h.ns.link_names() == ["eth0", "nh0"]);
+    let settled =
+        eventually(std::time::Duration::from_secs(5), || h.ns.link_names() == ["eth0", "nh0"]);
     assert!(settled, "host links: {:?}", h.ns.link_names());
 }

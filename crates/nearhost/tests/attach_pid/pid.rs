@@ -4,7 +4,8 @@ use crate::attach_support::*;
 use crate::support::*;
 
 fn ip_of(attachment: &serde_json::Value) -> String {
-    let a = attachment["addresses"][0].as_str().unwrap_or_else(|| panic!("no address: {attachment}"));
+    let a =
+        attachment["addresses"][0].as_str().unwrap_or_else(|| panic!("no address: {attachment}"));
     a.split('/').next().unwrap().to_string()
 }
 
@@ -16,10 +17,24 @@ fn processes_attached_by_pid_reach_each_other_and_the_gateway() {
     let (a, mut b) = (Sleeper::new(), Sleeper::new());
     let (pa, pb) = (a.pid().to_string(), b.pid().to_string());
     let ra = cli.json(&["attach", &pa, "--net", "fast"]);
-    let rb = cli.json(&["attach", &pb, "--net", "fast", "--ifname", "fast0", "--ip", &h.v4(150), "--mac", "02:00:00:00:60:02"]);
+    let rb = cli.json(&[
+        "attach",
+        &pb,
+        "--net",
+        "fast",
+        "--ifname",
+        "fast0",
+        "--ip",
+        &h.v4(150),
+        "--mac",
+        "02:00:00:00:60:02",
+    ]);
     let (na, nb) = (netns_of_pid(a.pid()), netns_of_pid(b.pid()));
 
-    assert_eq!((ra["target"]["kind"].as_str(), ra["target"]["pid"].as_u64()), (Some("pid"), Some(a.pid() as u64)));
+    assert_eq!(
+        (ra["target"]["kind"].as_str(), ra["target"]["pid"].as_u64()),
+        (Some("pid"), Some(a.pid() as u64))
+    );
     assert_eq!((ra["ifname"].as_str(), ra["datapath"].as_str()), (Some("eth1"), Some("macvlan")));
     assert_eq!(ra["result"]["interfaces"][0]["sandbox"], format!("/proc/{pa}/ns/net"));
     let link = na.link("eth1").expect("eth1 in the process's namespace");
@@ -51,7 +66,11 @@ fn processes_attached_by_pid_reach_each_other_and_the_gateway() {
     assert_eq!(report["removed"].as_array().unwrap().len(), 1, "{report}");
     assert!(h.reservations("fast").is_empty(), "gc did not release the address");
     assert!(cli.records().is_empty(), "gc left a record: {:?}", cli.records());
-    assert_eq!(cli.json(&["gc"])["removed"].as_array().unwrap().len(), 0, "a second gc has nothing to do");
+    assert_eq!(
+        cli.json(&["gc"])["removed"].as_array().unwrap().len(),
+        0,
+        "a second gc has nothing to do"
+    );
     assert_eq!(h.ns.link_names(), vec!["eth0"]);
 }
 
@@ -66,7 +85,10 @@ fn a_reused_pid_is_not_the_attached_process() {
     // process with the same PID is a different container.
     let id = ra["target"]["containerId"].as_str().unwrap();
     assert!(id.starts_with(&format!("pid-{}-", a.pid())), "{id}");
-    assert_eq!(ra["target"]["pidStart"].as_u64().map(|s| s.to_string()), id.rsplit('-').next().map(str::to_string));
+    assert_eq!(
+        ra["target"]["pidStart"].as_u64().map(|s| s.to_string()),
+        id.rsplit('-').next().map(str::to_string)
+    );
     cli.json(&["detach", &a.pid().to_string(), "--net", "fast"]);
 }
 
@@ -84,9 +106,21 @@ fn ls_check_runs_the_plugins_check() {
     let row = &cli.json(&["ls", "--check"])[0];
     assert_eq!(row["status"], "differs", "{row}");
     let reason = row["reason"].as_str().unwrap();
-    assert!(reason.contains("plugin nearhost CHECK failed (CNI error 106)") && reason.contains("eth1 lacks address 198.18.66.100/24"), "{reason}");
-    assert_eq!(cli.json(&["ls"])[0]["status"], "attached", "without --check only liveness is looked at");
-    assert_eq!(cli.json(&["gc"])["removed"].as_array().unwrap().len(), 0, "gc leaves live attachments alone");
+    assert!(
+        reason.contains("plugin nearhost CHECK failed (CNI error 106)")
+            && reason.contains("eth1 lacks address 198.18.66.100/24"),
+        "{reason}"
+    );
+    assert_eq!(
+        cli.json(&["ls"])[0]["status"],
+        "attached",
+        "without --check only liveness is looked at"
+    );
+    assert_eq!(
+        cli.json(&["gc"])["removed"].as_array().unwrap().len(),
+        0,
+        "gc leaves live attachments alone"
+    );
     cli.json(&["detach", &pid, "--net", "fast"]);
     assert!(ns.link_names().is_empty());
 }

@@ -53,7 +53,8 @@ fn port_mapping_reaches_the_container_through_the_host_address() {
     let h = Host::new(21);
     let c1 = Netns::new("c");
     let mut conf = conf(&h, json!({}));
-    conf["runtimeConfig"] = json!({"portMappings": [{"HostPort": 8080, "ContainerPort": 80, "Protocol": "tcp"}]});
+    conf["runtimeConfig"] =
+        json!({"portMappings": [{"HostPort": 8080, "ContainerPort": 80, "Protocol": "tcp"}]});
     let r = add(&h.ns, "pm1", &c1, &conf);
     let server = std::process::Command::new("ip")
         .args(["netns", "exec", &c1.name, "python3", "-c",
@@ -66,7 +67,10 @@ fn port_mapping_reaches_the_container_through_the_host_address() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello-from-container");
     del(&h.ns, "pm1", &c1.path(), &conf, Some(&r));
     let maps = h.ns.exec(&["nft", "list", "map", "inet", "nearhost", "tcp4"]);
-    assert!(!String::from_utf8_lossy(&maps.stdout).contains("8080"), "mapping must be removed on DEL");
+    assert!(
+        !String::from_utf8_lossy(&maps.stdout).contains("8080"),
+        "mapping must be removed on DEL"
+    );
 }
 
 #[test]

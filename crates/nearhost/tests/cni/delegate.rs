@@ -6,7 +6,10 @@ use crate::support::*;
 
 #[test]
 fn host_local_from_the_reference_plugins() {
-    assert!(std::path::Path::new("/usr/lib/cni/host-local").exists(), "install containernetworking-plugins");
+    assert!(
+        std::path::Path::new("/usr/lib/cni/host-local").exists(),
+        "install containernetworking-plugins"
+    );
     let h = Host::new(80);
     let (c1, c2) = (Netns::new("c"), Netns::new("c"));
     let ipam = json!({"type": "host-local", "dataDir": h.data_dir(),
@@ -22,16 +25,33 @@ fn host_local_from_the_reference_plugins() {
     assert!(h.data.path().join("hl").join("198.18.80.50").exists());
     del(&h.ns, "hl1", &c1.path(), &conf, Some(&r1));
     del(&h.ns, "hl2", &c2.path(), &conf, Some(&r2));
-    assert!(!h.data.path().join("hl").join("198.18.80.50").exists(), "host-local reservation not released");
+    assert!(
+        !h.data.path().join("hl").join("198.18.80.50").exists(),
+        "host-local reservation not released"
+    );
 }
 
 #[test]
 fn delegate_failure_is_passed_on_and_nothing_is_left() {
     let h = Host::new(81);
     let c1 = Netns::new("c");
-    let conf = netconf("1.0.0", "hl", "macvlan", json!({"type": "no-such-ipam"}), json!({"master": "eth0"}));
-    Call::new(&h.ns, "ADD", "d1", &c1.path(), "eth0").conf(&conf).expect_err(7, "ipam.type: no plugin \"no-such-ipam\" in CNI_PATH");
-    let bad = netconf("1.0.0", "hl", "macvlan", json!({"type": "host-local", "ranges": [[{"subnet": "nope"}]]}), json!({"master": "eth0"}));
+    let conf = netconf(
+        "1.0.0",
+        "hl",
+        "macvlan",
+        json!({"type": "no-such-ipam"}),
+        json!({"master": "eth0"}),
+    );
+    Call::new(&h.ns, "ADD", "d1", &c1.path(), "eth0")
+        .conf(&conf)
+        .expect_err(7, "ipam.type: no plugin \"no-such-ipam\" in CNI_PATH");
+    let bad = netconf(
+        "1.0.0",
+        "hl",
+        "macvlan",
+        json!({"type": "host-local", "ranges": [[{"subnet": "nope"}]]}),
+        json!({"master": "eth0"}),
+    );
     let out = Call::new(&h.ns, "ADD", "d2", &c1.path(), "eth0").conf(&bad);
     assert!(!out.ok && out.msg().starts_with("ipam plugin host-local (ADD)"), "{}", out.json);
     assert!(c1.link_names().is_empty());

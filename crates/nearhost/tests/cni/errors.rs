@@ -61,8 +61,14 @@ fn config_errors_are_code_7_and_name_the_field() {
         (with(&conf, "mtu", json!(9000)), "mtu: 9000 exceeds the MTU 1500 of master eth0"),
         (with(&conf, "mode", json!("turbo")), "mode: \"turbo\" is not one of"),
         (with(&conf, "ipam.ranges.0.0.subnet", json!("198.18.0.0/40")), "ipam.ranges[0][0].subnet"),
-        (with(&conf, "ipam.ranges.0.0.rangeStart", json!("198.18.41.10")), "ipam.ranges[0][0].rangeStart: 198.18.41.10 is outside subnet"),
-        (with(&conf, "ipam.ranges.0.0.rangeEnd", json!("198.18.40.50")), "ipam.ranges[0][0].rangeEnd: 198.18.40.50 is before rangeStart"),
+        (
+            with(&conf, "ipam.ranges.0.0.rangeStart", json!("198.18.41.10")),
+            "ipam.ranges[0][0].rangeStart: 198.18.41.10 is outside subnet",
+        ),
+        (
+            with(&conf, "ipam.ranges.0.0.rangeEnd", json!("198.18.40.50")),
+            "ipam.ranges[0][0].rangeEnd: 198.18.40.50 is before rangeStart",
+        ),
         (with(&conf, "name", Value::Null), "name: is required"),
         (with(&conf, "ipam.type", Value::Null), "ipam.type: is required"),
     ];
@@ -77,7 +83,11 @@ fn master_absent_without_a_default_route() {
     let (h, _c0, c1, conf) = setup(41);
     h.ns.ip(&["route", "del", "default"]);
     let before = snapshot(&h, &c1, "err");
-    let out = Call::new(&h.ns, "ADD", "bad", &c1.path(), "eth0").conf(&with(&conf, "master", Value::Null));
+    let out = Call::new(&h.ns, "ADD", "bad", &c1.path(), "eth0").conf(&with(
+        &conf,
+        "master",
+        Value::Null,
+    ));
     out.expect_err(7, "master: not set, and the host namespace has no default route");
     assert_unchanged(&before, &h, &c1, "err");
 }
@@ -88,7 +98,8 @@ fn decode_and_version_errors() {
     let before = snapshot(&h, &c1, "err");
     let call = Call::new(&h.ns, "ADD", "bad", &c1.path(), "eth0");
     call.run(b"{\"cniVersion\": \"1.1.0\", ").expect_err(6, "not valid JSON");
-    call.conf(&with(&conf, "cniVersion", json!("0.2.0"))).expect_err(1, "cniVersion: \"0.2.0\" is not supported");
+    call.conf(&with(&conf, "cniVersion", json!("0.2.0")))
+        .expect_err(1, "cniVersion: \"0.2.0\" is not supported");
     call.conf(&with(&conf, "cniVersion", json!("9.9.9"))).expect_err(1, "9.9.9");
     assert_unchanged(&before, &h, &c1, "err");
 }
@@ -98,15 +109,30 @@ fn environment_errors_are_code_4_and_name_the_variable() {
     let (h, _c0, c1, conf) = setup(43);
     let before = snapshot(&h, &c1, "err");
     let base = || Call::new(&h.ns, "ADD", "bad", &c1.path(), "eth0");
-    base().env("CNI_IFNAME", "much-too-long-name").conf(&conf).expect_err(4, "CNI_IFNAME: \"much-too-long-name\" is longer than 15 bytes");
-    base().env("CNI_NETNS", "/etc/hostname").conf(&conf).expect_err(4, "CNI_NETNS: /etc/hostname is not a network namespace");
-    base().env("CNI_NETNS", "/proc/self/ns/mnt").conf(&conf).expect_err(4, "is not a network namespace");
-    base().env("CNI_NETNS", "/run/netns/does-not-exist").conf(&conf).expect_err(3, "does not exist");
+    base()
+        .env("CNI_IFNAME", "much-too-long-name")
+        .conf(&conf)
+        .expect_err(4, "CNI_IFNAME: \"much-too-long-name\" is longer than 15 bytes");
+    base()
+        .env("CNI_NETNS", "/etc/hostname")
+        .conf(&conf)
+        .expect_err(4, "CNI_NETNS: /etc/hostname is not a network namespace");
+    base()
+        .env("CNI_NETNS", "/proc/self/ns/mnt")
+        .conf(&conf)
+        .expect_err(4, "is not a network namespace");
+    base()
+        .env("CNI_NETNS", "/run/netns/does-not-exist")
+        .conf(&conf)
+        .expect_err(3, "does not exist");
     base().without("CNI_CONTAINERID").conf(&conf).expect_err(4, "CNI_CONTAINERID: is required");
     base().without("CNI_IFNAME").conf(&conf).expect_err(4, "CNI_IFNAME: is required");
     base().without("CNI_NETNS").conf(&conf).expect_err(4, "CNI_NETNS: is required");
     base().without("CNI_PATH").conf(&conf).expect_err(4, "CNI_PATH: is required");
-    base().env("CNI_COMMAND", "PUT").conf(&conf).expect_err(4, "CNI_COMMAND: \"PUT\" is not one of");
+    base()
+        .env("CNI_COMMAND", "PUT")
+        .conf(&conf)
+        .expect_err(4, "CNI_COMMAND: \"PUT\" is not one of");
     base().env("CNI_ARGS", "IP").conf(&conf).expect_err(4, "CNI_ARGS: \"IP\" is not KEY=VALUE");
     base().env("CNI_ARGS", "IP=not-an-ip").conf(&conf).expect_err(4, "IP=not-an-ip");
     assert_unchanged(&before, &h, &c1, "err");
@@ -118,8 +144,14 @@ fn static_address_errors() {
     let taken = h.reservations("err")[0].clone();
     let before = snapshot(&h, &c1, "err");
     let base = || Call::new(&h.ns, "ADD", "bad", &c1.path(), "eth0");
-    base().env("CNI_ARGS", &format!("IP={taken}")).conf(&conf).expect_err(101, &format!("{taken} is already reserved by container existing/eth0"));
-    base().env("CNI_ARGS", "IP=198.18.44.20").conf(&conf).expect_err(102, "198.18.44.20 is not in any configured range");
+    base()
+        .env("CNI_ARGS", &format!("IP={taken}"))
+        .conf(&conf)
+        .expect_err(101, &format!("{taken} is already reserved by container existing/eth0"));
+    base()
+        .env("CNI_ARGS", "IP=198.18.44.20")
+        .conf(&conf)
+        .expect_err(102, "198.18.44.20 is not in any configured range");
     base().env("CNI_ARGS", "IP=198.19.0.5").conf(&conf).expect_err(102, "198.19.0.5");
     base().env("CNI_ARGS", "MAC=01:00:5e:00:00:01").conf(&conf).expect_err(7, "not a unicast MAC");
     assert_unchanged(&before, &h, &c1, "err");
@@ -128,9 +160,15 @@ fn static_address_errors() {
 #[test]
 fn exhausted_range_is_code_100_and_reserves_nothing() {
     let (h, _c0, c1, conf) = setup(45);
-    let small = with(&with(&conf, "ipam.ranges.0.0.rangeStart", json!("198.18.45.100")), "ipam.ranges.0.0.rangeEnd", json!("198.18.45.100"));
+    let small = with(
+        &with(&conf, "ipam.ranges.0.0.rangeStart", json!("198.18.45.100")),
+        "ipam.ranges.0.0.rangeEnd",
+        json!("198.18.45.100"),
+    );
     let before = snapshot(&h, &c1, "err");
-    Call::new(&h.ns, "ADD", "bad", &c1.path(), "eth0").conf(&small).expect_err(100, "no free address left in 198.18.45.100..198.18.45.100");
+    Call::new(&h.ns, "ADD", "bad", &c1.path(), "eth0")
+        .conf(&small)
+        .expect_err(100, "no free address left in 198.18.45.100..198.18.45.100");
     assert_unchanged(&before, &h, &c1, "err");
 }
 
@@ -139,7 +177,9 @@ fn interface_name_taken_in_the_container_rolls_back() {
     let (h, _c0, c1, conf) = setup(46);
     c1.ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "other0"]);
     let before = snapshot(&h, &c1, "err");
-    Call::new(&h.ns, "ADD", "bad", &c1.path(), "eth0").conf(&conf).expect_err(103, "interface \"eth0\" already exists");
+    Call::new(&h.ns, "ADD", "bad", &c1.path(), "eth0")
+        .conf(&conf)
+        .expect_err(103, "interface \"eth0\" already exists");
     assert_unchanged(&before, &h, &c1, "err");
 }
 
@@ -148,7 +188,9 @@ fn duplicate_mac_on_the_master_rolls_back_the_reservation() {
     let (h, c0, c1, conf) = setup(47);
     let mac = c0.link("eth0").unwrap()["address"].as_str().unwrap().to_string();
     let before = snapshot(&h, &c1, "err");
-    let out = Call::new(&h.ns, "ADD", "dup", &c1.path(), "eth0").env("CNI_ARGS", &format!("MAC={mac}")).conf(&conf);
+    let out = Call::new(&h.ns, "ADD", "dup", &c1.path(), "eth0")
+        .env("CNI_ARGS", &format!("MAC={mac}"))
+        .conf(&conf);
     assert!(!out.ok, "{}", out.json);
     assert!(out.msg().contains("MAC") || out.msg().contains("mac"), "{}", out.msg());
     assert_unchanged(&before, &h, &c1, "err");

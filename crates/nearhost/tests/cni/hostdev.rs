@@ -25,7 +25,9 @@ fn host_view(w: &Wire, name: &str) -> (u64, bool, Vec<String>, Vec<String>) {
         .routes(false)
         .iter()
         .filter(|r| r["dev"] == name && r["protocol"] != "kernel")
-        .map(|r| format!("{} via {}", r["dst"].as_str().unwrap(), r["gateway"].as_str().unwrap_or("-")))
+        .map(|r| {
+            format!("{} via {}", r["dst"].as_str().unwrap(), r["gateway"].as_str().unwrap_or("-"))
+        })
         .collect();
     (l["mtu"].as_u64().unwrap(), up, w.host.addrs(name), routes)
 }
@@ -75,7 +77,9 @@ fn selects_by_hwaddr_and_by_pci_bus_id() {
     assert_eq!(host_view(&w, "eni2").0, 1450, "MTU restored");
     assert!(w.host.link("eni3").is_some());
     let missing = w.conf("sel", "hostdev", json!({"pciBusID": "0000:5e:00.7"}));
-    w.call("ADD", "p2", &c2.path()).conf(&missing).expect_err(7, "pciBusID: PCI device 0000:5e:00.7 has no network interface");
+    w.call("ADD", "p2", &c2.path())
+        .conf(&missing)
+        .expect_err(7, "pciBusID: PCI device 0000:5e:00.7 has no network interface");
 }
 
 #[test]
@@ -88,17 +92,29 @@ fn the_default_route_nic_is_refused_unless_allowed() {
     let mac = h.ns.link("eth0").unwrap()["address"].as_str().unwrap().to_string();
     let by_mac = netconf("1.1.0", "dr", "hostdev", h.ipam_v4(), json!({"hwaddr": mac}));
     call("ADD", &by_mac).expect_err(7, "hwaddr: eth0 carries the host's default route");
-    assert!(h.reservations("dr").is_empty() && h.ns.link("eth0").is_some() && c1.link_names().is_empty());
+    assert!(
+        h.reservations("dr").is_empty()
+            && h.ns.link("eth0").is_some()
+            && c1.link_names().is_empty()
+    );
 
     let mut allowed = conf.clone();
     allowed["allowDefaultRoute"] = json!(true);
     let r = call("ADD", &allowed).expect_ok();
     assert!(c1.ping(&h.v4(1)), "the moved NIC works in the container");
-    assert!(h.ns.routes(false).iter().all(|r| r["dst"] != "default"), "the host lost its default route with the NIC");
+    assert!(
+        h.ns.routes(false).iter().all(|r| r["dst"] != "default"),
+        "the host lost its default route with the NIC"
+    );
     call("DEL", &with_prev(&allowed, &r)).expect_ok();
     assert_eq!(h.ns.addrs("eth0"), vec![format!("{}/24", h.v4(2))]);
     let routes = h.ns.routes(false);
-    assert!(routes.iter().any(|r| r["dst"] == "default" && r["gateway"] == h.v4(1) && r["dev"] == "eth0"), "{routes:?}");
+    assert!(
+        routes
+            .iter()
+            .any(|r| r["dst"] == "default" && r["gateway"] == h.v4(1) && r["dev"] == "eth0"),
+        "{routes:?}"
+    );
 }
 
 /// When the container's namespace dies, the kernel returns a physical NIC to

@@ -22,7 +22,9 @@ fn on_a_kernel_without_ipvlan_add_is_refused_and_changes_nothing() {
     let h = Host::new(90);
     let c1 = Netns::new("c");
     let conf = conf(&h, "l2");
-    Call::new(&h.ns, "ADD", "i1", &c1.path(), "eth0").conf(&conf).expect_err(104, "this kernel has no ipvlan support");
+    Call::new(&h.ns, "ADD", "i1", &c1.path(), "eth0")
+        .conf(&conf)
+        .expect_err(104, "this kernel has no ipvlan support");
     assert!(h.reservations("iv").is_empty());
     assert!(c1.link_names().is_empty());
     assert_eq!(h.ns.link_names(), vec!["eth0"]);
@@ -48,7 +50,9 @@ fn ipvlan_refuses_a_mac() {
     let c1 = Netns::new("c");
     let mut conf = conf(&h, "l2");
     conf["mac"] = json!("02:00:00:00:00:09");
-    Call::new(&h.ns, "ADD", "i1", &c1.path(), "eth0").conf(&conf).expect_err(7, "mac: ipvlan interfaces share the master's MAC");
+    Call::new(&h.ns, "ADD", "i1", &c1.path(), "eth0")
+        .conf(&conf)
+        .expect_err(7, "mac: ipvlan interfaces share the master's MAC");
 }
 
 fn two_containers_and_gateway(mode: &str, net: u8) {
@@ -106,7 +110,9 @@ fn failing_add_rolls_back() {
     c1.ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "x0"]);
     let mut conf = conf(&h, "l2");
     conf["ipam"]["routes"] = json!([{"dst": "198.19.200.0/24", "gw": "198.19.99.99"}]);
-    Call::new(&h.ns, "ADD", "rb", &c1.path(), "eth1").conf(&conf).expect_err(105, "198.19.200.0/24");
+    Call::new(&h.ns, "ADD", "rb", &c1.path(), "eth1")
+        .conf(&conf)
+        .expect_err(105, "198.19.200.0/24");
     assert!(h.reservations("iv").is_empty());
     assert_eq!(c1.link_names(), vec!["eth0", "x0"]);
     let _ = LAB;
@@ -119,10 +125,14 @@ fn parallel_adds_get_distinct_addresses_and_leave_nothing() {
     let ctrs: Vec<Netns> = (0..20).map(|_| Netns::new("c")).collect();
     let conf = conf(&h, "l2");
     let results: Vec<serde_json::Value> = thread::scope(|s| {
-        let hs: Vec<_> = ctrs.iter().enumerate().map(|(i, c)| {
-            let (hns, conf) = (&h.ns, &conf);
-            s.spawn(move || add(hns, &format!("p{i}"), c, conf))
-        }).collect();
+        let hs: Vec<_> = ctrs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let (hns, conf) = (&h.ns, &conf);
+                s.spawn(move || add(hns, &format!("p{i}"), c, conf))
+            })
+            .collect();
         hs.into_iter().map(|t| t.join().unwrap()).collect()
     });
     let mut ips: Vec<String> = results.iter().map(|r| result_ip(r, 0)).collect();

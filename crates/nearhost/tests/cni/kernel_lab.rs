@@ -50,8 +50,10 @@ fn lossy_delayed_cable_between_two_hosts() {
     let cable = Cable::new(102);
     cable.netem("delay 5ms loss 1%");
     let data = tempfile::tempdir().unwrap();
-    let ipam = |first: u8| json!({"type": "nearhost", "dataDir": data.path(),
-        "ranges": [[{"subnet": "198.18.102.0/24", "rangeStart": format!("198.18.102.{first}"), "rangeEnd": format!("198.18.102.{}", first + 9)}]]});
+    let ipam = |first: u8| {
+        json!({"type": "nearhost", "dataDir": data.path(),
+        "ranges": [[{"subnet": "198.18.102.0/24", "rangeStart": format!("198.18.102.{first}"), "rangeEnd": format!("198.18.102.{}", first + 9)}]]})
+    };
     let (c1, c2) = (Netns::new("c"), Netns::new("c"));
     let conf1 = netconf("1.1.0", "n1", "macvlan", ipam(10), json!({"master": "eth0"}));
     let conf2 = netconf("1.1.0", "n2", "macvlan", ipam(20), json!({"master": "eth0"}));
@@ -61,7 +63,12 @@ fn lossy_delayed_cable_between_two_hosts() {
     assert!(c1.ping(&ip2), "across the lossy cable");
     let out = c1.exec(&["ping", "-c", "5", "-i", "0.2", "-q", &ip2]);
     let text = String::from_utf8_lossy(&out.stdout);
-    let avg: f64 = text.lines().find(|l| l.contains("min/avg")).and_then(|l| l.split('/').nth(4)).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let avg: f64 = text
+        .lines()
+        .find(|l| l.contains("min/avg"))
+        .and_then(|l| l.split('/').nth(4))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
     assert!(avg >= 9.5, "round trip {avg} ms should include 2 x 5 ms of netem delay: {text}");
     // 1 MB over TCP through 1% loss: retransmissions, but it all arrives.
     let server = c2.spawn(&["python3", "-c", "import socket;s=socket.socket();s.bind(('0.0.0.0',5001));s.listen();c,_=s.accept();n=0\nwhile True:\n  b=c.recv(65536)\n  if not b: break\n  n+=len(b)\nprint(n)"]);

@@ -30,7 +30,8 @@ fn gc_drops_reservations_not_in_valid_attachments() {
     let h = Host::new(51);
     let ctrs: Vec<Netns> = (0..3).map(|_| Netns::new("c")).collect();
     let conf = netconf("1.1.0", "gc", "macvlan", h.ipam_v4(), json!({"master": "eth0"}));
-    let results: Vec<_> = ctrs.iter().enumerate().map(|(i, c)| add(&h.ns, &format!("g{i}"), c, &conf)).collect();
+    let results: Vec<_> =
+        ctrs.iter().enumerate().map(|(i, c)| add(&h.ns, &format!("g{i}"), c, &conf)).collect();
     let keep = result_ip(&results[1], 0);
     let mut gc = conf.clone();
     gc["cni.dev/valid-attachments"] = json!([{"containerID": "g1", "ifname": "eth0"}]);
@@ -56,8 +57,14 @@ fn status_says_whether_new_attachments_can_work() {
 fn del_succeeds_when_the_namespace_is_already_gone() {
     let h = Host::new(53);
     let c1 = Netns::new("c");
-    let conf = netconf("1.1.0", "gone", "bridge", json!({"type": "nearhost", "dataDir": h.data_dir(),
-        "ranges": [[{"subnet": "198.19.53.0/24", "gateway": "198.19.53.1"}]]}), json!({"bridge": "nhgone0", "isGateway": true}));
+    let conf = netconf(
+        "1.1.0",
+        "gone",
+        "bridge",
+        json!({"type": "nearhost", "dataDir": h.data_dir(),
+        "ranges": [[{"subnet": "198.19.53.0/24", "gateway": "198.19.53.1"}]]}),
+        json!({"bridge": "nhgone0", "isGateway": true}),
+    );
     let r = add(&h.ns, "x1", &c1, &conf);
     let path = c1.path();
     drop(c1); // the runtime removed the namespace before DEL
@@ -65,7 +72,9 @@ fn del_succeeds_when_the_namespace_is_already_gone() {
     del(&h.ns, "x1", &path, &conf, Some(&r));
     assert!(h.reservations("gone").is_empty());
     // The kernel dismantles a deleted namespace asynchronously (cleanup_net).
-    let gone = eventually(std::time::Duration::from_secs(5), || h.ns.link_names() == vec!["eth0", "nhgone0"]);
+    let gone = eventually(std::time::Duration::from_secs(5), || {
+        h.ns.link_names() == vec!["eth0", "nhgone0"]
+    });
     assert!(gone, "the veth went with the namespace: {:?}", h.ns.link_names());
 }
 
@@ -77,7 +86,9 @@ fn repeated_add_failing_on_the_same_attachment_keeps_its_address() {
     let r = add(&h.ns, "same", &c1, &conf);
     // A runtime retrying ADD for an attachment that exists gets an error, and
     // the rollback must not release the address the first ADD holds.
-    Call::new(&h.ns, "ADD", "same", &c1.path(), "eth0").conf(&conf).expect_err(103, "already exists");
+    Call::new(&h.ns, "ADD", "same", &c1.path(), "eth0")
+        .conf(&conf)
+        .expect_err(103, "already exists");
     assert_eq!(h.reservations("rep"), vec![result_ip(&r, 0)]);
     del(&h.ns, "same", &c1.path(), &conf, Some(&r));
 }
@@ -88,7 +99,13 @@ fn chained_plugin_uses_prev_result_addresses() {
     let c1 = Netns::new("c");
     let prev = json!({"cniVersion": "1.0.0", "interfaces": [{"name": "lo0"}],
         "ips": [{"address": "198.18.55.77/24", "gateway": "198.18.55.1"}], "routes": [{"dst": "0.0.0.0/0"}]});
-    let mut conf = netconf("1.0.0", "chain", "macvlan", json!({}), json!({"master": "eth0", "prevResult": prev}));
+    let mut conf = netconf(
+        "1.0.0",
+        "chain",
+        "macvlan",
+        json!({}),
+        json!({"master": "eth0", "prevResult": prev}),
+    );
     conf.as_object_mut().unwrap().remove("ipam");
     let r = add(&h.ns, "ch1", &c1, &conf);
     assert_eq!(r["interfaces"].as_array().unwrap().len(), 2, "{r}");

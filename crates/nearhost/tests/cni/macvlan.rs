@@ -79,7 +79,9 @@ fn passthru_mode_owns_the_master() {
     let (c1, c2) = (Netns::new("c"), Netns::new("c"));
     // eth0 carries the host's default route: passthru on it must be asked for.
     let refused = conf(&h, "passthru");
-    Call::new(&h.ns, "ADD", "t0", &c1.path(), "eth0").conf(&refused).expect_err(7, "the interface of the host's default route");
+    Call::new(&h.ns, "ADD", "t0", &c1.path(), "eth0")
+        .conf(&refused)
+        .expect_err(7, "the interface of the host's default route");
     assert!(c1.link_names().is_empty() && h.reservations("mv").is_empty());
     let mut conf = conf(&h, "passthru");
     conf["allowDefaultRoute"] = json!(true);
@@ -120,11 +122,15 @@ fn static_ip_and_mac_from_cni_args_and_capabilities() {
     let (c1, c2) = (Netns::new("c"), Netns::new("c"));
     let conf = conf(&h, "bridge");
     let args = format!("IgnoreUnknown=1;IP={};MAC=02:00:00:aa:bb:01", h.v4(120));
-    let r1 = Call::new(&h.ns, "ADD", "s1", &c1.path(), "eth0").env("CNI_ARGS", &args).conf(&conf).expect_ok();
+    let r1 = Call::new(&h.ns, "ADD", "s1", &c1.path(), "eth0")
+        .env("CNI_ARGS", &args)
+        .conf(&conf)
+        .expect_ok();
     assert_eq!(r1["ips"][0]["address"], format!("{}/24", h.v4(120)));
     assert_eq!(r1["interfaces"][0]["mac"], "02:00:00:aa:bb:01");
     let mut caps = conf.clone();
-    caps["runtimeConfig"] = json!({"ips": [format!("{}/24", h.v4(121))], "mac": "02:00:00:aa:bb:02"});
+    caps["runtimeConfig"] =
+        json!({"ips": [format!("{}/24", h.v4(121))], "mac": "02:00:00:aa:bb:02"});
     let r2 = add(&h.ns, "s2", &c2, &caps);
     assert_eq!(r2["ips"][0]["address"], format!("{}/24", h.v4(121)));
     assert_eq!(c2.link("eth0").unwrap()["address"], "02:00:00:aa:bb:02");
@@ -147,7 +153,8 @@ fn master_defaults_to_the_default_route_interface() {
 fn mtu_is_applied() {
     let h = Host::new(8);
     let c1 = Netns::new("c");
-    let conf = netconf("1.1.0", "mtu", "macvlan", h.ipam_v4(), json!({"master": "eth0", "mtu": 1400}));
+    let conf =
+        netconf("1.1.0", "mtu", "macvlan", h.ipam_v4(), json!({"master": "eth0", "mtu": 1400}));
     let r = add(&h.ns, "u1", &c1, &conf);
     assert_eq!(c1.link("eth0").unwrap()["mtu"], 1400);
     assert_eq!(r["interfaces"][0]["mtu"], 1400);
@@ -160,18 +167,28 @@ fn addresses_are_announced_with_gratuitous_arp_and_unsolicited_na() {
     let c1 = Netns::new("c");
     let conf = netconf("1.1.0", "ga", "macvlan", h.ipam_dual(), json!({"master": "eth0"}));
     let (ip4, ip6) = (h.v4(130), h.v6(0x130));
-    let filter = format!("(arp and arp[14:4] = 0xc612{:02x}82) or (icmp6 and ip6[40] == 136)", h.net);
+    let filter =
+        format!("(arp and arp[14:4] = 0xc612{:02x}82) or (icmp6 and ip6[40] == 136)", h.net);
     let dump = std::process::Command::new("ip")
-        .args(["netns", "exec", &h.gw.name, "timeout", "8", "tcpdump", "-i", "gw0", "-n", "-l", "-c", "2", &filter])
+        .args([
+            "netns", "exec", &h.gw.name, "timeout", "8", "tcpdump", "-i", "gw0", "-n", "-l", "-c",
+            "2", &filter,
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("tcpdump (apt install tcpdump)");
     std::thread::sleep(std::time::Duration::from_millis(1500)); // let tcpdump attach
-    let r = Call::new(&h.ns, "ADD", "g1", &c1.path(), "eth0").env("CNI_ARGS", &format!("IP={ip4},{ip6}")).conf(&conf).expect_ok();
+    let r = Call::new(&h.ns, "ADD", "g1", &c1.path(), "eth0")
+        .env("CNI_ARGS", &format!("IP={ip4},{ip6}"))
+        .conf(&conf)
+        .expect_ok();
     let out = dump.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(&format!("who-has {ip4} tell {ip4}")), "no gratuitous ARP seen: {text}");
-    assert!(text.contains(&format!("neighbor advertisement, tgt is {ip6}")), "no unsolicited NA seen: {text}");
+    assert!(
+        text.contains(&format!("neighbor advertisement, tgt is {ip6}")),
+        "no unsolicited NA seen: {text}"
+    );
     del(&h.ns, "g1", &c1.path(), &conf, Some(&r));
 }

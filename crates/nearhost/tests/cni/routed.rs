@@ -24,10 +24,16 @@ fn containers_reach_each_other_the_host_and_the_outside_through_host_routes() {
     assert_eq!(r1["ips"][0]["gateway"], "169.254.1.1");
     assert_eq!(c1.addrs("eth0").len(), 2);
     let routes = c1.routes(false);
-    assert!(routes.iter().any(|r| r["dst"] == "default" && r["gateway"] == "169.254.1.1"), "{routes:?}");
+    assert!(
+        routes.iter().any(|r| r["dst"] == "default" && r["gateway"] == "169.254.1.1"),
+        "{routes:?}"
+    );
     let host_veth = r1["interfaces"][0]["name"].as_str().unwrap().to_string();
     let host_routes = h.ns.routes(false);
-    assert!(host_routes.iter().any(|r| r["dst"] == ip1 && r["dev"] == host_veth), "{host_routes:?}");
+    assert!(
+        host_routes.iter().any(|r| r["dst"] == ip1 && r["dev"] == host_veth),
+        "{host_routes:?}"
+    );
     // No bridge anywhere: routed has no L2 domain.
     assert!(h.ns.links().iter().all(|l| l["linkinfo"]["info_kind"] != "bridge"));
     // The pinned gateway neighbour: no ARP for the next hop.

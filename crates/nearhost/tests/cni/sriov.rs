@@ -41,7 +41,11 @@ fn add_check_del_move_a_vf_in_and_back() {
     let r1 = add_ok(&w, "s1", &c1, &conf);
 
     assert_eq!(r1["interfaces"][0]["name"], "eth0");
-    assert_eq!(r1["interfaces"][0]["pciID"], pci_address(0x11, Some(0)), "CNI 1.1 results carry the VF's PCI address");
+    assert_eq!(
+        r1["interfaces"][0]["pciID"],
+        pci_address(0x11, Some(0)),
+        "CNI 1.1 results carry the VF's PCI address"
+    );
     assert_eq!(r1["interfaces"][0]["mtu"], 1400);
     assert!(w.host.link(&vfs[0]).is_none(), "the VF left the host namespace");
     let link = c1.link("eth0").expect("VF in the container as eth0");
@@ -78,9 +82,13 @@ fn check_reports_what_differs() {
     let conf = w.conf("ck", "sriov", json!({"pf": "pf0", "mtu": 1400}));
     let r = add_ok(&w, "k1", &c1, &conf);
     c1.ip(&["link", "set", "eth0", "mtu", "1300"]);
-    w.call("CHECK", "k1", &c1.path()).conf(&with_prev(&conf, &r)).expect_err(106, "eth0 has MTU 1300, config says 1400");
+    w.call("CHECK", "k1", &c1.path())
+        .conf(&with_prev(&conf, &r))
+        .expect_err(106, "eth0 has MTU 1300, config says 1400");
     c1.ip(&["link", "set", "eth0", "mtu", "1400"]);
-    w.call("CHECK", "k2", &c1.path()).conf(&with_prev(&conf, &r)).expect_err(106, "no VF claim is recorded for container k2");
+    w.call("CHECK", "k2", &c1.path())
+        .conf(&with_prev(&conf, &r))
+        .expect_err(106, "no VF claim is recorded for container k2");
     del_ok(&w, "k1", &c1.path(), &conf, Some(&r));
 }
 
@@ -141,14 +149,19 @@ fn twenty_parallel_adds_over_eight_vfs() {
     for o in outs.iter().filter(|o| !o.ok) {
         o.expect_err(11, "no free VF on pf0");
     }
-    let mut pcis: Vec<&str> = ok.iter().map(|o| o.json["interfaces"][0]["pciID"].as_str().unwrap()).collect();
+    let mut pcis: Vec<&str> =
+        ok.iter().map(|o| o.json["interfaces"][0]["pciID"].as_str().unwrap()).collect();
     pcis.sort();
     pcis.dedup();
     assert_eq!(pcis.len(), 8, "a VF was handed out twice");
     assert_eq!(w.claims("par").len(), 8);
     assert_eq!(w.reservations("par").len(), 8, "the failed ADDs released their addresses");
-    let inv = nearhost_datapath::vf_inventory(&Sysfs::at(w.sysfs.path()), &[w.state_dir("par")]).unwrap();
-    assert_eq!((inv[0].pf.as_str(), inv[0].enabled, inv[0].free, inv[0].claimed.len()), ("pf0", 8, 0, 8));
+    let inv =
+        nearhost_datapath::vf_inventory(&Sysfs::at(w.sysfs.path()), &[w.state_dir("par")]).unwrap();
+    assert_eq!(
+        (inv[0].pf.as_str(), inv[0].enabled, inv[0].free, inv[0].claimed.len()),
+        ("pf0", 8, 0, 8)
+    );
 
     thread::scope(|s| {
         for (i, (c, o)) in ctrs.iter().zip(&outs).enumerate() {
@@ -159,7 +172,8 @@ fn twenty_parallel_adds_over_eight_vfs() {
     });
     assert!(w.claims("par").is_empty() && w.reservations("par").is_empty());
     assert!(ctrs.iter().all(|c| c.link_names().is_empty()));
-    let inv = nearhost_datapath::vf_inventory(&Sysfs::at(w.sysfs.path()), &[w.state_dir("par")]).unwrap();
+    let inv =
+        nearhost_datapath::vf_inventory(&Sysfs::at(w.sysfs.path()), &[w.state_dir("par")]).unwrap();
     assert_eq!(inv[0].free, 8);
     assert!(vfs.iter().all(|v| w.host.link(v).is_some()), "all VFs back in the host");
 }
@@ -186,7 +200,9 @@ fn a_vf_setting_the_pf_refuses_is_rolled_back() {
     let c1 = Netns::new("c");
     let conf = w.conf("vl", "sriov", json!({"pf": "pf0", "vlan": 100, "vlanQoS": 2}));
     // A veth PF has no VFs to configure: the kernel refuses IFLA_VF_*.
-    w.call("ADD", "v1", &c1.path()).conf(&conf).expect_err(105, "vlan: PF pf0 refused VF 0 vlan 100 qos 2 proto 802.1Q");
+    w.call("ADD", "v1", &c1.path())
+        .conf(&conf)
+        .expect_err(105, "vlan: PF pf0 refused VF 0 vlan 100 qos 2 proto 802.1Q");
     assert!(w.host.link(&vfs[0]).is_some() && c1.link_names().is_empty());
     assert!(w.claims("vl").is_empty() && w.reservations("vl").is_empty());
 }
@@ -199,10 +215,14 @@ fn a_fixed_vf_is_taken_or_busy() {
     let conf = w.conf("fx", "sriov", json!({"pf": "pf0", "vf": 2}));
     let r = add_ok(&w, "f1", &c1, &conf);
     assert_eq!(r["interfaces"][0]["pciID"], pci_address(0x17, Some(2)));
-    w.call("ADD", "f2", &c2.path()).conf(&conf).expect_err(11, "VF 2 of pf0 is claimed by container f1 (eth0)");
+    w.call("ADD", "f2", &c2.path())
+        .conf(&conf)
+        .expect_err(11, "VF 2 of pf0 is claimed by container f1 (eth0)");
     let mut five = conf.clone();
     five["vf"] = json!(5);
-    w.call("ADD", "f2", &c2.path()).conf(&five).expect_err(7, "vf: pf0 has no VF 5 (VFs enabled: 3)");
+    w.call("ADD", "f2", &c2.path())
+        .conf(&five)
+        .expect_err(7, "vf: pf0 has no VF 5 (VFs enabled: 3)");
     assert_eq!(w.reservations("fx").len(), 1);
     del_ok(&w, "f1", &c1.path(), &conf, Some(&r));
 }
@@ -232,13 +252,23 @@ fn config_and_environment_errors_say_what_is_wrong() {
     w.host.ip(&["link", "add", "plain0", "type", "veth", "peer", "name", "plain1"]);
     let c1 = Netns::new("c");
     let err = |extra: Value, code: u64, needle: &str| {
-        w.call("ADD", "e1", &c1.path()).conf(&w.conf("er", "sriov", extra)).expect_err(code, needle);
+        w.call("ADD", "e1", &c1.path())
+            .conf(&w.conf("er", "sriov", extra))
+            .expect_err(code, needle);
     };
     err(json!({"pf": "gone0"}), 7, "pf: no interface named \"gone0\" in the host namespace");
     err(json!({"pf": "plain0"}), 7, "pf: plain0 is not an SR-IOV physical function");
     err(json!({"pf": "pf0", "mtu": 9000}), 7, "mtu: 9000 exceeds the MTU 1500 of PF pf0");
-    err(json!({"pf": "pf0", "vlanProto": "802.1x", "vlan": 3}), 7, "vlanProto: \"802.1x\" is not one of");
-    err(json!({"pf": "pf0", "minTxRate": 9, "maxTxRate": 1}), 7, "minTxRate: 9 exceeds maxTxRate 1");
+    err(
+        json!({"pf": "pf0", "vlanProto": "802.1x", "vlan": 3}),
+        7,
+        "vlanProto: \"802.1x\" is not one of",
+    );
+    err(
+        json!({"pf": "pf0", "minTxRate": 9, "maxTxRate": 1}),
+        7,
+        "minTxRate: 9 exceeds maxTxRate 1",
+    );
     assert!(w.reservations("er").is_empty() && w.claims("er").is_empty());
     let status = w.call("STATUS", "", "").conf(&w.conf("er", "sriov", json!({"pf": "plain0"})));
     status.expect_err(50, "plain0 is not an SR-IOV physical function");
@@ -254,11 +284,19 @@ fn the_vf_carrying_the_host_default_route_is_left_alone() {
     let (c1, c2) = (Netns::new("c"), Netns::new("c"));
     let conf = w.conf("up", "sriov", json!({"pf": "pf0"}));
     let r = add_ok(&w, "u1", &c1, &conf);
-    assert_eq!(r["interfaces"][0]["pciID"], pci_address(0x1b, Some(1)), "the uplink VF was skipped");
+    assert_eq!(
+        r["interfaces"][0]["pciID"],
+        pci_address(0x1b, Some(1)),
+        "the uplink VF was skipped"
+    );
     let mut fixed = conf.clone();
     fixed["vf"] = json!(0);
-    w.call("ADD", "u2", &c2.path()).conf(&fixed).expect_err(7, "vf: VF 0 of pf0 (pf0v0) carries the host's default route");
-    w.call("ADD", "u2", &c2.path()).conf(&conf).expect_err(11, "1 carrying the host's default route");
+    w.call("ADD", "u2", &c2.path())
+        .conf(&fixed)
+        .expect_err(7, "vf: VF 0 of pf0 (pf0v0) carries the host's default route");
+    w.call("ADD", "u2", &c2.path())
+        .conf(&conf)
+        .expect_err(11, "1 carrying the host's default route");
     assert!(w.host.link(&vfs[0]).is_some() && c2.link_names().is_empty());
     del_ok(&w, "u1", &c1.path(), &conf, Some(&r));
 }

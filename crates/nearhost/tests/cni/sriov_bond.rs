@@ -59,7 +59,9 @@ fn on_a_kernel_without_bonding_sriov_bond_is_refused_and_gives_both_vfs_back() {
     let w = wire(130, 0x30);
     let c1 = Netns::new("c");
     let conf = w.conf("bk", "sriov-bond", json!({"pfs": ["pfa", "pfb"]}));
-    w.call("ADD", "b1", &c1.path()).conf(&conf).expect_err(104, "this kernel has no bonding support");
+    w.call("ADD", "b1", &c1.path())
+        .conf(&conf)
+        .expect_err(104, "this kernel has no bonding support");
     all_clean(&w, "bk", &c1);
 }
 
@@ -83,19 +85,28 @@ fn sriov_bond_active_backup_keeps_traffic_flowing_when_a_member_goes_down() {
     let c1 = Netns::new("c");
     let conf = w.conf("ab", "sriov-bond", json!({"pfs": ["pfa", "pfb"], "miimon": 50}));
     let r = w.call("ADD", "a1", &c1.path()).conf(&conf).expect_ok();
-    let names: Vec<&str> = r["interfaces"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> =
+        r["interfaces"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
     assert_eq!(names, vec!["eth0", "eth0m0", "eth0m1"]);
     let bond = c1.link("eth0").unwrap();
     assert_eq!(bond["linkinfo"]["info_kind"], "bond");
     assert_eq!(bond["linkinfo"]["info_data"]["mode"], "active-backup");
-    assert_eq!(bond["linkinfo"]["info_data"]["fail_over_mac"], "active", "stand-in PFs refuse IFLA_VF_MAC: the fallback");
+    assert_eq!(
+        bond["linkinfo"]["info_data"]["fail_over_mac"], "active",
+        "stand-in PFs refuse IFLA_VF_MAC: the fallback"
+    );
     for m in ["eth0m0", "eth0m1"] {
         assert_eq!(c1.link(m).unwrap()["master"], "eth0", "{m} is a member of the bond");
     }
     assert!(c1.ping(&w.v4(1)), "traffic crosses the bond");
     w.call("CHECK", "a1", &c1.path()).conf(&with_prev(&conf, &r)).expect_ok();
 
-    let pci_of = |m: &str| r["interfaces"].as_array().unwrap().iter().find(|i| i["name"] == m).unwrap()["pciID"].as_str().unwrap().to_string();
+    let pci_of = |m: &str| {
+        r["interfaces"].as_array().unwrap().iter().find(|i| i["name"] == m).unwrap()["pciID"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
     for round in 0..2 {
         let active = active_member(&c1);
         let cable = cable_of(0x32, &pci_of(&active));
@@ -105,8 +116,15 @@ fn sriov_bond_active_backup_keeps_traffic_flowing_when_a_member_goes_down() {
         w.sw.ip(&["link", "set", &cable, "down"]);
         let out = pinger.wait_with_output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
-        let received: u32 = text.split(", ").find_map(|p| p.strip_suffix(" received")).and_then(|n| n.parse().ok()).unwrap_or(0);
-        assert!(received >= 32, "round {round}: {received}/40 echo replies across the failover: {text}");
+        let received: u32 = text
+            .split(", ")
+            .find_map(|p| p.strip_suffix(" received"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        assert!(
+            received >= 32,
+            "round {round}: {received}/40 echo replies across the failover: {text}"
+        );
         assert_ne!(active_member(&c1), active, "round {round}: the bond failed over");
         assert!(c1.ping(&w.v4(1)), "round {round}: traffic after the failover");
         w.sw.ip(&["link", "set", &cable, "up"]);
@@ -123,20 +141,30 @@ fn sriov_bond_balance_xor_and_802_3ad_form_and_pass_traffic() {
     let w = wire(132, 0x34);
     for mode in ["balance-xor", "802.3ad"] {
         let c1 = Netns::new("c");
-        let conf = w.conf("xr", "sriov-bond", json!({"pfs": ["pfa", "pfb"], "mode": mode, "mac": "02:00:00:00:13:20"}));
+        let conf = w.conf(
+            "xr",
+            "sriov-bond",
+            json!({"pfs": ["pfa", "pfb"], "mode": mode, "mac": "02:00:00:00:13:20"}),
+        );
         let r = w.call("ADD", "x1", &c1.path()).conf(&conf).expect_ok();
         let bond = c1.link("eth0").unwrap();
         assert_eq!(bond["linkinfo"]["info_data"]["mode"], mode);
         assert_eq!(bond["address"], "02:00:00:00:13:20");
         for m in ["eth0m0", "eth0m1"] {
             let l = c1.link(m).unwrap();
-            assert_eq!((l["master"].as_str(), l["address"].as_str()), (Some("eth0"), Some("02:00:00:00:13:20")), "{mode}: {m}");
+            assert_eq!(
+                (l["master"].as_str(), l["address"].as_str()),
+                (Some("eth0"), Some("02:00:00:00:13:20")),
+                "{mode}: {m}"
+            );
         }
         assert!(c1.ping(&w.v4(1)), "{mode}: traffic crosses the bond");
         w.call("CHECK", "x1", &c1.path()).conf(&with_prev(&conf, &r)).expect_ok();
         let mut other = conf.clone();
         other["mode"] = json!(if mode == "802.3ad" { "balance-xor" } else { "802.3ad" });
-        w.call("CHECK", "x1", &c1.path()).conf(&with_prev(&other, &r)).expect_err(106, "config says a bond in mode");
+        w.call("CHECK", "x1", &c1.path())
+            .conf(&with_prev(&other, &r))
+            .expect_err(106, "config says a bond in mode");
         w.call("DEL", "x1", &c1.path()).conf(&with_prev(&conf, &r)).expect_ok();
         all_clean(&w, "xr", &c1);
     }

@@ -54,14 +54,20 @@ fn pause_image(dir: &Path) -> PathBuf {
         blob(&p)
     };
     let (layer, layer_size) = blob(&busybox_rootfs_tar(dir));
-    let (config, config_size) = write("config.json", &json!({
+    let (config, config_size) = write(
+        "config.json",
+        &json!({
         "architecture": "amd64", "os": "linux",
         "config": {"Entrypoint": ["/bin/sleep", "100000000"], "Env": ["PATH=/bin:/sbin:/usr/bin:/usr/sbin"]},
-        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{layer}")]}}));
-    let (manifest, manifest_size) = write("manifest.json", &json!({
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{layer}")]}}),
+    );
+    let (manifest, manifest_size) = write(
+        "manifest.json",
+        &json!({
         "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{config}"), "size": config_size},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": format!("sha256:{layer}"), "size": layer_size}]}));
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": format!("sha256:{layer}"), "size": layer_size}]}),
+    );
     std::fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion": "1.0.0"}"#).unwrap();
     let index = json!({"schemaVersion": 2, "manifests": [{
         "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": format!("sha256:{manifest}"), "size": manifest_size,
@@ -69,7 +75,14 @@ fn pause_image(dir: &Path) -> PathBuf {
         "annotations": {"io.containerd.image.name": PAUSE, "org.opencontainers.image.ref.name": "latest"}}]});
     std::fs::write(layout.join("index.json"), index.to_string()).unwrap();
     let tar = dir.join("pause.tar");
-    let out = Command::new("tar").arg("-C").arg(&layout).arg("-cf").arg(&tar).arg(".").output().expect("tar");
+    let out = Command::new("tar")
+        .arg("-C")
+        .arg(&layout)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .output()
+        .expect("tar");
     assert!(out.status.success(), "tar: {}", String::from_utf8_lossy(&out.stderr));
     tar
 }
@@ -77,7 +90,10 @@ fn pause_image(dir: &Path) -> PathBuf {
 impl Containerd {
     /// containerd in `Host::new(net)`, CNI config from [`Containerd::conf_dir`].
     pub fn start(net: u8) -> Containerd {
-        assert!(Path::new("/usr/bin/containerd").exists(), "containerd is not installed (apt-get install containerd; docker.io brings it)");
+        assert!(
+            Path::new("/usr/bin/containerd").exists(),
+            "containerd is not installed (apt-get install containerd; docker.io brings it)"
+        );
         // Short path: Unix socket paths are limited to 108 bytes.
         let dir = tempfile::Builder::new().prefix("nhc").tempdir_in("/tmp").expect("tempdir");
         let d = dir.path();
@@ -93,9 +109,21 @@ impl Containerd {
             bin()
         );
         std::fs::write(d.join("cni-bin/nearhost"), recorder).unwrap();
-        std::fs::set_permissions(d.join("cni-bin/nearhost"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        let loopback = ["/usr/lib/cni/loopback", "/opt/cni/bin/loopback"].into_iter().find(|p| Path::new(p).exists());
-        std::os::unix::fs::symlink(loopback.expect("the reference loopback plugin (apt-get install containernetworking-plugins)"), d.join("cni-bin/loopback")).unwrap();
+        std::fs::set_permissions(
+            d.join("cni-bin/nearhost"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let loopback = ["/usr/lib/cni/loopback", "/opt/cni/bin/loopback"]
+            .into_iter()
+            .find(|p| Path::new(p).exists());
+        std::os::unix::fs::symlink(
+            loopback.expect(
+                "the reference loopback plugin (apt-get install containernetworking-plugins)",
+            ),
+            d.join("cni-bin/loopback"),
+        )
+        .unwrap();
         let toml = format!(
             r#"version = 2
 root = "{0}/root"
@@ -134,38 +162,67 @@ state = "{0}/state"
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let sock = d.join("c.sock");
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !Command::new("ctr").arg("--address").arg(&sock).arg("version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success()) {
-            assert!(Instant::now() < deadline, "containerd did not start:\n{}", std::fs::read_to_string(d.join("containerd.log")).unwrap_or_default());
+        while !Command::new("ctr")
+            .arg("--address")
+            .arg(&sock)
+            .arg("version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "containerd did not start:\n{}",
+                std::fs::read_to_string(d.join("containerd.log")).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
         let path = sock.clone();
         let channel = rt
-            .block_on(Endpoint::try_from("http://[::]").unwrap().connect_with_connector(tower::service_fn(move |_: Uri| {
-                let path = path.clone();
-                async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
-            })))
+            .block_on(Endpoint::try_from("http://[::]").unwrap().connect_with_connector(
+                tower::service_fn(move |_: Uri| {
+                    let path = path.clone();
+                    async move {
+                        Ok::<_, std::io::Error>(TokioIo::new(
+                            tokio::net::UnixStream::connect(path).await?,
+                        ))
+                    }
+                }),
+            ))
             .expect("connect to containerd's CRI socket");
         let client = RuntimeServiceClient::new(channel);
         let c = Containerd { host, dir, child, rt, client };
         let tar = pause_image(c.dir.path());
         let out = Command::new("ctr")
-            .arg("--address").arg(&sock)
+            .arg("--address")
+            .arg(&sock)
             .args(["-n", "k8s.io", "images", "import", "--snapshotter", "native"])
             .arg(&tar)
             .output()
             .expect("ctr images import");
-        assert!(out.status.success(), "ctr images import: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "ctr images import: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         c
     }
 
     /// Writes the CNI network list containerd will use.
     pub fn network(&self, list: &Value) {
-        std::fs::write(self.dir.path().join("net.d/10-nearhost.conflist"), serde_json::to_string_pretty(list).unwrap()).unwrap();
+        std::fs::write(
+            self.dir.path().join("net.d/10-nearhost.conflist"),
+            serde_json::to_string_pretty(list).unwrap(),
+        )
+        .unwrap();
     }
 
     /// Every CNI call containerd made to nearhost: (verb, CNI_NETNS, CNI_ARGS).
     pub fn cni_calls(&self) -> Vec<(String, String, String)> {
-        let text = std::fs::read_to_string(self.dir.path().join("cni-calls.log")).unwrap_or_default();
+        let text =
+            std::fs::read_to_string(self.dir.path().join("cni-calls.log")).unwrap_or_default();
         text.lines()
             .filter_map(|l| {
                 let mut f = l.splitn(3, '|');
@@ -182,17 +239,37 @@ state = "{0}/state"
     /// mappings. The pod sandbox ID.
     pub fn run_pod(&mut self, name: &str, ports: &[(i32, i32)]) -> Result<String, tonic::Status> {
         let config = PodSandboxConfig {
-            metadata: Some(PodSandboxMetadata { name: name.into(), uid: format!("uid-{name}"), namespace: "default".into(), attempt: 0 }),
+            metadata: Some(PodSandboxMetadata {
+                name: name.into(),
+                uid: format!("uid-{name}"),
+                namespace: "default".into(),
+                attempt: 0,
+            }),
             hostname: name.into(),
             log_directory: self.dir.path().join("pod-logs").join(name).display().to_string(),
-            dns_config: Some(DnsConfig { servers: vec!["198.18.0.53".into()], searches: vec!["default.svc.cluster.local".into()], options: vec!["ndots:5".into()] }),
-            port_mappings: ports.iter().map(|&(host_port, container_port)| PortMapping { protocol: Protocol::Tcp as i32, container_port, host_port, host_ip: String::new() }).collect(),
+            dns_config: Some(DnsConfig {
+                servers: vec!["198.18.0.53".into()],
+                searches: vec!["default.svc.cluster.local".into()],
+                options: vec!["ndots:5".into()],
+            }),
+            port_mappings: ports
+                .iter()
+                .map(|&(host_port, container_port)| PortMapping {
+                    protocol: Protocol::Tcp as i32,
+                    container_port,
+                    host_port,
+                    host_ip: String::new(),
+                })
+                .collect(),
             labels: HashMap::from([("app".to_string(), name.to_string())]),
             linux: Some(LinuxPodSandboxConfig::default()),
             ..Default::default()
         };
         let client = &mut self.client;
-        let r = self.rt.block_on(client.run_pod_sandbox(RunPodSandboxRequest { config: Some(config), runtime_handler: String::new() }))?;
+        let r = self.rt.block_on(client.run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(config),
+            runtime_handler: String::new(),
+        }))?;
         Ok(r.into_inner().pod_sandbox_id)
     }
 
@@ -200,30 +277,52 @@ state = "{0}/state"
     /// its sandbox process, and the path of its network namespace.
     pub fn pod_status(&mut self, id: &str) -> (Vec<String>, u32, String) {
         let client = &mut self.client;
-        let r = self.rt.block_on(client.pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: id.into(), verbose: true })).expect("PodSandboxStatus").into_inner();
+        let r = self
+            .rt
+            .block_on(client.pod_sandbox_status(PodSandboxStatusRequest {
+                pod_sandbox_id: id.into(),
+                verbose: true,
+            }))
+            .expect("PodSandboxStatus")
+            .into_inner();
         let net = r.status.and_then(|s| s.network).unwrap_or_default();
         let mut ips = vec![net.ip];
         ips.extend(net.additional_ips.into_iter().map(|p| p.ip));
-        let info: Value = serde_json::from_str(r.info.get("info").map(String::as_str).unwrap_or("{}")).unwrap_or_default();
-        let netns = info["runtimeSpec"]["linux"]["namespaces"].as_array().into_iter().flatten().find(|n| n["type"] == "network");
+        let info: Value =
+            serde_json::from_str(r.info.get("info").map(String::as_str).unwrap_or("{}"))
+                .unwrap_or_default();
+        let netns = info["runtimeSpec"]["linux"]["namespaces"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|n| n["type"] == "network");
         let netns = netns.and_then(|n| n["path"].as_str()).unwrap_or_default().to_string();
         (ips, info["pid"].as_u64().unwrap_or(0) as u32, netns)
     }
 
     pub fn stop_pod(&mut self, id: &str) {
         let client = &mut self.client;
-        self.rt.block_on(client.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: id.into() })).expect("StopPodSandbox");
+        self.rt
+            .block_on(client.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: id.into() }))
+            .expect("StopPodSandbox");
     }
 
     pub fn remove_pod(&mut self, id: &str) {
         let client = &mut self.client;
-        self.rt.block_on(client.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id.into() })).expect("RemovePodSandbox");
+        self.rt
+            .block_on(
+                client.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id.into() }),
+            )
+            .expect("RemovePodSandbox");
     }
 
     /// Every pod sandbox containerd knows.
     pub fn pods(&mut self) -> Vec<String> {
         let client = &mut self.client;
-        let r = self.rt.block_on(client.list_pod_sandbox(ListPodSandboxRequest { filter: None })).expect("ListPodSandbox");
+        let r = self
+            .rt
+            .block_on(client.list_pod_sandbox(ListPodSandboxRequest { filter: None }))
+            .expect("ListPodSandbox");
         r.into_inner().items.into_iter().map(|p| p.id).collect()
     }
 }
@@ -234,9 +333,13 @@ impl Drop for Containerd {
         // host namespace is still there.
         for id in self.pods() {
             let client = &mut self.client;
-            let _ = self.rt.block_on(client.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: id.clone() }));
+            let _ = self.rt.block_on(
+                client.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: id.clone() }),
+            );
             let client = &mut self.client;
-            let _ = self.rt.block_on(client.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id }));
+            let _ = self.rt.block_on(
+                client.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id }),
+            );
         }
         terminate(&mut self.child, Duration::from_secs(20));
         // Shims outlive containerd by design; theirs end with their pods.

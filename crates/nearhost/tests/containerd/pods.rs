@@ -11,7 +11,11 @@ use crate::support::*;
 
 /// A command in a pod's network namespace (through its sandbox process).
 fn in_pod(pid: u32, args: &[&str]) -> Output {
-    Command::new("nsenter").arg(format!("--net=/proc/{pid}/ns/net")).args(args).output().expect("nsenter")
+    Command::new("nsenter")
+        .arg(format!("--net=/proc/{pid}/ns/net"))
+        .args(args)
+        .output()
+        .expect("nsenter")
 }
 
 #[test]
@@ -24,18 +28,38 @@ fn pods_get_addresses_reach_each_other_and_publish_a_host_port() {
         "ipam": {"type": "nearhost", "dataDir": data, "ranges": [[{"subnet": "198.18.174.0/24", "gateway": "198.18.174.1"}]],
                  "routes": [{"dst": "0.0.0.0/0"}]}}]}));
 
-    let web = c.run_pod("web", &[(18080, 8080)]).unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", c.log()));
-    let client = c.run_pod("client", &[]).unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", c.log()));
+    let web = c
+        .run_pod("web", &[(18080, 8080)])
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", c.log()));
+    let client =
+        c.run_pod("client", &[]).unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", c.log()));
     let (web_ips, web_pid, web_ns) = c.pod_status(&web);
     let (client_ips, client_pid, client_ns) = c.pod_status(&client);
     let (web_ip, client_ip) = (web_ips[0].clone(), client_ips[0].clone());
-    assert!(web_ip.starts_with("198.18.174.") && client_ip.starts_with("198.18.174.") && web_ip != client_ip, "pod IPs from the range: {web_ip} {client_ip}");
-    assert!(web_pid > 0 && (web_ns.starts_with("/var/run/netns/") || web_ns.starts_with("/run/netns/")), "sandbox pid {web_pid}, netns {web_ns}");
-    let eth0 = String::from_utf8_lossy(&in_pod(web_pid, &["ip", "-o", "-4", "addr", "show", "dev", "eth0"]).stdout).into_owned();
-    assert!(eth0.contains(&format!("{web_ip}/24")), "what containerd reports is on the pod's eth0: {eth0}");
-    let lo = String::from_utf8_lossy(&in_pod(web_pid, &["ip", "-o", "link", "show", "lo"]).stdout).into_owned();
+    assert!(
+        web_ip.starts_with("198.18.174.")
+            && client_ip.starts_with("198.18.174.")
+            && web_ip != client_ip,
+        "pod IPs from the range: {web_ip} {client_ip}"
+    );
+    assert!(
+        web_pid > 0 && (web_ns.starts_with("/var/run/netns/") || web_ns.starts_with("/run/netns/")),
+        "sandbox pid {web_pid}, netns {web_ns}"
+    );
+    let eth0 = String::from_utf8_lossy(
+        &in_pod(web_pid, &["ip", "-o", "-4", "addr", "show", "dev", "eth0"]).stdout,
+    )
+    .into_owned();
+    assert!(
+        eth0.contains(&format!("{web_ip}/24")),
+        "what containerd reports is on the pod's eth0: {eth0}"
+    );
+    let lo = String::from_utf8_lossy(&in_pod(web_pid, &["ip", "-o", "link", "show", "lo"]).stdout)
+        .into_owned();
     assert!(lo.contains("UP"), "the CRI's loopback plugin ran too: {lo}");
-    let ping = |pid: u32, ip: &str| (0..3).any(|_| in_pod(pid, &["ping", "-c", "1", "-W", "1", ip]).status.success());
+    let ping = |pid: u32, ip: &str| {
+        (0..3).any(|_| in_pod(pid, &["ping", "-c", "1", "-W", "1", ip]).status.success())
+    };
     assert!(ping(client_pid, &web_ip), "client pod reaches web pod");
     assert!(ping(web_pid, "198.18.174.1"), "web pod reaches its gateway");
     assert_eq!(c.host.reservations("pods").len(), 2);
@@ -73,13 +97,22 @@ fn pods_get_addresses_reach_each_other_and_publish_a_host_port() {
     }
     // What containerd sent: the pod's identity in CNI_ARGS; DEL at stop with
     // the namespace, and again at removal without one.
-    let calls: Vec<_> = c.cni_calls().into_iter().filter(|(_, _, args)| args.split(';').any(|a| a == "K8S_POD_NAME=web")).collect();
+    let calls: Vec<_> = c
+        .cni_calls()
+        .into_iter()
+        .filter(|(_, _, args)| args.split(';').any(|a| a == "K8S_POD_NAME=web"))
+        .collect();
     let verbs: Vec<&str> = calls.iter().map(|(v, _, _)| v.as_str()).collect();
     assert_eq!(verbs, ["ADD", "DEL", "DEL"], "containerd's calls for the web pod: {calls:?}");
-    assert!(calls[0].2.contains("K8S_POD_NAMESPACE=default") && calls[0].2.contains("K8S_POD_UID=uid-web"), "{calls:?}");
+    assert!(
+        calls[0].2.contains("K8S_POD_NAMESPACE=default")
+            && calls[0].2.contains("K8S_POD_UID=uid-web"),
+        "{calls:?}"
+    );
     assert_eq!(calls[1].1, calls[0].1, "DEL at stop names the pod's namespace");
     assert_eq!(calls[2].1, "", "DEL at removal comes with an empty CNI_NETNS");
-    let rules = String::from_utf8_lossy(&c.host.ns.exec(&["nft", "list", "ruleset"]).stdout).into_owned();
+    let rules =
+        String::from_utf8_lossy(&c.host.ns.exec(&["nft", "list", "ruleset"]).stdout).into_owned();
     assert!(!rules.contains("18080"), "no rule for the port is left: {rules}");
 }
 
@@ -88,13 +121,25 @@ fn pods_on_macvlan_reach_each_other_and_the_gateway() {
     let mut c = Containerd::start(75);
     let ipam = c.host.ipam_v4();
     c.network(&json!({"cniVersion": "1.0.0", "name": "fast", "plugins": [{"type": "nearhost", "datapath": "macvlan", "master": "eth0", "ipam": ipam}]}));
-    let pods: Vec<String> = ["a", "b"].iter().map(|n| c.run_pod(n, &[]).unwrap_or_else(|e| panic!("RunPodSandbox {n}: {e}\n{}", c.log()))).collect();
+    let pods: Vec<String> = ["a", "b"]
+        .iter()
+        .map(|n| {
+            c.run_pod(n, &[]).unwrap_or_else(|e| panic!("RunPodSandbox {n}: {e}\n{}", c.log()))
+        })
+        .collect();
     let status: Vec<(Vec<String>, u32, String)> = pods.iter().map(|p| c.pod_status(p)).collect();
     let (a_ip, b_ip) = (status[0].0[0].clone(), status[1].0[0].clone());
-    assert!(a_ip.starts_with("198.18.75.") && b_ip.starts_with("198.18.75.") && a_ip != b_ip, "{a_ip} {b_ip}");
-    let kind = String::from_utf8_lossy(&in_pod(status[0].1, &["ip", "-d", "link", "show", "eth0"]).stdout).into_owned();
+    assert!(
+        a_ip.starts_with("198.18.75.") && b_ip.starts_with("198.18.75.") && a_ip != b_ip,
+        "{a_ip} {b_ip}"
+    );
+    let kind =
+        String::from_utf8_lossy(&in_pod(status[0].1, &["ip", "-d", "link", "show", "eth0"]).stdout)
+            .into_owned();
     assert!(kind.contains("macvlan"), "the pod's eth0 is a macvlan: {kind}");
-    let ping = |pid: u32, ip: &str| (0..3).any(|_| in_pod(pid, &["ping", "-c", "1", "-W", "1", ip]).status.success());
+    let ping = |pid: u32, ip: &str| {
+        (0..3).any(|_| in_pod(pid, &["ping", "-c", "1", "-W", "1", ip]).status.success())
+    };
     assert!(ping(status[0].1, &b_ip), "pod a reaches pod b");
     assert!(ping(status[1].1, &c.host.v4(1)), "pod b reaches the gateway beyond the host");
     for p in &pods {

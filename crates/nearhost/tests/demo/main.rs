@@ -13,15 +13,20 @@ use serde_json::Value;
 use support::lab::*;
 use support::*;
 
-
 /// Screenshot of a page in headless Chromium, decoded to RGBA.
 fn screenshot(html: &std::path::Path) -> (u32, u32, Vec<u8>) {
     let dir = tempfile::tempdir().unwrap();
     let png = dir.path().join("shot.png");
     let status = Command::new("chromium")
         .args([
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
             "--window-size=1400,1600",
         ])
         .arg(format!("--user-data-dir={}", dir.path().join("profile").display()))
@@ -38,7 +43,9 @@ fn screenshot(html: &std::path::Path) -> (u32, u32, Vec<u8>) {
     let info = reader.next_frame(&mut buf).unwrap();
     let rgba: Vec<u8> = match info.color_type {
         png::ColorType::Rgba => buf[..info.buffer_size()].to_vec(),
-        png::ColorType::Rgb => buf[..info.buffer_size()].chunks(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect(),
+        png::ColorType::Rgb => {
+            buf[..info.buffer_size()].chunks(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect()
+        }
         other => panic!("unexpected PNG color type {other:?}"),
     };
     (info.width, info.height, rgba)
@@ -47,11 +54,18 @@ fn screenshot(html: &std::path::Path) -> (u32, u32, Vec<u8>) {
 fn count_color(rgba: &[u8], hex: &str) -> usize {
     let c = u32::from_str_radix(hex.trim_start_matches('#'), 16).unwrap();
     let (r, g, b) = ((c >> 16) as u8, (c >> 8) as u8, c as u8);
-    rgba.chunks(4).filter(|p| p[0].abs_diff(r) < 8 && p[1].abs_diff(g) < 8 && p[2].abs_diff(b) < 8).count()
+    rgba.chunks(4)
+        .filter(|p| p[0].abs_diff(r) < 8 && p[1].abs_diff(g) < 8 && p[2].abs_diff(b) < 8)
+        .count()
 }
 
 fn p50(m: &Value, dp: &str) -> f64 {
-    m["results"].as_array().unwrap().iter().find(|r| r["datapath"] == dp).unwrap_or_else(|| panic!("no {dp} in {m}"))["median"]["p50_us"]
+    m["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["datapath"] == dp)
+        .unwrap_or_else(|| panic!("no {dp} in {m}"))["median"]["p50_us"]
         .as_f64()
         .unwrap()
 }
@@ -62,39 +76,64 @@ fn demo_quick_end_to_end() {
     let out_dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
     // Three short rounds: the ordering check compares medians, not one sample.
-    let out = nearhost(&["demo", "--quick", "--rounds", "3", "--json", "--out", out_dir.path().to_str().unwrap()]);
+    let out = nearhost(&[
+        "demo",
+        "--quick",
+        "--rounds",
+        "3",
+        "--json",
+        "--out",
+        out_dir.path().to_str().unwrap(),
+    ]);
     let took = started.elapsed();
     assert!(out.status.success(), "demo failed: {}", String::from_utf8_lossy(&out.stderr));
     eprintln!("demo --quick took {took:?}");
     let report: Value = serde_json::from_slice(&out.stdout).expect("--json prints the report");
     assert_eq!(report["schema"], "nearhost-demo/1");
-    let saved: Value = serde_json::from_str(&std::fs::read_to_string(out_dir.path().join("report.json")).unwrap()).unwrap();
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.path().join("report.json")).unwrap())
+            .unwrap();
     assert_eq!(saved["measurements"], report["measurements"], "report.json is what --json printed");
 
     // Every datapath is either measured or explained; ipvlan only where the kernel has it.
     let expected = ["host", "bridge", "routed", "vxlan", "macvlan", "ipvlan"];
     let infos = report["datapaths"].as_array().unwrap();
     for name in expected {
-        let d = infos.iter().find(|d| d["datapath"] == name).unwrap_or_else(|| panic!("{name} missing"));
+        let d = infos
+            .iter()
+            .find(|d| d["datapath"] == name)
+            .unwrap_or_else(|| panic!("{name} missing"));
         let want = name != "ipvlan" || kernel_has("ipvlan");
         assert_eq!(d["available"], want, "{name}: {d}");
         if !want {
             assert!(d["reason"].as_str().unwrap().contains("not available on this kernel"), "{d}");
         }
     }
-    let measured: Vec<&str> = infos.iter().filter(|d| d["available"] == true).map(|d| d["datapath"].as_str().unwrap()).collect();
+    let measured: Vec<&str> = infos
+        .iter()
+        .filter(|d| d["available"] == true)
+        .map(|d| d["datapath"].as_str().unwrap())
+        .collect();
     let ms = report["measurements"].as_array().unwrap();
     let keys: Vec<&str> = ms.iter().map(|m| m["key"].as_str().unwrap()).collect();
     assert_eq!(keys, ["rr-1B", "rr-64B", "rate-30pct", "rate-50pct", "rate-70pct", "rate-90pct"]);
     for m in ms {
         for dp in &measured {
-            let r = m["results"].as_array().unwrap().iter().find(|r| r["datapath"] == *dp).unwrap_or_else(|| panic!("{dp} not in {}", m["key"]));
+            let r = m["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["datapath"] == *dp)
+                .unwrap_or_else(|| panic!("{dp} not in {}", m["key"]));
             assert!(r["median"]["p50_us"].as_f64().unwrap() > 0.0);
             assert!(r["median"]["transactions_per_s"].as_f64().unwrap() > 0.0);
             if *dp == "host" {
                 assert!(r["ratio_to_host"].is_null());
             } else {
-                assert!(r["ratio_to_host"]["p50"]["median"].as_f64().unwrap() > 0.0, "{dp} has no ratio");
+                assert!(
+                    r["ratio_to_host"]["p50"]["median"].as_f64().unwrap() > 0.0,
+                    "{dp} has no ratio"
+                );
             }
         }
     }
@@ -102,7 +141,11 @@ fn demo_quick_end_to_end() {
     let rr = &ms[0];
     let host = p50(rr, "host");
     for slower in ["bridge", "vxlan"] {
-        assert!(p50(rr, slower) > host, "{slower} p50 {} should exceed the host's {host}", p50(rr, slower));
+        assert!(
+            p50(rr, slower) > host,
+            "{slower} p50 {} should exceed the host's {host}",
+            p50(rr, slower)
+        );
     }
     assert!(
         (p50(rr, "macvlan") - host).abs() < (p50(rr, "bridge") - host).abs(),
@@ -121,11 +164,12 @@ fn demo_quick_end_to_end() {
     assert_eq!(html.matches("class=\"chart percentile\"").count(), 6);
     let (w, h, rgba) = screenshot(&html_path);
     assert!(w >= 1000 && h >= 1000);
-    for (dp, color) in [("bridge", "#d62728"), ("routed", "#2ca02c"), ("vxlan", "#ff7f0e"), ("macvlan", "#1f77b4")] {
+    for (dp, color) in
+        [("bridge", "#d62728"), ("routed", "#2ca02c"), ("vxlan", "#ff7f0e"), ("macvlan", "#1f77b4")]
+    {
         let n = count_color(&rgba, color);
         assert!(n > 300, "{dp}'s color appears in only {n} pixels: the charts did not draw");
     }
     assert!(lab_namespaces().is_empty(), "the demo left namespaces: {:?}", lab_namespaces());
     assert!(lab_processes().is_empty(), "the demo left processes: {:?}", lab_processes());
 }
-

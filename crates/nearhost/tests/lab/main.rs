@@ -25,9 +25,27 @@ fn lab_up_status_down_and_a_second_demo_is_refused() {
         assert!(names.iter().any(|n| n == ns), "{ns} missing: {names:?}");
     }
     // The lab is usable by hand: the bench client reaches the routed server.
-    let routed = state["datapaths"].as_array().unwrap().iter().find(|d| d["datapath"] == "routed").unwrap();
+    let routed =
+        state["datapaths"].as_array().unwrap().iter().find(|d| d["datapath"] == "routed").unwrap();
     let target = routed["target"].as_str().unwrap();
-    let rr = run("ip", &["netns", "exec", "nhlab-h1-routed", bin(), "bench", "rr", "--target", target, "--duration", "0.3", "--warmup", "0", "--json"]);
+    let rr = run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            "nhlab-h1-routed",
+            bin(),
+            "bench",
+            "rr",
+            "--target",
+            target,
+            "--duration",
+            "0.3",
+            "--warmup",
+            "0",
+            "--json",
+        ],
+    );
     assert!(rr.status.success(), "{}", String::from_utf8_lossy(&rr.stderr));
 
     let status = nearhost(&["lab", "status", "--json"]);
@@ -43,8 +61,15 @@ fn lab_up_status_down_and_a_second_demo_is_refused() {
     let down = nearhost(&["lab", "down"]);
     assert!(down.status.success());
     assert!(lab_namespaces().is_empty());
-    assert!(eventually(Duration::from_secs(3), || lab_processes().is_empty()), "servers left: {:?}", lab_processes());
-    assert_eq!(String::from_utf8_lossy(&nearhost(&["lab", "status"]).stdout).trim(), "no lab is up");
+    assert!(
+        eventually(Duration::from_secs(3), || lab_processes().is_empty()),
+        "servers left: {:?}",
+        lab_processes()
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&nearhost(&["lab", "status"]).stdout).trim(),
+        "no lab is up"
+    );
 }
 
 #[test]
@@ -54,13 +79,23 @@ fn ctrl_c_and_sigterm_leave_nothing_behind() {
     for signal in [libc::SIGINT, libc::SIGTERM] {
         let out_dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(bin())
-            .args(["demo", "--quick", "--datapaths", "macvlan", "--out", out_dir.path().to_str().unwrap()])
+            .args([
+                "demo",
+                "--quick",
+                "--datapaths",
+                "macvlan",
+                "--out",
+                out_dir.path().to_str().unwrap(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         // Wait until measuring has begun (servers are up), then interrupt.
-        assert!(eventually(Duration::from_secs(120), || lab_processes().len() >= 3), "the demo never started measuring");
+        assert!(
+            eventually(Duration::from_secs(120), || lab_processes().len() >= 3),
+            "the demo never started measuring"
+        );
         std::thread::sleep(Duration::from_millis(500));
         // SAFETY: kill(2) on our own child.
         unsafe { libc::kill(child.id() as i32, signal) };
@@ -71,8 +106,16 @@ fn ctrl_c_and_sigterm_leave_nothing_behind() {
         let mut err = String::new();
         std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
         assert!(err.contains("interrupted"), "{err}");
-        assert!(lab_namespaces().is_empty(), "signal {signal}: namespaces left: {:?}", lab_namespaces());
-        assert!(eventually(Duration::from_secs(3), || lab_processes().is_empty()), "signal {signal}: processes left: {:?}", lab_processes());
+        assert!(
+            lab_namespaces().is_empty(),
+            "signal {signal}: namespaces left: {:?}",
+            lab_namespaces()
+        );
+        assert!(
+            eventually(Duration::from_secs(3), || lab_processes().is_empty()),
+            "signal {signal}: processes left: {:?}",
+            lab_processes()
+        );
     }
 }
 
@@ -94,13 +137,26 @@ fn demo_measures_ipvlan_where_the_kernel_has_it() {
     let _one = ONE_LAB.lock().unwrap_or_else(|p| p.into_inner());
     let _clean = CleanLab;
     let out_dir = tempfile::tempdir().unwrap();
-    let out = nearhost(&["demo", "--datapaths", "ipvlan", "--rounds", "1", "--duration", "0.3", "--json", "--out", out_dir.path().to_str().unwrap()]);
+    let out = nearhost(&[
+        "demo",
+        "--datapaths",
+        "ipvlan",
+        "--rounds",
+        "1",
+        "--duration",
+        "0.3",
+        "--json",
+        "--out",
+        out_dir.path().to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let ipvlan = report["datapaths"].as_array().unwrap().iter().find(|d| d["datapath"] == "ipvlan").unwrap();
+    let ipvlan =
+        report["datapaths"].as_array().unwrap().iter().find(|d| d["datapath"] == "ipvlan").unwrap();
     assert_eq!(ipvlan["available"], true, "{ipvlan}");
     let rr = &report["measurements"][0]["results"];
-    let r = rr.as_array().unwrap().iter().find(|r| r["datapath"] == "ipvlan").expect("ipvlan measured");
+    let r =
+        rr.as_array().unwrap().iter().find(|r| r["datapath"] == "ipvlan").expect("ipvlan measured");
     assert!(r["median"]["p50_us"].as_f64().unwrap() > 0.0);
     assert!(lab_namespaces().is_empty());
 }

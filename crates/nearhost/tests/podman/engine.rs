@@ -39,7 +39,10 @@ impl Podman {
     /// An engine whose host is `Host::new(net)` (198.18.NET.0/24).
     pub fn start(net: u8) -> Podman {
         let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-        assert!(Path::new("/usr/bin/podman").exists(), "podman is not installed (apt-get install podman; scripts/setup.sh does)");
+        assert!(
+            Path::new("/usr/bin/podman").exists(),
+            "podman is not installed (apt-get install podman; scripts/setup.sh does)"
+        );
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         for sub in ["cni-bin", "net.d", "root", "runroot", "tmp"] {
@@ -67,14 +70,23 @@ impl Podman {
         .unwrap();
         let p = Podman { host: Host::new(net), dir, _turn: turn };
         let tar = busybox_rootfs_tar(p.dir.path());
-        p.must(&["import", "--change", "ENV PATH=/bin:/sbin:/usr/bin:/usr/sbin", &tar.display().to_string(), IMAGE]);
+        p.must(&[
+            "import",
+            "--change",
+            "ENV PATH=/bin:/sbin:/usr/bin:/usr/sbin",
+            &tar.display().to_string(),
+            IMAGE,
+        ]);
         p
     }
 
     /// The environment that points a `podman` at this engine's files.
     pub fn env(&self) -> [(&'static str, String); 2] {
         let d = self.dir.path().display();
-        [("CONTAINERS_CONF", format!("{d}/containers.conf")), ("CONTAINERS_STORAGE_CONF", format!("{d}/storage.conf"))]
+        [
+            ("CONTAINERS_CONF", format!("{d}/containers.conf")),
+            ("CONTAINERS_STORAGE_CONF", format!("{d}/storage.conf")),
+        ]
     }
 
     /// Where Podman reads CNI network lists (`NAME.conflist`).
@@ -92,7 +104,12 @@ impl Podman {
     #[track_caller]
     pub fn must(&self, args: &[&str]) -> String {
         let out = self.podman(args);
-        assert!(out.status.success(), "podman {args:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "podman {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
@@ -118,7 +135,10 @@ impl Podman {
 
     /// `ip -o addr show dev IFNAME` inside the container.
     pub fn addrs(&self, name: &str, ifname: &str) -> String {
-        String::from_utf8_lossy(&self.exec(name, &["ip", "-o", "addr", "show", "dev", ifname]).stdout).into_owned()
+        String::from_utf8_lossy(
+            &self.exec(name, &["ip", "-o", "addr", "show", "dev", ifname]).stdout,
+        )
+        .into_owned()
     }
 
     /// The network namespace Podman made for the container (`/run/netns/…`).
