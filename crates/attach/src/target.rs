@@ -300,7 +300,7 @@ fn netns_target(text: &str) -> Result<Target> {
 /// the host itself (and `detach` would later delete it from the host).
 fn refuse_host_namespace(t: &Target) -> Result<()> {
     let ours = NetNs::current().and_then(|ns| ns.inode()).map_err(|e| AttachError::NotNetns {
-        path: "/proc/thread-self/ns/net".into(),
+        path: nearhost_kernel::netns::THREAD_NETNS.into(),
         reason: e.to_string(),
     })?;
     if ours == t.netns_inode {

@@ -15,6 +15,10 @@ use crate::error::{KernelError, Result};
 /// Where named namespaces live.
 pub const NETNS_RUN_DIR: &str = "/run/netns";
 
+/// The calling thread's network namespace (not the process's: a thread may
+/// have entered another one).
+pub const THREAD_NETNS: &str = "/proc/thread-self/ns/net";
+
 /// An open network namespace (an nsfs file descriptor).
 #[derive(Debug)]
 pub struct NetNs {
@@ -44,7 +48,7 @@ impl NetNs {
 
     /// The namespace of the calling thread.
     pub fn current() -> Result<Self> {
-        Self::open("/proc/thread-self/ns/net")
+        Self::open(THREAD_NETNS)
     }
 
     pub fn path(&self) -> &Path {
@@ -98,7 +102,7 @@ pub struct Guard {
 
 impl Guard {
     pub fn enter(ns: &NetNs) -> Result<Self> {
-        let previous = File::open("/proc/thread-self/ns/net")
+        let previous = File::open(THREAD_NETNS)
             .map_err(|e| KernelError::io("open /proc/thread-self/ns/net", e))?;
         setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)
             .map_err(|e| KernelError::io(format!("setns into {}", ns.path.display()), e.into()))?;
@@ -160,7 +164,7 @@ pub fn create_named(name: &str) -> Result<NetNs> {
             unshare(CloneFlags::CLONE_NEWNET)
                 .map_err(|e| KernelError::io("unshare(CLONE_NEWNET)", e.into()))?;
             nix::mount::mount(
-                Some("/proc/thread-self/ns/net"),
+                Some(THREAD_NETNS),
                 &path,
                 None::<&str>,
                 nix::mount::MsFlags::MS_BIND,

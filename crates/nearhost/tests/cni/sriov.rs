@@ -1,4 +1,4 @@
-//! The sriov datapath on stand-in hardware (see support/sriov.rs): VFs are veth
+//! The sriov datapath on stand-in hardware (see crates/testkit/src/sriov.rs): VFs are veth
 //! ends named by a fake sysfs tree, so claims, moves, renames, addresses and
 //! restores are real kernel operations. The PF-side VF settings (IFLA_VF_*) are
 //! refused by a veth PF: their bytes are checked in the kernel crate's tests,

@@ -1,4 +1,4 @@
-//! sriov-bond on stand-in hardware (support/sriov.rs): one VF — a veth end —
+//! sriov-bond on stand-in hardware (crates/testkit/src/sriov.rs): one VF — a veth end —
 //! from each of two PFs, bonded inside the container. This machine's kernel has
 //! no bonding: the full cases are ignored here and run in the kernel lab
 //! (scripts/kernel-lab --filter sriov_bond), on Debian's kernel.
