@@ -178,10 +178,8 @@ impl Agent {
     }
 
     async fn sessions(
-        &mut self,
-        mut asks: mpsc::Receiver<Ask>,
-        mut own_deleted: mpsc::UnboundedReceiver<BlockRecord>,
-        shutdown: impl Future<Output = ()>,
+        &mut self, mut asks: mpsc::Receiver<Ask>,
+        mut own_deleted: mpsc::UnboundedReceiver<BlockRecord>, shutdown: impl Future<Output = ()>,
     ) -> Result<()> {
         tokio::pin!(shutdown);
         let mut backoff = Duration::from_millis(250);

@@ -35,9 +35,7 @@ pub fn nth_block(pool: &PoolRecord, n: u128) -> IpNet {
 /// Free blocks in claim order: starting at a place derived from the node's
 /// name, so agents starting together rarely race for the same block.
 pub fn candidates<'a>(
-    pool: &'a PoolRecord,
-    taken: &'a HashSet<IpNet>,
-    node: &str,
+    pool: &'a PoolRecord, taken: &'a HashSet<IpNet>, node: &str,
 ) -> impl Iterator<Item = IpNet> + 'a {
     let total = pool.block_count();
     let start = u128::from(fnv(node)) % total;
@@ -52,11 +50,7 @@ fn fnv(s: &str) -> u64 {
 
 /// Claims one free block of `pool` for `rec` (its `block` is filled in).
 pub async fn claim(
-    etcd: &Etcd,
-    pool: &PoolRecord,
-    node: &str,
-    node_ip: IpAddr,
-    lease: i64,
+    etcd: &Etcd, pool: &PoolRecord, node: &str, node_ip: IpAddr, lease: i64,
 ) -> Result<BlockRecord> {
     let (kvs, _) = etcd.get_prefix(&records::blocks_of(&pool.name)).await?;
     let taken: HashSet<IpNet> = kvs

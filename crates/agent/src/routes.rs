@@ -65,10 +65,7 @@ pub fn spawn(mode: Mode, metrics: Arc<Metrics>) -> crate::error::Result<Sender<D
 }
 
 fn apply(
-    host: &mut Namespace,
-    vx: Option<u32>,
-    peer: &Peer,
-    add: bool,
+    host: &mut Namespace, vx: Option<u32>, peer: &Peer, add: bool,
 ) -> nearhost_datapath::Result<()> {
     match (vx, add) {
         (None, true) => peers::add_hostgw(host, peer),
@@ -81,10 +78,7 @@ fn apply(
 /// Removes what is no longer desired, (re)applies what is; returns what is now
 /// programmed (failed entries are left out and retried next time).
 fn reconcile(
-    host: &mut Namespace,
-    vx: Option<u32>,
-    programmed: &Desired,
-    desired: &Desired,
+    host: &mut Namespace, vx: Option<u32>, programmed: &Desired, desired: &Desired,
 ) -> Desired {
     for (node, old) in programmed {
         let keep = desired.get(node).cloned().unwrap_or_default();

@@ -28,10 +28,7 @@ fn desired(view: &BTreeMap<String, BlockRecord>, me: &str) -> Desired {
 /// Runs forever. `own_deleted` hears about our own blocks vanishing (an expired
 /// lease during an etcd outage), so they can be claimed back.
 pub async fn run(
-    etcd: Etcd,
-    me: String,
-    programmer: Sender<Desired>,
-    own_deleted: UnboundedSender<BlockRecord>,
+    etcd: Etcd, me: String, programmer: Sender<Desired>, own_deleted: UnboundedSender<BlockRecord>,
 ) {
     let mut backoff = Duration::from_millis(200);
     loop {
@@ -47,10 +44,7 @@ pub async fn run(
 }
 
 async fn watch_once(
-    etcd: &Etcd,
-    me: &str,
-    programmer: &Sender<Desired>,
-    own_deleted: &UnboundedSender<BlockRecord>,
+    etcd: &Etcd, me: &str, programmer: &Sender<Desired>, own_deleted: &UnboundedSender<BlockRecord>,
 ) -> crate::error::Result<()> {
     let (kvs, rev) = etcd.get_prefix(records::BLOCKS).await?;
     let mut view: BTreeMap<String, BlockRecord> = kvs

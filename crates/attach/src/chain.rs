@@ -104,11 +104,7 @@ impl Chain<'_> {
     }
 
     fn run(
-        &self,
-        plugin: &Value,
-        command: Command,
-        inv: &Invocation,
-        prev: Option<&Value>,
+        &self, plugin: &Value, command: Command, inv: &Invocation, prev: Option<&Value>,
     ) -> std::result::Result<Option<Value>, CniError> {
         let mut conf = plugin.clone();
         if let Some(p) = prev {

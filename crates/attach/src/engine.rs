@@ -113,9 +113,7 @@ fn find_program(name: &str, path: Option<&str>) -> Option<PathBuf> {
 
 /// Looks `name` (a name or ID) up; `Ok(None)` when the engine has no such container.
 pub fn inspect(
-    kind: EngineKind,
-    endpoint: &Endpoint,
-    name: &str,
+    kind: EngineKind, endpoint: &Endpoint, name: &str,
 ) -> Result<Option<ContainerInfo>, InspectError> {
     let found = match endpoint {
         Endpoint::Api { socket } => inspect_api(kind, socket, name)?,

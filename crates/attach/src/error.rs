@@ -144,9 +144,7 @@ impl AttachError {
     }
 
     pub fn bad_flag(
-        flag: &'static str,
-        value: impl Into<String>,
-        reason: impl Into<String>,
+        flag: &'static str, value: impl Into<String>, reason: impl Into<String>,
     ) -> Self {
         AttachError::BadFlag { flag, value: value.into(), reason: reason.into() }
     }

@@ -111,10 +111,7 @@ pub fn attach(ctx: &Context, req: &AttachRequest) -> Result<Attachment> {
 /// `nearhost detach TARGET --net NAME [--ifname]`: works also when the
 /// container is gone, by the name or ID it had.
 pub fn detach(
-    ctx: &Context,
-    target: &str,
-    network: &str,
-    ifname: Option<&str>,
+    ctx: &Context, target: &str, network: &str, ifname: Option<&str>,
 ) -> Result<Attachment> {
     let _lock = ctx.records.lock()?;
     let found = match ctx.resolver.resolve(target) {

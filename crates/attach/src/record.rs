@@ -151,10 +151,7 @@ fn load(path: &Path) -> Result<Attachment> {
 
 /// A new record (no result yet).
 pub fn new_record(
-    network: &crate::netdef::Network,
-    target: Target,
-    ifname: &str,
-    cni_args: String,
+    network: &crate::netdef::Network, target: Target, ifname: &str, cni_args: String,
 ) -> Attachment {
     let created = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -221,10 +221,7 @@ fn same_namespace(t: &Target, gone: &str) -> Liveness {
 }
 
 fn from_container(
-    kind: EngineKind,
-    endpoint: &Endpoint,
-    info: ContainerInfo,
-    text: &str,
+    kind: EngineKind, endpoint: &Endpoint, info: ContainerInfo, text: &str,
 ) -> Result<Target> {
     let not_running = |status: String| AttachError::NotRunning {
         target: text.into(),

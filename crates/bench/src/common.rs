@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::error::BenchError;
 use crate::report::{Counts, Interval, Mode, Report, Settings, SCHEMA};
+use crate::run::Plan;
 use crate::sys;
 
 /// Longest run accepted (every load loop must end by itself).
@@ -84,6 +85,18 @@ impl Common {
         Ok(threads)
     }
 
+    /// How the run goes: `threads` threads on the chosen CPUs, warm-up, then
+    /// the measured duration; `mode` names it on the progress line.
+    pub(crate) fn plan(&self, threads: usize, mode: &str) -> Plan {
+        Plan {
+            threads,
+            cpus: self.cpus.clone(),
+            warmup_s: self.warmup_s,
+            duration_s: self.duration_s,
+            progress: self.progress.then(|| mode.to_string()),
+        }
+    }
+
     pub(crate) fn timeout(&self) -> Duration {
         Duration::from_secs_f64(self.timeout_s)
     }
@@ -108,10 +121,7 @@ impl Common {
 
 /// Checks that a number of seconds is finite and within `min..=max`.
 pub(crate) fn check_seconds(
-    flag: &'static str,
-    value: f64,
-    min: f64,
-    max: f64,
+    flag: &'static str, value: f64, min: f64, max: f64,
 ) -> Result<(), BenchError> {
     if !value.is_finite() || value < min || value > max {
         return Err(BenchError::invalid(
@@ -125,10 +135,7 @@ pub(crate) fn check_seconds(
 
 /// Checks a message size against `1..=max` (or `min..=max`).
 pub(crate) fn check_size(
-    flag: &'static str,
-    value: u32,
-    min: u32,
-    max: u32,
+    flag: &'static str, value: u32, min: u32, max: u32,
 ) -> Result<(), BenchError> {
     if value < min || value > max {
         return Err(BenchError::invalid(flag, value, format!("must be {min}..={max} bytes")));
@@ -138,11 +145,7 @@ pub(crate) fn check_size(
 
 /// A report with the common fields filled in and every optional section empty.
 pub(crate) fn base_report(
-    mode: Mode,
-    target: String,
-    settings: Settings,
-    counts: Counts,
-    timeline: Vec<Interval>,
+    mode: Mode, target: String, settings: Settings, counts: Counts, timeline: Vec<Interval>,
 ) -> Report {
     let elapsed_s = settings.duration_s;
     let in_window: u64 = timeline.iter().map(|i| i.responses).sum();

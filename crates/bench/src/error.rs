@@ -107,9 +107,7 @@ pub enum BenchError {
 impl BenchError {
     /// Shorthand for [`BenchError::InvalidArgument`].
     pub(crate) fn invalid(
-        flag: &'static str,
-        value: impl ToString,
-        reason: impl Into<String>,
+        flag: &'static str, value: impl ToString, reason: impl Into<String>,
     ) -> Self {
         BenchError::InvalidArgument { flag, value: value.to_string(), reason: reason.into() }
     }

@@ -100,9 +100,7 @@ impl LatencyHistogram {
 
     /// The report section, or `None` when there are no samples.
     pub(crate) fn summary(
-        &self,
-        kind: LatencyKind,
-        origin: LatencyOrigin,
+        &self, kind: LatencyKind, origin: LatencyOrigin,
     ) -> Option<LatencySummary> {
         if self.is_empty() {
             return None;

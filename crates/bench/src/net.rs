@@ -46,9 +46,7 @@ pub(crate) fn connect_error(addr: SocketAddr, timeout: Duration, e: io::Error) -
 
 /// Connects and performs the bench hello for `mode` within `timeout`.
 pub(crate) fn connect_bench(
-    addr: SocketAddr,
-    mode: TcpMode,
-    timeout: Duration,
+    addr: SocketAddr, mode: TcpMode, timeout: Duration,
 ) -> Result<TcpStream, BenchError> {
     let mut stream = connect(addr, timeout)?;
     let handshake_err = |detail: String| BenchError::Handshake { addr, detail };

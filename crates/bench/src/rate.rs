@@ -14,7 +14,6 @@ use crate::http;
 use crate::loadgen::{self, LoadSpec, ResponseKind};
 use crate::proto::{TcpMode, MAX_MESSAGE};
 use crate::report::{LatencyKind, LatencyOrigin, Mode, RateSummary, Report};
-use crate::run::Plan;
 
 /// Highest rate accepted, per second.
 pub const MAX_RATE: f64 = 10_000_000.0;
@@ -106,13 +105,7 @@ pub fn rate(config: &RateConfig) -> Result<Report, BenchError> {
         timeout: common.timeout(),
         rate_per_s: Some(config.rate_per_s),
     };
-    let plan = Plan {
-        threads,
-        cpus: common.cpus.clone(),
-        warmup_s: common.warmup_s,
-        duration_s: common.duration_s,
-        progress: common.progress.then(|| "rate".to_string()),
-    };
+    let plan = common.plan(threads, "rate");
     let (out, timeline) = loadgen::run(spec, &plan)?;
     let mut report =
         base_report(Mode::Rate, config.target.to_string(), settings, out.counts, timeline);

@@ -13,7 +13,6 @@ use crate::error::BenchError;
 use crate::loadgen::{self, LoadSpec, ResponseKind};
 use crate::proto::{TcpMode, MAX_MESSAGE};
 use crate::report::{LatencyKind, LatencyOrigin, Mode, Report};
-use crate::run::Plan;
 
 /// Settings of an `rr` run.
 #[derive(Debug, Clone)]
@@ -60,13 +59,7 @@ pub fn rr(config: &RrConfig) -> Result<Report, BenchError> {
         timeout: common.timeout(),
         rate_per_s: None,
     };
-    let plan = Plan {
-        threads,
-        cpus: common.cpus.clone(),
-        warmup_s: common.warmup_s,
-        duration_s: common.duration_s,
-        progress: common.progress.then(|| "rr".to_string()),
-    };
+    let plan = common.plan(threads, "rr");
     let (out, timeline) = loadgen::run(spec, &plan)?;
     let mut settings = common.settings("echo", threads);
     settings.request_size = config.request_size;

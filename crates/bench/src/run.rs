@@ -77,8 +77,7 @@ impl WorkerCtx {
     /// Reports the outcome of set-up and waits for the common start.
     /// Returns the window and the thread's timeline recorder.
     pub(crate) fn ready<T>(
-        self,
-        setup: Result<T, BenchError>,
+        self, setup: Result<T, BenchError>,
     ) -> Result<(T, Window, SecondRecorder), BenchError> {
         let mut state = self.gate.state.lock().expect("gate lock");
         let value = match setup {

@@ -16,7 +16,7 @@ use crate::error::BenchError;
 use crate::net;
 use crate::proto::{TcpMode, MAX_MESSAGE};
 use crate::report::{Counts, Direction, Mode, Report, Throughput};
-use crate::run::{run_threads, Plan, WorkerCtx};
+use crate::run::{run_threads, WorkerCtx};
 
 /// Most parallel streams.
 pub const MAX_STREAMS: u32 = 128;
@@ -76,13 +76,7 @@ pub fn stream(config: &StreamConfig) -> Result<Report, BenchError> {
         ));
     }
     let threads = common.connections as usize;
-    let plan = Plan {
-        threads,
-        cpus: common.cpus.clone(),
-        warmup_s: common.warmup_s,
-        duration_s: common.duration_s,
-        progress: common.progress.then(|| "stream".to_string()),
-    };
+    let plan = common.plan(threads, "stream");
     let shared = Arc::new(config.clone());
     let (outputs, timeline) = run_threads(&plan, move |ctx| stream_thread(&shared, ctx))?;
     let mut total = StreamOutput::default();

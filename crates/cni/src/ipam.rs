@@ -46,11 +46,7 @@ const NUDGE_TIMEOUT: Duration = Duration::from_millis(200);
 /// block and try once more; an unreachable agent or etcd is "try again later"
 /// (code 11) — never an address outside the node's own blocks.
 fn allocate_from_pool(
-    ipam: &Ipam<FileStore>,
-    cfg: &IpamConfig,
-    pool: &str,
-    owner: &Owner,
-    requested: &[IpAddr],
+    ipam: &Ipam<FileStore>, cfg: &IpamConfig, pool: &str, owner: &Owner, requested: &[IpAddr],
 ) -> Result<Vec<Lease>> {
     match ipam.allocate_in_blocks(&cfg.exclude, owner, requested) {
         Ok(leases) => {
@@ -141,11 +137,7 @@ impl Addressing {
 
     /// Reserves addresses for `owner`; the guard gives them back unless disarmed.
     pub fn reserve<'a>(
-        &'a self,
-        inv: &'a Invocation,
-        stdin: &'a [u8],
-        owner: &'a Owner,
-        requested: &[IpAddr],
+        &'a self, inv: &'a Invocation, stdin: &'a [u8], owner: &'a Owner, requested: &[IpAddr],
     ) -> Result<(Assignment, ReleaseGuard<'a>)> {
         match self {
             Addressing::None => Ok((Assignment::default(), ReleaseGuard { undo: None })),
@@ -223,11 +215,7 @@ impl Addressing {
 
     /// CHECK: the addresses in `prev` are still reserved for `owner`.
     pub fn check(
-        &self,
-        inv: &Invocation,
-        stdin: &[u8],
-        owner: &Owner,
-        prev: &Outcome,
+        &self, inv: &Invocation, stdin: &[u8], owner: &Owner, prev: &Outcome,
     ) -> Result<()> {
         match self {
             Addressing::None | Addressing::Chained { .. } => Ok(()),

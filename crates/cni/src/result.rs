@@ -12,10 +12,7 @@ use crate::version::SpecVersion;
 
 /// Encodes an outcome; `sandbox` is the container's netns path.
 pub fn encode(
-    version: SpecVersion,
-    outcome: &Outcome,
-    sandbox: &str,
-    dns: Option<&Value>,
+    version: SpecVersion, outcome: &Outcome, sandbox: &str, dns: Option<&Value>,
 ) -> Value {
     let interfaces: Vec<Value> = outcome
         .interfaces

@@ -142,9 +142,7 @@ impl Outcome {
     /// ADD's result: the host-side interfaces first, then the container
     /// interface that carries `addresses` (with their gateways) and `routes`.
     pub(crate) fn attached(
-        host_side: Vec<Iface>,
-        sandbox: Iface,
-        addresses: &[(IpNet, Option<IpAddr>)],
+        host_side: Vec<Iface>, sandbox: Iface, addresses: &[(IpNet, Option<IpAddr>)],
         routes: &[Route],
     ) -> Outcome {
         let index = host_side.len();

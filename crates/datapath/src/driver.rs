@@ -16,27 +16,23 @@ pub trait Datapath {
     /// On error, everything it created is gone again. Called after
     /// [`preflight_add`], which has checked the interface names are free.
     fn add(
-        &self,
-        host: &mut Namespace,
-        sandbox: &mut Namespace,
-        req: &AddRequest<'_>,
+        &self, host: &mut Namespace, sandbox: &mut Namespace, req: &AddRequest<'_>,
     ) -> Result<Outcome>;
 
     /// Removes what ADD made. `sandbox` is `None` when the namespace is gone or
-    /// was not given; DEL then cleans up what lives outside it.
+    /// was not given; DEL then cleans up what lives outside it. The usual DEL:
+    /// the container interface goes, and with it everything the kernel ties
+    /// to it (a veth's host end, its routes and neighbour entries).
     fn del(
-        &self,
-        host: &mut Namespace,
-        sandbox: Option<&mut Namespace>,
-        req: &DelRequest<'_>,
-    ) -> Result<()>;
+        &self, host: &mut Namespace, sandbox: Option<&mut Namespace>, req: &DelRequest<'_>,
+    ) -> Result<()> {
+        let _ = host;
+        container::delete_if_present(sandbox, req.ifname)
+    }
 
     /// Verifies the attachment still matches `req.prev`; the error says what differs.
     fn check(
-        &self,
-        host: &mut Namespace,
-        sandbox: &mut Namespace,
-        req: &CheckRequest<'_>,
+        &self, host: &mut Namespace, sandbox: &mut Namespace, req: &CheckRequest<'_>,
     ) -> Result<()>;
 
     /// Whether the datapath can take new attachments (CNI STATUS).
@@ -55,10 +51,7 @@ pub trait Datapath {
 /// every name it will create must be free in the container (ADD never takes
 /// over an interface the container already has).
 pub fn preflight_add(
-    driver: &dyn Datapath,
-    host: &mut Namespace,
-    sandbox: &mut Namespace,
-    ifname: &str,
+    driver: &dyn Datapath, host: &mut Namespace, sandbox: &mut Namespace, ifname: &str,
 ) -> Result<()> {
     driver.preflight(host)?;
     for name in driver.sandbox_names(ifname) {
@@ -104,10 +97,4 @@ pub fn build(conf: &Value) -> Result<Box<dyn Datapath>> {
         DatapathError::config("datapath", format!("unknown datapath {name:?} (known: {})", names()))
     })?;
     (reg.build)(conf)
-}
-
-/// The message of the error a driver's config check gives (for its tests).
-#[cfg(test)]
-pub(crate) fn config_error(build: fn(&Value) -> Result<Box<dyn Datapath>>, conf: Value) -> String {
-    build(&conf).err().expect("config should be refused").to_string()
 }

@@ -43,9 +43,7 @@ pub fn claims_of<C: DeviceClaim>(state_dir: &Path) -> ClaimStore {
 
 /// The claims of one attachment.
 pub fn owned<C: DeviceClaim>(
-    store: &ClaimStore,
-    container_id: &str,
-    ifname: &str,
+    store: &ClaimStore, container_id: &str, ifname: &str,
 ) -> Result<Vec<C>> {
     let locked = store.lock::<C>()?;
     Ok(locked.claims().values().filter(|c| c.owned_by(container_id, ifname)).cloned().collect())
@@ -54,10 +52,7 @@ pub fn owned<C: DeviceClaim>(
 /// Moves the device back (or finds it by PCI address once its namespace is
 /// gone), restores it and releases the claim. Keeps going past failures.
 pub fn release<C: DeviceClaim>(
-    host: &mut Namespace,
-    sb: Option<&mut Namespace>,
-    store: &ClaimStore,
-    claim: &C,
+    host: &mut Namespace, sb: Option<&mut Namespace>, store: &ClaimStore, claim: &C,
 ) -> Result<()> {
     let mut errors = Vec::new();
     let index = bring_home(host, sb, claim.dev())?;
@@ -82,9 +77,7 @@ pub fn release<C: DeviceClaim>(
 /// DEL of a datapath with claimed devices: every claim of the attachment
 /// released; a failure does not stop the others.
 pub fn release_owned<C: DeviceClaim>(
-    host: &mut Namespace,
-    mut sb: Option<&mut Namespace>,
-    req: &DelRequest<'_>,
+    host: &mut Namespace, mut sb: Option<&mut Namespace>, req: &DelRequest<'_>,
 ) -> Result<()> {
     let store = claims_of::<C>(&req.state_dir);
     let mut errors = Vec::new();
@@ -99,11 +92,7 @@ pub fn release_owned<C: DeviceClaim>(
 /// the attachment (`what` names the device kind in the error). Returns the
 /// container interface and the claims.
 pub fn check_claimed<C: DeviceClaim>(
-    sb: &mut Namespace,
-    req: &CheckRequest<'_>,
-    mtu: Option<u32>,
-    count: usize,
-    what: &str,
+    sb: &mut Namespace, req: &CheckRequest<'_>, mtu: Option<u32>, count: usize, what: &str,
 ) -> Result<(Link, Vec<C>)> {
     let link = container::check_sandbox(sb, req)?;
     if let Some(m) = mtu.filter(|m| *m != link.mtu) {
@@ -185,9 +174,7 @@ pub fn move_in(host: &mut Namespace, sb: &mut Namespace, dev: &SavedNetdev) -> R
 /// returns physical devices to the initial namespace, renamed `devN` if their
 /// name is taken there. Its index in the host, if it is anywhere to be found.
 pub fn bring_home(
-    host: &mut Namespace,
-    sb: Option<&mut Namespace>,
-    dev: &SavedNetdev,
+    host: &mut Namespace, sb: Option<&mut Namespace>, dev: &SavedNetdev,
 ) -> Result<Option<u32>> {
     if let Some(sb) = sb {
         // The temporary name first: if ADD failed before the rename, an
@@ -265,9 +252,7 @@ pub struct GiveBack {
 
 impl GiveBack {
     pub fn new(
-        host: &Namespace,
-        sb: &Namespace,
-        what: impl Into<String>,
+        host: &Namespace, sb: &Namespace, what: impl Into<String>,
         action: impl FnOnce(&mut Namespace, &mut Namespace) -> Result<()> + 'static,
     ) -> Result<Self> {
         let dup = |ns: &NetNs| {

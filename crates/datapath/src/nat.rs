@@ -40,10 +40,7 @@ add rule {TABLE} output fib daddr type local dnat ip to udp dport map @udp4
 /// Masquerades traffic from `subnets` leaving for anywhere but a container subnet,
 /// and installs `mappings` to `container_ip`. One `nft` run, one transaction.
 pub fn ensure(
-    host: &Namespace,
-    subnets: &[IpNet],
-    mappings: &[PortMapping],
-    container_ip: Option<IpAddr>,
+    host: &Namespace, subnets: &[IpNet], mappings: &[PortMapping], container_ip: Option<IpAddr>,
 ) -> Result<()> {
     let mut script = skeleton();
     for net in subnets {
@@ -65,9 +62,7 @@ pub fn ensure(
 
 /// Removes the port mappings that point at `container_ip` (others are kept).
 pub fn remove_mappings(
-    host: &Namespace,
-    mappings: &[PortMapping],
-    container_ip: Option<IpAddr>,
+    host: &Namespace, mappings: &[PortMapping], container_ip: Option<IpAddr>,
 ) -> Result<()> {
     if mappings.is_empty() {
         return Ok(());

@@ -7,7 +7,7 @@ use std::os::fd::AsFd;
 use nearhost_kernel::link::{temp_link_name, Link, Mac, NewLink, NewLinkKind};
 
 use crate::container::{self, Setup};
-use crate::context::{AddRequest, Iface, Namespace, Outcome};
+use crate::context::{AddRequest, CheckRequest, Iface, Namespace, Outcome};
 use crate::error::{DatapathError, KernelContext, Result};
 use crate::guard::LinkGuard;
 use crate::host;
@@ -22,10 +22,7 @@ pub struct UpperLink<'a> {
 
 /// Creates the child link inside the container, finishes it, returns the result.
 pub fn add(
-    host: &mut Namespace,
-    sb: &mut Namespace,
-    req: &AddRequest<'_>,
-    kind: UpperLink<'_>,
+    host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>, kind: UpperLink<'_>,
 ) -> Result<Outcome> {
     let temp = temp_link_name();
     let spec = NewLink {
@@ -77,8 +74,31 @@ fn create_error(e: nearhost_kernel::KernelError, kind: &UpperLink<'_>) -> Datapa
     }
 }
 
-/// CHECK: the container link still hangs off the configured master.
-pub fn check_parent(host: &mut Namespace, link: &Link, configured: Option<&str>) -> Result<()> {
+/// CHECK of an upper device: the container side as the previous result says,
+/// the link's kind, its mode (read by `mode_of`) and its master.
+pub fn check<M: PartialEq + std::fmt::Debug>(
+    host: &mut Namespace, sb: &mut Namespace, req: &CheckRequest<'_>, kind: &str,
+    mode_of: fn(&Link) -> Option<M>, mode: M, master: Option<&str>,
+) -> Result<()> {
+    let link = container::check_sandbox(sb, req)?;
+    if link.kind.as_deref() != Some(kind) {
+        return Err(DatapathError::CheckFailed(format!(
+            "{} is a {:?} link, not {kind}",
+            req.ifname, link.kind
+        )));
+    }
+    let have = mode_of(&link);
+    if have.as_ref() != Some(&mode) {
+        return Err(DatapathError::CheckFailed(format!(
+            "{} is in {kind} mode {have:?}, config says {mode:?}",
+            req.ifname
+        )));
+    }
+    check_parent(host, &link, master)
+}
+
+/// The container link still hangs off the configured master.
+fn check_parent(host: &mut Namespace, link: &Link, configured: Option<&str>) -> Result<()> {
     let master = host::resolve_master(host, configured)?;
     if link.parent != Some(master.index) {
         return Err(DatapathError::CheckFailed(format!(

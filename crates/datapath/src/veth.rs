@@ -20,10 +20,7 @@ pub struct Veth {
 
 /// Creates the pair. `host_prefix` is at most 5 bytes (`nhv`, `nhr`).
 pub fn create(
-    host: &mut Namespace,
-    sb: &mut Namespace,
-    host_prefix: &str,
-    mtu: Option<u32>,
+    host: &mut Namespace, sb: &mut Namespace, host_prefix: &str, mtu: Option<u32>,
     sandbox_mac: Option<Mac>,
 ) -> Result<Veth> {
     let temp = temp_link_name();

@@ -79,10 +79,7 @@ pub fn discover(sysfs: &Sysfs, field: &str, pf: &str) -> Result<Vec<VirtFn>> {
 /// and it is not one of the host's `uplinks` (interfaces carrying its default
 /// route), which are never moved.
 pub fn pick<'a>(
-    claims: &BTreeMap<String, VfClaim>,
-    pf: &str,
-    vfs: &'a [VirtFn],
-    wanted: Option<u32>,
+    claims: &BTreeMap<String, VfClaim>, pf: &str, vfs: &'a [VirtFn], wanted: Option<u32>,
     uplinks: &[String],
 ) -> Result<&'a VirtFn> {
     let uplink = |v: &VirtFn| v.netdevs.iter().any(|n| uplinks.contains(n));
@@ -116,10 +113,7 @@ pub fn pick<'a>(
 }
 
 fn no_free_vf(
-    claims: &BTreeMap<String, VfClaim>,
-    pf: &str,
-    vfs: &[VirtFn],
-    uplink: impl Fn(&VirtFn) -> bool,
+    claims: &BTreeMap<String, VfClaim>, pf: &str, vfs: &[VirtFn], uplink: impl Fn(&VirtFn) -> bool,
 ) -> DatapathError {
     let count = |f: &dyn Fn(&VirtFn) -> bool| vfs.iter().filter(|v| f(v)).count();
     let claimed = count(&|v| claims.contains_key(&v.pci));

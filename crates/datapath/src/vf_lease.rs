@@ -36,10 +36,7 @@ pub struct VfLease {
 
 /// Claims one VF per `want`, all in one locked transaction: all or none.
 pub fn claim(
-    host: &mut Namespace,
-    sb: &Namespace,
-    store: &ClaimStore,
-    owner: (&str, &str),
+    host: &mut Namespace, sb: &Namespace, store: &ClaimStore, owner: (&str, &str),
     wants: &[Want<'_>],
 ) -> Result<Vec<VfLease>> {
     let sysfs = Sysfs::from_env();
@@ -79,12 +76,7 @@ fn uplinks(host: &mut Namespace) -> Result<Vec<String>> {
 
 /// Reads what the VF is like now: its interface in the host and its PF settings.
 fn new_claim(
-    host: &mut Namespace,
-    owner: (&str, &str),
-    want: &Want<'_>,
-    vf: u32,
-    pci: &str,
-    netdev: &str,
+    host: &mut Namespace, owner: (&str, &str), want: &Want<'_>, vf: u32, pci: &str, netdev: &str,
 ) -> Result<VfClaim> {
     let link = host.nl.link_by_name(netdev).ctx(|| format!("look up VF interface {netdev}"))?.ok_or_else(|| {
         DatapathError::Busy(format!("VF {vf} of {} ({pci}): sysfs shows interface {netdev}, but the host namespace has none", want.pf))
@@ -120,10 +112,7 @@ impl VfLease {
     /// Applies the PF settings, then moves the VF into the container under its
     /// temporary name. Returns its index there.
     pub fn take(
-        &self,
-        host: &mut Namespace,
-        sb: &mut Namespace,
-        settings: &[VfSetting],
+        &self, host: &mut Namespace, sb: &mut Namespace, settings: &[VfSetting],
     ) -> Result<u32> {
         let c = &self.claim;
         let pf = pf_link(host, "pf", &c.pf)?;
@@ -139,10 +128,7 @@ impl VfLease {
     /// takes it. The change is recorded first, so that DEL undoes it even after
     /// a crash, and forgotten again when the PF refuses. Whether it took.
     pub fn try_admin_mac(
-        &mut self,
-        host: &mut Namespace,
-        store: &ClaimStore,
-        mac: Mac,
+        &mut self, host: &mut Namespace, store: &ClaimStore, mac: Mac,
     ) -> Result<bool> {
         let (pf, vf) = (pf_link(host, "pfs", &self.claim.pf)?, self.claim.vf);
         let states =
@@ -178,10 +164,7 @@ impl VfLease {
 
 /// [`moved::release`] of the claim recorded for the VF at `pci`, if there is one.
 fn release_recorded(
-    host: &mut Namespace,
-    sb: Option<&mut Namespace>,
-    store: &ClaimStore,
-    pci: &str,
+    host: &mut Namespace, sb: Option<&mut Namespace>, store: &ClaimStore, pci: &str,
 ) -> Result<()> {
     let claim = store.lock::<VfClaim>()?.claims().get(pci).cloned();
     claim.map_or(Ok(()), |c| moved::release(host, sb, store, &c))

@@ -40,9 +40,7 @@ enum Blocker {
 
 /// Picks a free address from `set`, starting after `last` (round-robin).
 pub fn allocate<'s>(
-    set: &'s RangeSet,
-    taken: &Taken<'_>,
-    last: Option<IpAddr>,
+    set: &'s RangeSet, taken: &Taken<'_>, last: Option<IpAddr>,
 ) -> Result<(IpAddr, &'s Range)> {
     let n = set.ranges.len();
     let start_idx = last.and_then(|l| set.ranges.iter().position(|r| r.contains(l)));

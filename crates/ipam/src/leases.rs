@@ -49,11 +49,7 @@ impl<S: Store> Ipam<S> {
     /// `requested` are static addresses; each must fall in one of the sets.
     /// Repeating the call for the same owner returns the same addresses.
     pub fn allocate(
-        &self,
-        sets: &[RangeSet],
-        exclude: &[IpNet],
-        owner: &Owner,
-        requested: &[IpAddr],
+        &self, sets: &[RangeSet], exclude: &[IpNet], owner: &Owner, requested: &[IpAddr],
     ) -> Result<Vec<Lease>> {
         self.store.update(|state| allocate_in_sets(state, sets, exclude, owner, requested))
     }
@@ -61,10 +57,7 @@ impl<S: Store> Ipam<S> {
     /// Like [`Self::allocate`], from the address blocks the node agent recorded
     /// in the state (cluster pools): one address per family the blocks cover.
     pub fn allocate_in_blocks(
-        &self,
-        exclude: &[IpNet],
-        owner: &Owner,
-        requested: &[IpAddr],
+        &self, exclude: &[IpNet], owner: &Owner, requested: &[IpAddr],
     ) -> Result<Vec<Lease>> {
         self.store.update(|state| {
             let sets = blocks_as_sets(&state.blocks);
@@ -137,11 +130,7 @@ impl<S: Store> Ipam<S> {
 }
 
 fn allocate_in_sets(
-    state: &mut State,
-    sets: &[RangeSet],
-    exclude: &[IpNet],
-    owner: &Owner,
-    requested: &[IpAddr],
+    state: &mut State, sets: &[RangeSet], exclude: &[IpNet], owner: &Owner, requested: &[IpAddr],
 ) -> Result<Vec<Lease>> {
     for ip in requested {
         if !sets.iter().any(|s| s.range_of(*ip).is_some()) {
@@ -187,11 +176,7 @@ fn owned_by<'a>(state: &'a State, owner: &'a Owner) -> impl Iterator<Item = IpAd
 }
 
 fn allocate_in_set(
-    state: &mut State,
-    set: &RangeSet,
-    exclude: &[IpNet],
-    owner: &Owner,
-    requested: &[IpAddr],
+    state: &mut State, set: &RangeSet, exclude: &[IpNet], owner: &Owner, requested: &[IpAddr],
 ) -> Result<Lease> {
     let lease_for = |ip: IpAddr, cursor: Option<(String, Option<IpAddr>)>| -> Lease {
         let r = set.range_of(ip).expect("address is in the set");

@@ -40,11 +40,7 @@ impl Netlink {
 
     /// Adds or refreshes an address (used where a stale copy may exist).
     pub fn replace_address(
-        &mut self,
-        index: u32,
-        ip: IpAddr,
-        prefix: u8,
-        nodad: bool,
+        &mut self, index: u32, ip: IpAddr, prefix: u8, nodad: bool,
     ) -> Result<()> {
         let msg = address_message(index, ip, prefix, nodad);
         self.ack(

@@ -128,9 +128,7 @@ impl Netlink {
     }
 
     fn get_one_link(
-        &mut self,
-        msg: LinkMessage,
-        op: impl FnOnce() -> String,
+        &mut self, msg: LinkMessage, op: impl FnOnce() -> String,
     ) -> Result<Option<Link>> {
         match self.get(op, RouteNetlinkMessage::GetLink(msg)) {
             Ok(replies) => Ok(replies.into_iter().find_map(|m| match m {
@@ -213,10 +211,7 @@ impl Netlink {
 
     /// Moves a link into another namespace and renames it there, in one request.
     pub fn move_and_rename_link(
-        &mut self,
-        index: u32,
-        netns: BorrowedFd<'_>,
-        name: &str,
+        &mut self, index: u32, netns: BorrowedFd<'_>, name: &str,
     ) -> Result<()> {
         let mut msg = LinkMessage::default();
         msg.header.index = index;
@@ -231,18 +226,13 @@ impl Netlink {
 
     /// Sends a raw `RTM_SETLINK` built by the caller (e.g. SR-IOV VF settings).
     pub fn set_link_message(
-        &mut self,
-        msg: LinkMessage,
-        op: impl FnOnce() -> String,
+        &mut self, msg: LinkMessage, op: impl FnOnce() -> String,
     ) -> Result<()> {
         self.ack(op, RouteNetlinkMessage::SetLink(msg), 0)
     }
 
     fn set_attr(
-        &mut self,
-        index: u32,
-        attr: LinkAttribute,
-        op: impl FnOnce() -> String,
+        &mut self, index: u32, attr: LinkAttribute, op: impl FnOnce() -> String,
     ) -> Result<()> {
         let mut msg = LinkMessage::default();
         msg.header.index = index;

@@ -49,19 +49,14 @@ impl Netlink {
 
     /// Sends a request that expects an acknowledgement.
     pub fn ack(
-        &mut self,
-        op: impl FnOnce() -> String,
-        msg: RouteNetlinkMessage,
-        flags: u16,
+        &mut self, op: impl FnOnce() -> String, msg: RouteNetlinkMessage, flags: u16,
     ) -> Result<()> {
         self.exchange(msg, NLM_F_REQUEST | NLM_F_ACK | flags).map(|_| ()).map_err(|e| e.with_op(op))
     }
 
     /// Sends a request whose answer is one or more messages (a `get`).
     pub fn get(
-        &mut self,
-        op: impl FnOnce() -> String,
-        msg: RouteNetlinkMessage,
+        &mut self, op: impl FnOnce() -> String, msg: RouteNetlinkMessage,
     ) -> Result<Vec<RouteNetlinkMessage>> {
         self.exchange(msg, NLM_F_REQUEST).map(|r| r.messages).map_err(|e| e.with_op(op))
     }
@@ -69,9 +64,7 @@ impl Netlink {
     /// Dumps a table, retrying when the kernel reports that the dump was
     /// interrupted by a concurrent change.
     pub fn dump(
-        &mut self,
-        op: impl Fn() -> String,
-        msg: RouteNetlinkMessage,
+        &mut self, op: impl Fn() -> String, msg: RouteNetlinkMessage,
     ) -> Result<Vec<RouteNetlinkMessage>> {
         for _ in 0..DUMP_RETRIES {
             let reply = self

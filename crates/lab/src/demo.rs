@@ -123,10 +123,7 @@ pub fn run(opts: &DemoOptions, stop: &StopFlag) -> Result<DemoReport> {
 /// attached (the others are noted with their reason). The host baseline must
 /// be among them.
 fn build_lab(
-    state: &mut LabState,
-    opts: &DemoOptions,
-    server_cpu: Option<usize>,
-    progress: &mut Progress,
+    state: &mut LabState, opts: &DemoOptions, server_cpu: Option<usize>, progress: &mut Progress,
     stop: &StopFlag,
 ) -> Result<Vec<LabDatapath>> {
     progress.step("building the lab");
@@ -153,10 +150,7 @@ fn build_lab(
 /// short by anything else the machine does, and every rate level is a
 /// fraction of this figure).
 fn host_maximum(
-    usable: &[LabDatapath],
-    timing: &Timing,
-    progress: &mut Progress,
-    stop: &StopFlag,
+    usable: &[LabDatapath], timing: &Timing, progress: &mut Progress, stop: &StopFlag,
 ) -> Result<f64> {
     let host = usable.iter().find(|d| d.datapath == Dp::Host).expect("checked by build_lab");
     let mut host_max: f64 = 0.0;
@@ -191,11 +185,7 @@ type Samples = BTreeMap<(usize, Dp), Vec<Figures>>;
 /// round and load (A B C, B C A, …), so neither drift nor going first
 /// favours one datapath.
 fn measure_rounds(
-    usable: &[LabDatapath],
-    loads: &[Load],
-    rounds: u32,
-    timing: &Timing,
-    progress: &mut Progress,
+    usable: &[LabDatapath], loads: &[Load], rounds: u32, timing: &Timing, progress: &mut Progress,
     stop: &StopFlag,
 ) -> Result<Samples> {
     let mut samples = Samples::new();

@@ -89,9 +89,7 @@ fn build_fabric(state: &mut LabState) -> Result<()> {
 
 /// Attaches one container through the CNI plugin's own entry point.
 fn cni_add(
-    h: HostId,
-    container_ns: &str,
-    conf: &Value,
+    h: HostId, container_ns: &str, conf: &Value,
 ) -> std::result::Result<Value, nearhost_cni::CniError> {
     let inv = Invocation {
         command: Command::Add,

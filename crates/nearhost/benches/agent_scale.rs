@@ -32,15 +32,7 @@ fn main() {
         eprintln!("agent_scale: NOT RUN: etcd is missing (apt-get install etcd-server)");
         std::process::exit(2);
     }
-    let sw = Switch::new();
-    let etcd = etcd_cluster(&sw, 1);
-    let ep = endpoints(&etcd);
-    let out = pool_cmd(
-        &etcd[0].ns,
-        &ep,
-        &["create", "p1", "--subnet", "198.19.0.0/16", "--block-size", "26"],
-    );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (sw, _etcd, ep) = etcd_with_pool(1, "p1", "198.19.0.0/16", 26);
     let mut nodes: Vec<Node> = (1..=hosts).map(|i| Node::new(&sw, i, "routed")).collect();
     for n in &mut nodes {
         n.start_agent(&ep, &["--pool", "p1", "--release-grace", "600"]);

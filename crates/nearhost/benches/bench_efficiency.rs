@@ -142,27 +142,9 @@ fn ours(target: &str, secs: u64, connections: u32) -> Sample {
     let before = children_cpu_seconds();
     let (s, c) = (secs.to_string(), connections.to_string());
     let args = [
-        "bench",
-        "rate",
-        "--http",
-        "--target",
-        target,
-        "--path",
-        "/file350",
-        "--connections",
-        &c,
-        "--threads",
-        "1",
-        "--rate",
-        "10000000",
-        "--pipeline",
-        "1",
-        "--duration",
-        &s,
-        "--cpus",
-        "0",
-        "--timeout",
-        "2",
+        "bench", "rate", "--http", "--target", target, "--path", "/file350", "--connections", &c,
+        "--threads", "1", "--rate", "10000000", "--pipeline", "1", "--duration", &s, "--cpus", "0",
+        "--timeout", "2",
     ];
     let r = run_report(None, &args, Duration::from_secs(secs + 30));
     let cpu_s = children_cpu_seconds() - before;
@@ -184,17 +166,8 @@ fn main() {
     let probe = run_report(
         None,
         &[
-            "bench",
-            "rate",
-            "--http",
-            "--target",
-            &target,
-            "--path",
-            "/file350",
-            "--duration",
-            "1",
-            "--rate",
-            "100",
+            "bench", "rate", "--http", "--target", &target, "--path", "/file350", "--duration",
+            "1", "--rate", "100",
         ],
         Duration::from_secs(30),
     );

@@ -105,11 +105,7 @@ fn plugins(data: &str) -> Vec<(&'static str, Plugin, Plugin)> {
 /// The kernel's floor for one datapath: the link created in the container and
 /// deleted again, in-process (what every plugin must at least pay).
 fn floor(
-    dp: &str,
-    host_nl: &mut Netlink,
-    ctr: &NetNs,
-    ctr_nl: &mut Netlink,
-    parent: u32,
+    dp: &str, host_nl: &mut Netlink, ctr: &NetNs, ctr_nl: &mut Netlink, parent: u32,
 ) -> (f64, f64) {
     use std::os::fd::AsFd;
     let kind = match dp {
@@ -173,12 +169,7 @@ impl Bench {
     /// ADD+DEL pairs of both plugins of one datapath, interleaved (A B, then
     /// B A in the next round), with the kernel's own floor measured beside them.
     fn sequential(
-        &mut self,
-        dp: &str,
-        nh: &Plugin,
-        rf: &Plugin,
-        rounds: usize,
-        per_round: usize,
+        &mut self, dp: &str, nh: &Plugin, rf: &Plugin, rounds: usize, per_round: usize,
     ) -> (Samples, Samples, Samples) {
         // warm-up: page cache, bridge creation, host-local's directory
         for p in [nh, rf] {

@@ -30,15 +30,7 @@ fn run_with_stall(args: &[&str]) -> Report {
     let mut all = vec!["bench"];
     all.extend_from_slice(args);
     all.extend_from_slice(&[
-        "--target",
-        &target,
-        "--duration",
-        "10",
-        "--warmup",
-        "0",
-        "--connections",
-        "10",
-        "--json",
+        "--target", &target, "--duration", "10", "--warmup", "0", "--connections", "10", "--json",
     ]);
     let child = command(None, &all)
         .stdout(Stdio::piped())

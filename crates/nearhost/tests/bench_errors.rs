@@ -106,15 +106,7 @@ fn a_server_that_dies_mid_run_is_counted_not_waited_for() {
         let mut args = vec!["bench"];
         args.extend_from_slice(mode);
         args.extend_from_slice(&[
-            "--target",
-            &target,
-            "--duration",
-            "3",
-            "--warmup",
-            "0",
-            "--timeout",
-            "1",
-            "--json",
+            "--target", &target, "--duration", "3", "--warmup", "0", "--timeout", "1", "--json",
         ]);
         let child = support::bench::command(None, &args)
             .stdout(std::process::Stdio::piped())
@@ -165,17 +157,8 @@ fn an_http_server_that_closes_after_every_response_is_followed() {
         }
     });
     let out = bench(&[
-        "rate",
-        "--http",
-        "--target",
-        &target,
-        "--rate",
-        "200",
-        "--connections",
-        "2",
-        "--duration",
-        "1",
-        "--json",
+        "rate", "--http", "--target", &target, "--rate", "200", "--connections", "2", "--duration",
+        "1", "--json",
     ]);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     server.join().unwrap();

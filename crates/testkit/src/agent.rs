@@ -105,9 +105,7 @@ impl EtcdMember {
             .arg(format!("--initial-cluster={}", self.cluster))
             .arg(format!("--initial-cluster-state={state}"))
             .args([
-                "--heartbeat-interval=50",
-                "--election-timeout=500",
-                "--logger=zap",
+                "--heartbeat-interval=50", "--election-timeout=500", "--logger=zap",
                 "--log-outputs=stderr",
             ])
             .stdout(Stdio::null())
@@ -218,16 +216,8 @@ impl Node {
         ];
         let dd = self.data_dir();
         args.extend([
-            "--data-dir",
-            &dd,
-            "--lease-ttl",
-            "3",
-            "--mode",
-            &self.mode,
-            "--vni",
-            "7",
-            "--underlay",
-            "eth0",
+            "--data-dir", &dd, "--lease-ttl", "3", "--mode", &self.mode, "--vni", "7",
+            "--underlay", "eth0",
         ]);
         if !extra.contains(&"--release-grace") {
             args.extend(["--release-grace", "2"]);
@@ -276,6 +266,21 @@ impl Node {
             if self.mode == "vxlan" { json!({"vni": 7, "underlay": "eth0"}) } else { json!({}) };
         netconf("1.1.0", &format!("net-{}", self.mode), &self.mode, ipam, extra)
     }
+}
+
+/// A switch, `members` etcd members on it, and pool `name` created on
+/// `subnet` in blocks of /`block`; with the etcd endpoints.
+pub fn etcd_with_pool(
+    members: u8, name: &str, subnet: &str, block: u8,
+) -> (Switch, Vec<EtcdMember>, String) {
+    let sw = Switch::new();
+    let etcd = etcd_cluster(&sw, members);
+    let ep = endpoints(&etcd);
+    let block = block.to_string();
+    let out =
+        pool_cmd(&etcd[0].ns, &ep, &["create", name, "--subnet", subnet, "--block-size", &block]);
+    assert!(out.status.success(), "pool create: {}", String::from_utf8_lossy(&out.stderr));
+    (sw, etcd, ep)
 }
 
 /// `nearhost pool ARGS --etcd E`, run inside `ns`.

@@ -133,28 +133,14 @@ impl Cli {
     /// --data-dir <the host's IPAM dir> EXTRA…`.
     #[track_caller]
     pub fn net_create(
-        &self,
-        h: &Host,
-        name: &str,
-        datapath: &str,
-        net: u8,
-        extra: &[&str],
+        &self, h: &Host, name: &str, datapath: &str, net: u8, extra: &[&str],
     ) -> Value {
         let data = h.data_dir();
         let subnet = format!("198.18.{net}.0/24");
         let range = format!("198.18.{net}.100-198.18.{net}.199");
         let mut args = vec![
-            "net",
-            "create",
-            name,
-            "--datapath",
-            datapath,
-            "--subnet",
-            &subnet,
-            "--range",
-            &range,
-            "--data-dir",
-            &data,
+            "net", "create", name, "--datapath", datapath, "--subnet", &subnet, "--range", &range,
+            "--data-dir", &data,
         ];
         args.extend_from_slice(extra);
         self.json(&args)

@@ -124,10 +124,7 @@ pub fn run(netns: Option<&str>, args: &[&str], limit: Duration) -> RunOutput {
 /// Runs any program (a reference tool), optionally inside a namespace, to
 /// completion within `limit`.
 pub fn run_program(
-    netns: Option<&str>,
-    program: &str,
-    args: &[&str],
-    limit: Duration,
+    netns: Option<&str>, program: &str, args: &[&str], limit: Duration,
 ) -> RunOutput {
     let mut cmd = match netns {
         Some(ns) => {
@@ -248,18 +245,8 @@ impl VethPair {
         sh(
             "ip",
             &[
-                "-n",
-                &pair.a.name,
-                "link",
-                "add",
-                "veth0",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "veth0",
-                "netns",
-                &pair.b.name,
+                "-n", &pair.a.name, "link", "add", "veth0", "type", "veth", "peer", "name",
+                "veth0", "netns", &pair.b.name,
             ],
         );
         for (ns, addr) in [(&pair.a, Self::ADDR_A), (&pair.b, Self::ADDR_B)] {

@@ -27,17 +27,15 @@ pub fn busybox_rootfs_tar(dir: &Path) -> PathBuf {
         std::fs::create_dir_all(link.parent().unwrap()).unwrap();
         let _ = std::os::unix::fs::symlink("/bin/busybox", &link);
     }
-    let tar = dir.join("rootfs.tar");
-    let out = Command::new("tar")
-        .arg("-C")
-        .arg(&root)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .output()
-        .expect("tar");
+    tar_dir(&root, &dir.join("rootfs.tar"))
+}
+
+/// Packs the contents of `dir` into the tar file `tar`; returns its path.
+pub fn tar_dir(dir: &Path, tar: &Path) -> PathBuf {
+    let out =
+        Command::new("tar").arg("-C").arg(dir).arg("-cf").arg(tar).arg(".").output().expect("tar");
     assert!(out.status.success(), "tar: {}", String::from_utf8_lossy(&out.stderr));
-    tar
+    tar.to_path_buf()
 }
 
 /// Lazily unmounts whatever an engine left mounted in `dir` (overlays, shm,

@@ -39,16 +39,7 @@ impl Wire {
     /// A veth end `name` in the host whose peer `peer` is on the switch's bridge.
     pub fn cable(&self, name: &str, peer: &str) {
         self.host.ip(&[
-            "link",
-            "add",
-            name,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            peer,
-            "netns",
-            &self.sw.name,
+            "link", "add", name, "type", "veth", "peer", "name", peer, "netns", &self.sw.name,
         ]);
         self.sw.ip(&["link", "set", peer, "master", "br0"]);
         self.sw.ip(&["link", "set", peer, "up"]);

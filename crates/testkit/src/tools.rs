@@ -88,12 +88,7 @@ pub struct Check {
 impl Check {
     /// A check on `ours / reference`.
     pub fn ratio(
-        name: &str,
-        ours: String,
-        reference: String,
-        value: f64,
-        low: f64,
-        high: f64,
+        name: &str, ours: String, reference: String, value: f64, low: f64, high: f64,
     ) -> Check {
         Check { name: name.into(), ours, reference, metric: "ratio", value, low, high }
     }

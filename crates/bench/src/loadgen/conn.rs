@@ -214,11 +214,7 @@ impl ClientConn {
 
     /// Reads and accounts every response available.
     pub(super) fn receive(
-        &mut self,
-        m: &mut Meter,
-        scratch: &mut [u8],
-        now: u64,
-        peer_closed: bool,
+        &mut self, m: &mut Meter, scratch: &mut [u8], now: u64, peer_closed: bool,
     ) -> Result<(), Failure> {
         loop {
             let Some(stream) = self.stream.as_mut() else { return Ok(()) };

@@ -284,10 +284,7 @@ impl Worker {
     /// How long to poll: until the next intended send (via the timerfd),
     /// the end of the run, the drain deadline or a reconnect, whichever first.
     fn next_wait(
-        &mut self,
-        now: u64,
-        end: u64,
-        drain_deadline: u64,
+        &mut self, now: u64, end: u64, drain_deadline: u64,
     ) -> Result<Duration, BenchError> {
         let mut deadline = if now < end { end } else { drain_deadline };
         if let (Some(next), true) = (self.next_useful_slot(), now < end) {

@@ -68,10 +68,7 @@ impl Conn {
 
     /// Handles one readiness event.
     pub(super) fn on_event(
-        &mut self,
-        event: &Event,
-        scratch: &mut [u8],
-        http_response: &[u8],
+        &mut self, event: &Event, scratch: &mut [u8], http_response: &[u8],
     ) -> Next {
         if (event.is_readable() || event.is_read_closed())
             && self.read(scratch, http_response, event.is_read_closed()) == Next::Close

@@ -62,16 +62,12 @@ impl ServeConfig {
         }
         if self.http_body_size > 64 << 20 {
             return Err(BenchError::invalid(
-                "--http-body-size",
-                self.http_body_size,
-                "must be at most 64 MiB",
+                "--http-body-size", self.http_body_size, "must be at most 64 MiB",
             ));
         }
         if self.max_connections == 0 || self.max_connections > 1_000_000 {
             return Err(BenchError::invalid(
-                "--max-connections",
-                self.max_connections,
-                "must be 1..=1000000",
+                "--max-connections", self.max_connections, "must be 1..=1000000",
             ));
         }
         sys::check_cpus(&self.cpus)
@@ -152,9 +148,7 @@ impl Server {
     }
 
     fn spawn(
-        &mut self,
-        name: String,
-        body: impl FnOnce() -> Result<(), BenchError> + Send + 'static,
+        &mut self, name: String, body: impl FnOnce() -> Result<(), BenchError> + Send + 'static,
     ) -> Result<(), BenchError> {
         let handle = std::thread::Builder::new()
             .name(name)

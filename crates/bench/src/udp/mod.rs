@@ -24,7 +24,7 @@ use crate::rate::MAX_RATE;
 use crate::report::{
     Counts, Interval, LatencyKind, LatencyOrigin, Mode, RateSummary, Report, UdpSummary,
 };
-use crate::run::{run_threads, Plan, Window, WorkerCtx};
+use crate::run::{run_threads, Window, WorkerCtx};
 use crate::schedule::Schedule;
 use crate::seq::{Arrival, SeqTracker};
 use crate::timeline::SecondRecorder;
@@ -166,13 +166,7 @@ pub fn udp(config: &UdpConfig) -> Result<Report, BenchError> {
         }
         threads = common.connections as usize;
     }
-    let plan = Plan {
-        threads,
-        cpus: common.cpus.clone(),
-        warmup_s: common.warmup_s,
-        duration_s: common.duration_s,
-        progress: common.progress.then(|| "udp".to_string()),
-    };
+    let plan = common.plan(threads, "udp");
     let shared = Arc::new((config.clone(), threads));
     let (outputs, timeline) = run_threads(&plan, move |ctx| {
         let (config, threads) = &*shared;
@@ -220,11 +214,7 @@ impl Histograms {
 }
 
 fn assemble(
-    config: &UdpConfig,
-    threads: usize,
-    total: UdpOutput,
-    hist: Histograms,
-    timeline: Vec<Interval>,
+    config: &UdpConfig, threads: usize, total: UdpOutput, hist: Histograms, timeline: Vec<Interval>,
 ) -> Report {
     let send_lag = &hist.send_lag;
     let lost = total.sent.saturating_sub(total.received);
@@ -280,9 +270,7 @@ fn assemble(
 
 /// Opens a connected UDP socket and checks that the echo answers.
 fn open_socket(
-    target: SocketAddr,
-    timeout: Duration,
-    size: usize,
+    target: SocketAddr, timeout: Duration, size: usize,
 ) -> Result<UdpSocket, BenchError> {
     let io_err = |what: &str, e| BenchError::io(format!("{what} a UDP socket for {target}"), e);
     let local: SocketAddr =
@@ -335,9 +323,7 @@ fn udp_thread(config: &UdpConfig, threads: usize, ctx: WorkerCtx) -> Result<UdpO
 
 /// One datagram in flight: send, wait for its echo or the timeout, repeat.
 fn ping_pong(
-    sock: &UdpSocket,
-    config: &UdpConfig,
-    mut tally: Tally,
+    sock: &UdpSocket, config: &UdpConfig, mut tally: Tally,
 ) -> Result<UdpOutput, BenchError> {
     let timeout_ns = config.common.timeout().as_nanos() as u64;
     let mut buf = vec![0u8; config.size as usize];

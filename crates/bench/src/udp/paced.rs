@@ -35,11 +35,7 @@ pub(super) struct Paced {
 
 impl Paced {
     pub(super) fn new(
-        sockets: Vec<UdpSocket>,
-        ids: Vec<u32>,
-        rate: f64,
-        config: &UdpConfig,
-        mut tally: Tally,
+        sockets: Vec<UdpSocket>, ids: Vec<u32>, rate: f64, config: &UdpConfig, mut tally: Tally,
     ) -> Result<Self, BenchError> {
         let poll = Poll::new().map_err(|e| io_err("creating a poll", e))?;
         let mut socks = Vec::new();

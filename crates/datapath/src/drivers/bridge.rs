@@ -63,28 +63,19 @@ impl Datapath for Bridge {
     }
 
     fn add(
-        &self,
-        host: &mut Namespace,
-        sb: &mut Namespace,
-        req: &AddRequest<'_>,
+        &self, host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>,
     ) -> Result<Outcome> {
         attach(host, sb, req, &self.opts)
     }
 
     fn del(
-        &self,
-        host: &mut Namespace,
-        sb: Option<&mut Namespace>,
-        req: &DelRequest<'_>,
+        &self, host: &mut Namespace, sb: Option<&mut Namespace>, req: &DelRequest<'_>,
     ) -> Result<()> {
         detach(host, sb, req)
     }
 
     fn check(
-        &self,
-        host: &mut Namespace,
-        sb: &mut Namespace,
-        req: &CheckRequest<'_>,
+        &self, host: &mut Namespace, sb: &mut Namespace, req: &CheckRequest<'_>,
     ) -> Result<()> {
         check(host, sb, req, &self.opts)
     }
@@ -165,9 +156,7 @@ fn bridge_guard(host: &Namespace, bridge: &Link, created: bool) -> Undo<impl FnO
 
 /// Gives the bridge the gateway address of every assigned subnet.
 fn add_gateways(
-    host: &mut Namespace,
-    bridge: &Link,
-    req: &AddRequest<'_>,
+    host: &mut Namespace, bridge: &Link, req: &AddRequest<'_>,
 ) -> Result<Vec<(IpAddr, u8)>> {
     let mut added = Vec::new();
     for a in req.addresses {
@@ -190,10 +179,7 @@ fn add_gateways(
 
 /// ADD for bridge-based datapaths.
 pub fn attach(
-    host: &mut Namespace,
-    sb: &mut Namespace,
-    req: &AddRequest<'_>,
-    o: &BridgeOptions,
+    host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>, o: &BridgeOptions,
 ) -> Result<Outcome> {
     let (bridge, created) = ensure_bridge(host, &o.bridge, o.mtu)?;
     let bridge_undo = bridge_guard(host, &bridge, created);
@@ -253,9 +239,7 @@ fn add_default_routes(req: &AddRequest<'_>, routes: &mut Vec<Route>) {
 
 /// DEL for bridge-based datapaths: the container end takes the host end with it.
 pub fn detach(
-    host: &mut Namespace,
-    sb: Option<&mut Namespace>,
-    req: &DelRequest<'_>,
+    host: &mut Namespace, sb: Option<&mut Namespace>, req: &DelRequest<'_>,
 ) -> Result<()> {
     let container_v4 =
         req.prev.and_then(|p| p.ips.iter().map(|i| i.address.addr()).find(IpAddr::is_ipv4));
@@ -265,10 +249,7 @@ pub fn detach(
 
 /// CHECK for bridge-based datapaths.
 pub fn check(
-    host: &mut Namespace,
-    sb: &mut Namespace,
-    req: &CheckRequest<'_>,
-    o: &BridgeOptions,
+    host: &mut Namespace, sb: &mut Namespace, req: &CheckRequest<'_>, o: &BridgeOptions,
 ) -> Result<()> {
     let link = container::check_sandbox(sb, req)?;
     let host_end = veth::host_end(host, &link)?.ok_or_else(|| {
@@ -289,31 +270,6 @@ pub fn check(
 mod tests {
     use super::*;
     use serde_json::json;
-
-    fn err(v: Value) -> String {
-        crate::driver::config_error(build, v)
-    }
-
-    #[test]
-    fn config_errors_name_the_field_and_value() {
-        assert!(err(json!({"bridge": "../br"})).starts_with("bridge: \"../br\""));
-        assert_eq!(
-            err(json!({"isGateway": "yes"})),
-            "isGateway: expected true or false, got \"yes\""
-        );
-        assert_eq!(
-            err(json!({"isDefaultGateway": 0})),
-            "isDefaultGateway: expected true or false, got 0"
-        );
-        assert_eq!(
-            err(json!({"ipMasq": null, "mtu": 67})),
-            "mtu: 67 is not a valid MTU (68..65535)"
-        );
-        assert_eq!(
-            err(json!({"mac": "00:00:00:00:00:00"})),
-            "mac: 00:00:00:00:00:00 is not a usable MAC address"
-        );
-    }
 
     #[test]
     fn a_default_gateway_is_the_gateway_and_the_bridge_has_a_default_name() {

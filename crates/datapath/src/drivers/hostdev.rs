@@ -170,10 +170,7 @@ impl Datapath for Hostdev {
     }
 
     fn add(
-        &self,
-        host: &mut Namespace,
-        sb: &mut Namespace,
-        req: &AddRequest<'_>,
+        &self, host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>,
     ) -> Result<Outcome> {
         let link = self.find(host)?;
         let store = moved::claims_of::<HostdevClaim>(&req.state_dir);
@@ -203,19 +200,13 @@ impl Datapath for Hostdev {
     }
 
     fn del(
-        &self,
-        host: &mut Namespace,
-        sb: Option<&mut Namespace>,
-        req: &DelRequest<'_>,
+        &self, host: &mut Namespace, sb: Option<&mut Namespace>, req: &DelRequest<'_>,
     ) -> Result<()> {
         moved::release_owned::<HostdevClaim>(host, sb, req)
     }
 
     fn check(
-        &self,
-        _host: &mut Namespace,
-        sb: &mut Namespace,
-        req: &CheckRequest<'_>,
+        &self, _host: &mut Namespace, sb: &mut Namespace, req: &CheckRequest<'_>,
     ) -> Result<()> {
         moved::check_claimed::<HostdevClaim>(sb, req, self.mtu, 1, "NIC").map(|_| ())
     }
@@ -223,10 +214,7 @@ impl Datapath for Hostdev {
 
 /// Records the NIC as this attachment's, with its host addresses and routes.
 fn claim(
-    host: &mut Namespace,
-    store: &ClaimStore,
-    link: &Link,
-    req: &AddRequest<'_>,
+    host: &mut Namespace, store: &ClaimStore, link: &Link, req: &AddRequest<'_>,
 ) -> Result<HostdevClaim> {
     let pci = Sysfs::from_env()
         .netdev_pci_address(&link.name)
@@ -288,21 +276,6 @@ fn restore_addressing(host: &mut Namespace, index: u32, claim: &HostdevClaim) ->
 mod tests {
     use super::*;
     use serde_json::json;
-
-    fn err(v: Value) -> String {
-        crate::driver::config_error(build, v)
-    }
-
-    #[test]
-    fn exactly_one_selector() {
-        assert!(err(json!({})).starts_with("device: is required"));
-        assert!(err(json!({"device": "eth1", "hwaddr": "02:00:00:00:00:01"}))
-            .starts_with("device: give only one of"));
-        assert!(err(json!({"device": "a/b"})).starts_with("device: \"a/b\""));
-        assert!(err(json!({"hwaddr": "nope"})).starts_with("hwaddr: \"nope\" is not a MAC address"));
-        assert!(err(json!({"device": "eth1", "allowDefaultRoute": "yes"}))
-            .starts_with("allowDefaultRoute: expected true or false"));
-    }
 
     #[test]
     fn pci_addresses_are_checked_and_lower_cased() {

@@ -5,8 +5,7 @@
 use nearhost_kernel::link::{IpvlanMode, NewLinkKind};
 use serde_json::Value;
 
-use crate::container;
-use crate::context::{AddRequest, CheckRequest, DelRequest, Namespace, Outcome};
+use crate::context::{AddRequest, CheckRequest, Namespace, Outcome};
 use crate::driver::{Datapath, Registration};
 use crate::error::{DatapathError, Result};
 use crate::fields::Fields;
@@ -46,10 +45,7 @@ impl Datapath for Ipvlan {
     }
 
     fn add(
-        &self,
-        host: &mut Namespace,
-        sb: &mut Namespace,
-        req: &AddRequest<'_>,
+        &self, host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>,
     ) -> Result<Outcome> {
         if req.mac.is_some() {
             return Err(DatapathError::config("mac", "a MAC was requested (CNI_ARGS MAC= or the mac capability) but ipvlan shares the master's MAC"));
@@ -66,61 +62,9 @@ impl Datapath for Ipvlan {
         upper::add(host, sb, req, kind)
     }
 
-    fn del(
-        &self,
-        _host: &mut Namespace,
-        sb: Option<&mut Namespace>,
-        req: &DelRequest<'_>,
-    ) -> Result<()> {
-        container::delete_if_present(sb, req.ifname)
-    }
-
     fn check(
-        &self,
-        host: &mut Namespace,
-        sb: &mut Namespace,
-        req: &CheckRequest<'_>,
+        &self, host: &mut Namespace, sb: &mut Namespace, req: &CheckRequest<'_>,
     ) -> Result<()> {
-        let link = container::check_sandbox(sb, req)?;
-        if link.kind.as_deref() != Some("ipvlan") {
-            return Err(DatapathError::CheckFailed(format!(
-                "{} is a {:?} link, not ipvlan",
-                req.ifname, link.kind
-            )));
-        }
-        if link.ipvlan_mode != Some(self.mode) {
-            return Err(DatapathError::CheckFailed(format!(
-                "{} is in ipvlan mode {:?}, config says {:?}",
-                req.ifname, link.ipvlan_mode, self.mode
-            )));
-        }
-        upper::check_parent(host, &link, self.master.as_deref())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn err(v: Value) -> String {
-        crate::driver::config_error(build, v)
-    }
-
-    #[test]
-    fn config_errors_name_the_field_and_value() {
-        assert_eq!(
-            err(json!({"mac": "02:00:00:00:00:01"})),
-            "mac: ipvlan interfaces share the master's MAC; remove \"mac\" or use macvlan"
-        );
-        assert!(err(json!({"master": "a b"})).starts_with("master: \"a b\""));
-        assert!(err(json!({"mode": "l4"})).starts_with("mode: \"l4\" is not one of "));
-        assert_eq!(err(json!({"mtu": 70000})), "mtu: 70000 is not a valid MTU (68..65535)");
-        assert_eq!(err(json!({"master": 3})), "master: expected a string, got 3");
-    }
-
-    #[test]
-    fn a_good_config_builds() {
-        assert!(build(&json!({"master": "eth1", "mode": "l3", "mtu": 1400})).is_ok());
+        upper::check(host, sb, req, "ipvlan", |l| l.ipvlan_mode, self.mode, self.master.as_deref())
     }
 }

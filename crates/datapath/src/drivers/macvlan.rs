@@ -4,8 +4,7 @@
 use nearhost_kernel::link::{MacvlanMode, NewLinkKind};
 use serde_json::Value;
 
-use crate::container;
-use crate::context::{AddRequest, CheckRequest, DelRequest, Namespace, Outcome};
+use crate::context::{AddRequest, CheckRequest, Namespace, Outcome};
 use crate::driver::{Datapath, Registration};
 use crate::error::{DatapathError, Result};
 use crate::fields::{self, Fields};
@@ -64,10 +63,7 @@ impl Datapath for Macvlan {
     }
 
     fn add(
-        &self,
-        host: &mut Namespace,
-        sb: &mut Namespace,
-        req: &AddRequest<'_>,
+        &self, host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>,
     ) -> Result<Outcome> {
         let parent = host::resolve_master(host, self.master.as_deref())?;
         host::check_mtu_fits(self.mtu, &parent)?;
@@ -82,75 +78,17 @@ impl Datapath for Macvlan {
         upper::add(host, sb, req, kind)
     }
 
-    fn del(
-        &self,
-        _host: &mut Namespace,
-        sb: Option<&mut Namespace>,
-        req: &DelRequest<'_>,
-    ) -> Result<()> {
-        container::delete_if_present(sb, req.ifname)
-    }
-
     fn check(
-        &self,
-        host: &mut Namespace,
-        sb: &mut Namespace,
-        req: &CheckRequest<'_>,
+        &self, host: &mut Namespace, sb: &mut Namespace, req: &CheckRequest<'_>,
     ) -> Result<()> {
-        let link = container::check_sandbox(sb, req)?;
-        if link.kind.as_deref() != Some("macvlan") {
-            return Err(DatapathError::CheckFailed(format!(
-                "{} is a {:?} link, not macvlan",
-                req.ifname, link.kind
-            )));
-        }
-        if link.macvlan_mode != Some(self.mode) {
-            return Err(DatapathError::CheckFailed(format!(
-                "{} is in macvlan mode {:?}, config says {:?}",
-                req.ifname, link.macvlan_mode, self.mode
-            )));
-        }
-        upper::check_parent(host, &link, self.master.as_deref())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn err(v: Value) -> String {
-        crate::driver::config_error(build, v)
-    }
-
-    #[test]
-    fn config_errors_name_the_field_and_value() {
-        assert!(err(json!({"master": "a/b"})).starts_with("master: \"a/b\""));
-        assert!(err(json!({"master": "x".repeat(16)})).starts_with("master: "));
-        assert_eq!(
-            err(json!({"mode": "bridged"})),
-            "mode: \"bridged\" is not one of bridge, private, vepa, passthru"
-        );
-        assert_eq!(err(json!({"mtu": 20})), "mtu: 20 is not a valid MTU (68..65535)");
-        assert_eq!(
-            err(json!({"mtu": "1500"})),
-            "mtu: expected a non-negative integer, got \"1500\""
-        );
-        assert_eq!(
-            err(json!({"mac": "01:00:00:00:00:01"})),
-            "mac: 01:00:00:00:00:01 is a multicast MAC address"
-        );
-        assert!(err(json!({"mac": "zz"})).starts_with("mac: \"zz\" is not a MAC address"));
-        assert_eq!(
-            err(json!({"allowDefaultRoute": 1})),
-            "allowDefaultRoute: expected true or false, got 1"
-        );
-    }
-
-    #[test]
-    fn a_good_config_builds() {
-        let conf = json!({"master": "eth1", "mode": "passthru", "mtu": 9000, "mac": "02:00:00:00:00:01", "allowDefaultRoute": true});
-        assert!(build(&conf).is_ok());
-        assert!(build(&json!({})).is_ok(), "every field has a default");
+        upper::check(
+            host,
+            sb,
+            req,
+            "macvlan",
+            |l| l.macvlan_mode,
+            self.mode,
+            self.master.as_deref(),
+        )
     }
 }

@@ -11,3 +11,6 @@ pub(crate) mod routed;
 pub(crate) mod sriov;
 pub(crate) mod sriov_bond;
 pub(crate) mod vxlan;
+
+#[cfg(test)]
+mod config_checks;

@@ -11,7 +11,7 @@ use nearhost_kernel::route::Route;
 use serde_json::Value;
 
 use crate::container::{self, Setup};
-use crate::context::{AddRequest, CheckRequest, DelRequest, Iface, Namespace, Outcome};
+use crate::context::{AddRequest, CheckRequest, Iface, Namespace, Outcome};
 use crate::driver::{Datapath, Registration};
 use crate::error::{DatapathError, KernelContext, Result};
 use crate::fields::{self, Fields};
@@ -55,10 +55,7 @@ impl Datapath for Routed {
     }
 
     fn add(
-        &self,
-        host: &mut Namespace,
-        sb: &mut Namespace,
-        req: &AddRequest<'_>,
+        &self, host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>,
     ) -> Result<Outcome> {
         let v4 = req.addresses.iter().any(|a| a.address.addr().is_ipv4());
         let v6 = req.addresses.iter().any(|a| a.address.addr().is_ipv6());
@@ -111,22 +108,11 @@ impl Datapath for Routed {
         ))
     }
 
-    fn del(
-        &self,
-        _host: &mut Namespace,
-        sb: Option<&mut Namespace>,
-        req: &DelRequest<'_>,
-    ) -> Result<()> {
-        // Deleting the container end deletes the host end, and with it the host
-        // routes and neighbour entries that pointed at it.
-        container::delete_if_present(sb, req.ifname)
-    }
+    // DEL is the usual one: deleting the container end deletes the host end,
+    // and with it the host routes and neighbour entries that pointed at it.
 
     fn check(
-        &self,
-        host: &mut Namespace,
-        sb: &mut Namespace,
-        req: &CheckRequest<'_>,
+        &self, host: &mut Namespace, sb: &mut Namespace, req: &CheckRequest<'_>,
     ) -> Result<()> {
         let link = container::check_sandbox(sb, req)?;
         let host_end = veth::host_end(host, &link)?.ok_or_else(|| {
@@ -177,30 +163,4 @@ fn check_host_routes(host: &mut Namespace, host_end: &Link, req: &CheckRequest<'
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn err(v: Value) -> String {
-        crate::driver::config_error(build, v)
-    }
-
-    #[test]
-    fn config_errors_name_the_field_and_value() {
-        assert_eq!(err(json!({"mtu": 10})), "mtu: 10 is not a valid MTU (68..65535)");
-        assert_eq!(
-            err(json!({"mac": "ff:ff:ff:ff:ff:ff"})),
-            "mac: ff:ff:ff:ff:ff:ff is a multicast MAC address"
-        );
-        assert_eq!(err(json!({"mac": 5})), "mac: expected a string, got 5");
-        assert_eq!(err(json!([1])), "(config): the network config must be a JSON object");
-    }
-
-    #[test]
-    fn a_good_config_builds() {
-        assert!(build(&json!({"mtu": 1500, "mac": "02:00:00:00:00:02"})).is_ok());
-    }
 }

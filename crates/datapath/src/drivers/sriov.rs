@@ -78,11 +78,7 @@ fn pf_names(f: &Fields<'_>) -> Result<(&'static str, Vec<String>)> {
 impl Sriov {
     /// A VF from the first PF that has a free one.
     fn claim(
-        &self,
-        host: &mut Namespace,
-        sb: &Namespace,
-        store: &ClaimStore,
-        req: &AddRequest<'_>,
+        &self, host: &mut Namespace, sb: &Namespace, store: &ClaimStore, req: &AddRequest<'_>,
         settings: &[VfSetting],
     ) -> Result<VfLease> {
         let mut busy = Vec::new();
@@ -116,10 +112,7 @@ impl Datapath for Sriov {
     }
 
     fn add(
-        &self,
-        host: &mut Namespace,
-        sb: &mut Namespace,
-        req: &AddRequest<'_>,
+        &self, host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>,
     ) -> Result<Outcome> {
         let mac = req.mac.or(self.mac);
         let settings = self.opts.settings(mac);
@@ -145,19 +138,13 @@ impl Datapath for Sriov {
     }
 
     fn del(
-        &self,
-        host: &mut Namespace,
-        sb: Option<&mut Namespace>,
-        req: &DelRequest<'_>,
+        &self, host: &mut Namespace, sb: Option<&mut Namespace>, req: &DelRequest<'_>,
     ) -> Result<()> {
         moved::release_owned::<VfClaim>(host, sb, req)
     }
 
     fn check(
-        &self,
-        host: &mut Namespace,
-        sb: &mut Namespace,
-        req: &CheckRequest<'_>,
+        &self, host: &mut Namespace, sb: &mut Namespace, req: &CheckRequest<'_>,
     ) -> Result<()> {
         let (_, claims) = moved::check_claimed::<VfClaim>(sb, req, self.mtu, 1, "VF")?;
         check_pf_settings(host, &claims[0])
@@ -194,43 +181,5 @@ pub fn check_mtu(mtu: Option<u32>, pf: &Link) -> Result<()> {
             format!("{m} exceeds the MTU {} of PF {}", pf.mtu, pf.name),
         )),
         _ => Ok(()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn err(v: Value) -> String {
-        crate::driver::config_error(build, v)
-    }
-
-    #[test]
-    fn config_errors_name_the_field_and_value() {
-        assert_eq!(err(json!({})), "pf: is required: the physical function (PF) whose VFs to use");
-        assert_eq!(
-            err(json!({"pf": "a", "pfs": ["b"]})),
-            "pfs: give either \"pf\" or \"pfs\", not both"
-        );
-        assert_eq!(err(json!({"pfs": []})), "pfs: is empty; name at least one PF");
-        assert!(err(json!({"pfs": ["ok", "not/ok"]})).starts_with("pfs: \"not/ok\" contains"));
-        assert!(err(json!({"pf": "p0", "vf": "one"}))
-            .starts_with("vf: expected a non-negative integer, got \"one\""));
-        assert!(err(json!({"pfs": ["p0", "p1"], "vf": 2}))
-            .starts_with("vf: a fixed VF number needs a single PF"));
-        assert!(err(json!({"pf": "p0", "mtu": 10})).starts_with("mtu: 10 is not a valid MTU"));
-        assert!(err(json!({"pf": "p0", "mac": "01:00:00:00:00:01"}))
-            .starts_with("mac: 01:00:00:00:00:01 is a multicast"));
-        assert_eq!(err(json!({"pf": "p0", "vlan": 5000})), "vlan: 5000 is out of range (0..4095)");
-    }
-
-    #[test]
-    fn a_good_config_builds() {
-        let conf = json!({"pf": "p0", "vf": 3, "vlan": 10, "vlanQoS": 1, "vlanProto": "802.1Q", "spoofchk": true,
-                          "trust": false, "minTxRate": 0, "maxTxRate": 100, "linkState": "auto", "mtu": 9000,
-                          "mac": "02:00:00:00:00:07"});
-        assert!(build(&conf).is_ok());
-        assert!(build(&json!({"pfs": ["p0", "p1"]})).is_ok());
     }
 }

@@ -118,10 +118,7 @@ impl Datapath for SriovBond {
     }
 
     fn add(
-        &self,
-        host: &mut Namespace,
-        sb: &mut Namespace,
-        req: &AddRequest<'_>,
+        &self, host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>,
     ) -> Result<Outcome> {
         let names = self.sandbox_names(req.ifname);
         let store = moved::claims_of::<VfClaim>(&req.state_dir);
@@ -178,10 +175,7 @@ impl Datapath for SriovBond {
     }
 
     fn del(
-        &self,
-        host: &mut Namespace,
-        mut sb: Option<&mut Namespace>,
-        req: &DelRequest<'_>,
+        &self, host: &mut Namespace, mut sb: Option<&mut Namespace>, req: &DelRequest<'_>,
     ) -> Result<()> {
         let mut errors = Vec::new();
         if let Some(sb) = sb.as_deref_mut() {
@@ -193,10 +187,7 @@ impl Datapath for SriovBond {
     }
 
     fn check(
-        &self,
-        host: &mut Namespace,
-        sb: &mut Namespace,
-        req: &CheckRequest<'_>,
+        &self, host: &mut Namespace, sb: &mut Namespace, req: &CheckRequest<'_>,
     ) -> Result<()> {
         let (bond, claims) = moved::check_claimed::<VfClaim>(sb, req, None, 2, "VF")?;
         if bond.kind.as_deref() != Some("bond") || bond.bond_mode != Some(self.mode) {
@@ -223,10 +214,7 @@ impl Datapath for SriovBond {
 impl SriovBond {
     /// Applies the PF settings, moves both VFs in and names them; their indexes.
     fn take_members(
-        &self,
-        host: &mut Namespace,
-        sb: &mut Namespace,
-        leases: &[VfLease],
+        &self, host: &mut Namespace, sb: &mut Namespace, leases: &[VfLease],
         settings: &[nearhost_kernel::sriov::VfSetting],
     ) -> Result<Vec<u32>> {
         let mut out = Vec::new();
@@ -244,10 +232,7 @@ impl SriovBond {
     /// Creates the bond inside the container (under a temporary name, see
     /// DESIGN: created in place). The guard deletes it, releasing the members.
     fn create_bond(
-        &self,
-        sb: &mut Namespace,
-        mac: Mac,
-        shared_mac: bool,
+        &self, sb: &mut Namespace, mac: Mac, shared_mac: bool,
     ) -> Result<(u32, LinkGuard)> {
         let follow_active = self.mode == BondMode::ActiveBackup && !shared_mac;
         let spec = NewLink {
@@ -285,31 +270,6 @@ fn member_iface(sb: &mut Namespace, c: &VfClaim) -> Result<Iface> {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    fn err(v: Value) -> String {
-        crate::driver::config_error(build, v)
-    }
-
-    #[test]
-    fn config_errors_name_the_field_and_value() {
-        assert!(err(json!({})).starts_with("pfs: is required"));
-        assert_eq!(err(json!({"pfs": ["a"]})), "pfs: needs exactly two PFs, got 1");
-        assert_eq!(err(json!({"pfs": ["a", "b", "c"]})), "pfs: needs exactly two PFs, got 3");
-        assert_eq!(
-            err(json!({"pfs": ["a", "a"]})),
-            "pfs: names a twice; the two VFs must come from two PFs"
-        );
-        assert!(err(json!({"pfs": ["a", "b"], "vf": 1}))
-            .starts_with("pfs: sriov-bond takes a VF from each"));
-        assert!(err(json!({"pfs": ["a", "b"], "mode": "balance-rr"}))
-            .starts_with("mode: \"balance-rr\" is not one of active-backup, balance-xor, 802.3ad"));
-        assert!(err(json!({"pfs": ["a", "b"], "miimon": -5}))
-            .starts_with("miimon: expected a non-negative integer"));
-        assert_eq!(
-            err(json!({"pfs": ["a", "b"], "vlanQoS": 9})),
-            "vlanQoS: 9 is out of range (0..7)"
-        );
-    }
 
     #[test]
     fn members_are_named_after_the_bond_within_ifnamsiz() {

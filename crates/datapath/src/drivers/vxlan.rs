@@ -34,10 +34,7 @@ impl Datapath for Vxlan {
     }
 
     fn add(
-        &self,
-        host: &mut Namespace,
-        sb: &mut Namespace,
-        req: &AddRequest<'_>,
+        &self, host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>,
     ) -> Result<Outcome> {
         let dev = overlay::ensure_device(host, &self.vx)?;
         let mut opts = self.bridge.clone();
@@ -61,19 +58,13 @@ impl Datapath for Vxlan {
     }
 
     fn del(
-        &self,
-        host: &mut Namespace,
-        sb: Option<&mut Namespace>,
-        req: &DelRequest<'_>,
+        &self, host: &mut Namespace, sb: Option<&mut Namespace>, req: &DelRequest<'_>,
     ) -> Result<()> {
         bridge::detach(host, sb, req)
     }
 
     fn check(
-        &self,
-        host: &mut Namespace,
-        sb: &mut Namespace,
-        req: &CheckRequest<'_>,
+        &self, host: &mut Namespace, sb: &mut Namespace, req: &CheckRequest<'_>,
     ) -> Result<()> {
         bridge::check(host, sb, req, &self.bridge)?;
         let dev =
@@ -95,27 +86,6 @@ impl Datapath for Vxlan {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    fn err(v: Value) -> String {
-        crate::driver::config_error(build, v)
-    }
-
-    #[test]
-    fn config_errors_name_the_field_and_value() {
-        assert_eq!(
-            err(json!({"vni": 0})),
-            "vni: 0 is not a VXLAN network identifier (1..16777215)"
-        );
-        assert_eq!(
-            err(json!({"vni": 16777216})),
-            "vni: 16777216 is not a VXLAN network identifier (1..16777215)"
-        );
-        assert_eq!(err(json!({"port": 70000})), "port: 70000 is not a UDP port");
-        assert_eq!(err(json!({"port": 0})), "port: 0 is not a UDP port");
-        assert!(err(json!({"underlay": "a/b"})).starts_with("underlay: \"a/b\""));
-        assert!(err(json!({"vxlanDevice": ""})).starts_with("vxlanDevice: "));
-        assert_eq!(err(json!({"mtu": 50})), "mtu: 50 is not a valid MTU (68..65535)");
-    }
 
     #[test]
     fn the_bridge_and_device_follow_the_vni() {

@@ -160,13 +160,7 @@ fn vf_query_asks_for_vf_info_without_stats() {
 
 /// One VF as the kernel's rtnl_fill_vfinfo writes it (stats skipped).
 fn kernel_vf_info(
-    vf: u32,
-    mac: [u8; 6],
-    vlan: u32,
-    qos: u32,
-    proto: [u8; 2],
-    spoof: u32,
-    trust: u32,
+    vf: u32, mac: [u8; 6], vlan: u32, qos: u32, proto: [u8; 2], spoof: u32, trust: u32,
 ) -> Vec<u8> {
     let mut mac_body = words(&[vf]);
     mac_body.extend_from_slice(&mac);

@@ -15,13 +15,7 @@ td:first-child,th:first-child{text-align:left;white-space:nowrap}.desc td,.desc 
 .na{color:#999}.note{color:#555;font-size:.9rem}code{background:#f4f4f4;padding:.1rem .3rem;border-radius:3px}";
 
 fn f(v: f64) -> String {
-    if !v.is_finite() {
-        "–".into()
-    } else if v >= 100.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.1}")
-    }
+    super::figure(v).unwrap_or_else(|| "–".into())
 }
 
 fn ratio(s: &Spread) -> String {

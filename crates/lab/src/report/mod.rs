@@ -177,6 +177,29 @@ pub fn ratios(dp: &[Figures], host: &[Figures]) -> Ratios {
     }
 }
 
+/// A figure for a person: thousands separated from 1,000 up, no decimals
+/// from 100 up, one decimal below; `None` when there is none (not finite).
+pub(crate) fn figure(v: f64) -> Option<String> {
+    if !v.is_finite() {
+        return None;
+    }
+    Some(if v >= 1000.0 {
+        let s = (v.round() as u64).to_string();
+        let mut out = String::new();
+        for (i, c) in s.chars().enumerate() {
+            if i > 0 && (s.len() - i).is_multiple_of(3) {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        out
+    } else if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

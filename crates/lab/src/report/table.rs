@@ -5,25 +5,7 @@ use std::fmt::Write;
 use super::{DemoReport, Spread};
 
 fn num(v: f64) -> String {
-    if !v.is_finite() {
-        return "-".into();
-    }
-    if v >= 1000.0 {
-        let whole = v.round() as u64;
-        let s = whole.to_string();
-        let mut out = String::new();
-        for (i, c) in s.chars().enumerate() {
-            if i > 0 && (s.len() - i).is_multiple_of(3) {
-                out.push(',');
-            }
-            out.push(c);
-        }
-        out
-    } else if v >= 100.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.1}")
-    }
+    super::figure(v).unwrap_or_else(|| "-".into())
 }
 
 fn ratio(s: &Spread) -> String {

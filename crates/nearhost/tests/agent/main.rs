@@ -27,15 +27,7 @@ impl Cluster {
     }
 
     fn with_block_size(members: u8, n: u8, mode: &str, block_size: u8) -> Cluster {
-        let sw = Switch::new();
-        let etcd = etcd_cluster(&sw, members);
-        let ep = endpoints(&etcd);
-        let out = pool_cmd(
-            &etcd[0].ns,
-            &ep,
-            &["create", "p1", "--subnet", "198.19.0.0/20", "--block-size", &block_size.to_string()],
-        );
-        assert!(out.status.success(), "pool create: {}", String::from_utf8_lossy(&out.stderr));
+        let (sw, etcd, ep) = etcd_with_pool(members, "p1", "198.19.0.0/20", block_size);
         let mut nodes: Vec<Node> = (1..=n).map(|i| Node::new(&sw, i, mode)).collect();
         for node in &mut nodes {
             node.start_agent(&ep, &["--pool", "p1"]);
@@ -305,15 +297,7 @@ fn routes_follow_new_blocks_across_compaction_and_an_etcd_restart() {
 
 #[test]
 fn an_ipv6_pool_gives_each_host_its_blocks_and_routes_between_them() {
-    let sw = Switch::new();
-    let etcd = etcd_cluster(&sw, 1);
-    let ep = endpoints(&etcd);
-    let out = pool_cmd(
-        &etcd[0].ns,
-        &ep,
-        &["create", "p6", "--subnet", "2001:2:96::/112", "--block-size", "122"],
-    );
-    assert!(out.status.success(), "pool create: {}", String::from_utf8_lossy(&out.stderr));
+    let (sw, _etcd, ep) = etcd_with_pool(1, "p6", "2001:2:96::/112", 122);
     let mut nodes: Vec<Node> = (1..=2).map(|i| Node::new(&sw, i, "routed")).collect();
     for (i, n) in nodes.iter_mut().enumerate() {
         // host-gw over IPv6: the node's address on the switch is its next hop.
@@ -553,11 +537,7 @@ fn the_agent_reports_the_sriov_vf_inventory() {
     let _etcd = Proc { child: Some(etcd) };
     let healthy = || {
         w.sw.exec(&[
-            "etcdctl",
-            "--endpoints",
-            "http://198.18.210.1:2379",
-            "--dial-timeout=1s",
-            "endpoint",
+            "etcdctl", "--endpoints", "http://198.18.210.1:2379", "--dial-timeout=1s", "endpoint",
             "health",
         ])
         .status
@@ -577,16 +557,8 @@ fn the_agent_reports_the_sriov_vf_inventory() {
             "agent",
         ])
         .args([
-            "--etcd",
-            "http://198.18.210.1:2379",
-            "--etcd-timeout",
-            "10",
-            "--node-name",
-            "vfnode",
-            "--node-ip",
-            "198.18.210.2",
-            "--data-dir",
-            &data,
+            "--etcd", "http://198.18.210.1:2379", "--etcd-timeout", "10", "--node-name", "vfnode",
+            "--node-ip", "198.18.210.2", "--data-dir", &data,
         ])
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(etcd_data.path().join("agent.log")).unwrap())

@@ -258,11 +258,7 @@ impl Drop for Dockerd {
 /// A started engine with the busybox image, a test host (see `Host::new`), and
 /// the CLI pointed at both, with network `name` of `datapath` on 198.18.SUBNET.0/24.
 pub fn engine_host_and_network(
-    net: u8,
-    name: &str,
-    datapath: &str,
-    subnet: u8,
-    extra: &[&str],
+    net: u8, name: &str, datapath: &str, subnet: u8, extra: &[&str],
 ) -> (Dockerd, Host, Cli) {
     let d = Dockerd::start();
     d.import_busybox(IMAGE);

@@ -8,19 +8,8 @@ fn create_list_show_and_refuse() {
     let h = Host::new(76);
     let cli = Cli::new(&h.ns);
     let out = cli.run(&[
-        "net",
-        "create",
-        "fast",
-        "--datapath",
-        "macvlan",
-        "--master",
-        "eth0",
-        "--subnet",
-        "198.18.76.0/24",
-        "--subnet",
-        "2001:2:76::/64",
-        "--gateway",
-        "198.18.76.254",
+        "net", "create", "fast", "--datapath", "macvlan", "--master", "eth0", "--subnet",
+        "198.18.76.0/24", "--subnet", "2001:2:76::/64", "--gateway", "198.18.76.254",
     ]);
     assert!(out.ok, "{}", out.stderr);
     let file = cli.net_dir().join("fast.conflist");
@@ -65,14 +54,7 @@ fn create_list_show_and_refuse() {
     cli.json(&[&again[..], &["--force"]].concat());
     assert_eq!(cli.json(&["net", "show", "fast"])["datapath"], "bridge");
     cli.fails(&[
-        "net",
-        "create",
-        "x",
-        "--datapath",
-        "bridge",
-        "--master",
-        "eth0",
-        "--subnet",
+        "net", "create", "x", "--datapath", "bridge", "--master", "eth0", "--subnet",
         "198.18.78.0/24",
     ])
     .expect_err("bad_flag", &["--master \"eth0\": applies only to --datapath macvlan and ipvlan"]);

@@ -19,7 +19,7 @@ use k8s_cri::v1::*;
 use serde_json::{json, Value};
 use tonic::transport::{Channel, Endpoint, Uri};
 
-use crate::images::{busybox_rootfs_tar, unmount_under};
+use crate::images::{self, busybox_rootfs_tar, unmount_under};
 use crate::support::{bin, terminate, Host};
 
 pub const PAUSE: &str = "docker.io/nearhost-test/pause:latest";
@@ -74,17 +74,7 @@ fn pause_image(dir: &Path) -> PathBuf {
         "platform": {"architecture": "amd64", "os": "linux"},
         "annotations": {"io.containerd.image.name": PAUSE, "org.opencontainers.image.ref.name": "latest"}}]});
     std::fs::write(layout.join("index.json"), index.to_string()).unwrap();
-    let tar = dir.join("pause.tar");
-    let out = Command::new("tar")
-        .arg("-C")
-        .arg(&layout)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .output()
-        .expect("tar");
-    assert!(out.status.success(), "tar: {}", String::from_utf8_lossy(&out.stderr));
-    tar
+    images::tar_dir(&layout, &dir.join("pause.tar"))
 }
 
 impl Containerd {

@@ -152,17 +152,7 @@ fn podman_publishes_a_port_through_the_bridge_datapath() {
         "mkdir -p /www && echo '{page}' > /www/index.html && exec httpd -f -p 8080 -h /www"
     );
     p.must(&[
-        "run",
-        "-d",
-        "--name",
-        "srv",
-        "--network",
-        "web",
-        "-p",
-        "18080:8080",
-        IMAGE,
-        "sh",
-        "-c",
+        "run", "-d", "--name", "srv", "--network", "web", "-p", "18080:8080", IMAGE, "sh", "-c",
         &script,
     ]);
     let ip = podman_ip(&p, "srv", "web", "IPAddress");
