@@ -147,9 +147,12 @@ fn demo_quick_end_to_end() {
             p50(rr, slower)
         );
     }
+    // One-sided: macvlan below bridge. "Closer to the host than bridge" failed
+    // whenever macvlan measured below the host by more than bridge's margin
+    // above it (60 vs 67 vs 73 µs in one CI run): noise, not a regression.
     assert!(
-        (p50(rr, "macvlan") - host).abs() < (p50(rr, "bridge") - host).abs(),
-        "macvlan ({}) should be closer to the host ({host}) than bridge ({})",
+        p50(rr, "macvlan") < p50(rr, "bridge"),
+        "macvlan ({}) should be faster than bridge ({}); host {host}",
         p50(rr, "macvlan"),
         p50(rr, "bridge")
     );
