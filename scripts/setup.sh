@@ -54,8 +54,12 @@ if ! "$VENV/bin/vng" --version >/dev/null 2>&1; then
   # system bundle so the machine's certificate authorities count.
   "$VENV/bin/pip" install --quiet --disable-pip-version-check --cert /etc/ssl/certs/ca-certificates.crt "$VIRTME_NG"
 fi
-ln -sf "$VENV/bin/vng" /usr/local/bin/vng
+# vng runs its helpers (virtme-run, …) by name: all of them go on the PATH.
+for tool in "$VENV"/bin/vng "$VENV"/bin/virtme-*; do
+  ln -sf "$tool" "/usr/local/bin/$(basename "$tool")"
+done
 /usr/local/bin/vng --version >/dev/null || { echo "setup: FAILED: vng does not run from $VENV" >&2; exit 1; }
+command -v virtme-run >/dev/null || { echo "setup: FAILED: virtme-run is not on PATH" >&2; exit 1; }
 
 # The Rust toolchain: rustup's, found on PATH or in root's ~/.cargo/bin.
 cargo=$(command -v cargo || echo "$HOME/.cargo/bin/cargo")
