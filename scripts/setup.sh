@@ -17,7 +17,7 @@ PACKAGES=(
   python3 python3-venv                          # test peers (http.server, sockets); a venv for virtme-ng
   containernetworking-plugins                   # reference plugins: macvlan, bridge, host-local (tests, benchmarks)
   sockperf iperf3 nginx-light wrk               # reference measurement tools (bench agreement/efficiency)
-  qemu-system-x86 linux-image-amd64 busybox-static  # the kernel lab: Debian's kernel under qemu
+  qemu-system-x86 linux-image-amd64 busybox-static file  # the kernel lab: Debian's kernel under qemu (virtme-ng runs `file`)
   docker.io                                     # attach tests: a real Docker engine, images from busybox
   podman                                        # Podman as a CNI runtime and as an attach target
   containerd                                    # containerd's CRI as a CNI runtime (the kubelet's path)
