@@ -71,7 +71,12 @@ impl NetConf {
         }
         let version = version_of(&raw)?;
         let name = match raw.get("name") {
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            // The name becomes a directory under every state directory
+            // (IPAM, driver claims), whichever IPAM the config uses.
+            Some(Value::String(s)) if !s.is_empty() => {
+                nearhost_ipam::validate_network_name(s).map_err(|r| CniError::config("name", r))?;
+                s.clone()
+            }
             Some(v) if !v.is_string() => {
                 return Err(CniError::config("name", format!("expected a string, got {v}")))
             }

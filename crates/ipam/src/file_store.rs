@@ -62,20 +62,26 @@ impl From<StateError> for IpamError {
 
 /// Network names become directory names: refuse anything that could escape.
 fn network_dir_name(network: &str) -> Result<&str> {
+    validate_network_name(network).map_err(|reason| IpamError::config("name", reason))?;
+    Ok(network)
+}
+
+/// A network name as the CNI spec allows it (`^[a-zA-Z0-9_.\-]+$`, here at
+/// most 128 bytes and neither `.` nor `..`): it becomes a directory name under
+/// every state directory, so nothing else may pass. The error names the value.
+pub fn validate_network_name(network: &str) -> std::result::Result<(), String> {
     let ok = !network.is_empty()
         && network.len() <= 128
         && network != "."
         && network != ".."
         && network.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    if !ok {
-        return Err(IpamError::config(
-            "name",
-            format!(
-                "{network:?} is not a valid network name (letters, digits, - _ .; at most 128)"
-            ),
-        ));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{network:?} is not a valid network name (letters, digits, - _ .; at most 128)"
+        ))
     }
-    Ok(network)
 }
 
 #[cfg(test)]

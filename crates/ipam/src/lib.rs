@@ -13,6 +13,6 @@ pub mod store;
 
 pub use config::{IpamConfig, Range, RangeSet, RouteSpec};
 pub use error::{IpamError, Result};
-pub use file_store::FileStore;
+pub use file_store::{validate_network_name, FileStore};
 pub use leases::{Ipam, Lease};
 pub use store::{MemStore, Owner, Reservation, State, Store};

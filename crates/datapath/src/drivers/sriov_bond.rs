@@ -100,7 +100,13 @@ fn two_pfs(list: &[&str]) -> Result<[String; 2]> {
 
 /// The members' names in the container: `IFNAME` (cut to fit) + `m0` / `m1`.
 fn member_name(ifname: &str, n: usize) -> String {
-    format!("{}m{n}", &ifname[..ifname.len().min(13)])
+    // At most 13 bytes of the bond's name (IFNAMSIZ less "mN"), cut on a
+    // character boundary: CNI_IFNAME may hold multi-byte characters.
+    let mut end = ifname.len().min(13);
+    while !ifname.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}m{n}", &ifname[..end])
 }
 
 impl Datapath for SriovBond {
@@ -275,6 +281,7 @@ mod tests {
     fn members_are_named_after_the_bond_within_ifnamsiz() {
         assert_eq!(member_name("eth0", 1), "eth0m1");
         assert_eq!(member_name("abcdefghijklmno", 0), "abcdefghijklmm0");
+        assert_eq!(member_name("ééééééé", 1), "éééééém1", "cut on a character boundary");
         assert!(build(&json!({"pfs": ["a", "b"], "mode": "802.3ad", "miimon": 50})).is_ok());
     }
 }

@@ -31,6 +31,22 @@ fn host_local_from_the_reference_plugins() {
     );
 }
 
+/// The network name becomes a directory under every state directory; with a
+/// delegated IPAM it once reached nearhost's driver state unchecked.
+#[test]
+fn a_network_name_that_would_leave_the_state_directory_is_refused() {
+    let h = Host::new(82);
+    let c1 = Netns::new("c");
+    let ipam = json!({"type": "host-local", "dataDir": h.data_dir(),
+        "ranges": [[{"subnet": "198.18.82.0/24", "rangeStart": "198.18.82.50", "gateway": "198.18.82.1"}]]});
+    let conf = netconf("1.0.0", "../escape", "macvlan", ipam, json!({"master": "eth0"}));
+    Call::new(&h.ns, "ADD", "n1", &c1.path(), "eth0")
+        .conf(&conf)
+        .expect_err(7, "name: \"../escape\" is not a valid network name");
+    assert!(c1.link_names().is_empty());
+    assert!(!h.data.path().parent().unwrap().join("escape").exists(), "host-local ran");
+}
+
 #[test]
 fn delegate_failure_is_passed_on_and_nothing_is_left() {
     let h = Host::new(81);

@@ -65,6 +65,21 @@ fn on_a_kernel_without_bonding_sriov_bond_is_refused_and_gives_both_vfs_back() {
     all_clean(&w, "bk", &c1);
 }
 
+/// A multi-byte CNI_IFNAME (valid for the kernel) once panicked the plugin
+/// while it named the bond members: the answer must be CNI error JSON.
+#[test]
+fn on_a_kernel_without_bonding_a_multibyte_ifname_gets_an_error_not_a_panic() {
+    assert!(!kernel_has("bond"), "this kernel has bonding: the refusal cannot be observed here");
+    let w = wire(132, 0x34);
+    let c1 = Netns::new("c");
+    let conf = w.conf("bm", "sriov-bond", json!({"pfs": ["pfa", "pfb"]}));
+    Call::new(&w.host, "ADD", "b2", &c1.path(), "ééééééé")
+        .env("NEARHOST_SYSFS_ROOT", &w.sysfs_root())
+        .conf(&conf)
+        .expect_err(104, "this kernel has no bonding support");
+    all_clean(&w, "bm", &c1);
+}
+
 #[test]
 #[ignore = "needs bonding: runs in the kernel lab (scripts/kernel-lab)"]
 fn sriov_bond_add_then_del_gives_both_vfs_back() {
