@@ -17,7 +17,7 @@ use crate::blocks;
 use crate::error::{AgentError, Result};
 use crate::etcd::{Etcd, EtcdOptions};
 use crate::local::{self, PoolStore};
-use crate::metrics::{Metrics, PoolLabel, VfClaimLabel, VfCountLabel};
+use crate::metrics::{BlockLabel, Metrics, PoolLabel, VfClaimLabel, VfCountLabel};
 use crate::pools;
 use crate::records::{self, BlockRecord, NodeRecord, PoolRecord};
 use crate::routes::{self, Mode};
@@ -32,6 +32,8 @@ pub struct AgentConfig {
     pub node_ip: Option<IpAddr>,
     pub data_dir: PathBuf,
     pub lease_ttl: i64,
+    /// TTL of the lease the node's blocks are bound to (see [`session`]).
+    pub block_lease_ttl: i64,
     pub mode: Mode,
     /// Pools to serve from the start (others are served when first asked for).
     pub pools: Vec<String>,
@@ -60,6 +62,23 @@ struct Agent {
     served: Vec<Served>,
     /// Blocks given back locally whose etcd delete failed (retried).
     pending_release: Vec<BlockRecord>,
+    /// Until when (boot clock, ms) etcd has confirmed the blocks are ours.
+    held_until: u64,
+    /// Blocks another node took while containers here still use addresses in them.
+    lost: Vec<LostBlock>,
+}
+
+/// A block this node held and lost (its lease expired, another node claimed
+/// it) while containers here still use addresses in it: those addresses may
+/// now be handed out twice. Reported until the containers are gone.
+#[derive(Debug, Clone, serde::Serialize)]
+struct LostBlock {
+    pool: String,
+    block: IpNet,
+    holder: String,
+    #[serde(rename = "holderIP")]
+    holder_ip: IpAddr,
+    addresses: Vec<IpAddr>,
 }
 
 /// The address of the interface carrying the default route.
@@ -83,6 +102,26 @@ fn default_node_ip() -> Result<IpAddr> {
     )
 }
 
+/// The networks of the node's address (as configured on its interface, e.g.
+/// the hosts' LAN), and the address itself: no other node's block may cover them.
+fn node_networks(node_ip: IpAddr) -> Vec<IpNet> {
+    let host = IpNet::from(node_ip);
+    let on_links = nearhost_kernel::Netlink::open().and_then(|mut nl| nl.addresses(None));
+    let mut nets: Vec<IpNet> = match on_links {
+        Ok(addrs) => addrs
+            .iter()
+            .filter(|a| a.ip == node_ip)
+            .filter_map(|a| IpNet::new(a.ip, a.prefix).ok().map(|n| n.trunc()))
+            .collect(),
+        Err(e) => {
+            tracing::warn!("reading this node's addresses: {e}; protecting {node_ip} alone");
+            Vec::new()
+        }
+    };
+    nets.push(host);
+    nets
+}
+
 pub fn validate(cfg: &AgentConfig) -> Result<()> {
     if !records::valid_name(&cfg.node_name) {
         return Err(AgentError::invalid(
@@ -94,6 +133,15 @@ pub fn validate(cfg: &AgentConfig) -> Result<()> {
         return Err(AgentError::invalid(
             "--lease-ttl",
             format!("{} s is outside 2..3600", cfg.lease_ttl),
+        ));
+    }
+    if !(cfg.lease_ttl..=7 * 86400).contains(&cfg.block_lease_ttl) {
+        return Err(AgentError::invalid(
+            "--block-lease-ttl",
+            format!(
+                "{} s is outside --lease-ttl ({} s) .. 7 days",
+                cfg.block_lease_ttl, cfg.lease_ttl
+            ),
         ));
     }
     if !cfg.data_dir.is_absolute() {
@@ -147,6 +195,8 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
         node,
         served: Vec::new(),
         pending_release: Vec::new(),
+        held_until: 0,
+        lost: Vec::new(),
     };
     for name in &cfg.pools {
         agent.serve_pool(name).await?;
@@ -160,7 +210,9 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
     tokio::spawn(socket::serve(socket::bind(&sock_path)?, ask_tx));
     let programmer = routes::spawn(cfg.mode.clone(), Arc::clone(&metrics))?;
     let (own_tx, own_rx) = mpsc::unbounded_channel();
-    tokio::spawn(watch::run(etcd, cfg.node_name.clone(), programmer, own_tx));
+    let protected =
+        watch::Protected { me: cfg.node_name.clone(), networks: node_networks(node_ip) };
+    tokio::spawn(watch::run(etcd, protected, programmer, own_tx, Arc::clone(&metrics)));
     let outcome = agent.sessions(ask_rx, own_rx, shutdown).await;
     let _ = std::fs::remove_file(&sock_path);
     outcome
@@ -185,8 +237,10 @@ impl Agent {
         let mut backoff = Duration::from_millis(250);
         loop {
             self.metrics.set_ready(false);
+            let ttls =
+                session::Ttls { session: self.cfg.lease_ttl, blocks: self.cfg.block_lease_ttl };
             let opened = tokio::select! {
-                s = session::open(&self.etcd, &self.node, self.cfg.lease_ttl) => s,
+                s = session::open(&self.etcd, &self.node, &ttls, &self.cfg.data_dir) => s,
                 _ = &mut shutdown => return Ok(()),
             };
             let mut session = match opened {
@@ -202,6 +256,7 @@ impl Agent {
                 }
             };
             backoff = Duration::from_millis(250);
+            self.held_until = *session.held_until.borrow();
             if let Err(e) = self.settle(&session).await {
                 tracing::warn!("taking blocks back: {e}");
             }
@@ -209,19 +264,30 @@ impl Agent {
             let mut tick = tokio::time::interval(Duration::from_secs(2));
             loop {
                 tokio::select! {
-                    _ = &mut session.lost => {
-                        tracing::warn!("etcd session lost; opening a new one");
+                    why = session.lost.recv() => {
+                        tracing::warn!("etcd session lost ({}); opening a new one", why.unwrap_or("closed"));
                         break;
+                    }
+                    Ok(()) = session.held_until.changed() => {
+                        self.held_until = *session.held_until.borrow_and_update();
+                        self.confirm_all();
                     }
                     Some(ask) = asks.recv() => {
                         let resp = self.answer(ask.request, &session).await;
                         let _ = ask.reply.send(resp);
                     }
                     Some(rec) = own_deleted.recv() => {
-                        if self.served.iter().any(|s| s.owned.contains(&rec)) {
+                        if let Some(i) = self.served.iter().position(|s| s.owned.contains(&rec)) {
                             tracing::warn!("block {} was deleted from etcd (lease expired?); claiming it back", rec.block);
-                            if let Err(e) = self.take_back(&rec, session.lease).await {
-                                tracing::error!("{e}");
+                            match self.take_back(&rec, session.blocks_lease).await {
+                                Ok(true) => {}
+                                Ok(false) => {
+                                    self.served[i].owned.retain(|b| b != &rec);
+                                    if let Err(e) = self.write_local(i) {
+                                        tracing::error!("{e}");
+                                    }
+                                }
+                                Err(e) => tracing::error!("{e}"),
                             }
                         }
                     }
@@ -245,14 +311,16 @@ impl Agent {
             }
             self.served[i].owned.clear();
             for rec in wanted {
-                if self.take_back(&rec, session.lease).await? {
+                if self.take_back(&rec, session.blocks_lease).await? {
                     self.served[i].owned.push(rec);
                 }
             }
-            while self.served[i].owned.len() < self.cfg.min_blocks {
-                self.claim(i, session.lease).await?;
-            }
+            // What we hold now, before a claim can fail: a block taken by
+            // another node must be gone from the plugin's list at once.
             self.write_local(i)?;
+            while self.served[i].owned.len() < self.cfg.min_blocks {
+                self.claim(i, session.blocks_lease).await?;
+            }
         }
         self.housekeeping().await;
         Ok(())
@@ -267,23 +335,43 @@ impl Agent {
         }
     }
 
-    /// Re-binds a block of ours to `lease`; false (and an error logged) when
-    /// another node holds it now.
-    async fn take_back(&self, rec: &BlockRecord, lease: i64) -> Result<bool> {
+    /// Re-binds a block of ours to `lease`; false when another node holds it
+    /// now (then it is reported with the addresses still in use in it).
+    async fn take_back(&mut self, rec: &BlockRecord, lease: i64) -> Result<bool> {
         if blocks::rebind(&self.etcd, rec, lease).await? {
+            self.lost.retain(|l| !(l.pool == rec.pool && l.block == rec.block));
             return Ok(true);
         }
-        if let Some(h) = blocks::holder(&self.etcd, &rec.pool, &rec.block).await? {
-            tracing::error!(
-                "{}",
-                AgentError::BlockStolen {
-                    pool: rec.pool.clone(),
-                    block: rec.block,
-                    holder: h.node,
-                    holder_ip: h.node_ip
-                }
-            );
+        let Some(h) = blocks::holder(&self.etcd, &rec.pool, &rec.block).await? else {
+            return Ok(false);
+        };
+        let err = AgentError::BlockStolen {
+            pool: rec.pool.clone(),
+            block: rec.block,
+            holder: h.node.clone(),
+            holder_ip: h.node_ip,
+        };
+        let addresses = self
+            .served
+            .iter()
+            .find(|s| s.rec.name == rec.pool)
+            .map(|s| local::reserved_addresses(&s.store, &rec.block))
+            .transpose()?
+            .unwrap_or_default();
+        if addresses.is_empty() {
+            tracing::warn!("{err} (none are in use)");
+            return Ok(false);
         }
+        let list: Vec<String> = addresses.iter().map(ToString::to_string).collect();
+        tracing::error!("{err}: {}", list.join(", "));
+        self.lost.retain(|l| !(l.pool == rec.pool && l.block == rec.block));
+        self.lost.push(LostBlock {
+            pool: rec.pool.clone(),
+            block: rec.block,
+            holder: h.node,
+            holder_ip: h.node_ip,
+            addresses,
+        });
         Ok(false)
     }
 
@@ -292,20 +380,31 @@ impl Agent {
             blocks::claim(&self.etcd, &self.served[i].rec, &self.node.name, self.node.ip, lease)
                 .await?;
         self.served[i].owned.push(rec.clone());
-        local::add_block(&self.served[i].store, rec.block)?;
+        self.write_local(i)?;
         tracing::info!("claimed block {} of pool {}", rec.block, rec.pool);
         Ok(rec)
     }
 
     fn write_local(&self, i: usize) -> Result<()> {
         let s = &self.served[i];
-        local::set_blocks(&s.store, &s.owned.iter().map(|b| b.block).collect::<Vec<_>>())
+        let blocks: Vec<IpNet> = s.owned.iter().map(|b| b.block).collect();
+        local::set_blocks(&s.store, &blocks, self.held_until)
+    }
+
+    /// A keep-alive proved the blocks ours for longer: tell the plugin.
+    fn confirm_all(&self) {
+        for s in &self.served {
+            if let Err(e) = local::confirm(&s.store, self.held_until) {
+                tracing::warn!("recording the hold on pool {}'s blocks: {e}", s.rec.name);
+            }
+        }
     }
 
     async fn answer(&mut self, req: Request, session: &Session) -> Response {
         let fail = |e: AgentError| {
             let code = match e {
-                AgentError::UnknownPool(_) => Some(7),
+                // a pool that does not exist, or whose record is not a pool's
+                AgentError::UnknownPool(_) | AgentError::Invalid { .. } => Some(7),
                 AgentError::PoolExhausted { .. } => Some(100),
                 _ => None,
             };
@@ -325,7 +424,7 @@ impl Agent {
                 if !needed {
                     return Response { ok: true, error: None, code: None, body: None };
                 }
-                match self.claim(i, session.lease).await {
+                match self.claim(i, session.blocks_lease).await {
                     Ok(rec) => Response {
                         ok: true,
                         error: None,
@@ -347,13 +446,15 @@ impl Agent {
                 serde_json::json!({"pool": s.rec.name, "subnet": s.rec.subnet, "blocks": s.owned.iter().map(|b| b.block).collect::<Vec<_>>(), "free": free})
             })
             .collect();
-        serde_json::json!({"node": self.node.name, "nodeIP": self.node.ip, "mode": self.node.mode, "ready": self.metrics.ready.load(std::sync::atomic::Ordering::Relaxed), "pools": pools})
+        let held_for = self.held_until.saturating_sub(nearhost_ipam::boot_clock_ms()) / 1000;
+        serde_json::json!({"node": self.node.name, "nodeIP": self.node.ip, "mode": self.node.mode, "ready": self.metrics.ready.load(std::sync::atomic::Ordering::Relaxed), "blocksHeldForSeconds": held_for, "pools": pools, "lostBlocks": self.lost})
     }
 
     /// Metrics, and giving back blocks idle for the grace period (keeping the
     /// per-pool minimum).
     async fn housekeeping(&mut self) {
         self.vf_inventory();
+        self.recount_lost();
         for rec in std::mem::take(&mut self.pending_release) {
             if blocks::release(&self.etcd, &rec).await.is_err() {
                 self.pending_release.push(rec);
@@ -396,6 +497,24 @@ impl Agent {
                 }
             }
             self.metrics.blocks_owned.get_or_create(&label).set(self.served[i].owned.len() as i64);
+        }
+    }
+
+    /// Lost blocks: their addresses still in use (a block is forgotten once
+    /// its containers are gone), as a metric per block.
+    fn recount_lost(&mut self) {
+        for l in &mut self.lost {
+            if let Some(s) = self.served.iter().find(|s| s.rec.name == l.pool) {
+                if let Ok(a) = local::reserved_addresses(&s.store, &l.block) {
+                    l.addresses = a;
+                }
+            }
+        }
+        self.lost.retain(|l| !l.addresses.is_empty());
+        self.metrics.lost_block_addresses.clear();
+        for l in &self.lost {
+            let label = BlockLabel { pool: l.pool.clone(), block: l.block.to_string() };
+            self.metrics.lost_block_addresses.get_or_create(&label).set(l.addresses.len() as i64);
         }
     }
 

@@ -2,7 +2,7 @@
 //! succeeds only if the block is unclaimed and the pool still exists, and binds
 //! the block to the node's lease, so a dead node's blocks return to the pool.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
@@ -10,7 +10,7 @@ use ipnet::IpNet;
 
 use crate::error::{AgentError, Result};
 use crate::etcd::Etcd;
-use crate::records::{self, BlockRecord, PoolRecord};
+use crate::records::{self, BlockRecord, NodeRecord, PoolRecord};
 
 /// How many candidate blocks one claim tries before giving up (each failed try
 /// means another node took that block a moment earlier).
@@ -46,6 +46,42 @@ pub fn candidates<'a>(
 
 fn fnv(s: &str) -> u64 {
     s.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3))
+}
+
+/// Why another node's block record must not become a route, if it must not.
+/// Anything with write access to etcd could have written it, so it is believed
+/// only if it is what a `claim` by that node would have written: under its own
+/// key, one block of a known pool (of that pool's block size, on a block
+/// boundary), held by a registered node at the address that node registered.
+pub fn check(
+    key: &str, rec: &BlockRecord, pools: &BTreeMap<String, PoolRecord>,
+    nodes: &BTreeMap<String, NodeRecord>,
+) -> Result<(), String> {
+    if key != records::block_key(&rec.pool, &rec.block) {
+        return Err(format!(
+            "it names block {} of pool {:?}, whose key is another",
+            rec.block, rec.pool
+        ));
+    }
+    let pool =
+        pools.get(&rec.pool).ok_or_else(|| format!("there is no (valid) pool {:?}", rec.pool))?;
+    if rec.block.prefix_len() != pool.block_prefix
+        || rec.block.addr() != rec.block.network()
+        || !pool.subnet.contains(&rec.block)
+    {
+        return Err(format!(
+            "{} is not one of pool {:?}'s blocks (/{} blocks of {})",
+            rec.block, pool.name, pool.block_prefix, pool.subnet
+        ));
+    }
+    match nodes.get(&rec.node) {
+        None => Err(format!("node {:?} is not registered", rec.node)),
+        Some(n) if n.ip != rec.node_ip => Err(format!(
+            "it says node {:?} is at {}, the node says {}",
+            rec.node, rec.node_ip, n.ip
+        )),
+        Some(_) => Ok(()),
+    }
 }
 
 /// Claims one free block of `pool` for `rec` (its `block` is filled in).
@@ -140,6 +176,47 @@ mod tests {
             block_prefix: 122,
         };
         assert_eq!(nth_block(&v6, 1).to_string(), "2001:2:1::40/122");
+    }
+
+    #[test]
+    fn only_records_a_claim_would_write_are_believed() {
+        let pools: BTreeMap<String, PoolRecord> = [("p".to_string(), pool())].into();
+        let node = |ip: &str| NodeRecord {
+            name: "n2".into(),
+            ip: ip.parse().unwrap(),
+            mode: "routed".into(),
+            started_unix: 0,
+        };
+        let nodes: BTreeMap<String, NodeRecord> = [("n2".to_string(), node("198.18.0.12"))].into();
+        let rec = |block: &str| BlockRecord {
+            pool: "p".into(),
+            block: block.parse().unwrap(),
+            node: "n2".into(),
+            node_ip: "198.18.0.12".parse().unwrap(),
+        };
+        let ok = rec("198.18.64.64/26");
+        let key = |r: &BlockRecord| records::block_key(&r.pool, &r.block);
+        assert_eq!(check(&key(&ok), &ok, &pools, &nodes), Ok(()));
+        let refused = |r: &BlockRecord, k: &str, why: &str| {
+            let e = check(k, r, &pools, &nodes).unwrap_err();
+            assert!(e.contains(why), "{e}");
+        };
+        for block in
+            ["0.0.0.0/0", "198.18.0.0/24", "198.18.64.0/24", "198.18.64.0/27", "198.18.64.1/26"]
+        {
+            let r = rec(block);
+            refused(&r, &key(&r), "not one of pool");
+        }
+        refused(&ok, &records::block_key("p", &"198.18.64.128/26".parse().unwrap()), "key");
+        let mut other_pool = ok.clone();
+        other_pool.pool = "q".into();
+        refused(&other_pool, &key(&other_pool), "no (valid) pool");
+        let mut stranger = ok.clone();
+        stranger.node = "n9".into();
+        refused(&stranger, &key(&stranger), "not registered");
+        let mut elsewhere = ok.clone();
+        elsewhere.node_ip = "198.18.0.1".parse().unwrap();
+        refused(&elsewhere, &key(&elsewhere), "the node says 198.18.0.12");
     }
 
     #[test]

@@ -89,6 +89,11 @@ impl Etcd {
                 ));
             }
         }
+        if opts.user.is_some() {
+            for e in opts.endpoints.iter().filter(|e| e.starts_with("http://")) {
+                tracing::warn!("--etcd {e}: the etcd password goes over plain http:// unencrypted; use https:// (with --etcd-ca)");
+            }
+        }
         let unreachable = |detail: String| AgentError::Unreachable {
             endpoints: opts.endpoints.join(","),
             seconds: opts.connect_timeout.as_secs().max(1),

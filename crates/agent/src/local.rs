@@ -21,28 +21,32 @@ pub fn recorded_blocks(store: &PoolStore) -> Result<Vec<IpNet>> {
     Ok(store.state()?.blocks)
 }
 
-/// Records the node's blocks of this pool.
-pub fn set_blocks(store: &PoolStore, blocks: &[IpNet]) -> Result<()> {
+/// Records the node's blocks of this pool, and until when (boot clock, ms)
+/// etcd has confirmed they are the node's.
+pub fn set_blocks(store: &PoolStore, blocks: &[IpNet], held_until: u64) -> Result<()> {
     let mut sorted = blocks.to_vec();
     sorted.sort();
     sorted.dedup();
     store.store().update(|s| {
         s.blocks = sorted;
+        s.blocks_held_until = held_until;
         Ok(())
     })?;
     Ok(())
 }
 
-/// Adds one block.
-pub fn add_block(store: &PoolStore, block: IpNet) -> Result<()> {
+/// Moves the confirmed hold on the blocks forward (never back).
+pub fn confirm(store: &PoolStore, held_until: u64) -> Result<()> {
     store.store().update(|s| {
-        if !s.blocks.contains(&block) {
-            s.blocks.push(block);
-            s.blocks.sort();
-        }
+        s.blocks_held_until = s.blocks_held_until.max(held_until);
         Ok(())
     })?;
     Ok(())
+}
+
+/// The addresses reserved in `block` (containers that hold them).
+pub fn reserved_addresses(store: &PoolStore, block: &IpNet) -> Result<Vec<std::net::IpAddr>> {
+    Ok(store.state()?.reservations.keys().filter(|ip| block.contains(*ip)).copied().collect())
 }
 
 /// Removes `block` from the node's blocks if no address in it is reserved —
@@ -94,7 +98,7 @@ mod tests {
         let s = open(dir.path(), "p").unwrap();
         let a: IpNet = "198.18.64.0/29".parse().unwrap();
         let b: IpNet = "198.18.64.8/29".parse().unwrap();
-        set_blocks(&s, &[b, a]).unwrap();
+        set_blocks(&s, &[b, a], nearhost_ipam::boot_clock_ms() + 60_000).unwrap();
         assert_eq!(recorded_blocks(&s).unwrap(), vec![a, b]);
         let (_, free) = usage(&s).unwrap();
         assert_eq!(free, 2 * 5, "each /29: 6 usable minus the gateway");

@@ -25,6 +25,12 @@ pub struct PoolLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BlockLabel {
+    pub pool: String,
+    pub block: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VfCountLabel {
     pub pf: String,
     /// `total` (sriov_totalvfs), `enabled` (sriov_numvfs), `free` or `claimed`.
@@ -49,6 +55,8 @@ pub struct Metrics {
     pub addresses_in_use: Family<PoolLabel, Gauge>,
     pub routes_programmed: Gauge,
     pub peers: Gauge,
+    pub records_refused: Gauge,
+    pub lost_block_addresses: Family<BlockLabel, Gauge>,
     pub vfs: Family<VfCountLabel, Gauge>,
     pub vf_claims: Family<VfClaimLabel, Gauge>,
     pub ready: AtomicBool,
@@ -64,6 +72,8 @@ impl Metrics {
         let addresses_in_use = Family::<PoolLabel, Gauge>::default();
         let routes_programmed = Gauge::default();
         let peers = Gauge::default();
+        let records_refused = Gauge::default();
+        let lost_block_addresses = Family::<BlockLabel, Gauge>::default();
         let vfs = Family::<VfCountLabel, Gauge>::default();
         let vf_claims = Family::<VfClaimLabel, Gauge>::default();
         registry.register(
@@ -98,6 +108,16 @@ impl Metrics {
         );
         registry.register("peers", "other nodes with blocks", peers.clone());
         registry.register(
+            "records_refused",
+            "block records in etcd not routed: not what a claim would write, or covering a node",
+            records_refused.clone(),
+        );
+        registry.register(
+            "lost_block_addresses",
+            "addresses containers here still use in blocks another node has taken (each may be duplicated there)",
+            lost_block_addresses.clone(),
+        );
+        registry.register(
             "sriov_vfs",
             "SR-IOV VFs per physical function, by state (total, enabled, free, claimed)",
             vfs.clone(),
@@ -116,6 +136,8 @@ impl Metrics {
             addresses_in_use,
             routes_programmed,
             peers,
+            records_refused,
+            lost_block_addresses,
             vfs,
             vf_claims,
             ready: AtomicBool::new(false),
@@ -138,12 +160,28 @@ fn response(status: &str, content_type: &str, body: &str) -> String {
     format!("HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
 }
 
-/// Serves until the listener fails. One request per connection.
+/// Connections served at once; more wait in the kernel's backlog, costing the
+/// agent no file descriptor.
+pub const MAX_CONNECTIONS: usize = 32;
+
+/// Serves forever. One request per connection, at most [`MAX_CONNECTIONS`]
+/// at a time, each given 5 s to send it.
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let Ok((mut sock, _)) = listener.accept().await else { continue };
+        let permit = Arc::clone(&slots).acquire_owned().await.expect("never closed");
+        let mut sock = match listener.accept().await {
+            Ok((sock, _)) => sock,
+            Err(e) => {
+                // EMFILE and the like: wait rather than spin on them.
+                tracing::warn!("metrics listener: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                continue;
+            }
+        };
         let metrics = Arc::clone(&metrics);
         tokio::spawn(async move {
+            let _permit = permit;
             let mut buf = vec![0u8; 2048];
             let n =
                 match tokio::time::timeout(std::time::Duration::from_secs(5), sock.read(&mut buf))

@@ -56,10 +56,31 @@ fn overlaps(a: &IpNet, b: &IpNet) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
 
-/// All pools, and the guard's mod revision they were read at.
+/// A pool record read from etcd, checked as `pool create` checks its flags:
+/// whatever can write to etcd could have written it, and an agent must refuse
+/// it rather than panic on it or claim blocks no `pool create` would make.
+pub fn decode(key: &str, value: &[u8]) -> Result<PoolRecord> {
+    let bad = |reason: String| AgentError::invalid(key, reason);
+    let rec: PoolRecord =
+        records::decode(value).ok_or_else(|| bad("is not a pool record".into()))?;
+    if key != records::pool_key(&rec.name) {
+        return Err(bad(format!("holds pool {:?}, whose key is another", rec.name)));
+    }
+    validate(&rec.name, &rec.subnet, rec.block_prefix)
+        .map_err(|e| bad(format!("is not a pool `pool create` would make: {e}")))
+}
+
+/// All valid pools (others are logged and left out), and the guard's mod
+/// revision they were read at.
 async fn read_pools(etcd: &Etcd) -> Result<(Vec<PoolRecord>, i64)> {
     let (kvs, _) = etcd.get_prefix(records::POOLS).await?;
-    let pools = kvs.iter().filter_map(|kv| records::decode::<PoolRecord>(kv.value())).collect();
+    let pools = kvs
+        .iter()
+        .filter_map(|kv| {
+            let key = kv.key_str().unwrap_or("(a key that is not UTF-8)");
+            decode(key, kv.value()).map_err(|e| tracing::warn!("ignoring {e}")).ok()
+        })
+        .collect();
     let guard = etcd.get(records::POOLS_GUARD).await?.map(|kv| kv.mod_revision()).unwrap_or(0);
     Ok((pools, guard))
 }
@@ -106,12 +127,12 @@ pub struct PoolUsage {
 }
 
 pub async fn get(etcd: &Etcd, name: &str) -> Result<PoolRecord> {
-    let kv = etcd
-        .get(&records::pool_key(name))
-        .await?
-        .ok_or_else(|| AgentError::UnknownPool(name.to_string()))?;
-    records::decode(kv.value())
-        .ok_or_else(|| AgentError::invalid(records::pool_key(name), "is not a pool record"))
+    if !records::valid_name(name) {
+        return Err(AgentError::invalid("pool", format!("{name:?} is not a pool name")));
+    }
+    let key = records::pool_key(name);
+    let kv = etcd.get(&key).await?.ok_or_else(|| AgentError::UnknownPool(name.to_string()))?;
+    decode(&key, kv.value())
 }
 
 pub async fn blocks(etcd: &Etcd, pool: &str) -> Result<Vec<BlockRecord>> {
@@ -194,5 +215,24 @@ mod tests {
         assert_eq!(default_block_prefix(&"2001:2::/48".parse().unwrap()), 122);
         assert!(overlaps(&"198.18.0.0/16".parse().unwrap(), &"198.18.64.0/18".parse().unwrap()));
         assert!(!overlaps(&"198.18.0.0/18".parse().unwrap(), &"198.18.64.0/18".parse().unwrap()));
+    }
+
+    #[test]
+    fn records_from_etcd_are_checked_like_flags() {
+        let key = records::pool_key("p");
+        let good = br#"{"name":"p","subnet":"198.18.64.0/18","blockPrefix":26}"#;
+        assert_eq!(decode(&key, good).unwrap().block_prefix, 26);
+        for (bad, why) in [
+            (&br#"{"name":"p","subnet":"198.18.64.0/18","blockPrefix":40}"#[..], "--block-size"),
+            (br#"{"name":"p","subnet":"198.18.64.0/18","blockPrefix":255}"#, "--block-size"),
+            (br#"{"name":"p","subnet":"2001:2::/48","blockPrefix":200}"#, "--block-size"),
+            (br#"{"name":"p","subnet":"198.18.64.1/18","blockPrefix":26}"#, "--subnet"),
+            (br#"{"name":"q","subnet":"198.18.64.0/18","blockPrefix":26}"#, "whose key"),
+            (br#"{"name":"../x","subnet":"198.18.64.0/18","blockPrefix":26}"#, "whose key"),
+            (b"{nope", "not a pool record"),
+        ] {
+            let e = decode(&key, bad).unwrap_err().to_string();
+            assert!(e.starts_with(&key) && e.contains(why), "{e}");
+        }
     }
 }

@@ -12,6 +12,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+/// Every key's prefix.
+pub const ROOT: &str = "/nearhost/";
 pub const POOLS: &str = "/nearhost/pools/";
 pub const POOLS_GUARD: &str = "/nearhost/meta/pools";
 pub const BLOCKS: &str = "/nearhost/blocks/";

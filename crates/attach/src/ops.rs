@@ -234,6 +234,7 @@ impl Context {
             args: parse_args(&a.cni_args).map_err(to_err)?,
             path: self.cni_path.clone(),
             raw_args: a.cni_args.clone(),
+            by_attach: true,
         };
         inv.validate().map_err(to_err)?;
         Ok(inv)

@@ -51,6 +51,9 @@ pub struct Invocation {
     pub path: Vec<PathBuf>,
     /// The raw environment values, passed on to delegated plugins unchanged.
     pub raw_args: String,
+    /// Made by `nearhost attach` (in-process), not by a runtime: its
+    /// reservations are released by `nearhost gc`, never by a runtime's GC.
+    pub by_attach: bool,
 }
 
 impl Invocation {
@@ -66,6 +69,7 @@ impl Invocation {
             args: parse_args(&raw_args)?,
             path: get("CNI_PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default(),
             raw_args,
+            by_attach: false,
         };
         inv.validate()?;
         Ok(inv)

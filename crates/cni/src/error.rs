@@ -94,7 +94,9 @@ impl From<IpamError> for CniError {
             IpamError::StaticOutside { .. } | IpamError::StaticReserved { .. } => {
                 code::ADDRESS_NOT_ALLOWED
             }
-            IpamError::LockTimeout { .. } | IpamError::Unavailable(_) => code::TRY_AGAIN_LATER,
+            IpamError::LockTimeout { .. }
+            | IpamError::Unavailable(_)
+            | IpamError::Unconfirmed(_) => code::TRY_AGAIN_LATER,
             IpamError::Corrupt { .. } | IpamError::Io { .. } => code::IO_FAILURE,
         };
         CniError::new(code, e.to_string())

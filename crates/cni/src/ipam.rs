@@ -72,6 +72,9 @@ fn allocate_from_pool(
             }
             Ok(ipam.allocate_in_blocks(&cfg.exclude, owner, requested)?)
         }
+        Err(IpamError::Unconfirmed(m)) => {
+            Err(CniError::new(code::TRY_AGAIN_LATER, format!("pool {pool}: {m}")))
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -242,11 +245,20 @@ impl Addressing {
         }
     }
 
-    /// GC: drops embedded reservations whose attachment is not in `valid`.
-    pub fn gc(&self, valid: &[(String, String)]) -> Result<Vec<(IpAddr, Owner)>> {
+    /// GC of `network`: drops the network's embedded reservations whose
+    /// attachment is not in `valid`. Reservations of other networks drawing
+    /// from the same pool, and those `nearhost attach` made (its `gc` releases
+    /// them), are not the caller's to judge and are kept.
+    pub fn gc(&self, network: &str, valid: &[(String, String)]) -> Result<Vec<(IpAddr, Owner)>> {
+        let listed = |o: &Owner| valid.iter().any(|(c, i)| *c == o.container_id && *i == o.ifname);
         match self {
-            Addressing::Embedded { ipam, .. } | Addressing::Pool { ipam, .. } => {
-                Ok(ipam.gc(|o| valid.iter().any(|(c, i)| *c == o.container_id && *i == o.ifname))?)
+            // The store is this network's alone: unrecorded networks are this one.
+            Addressing::Embedded { ipam, .. } => Ok(ipam.gc(|o| {
+                o.attach || !(o.network.is_empty() || o.network == network) || listed(o)
+            })?),
+            // Shared by every network on the pool: only what is surely this network's.
+            Addressing::Pool { ipam, .. } => {
+                Ok(ipam.gc(|o| o.attach || o.network != network || listed(o))?)
             }
             _ => Ok(Vec::new()),
         }

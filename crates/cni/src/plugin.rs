@@ -121,7 +121,7 @@ fn add(inv: &Invocation, stdin: &[u8]) -> Result<Value> {
     let mut sb = open_sandbox(&inv.netns)?;
     // Before anything is reserved: host checks, and the names must be free in the container.
     nearhost_datapath::preflight_add(driver.as_ref(), &mut host, &mut sb, &inv.ifname)?;
-    let owner = Owner::new(&inv.container_id, &inv.ifname);
+    let owner = owner_of(inv, &conf);
     let (assign, release) = addressing.reserve(inv, stdin, &owner, &requested)?;
     let req = AddRequest {
         container_id: &inv.container_id,
@@ -168,7 +168,7 @@ fn del(inv: &Invocation, stdin: &[u8]) -> Result<()> {
     if let Err(e) = driver.del(&mut host, sb.as_mut(), &req) {
         errors.push(e.into());
     }
-    let owner = Owner::new(&inv.container_id, &inv.ifname);
+    let owner = owner_of(inv, &conf);
     if let Err(e) = addressing.release(inv, stdin, &owner) {
         errors.push(e);
     }
@@ -210,7 +210,12 @@ fn check(inv: &Invocation, stdin: &[u8]) -> Result<()> {
         state_dir: addressing.state_dir(&conf),
     };
     driver.check(&mut host, &mut sb, &req)?;
-    addressing.check(inv, stdin, &Owner::new(&inv.container_id, &inv.ifname), &prev)
+    addressing.check(inv, stdin, &owner_of(inv, &conf), &prev)
+}
+
+/// The attachment's key as the embedded IPAM records it.
+fn owner_of(inv: &Invocation, conf: &NetConf) -> Owner {
+    Owner::new(&inv.container_id, &inv.ifname).on(&conf.name).by_attach(inv.by_attach)
 }
 
 fn require_1_1(conf: &NetConf, verb: &str) -> Result<()> {
@@ -262,7 +267,7 @@ fn gc(stdin: &[u8]) -> Result<()> {
     require_1_1(&conf, "GC")?;
     let valid = conf.valid_attachments()?;
     let addressing = Addressing::from_conf(&conf)?;
-    for (ip, owner) in addressing.gc(&valid)? {
+    for (ip, owner) in addressing.gc(&conf.name, &valid)? {
         tracing::info!("gc: released {ip} of {owner}");
     }
     Ok(())

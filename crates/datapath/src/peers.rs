@@ -15,7 +15,7 @@ use nearhost_kernel::neigh::FdbEntry;
 use nearhost_kernel::route::Route;
 
 use crate::context::Namespace;
-use crate::error::{KernelContext, Result};
+use crate::error::{DatapathError, KernelContext, Result};
 
 /// A remote node: its underlay address and the container subnets behind it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,9 +58,21 @@ fn vxlan_route(subnet: &IpNet, via: IpAddr, vxlan_index: u32) -> Route {
     r
 }
 
+/// The peer's subnets of its address family, to add routes for. A default
+/// route is never one: it would send all of this host's traffic to that node.
+fn routable(peer: &Peer) -> Result<impl Iterator<Item = &IpNet>> {
+    if let Some(s) = peer.subnets.iter().find(|s| s.prefix_len() == 0) {
+        return Err(DatapathError::InvalidConfig {
+            field: format!("subnets of peer {}", peer.node_ip),
+            reason: format!("{s} would replace this host's default route"),
+        });
+    }
+    Ok(peer.subnets.iter().filter(|s| s.addr().is_ipv6() == peer.node_ip.is_ipv6()))
+}
+
 /// host-gw: routes to the peer's subnets via its underlay address.
 pub fn add_hostgw(host: &mut Namespace, peer: &Peer) -> Result<()> {
-    for s in peer.subnets.iter().filter(|s| s.addr().is_ipv6() == peer.node_ip.is_ipv6()) {
+    for s in routable(peer)? {
         host.nl
             .replace_route(&hostgw_route(s, peer.node_ip))
             .ctx(|| format!("route {s} via {}", peer.node_ip))?;
@@ -85,7 +97,7 @@ pub fn add_vxlan(host: &mut Namespace, vxlan_index: u32, peer: &Peer) -> Result<
     host.nl
         .set_permanent_neighbour(vxlan_index, peer.node_ip, mac)
         .ctx(|| format!("neighbour entry for VTEP {}", peer.node_ip))?;
-    for s in peer.subnets.iter().filter(|s| s.addr().is_ipv6() == peer.node_ip.is_ipv6()) {
+    for s in routable(peer)? {
         host.nl
             .replace_route(&vxlan_route(s, peer.node_ip, vxlan_index))
             .ctx(|| format!("route {s} over VXLAN to {}", peer.node_ip))?;
@@ -118,6 +130,20 @@ mod tests {
         assert_eq!(a, [0x02, 0x4e, 198, 18, 0, 11]);
         let c = vtep_mac("2001:2::11".parse().unwrap());
         assert_eq!(c[0] & 0x03, 0x02);
+    }
+
+    #[test]
+    fn a_default_route_is_never_a_peer_subnet() {
+        let peer = |s: &str| Peer {
+            node_ip: "198.18.0.12".parse().unwrap(),
+            subnets: vec![s.parse().unwrap()],
+        };
+        assert_eq!(routable(&peer("198.19.0.0/26")).unwrap().count(), 1);
+        assert_eq!(routable(&peer("2001:2::/122")).unwrap().count(), 0, "other family");
+        for s in ["0.0.0.0/0", "::/0"] {
+            let e = routable(&peer(s)).err().unwrap().to_string();
+            assert!(e.contains("default route"), "{e}");
+        }
     }
 
     #[test]

@@ -21,6 +21,10 @@ pub enum IpamError {
     /// The node has no address blocks yet (cluster pool) or the agent is unreachable.
     #[error("{0}")]
     Unavailable(String),
+    /// The node agent has not confirmed recently enough that the node's
+    /// blocks are still its own.
+    #[error("{0}")]
+    Unconfirmed(String),
     #[error("{what}: {source}")]
     Io {
         what: String,

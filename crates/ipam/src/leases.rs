@@ -66,6 +66,7 @@ impl<S: Store> Ipam<S> {
                     "this node holds no address blocks of the pool yet".into(),
                 ));
             }
+            check_held(state, crate::store::boot_clock_ms())?;
             allocate_in_sets(state, &sets, exclude, owner, requested)
         })
     }
@@ -87,7 +88,7 @@ impl<S: Store> Ipam<S> {
     pub fn rollback(&self, owner: &Owner, leases: &[Lease]) -> Result<()> {
         self.store.update(|state| {
             for lease in leases.iter().filter(|l| l.fresh) {
-                if state.reservations.get(&lease.ip).is_some_and(|r| &r.owner == owner) {
+                if state.reservations.get(&lease.ip).is_some_and(|r| r.owner.holds(owner)) {
                     state.reservations.remove(&lease.ip);
                 }
                 if let Some((set, previous)) = &lease.cursor {
@@ -148,6 +149,21 @@ fn allocate_in_sets(
 /// A node's address blocks as range sets: each block is a range of its own
 /// (its first address is the gateway, as host-local would make it), one set
 /// per family.
+/// The node's blocks are surely its own at `now` (boot clock, ms): the agent
+/// has had etcd confirm it recently enough.
+fn check_held(state: &State, now: u64) -> Result<()> {
+    if now < state.blocks_held_until {
+        return Ok(());
+    }
+    let when = match state.blocks_held_until {
+        0 => "has never been confirmed".to_string(),
+        t => format!("lapsed {:.1} s ago", (now - t) as f64 / 1000.0),
+    };
+    Err(IpamError::Unconfirmed(format!(
+        "this node's hold on its address blocks {when}: is `nearhost agent` running and connected to etcd? Until it confirms the blocks are still this node's, none of their addresses is handed out (another node may hold them now)"
+    )))
+}
+
 pub fn blocks_as_sets(blocks: &[IpNet]) -> Vec<RangeSet> {
     let mut sets: Vec<RangeSet> = Vec::new();
     for v6 in [false, true] {
@@ -172,7 +188,7 @@ pub fn reserved_in(state: &State, block: &IpNet) -> usize {
 }
 
 fn owned_by<'a>(state: &'a State, owner: &'a Owner) -> impl Iterator<Item = IpAddr> + 'a {
-    state.reservations.iter().filter(move |(_, r)| &r.owner == owner).map(|(ip, _)| *ip)
+    state.reservations.iter().filter(move |(_, r)| r.owner.holds(owner)).map(|(ip, _)| *ip)
 }
 
 fn allocate_in_set(
@@ -261,6 +277,7 @@ mod tests {
             .update(|s| {
                 s.blocks =
                     vec!["198.18.64.0/30".parse().unwrap(), "198.18.64.8/30".parse().unwrap()];
+                s.blocks_held_until = crate::store::boot_clock_ms() + 60_000;
                 Ok(())
             })
             .unwrap();
@@ -278,6 +295,30 @@ mod tests {
             Err(IpamError::Exhausted { .. })
         ));
         assert_eq!(reserved_in(&ipam.state().unwrap(), &"198.18.64.8/30".parse().unwrap()), 1);
+    }
+
+    #[test]
+    fn blocks_whose_hold_is_not_confirmed_give_no_address() {
+        let ipam = Ipam::new(MemStore::default());
+        let now = crate::store::boot_clock_ms();
+        let with = |held: u64| {
+            ipam.store()
+                .update(|s| {
+                    s.blocks = vec!["198.18.64.0/29".parse().unwrap()];
+                    s.blocks_held_until = held;
+                    Ok(())
+                })
+                .unwrap();
+            ipam.allocate_in_blocks(&[], &Owner::new("a", "eth0"), &[])
+        };
+        for (held, says) in [(0, "never been confirmed"), (now - 5_000, "lapsed")] {
+            match with(held) {
+                Err(IpamError::Unconfirmed(m)) => assert!(m.contains(says), "{m}"),
+                other => panic!("{other:?}"),
+            }
+            assert!(ipam.state().unwrap().reservations.is_empty());
+        }
+        assert_eq!(with(now + 60_000).unwrap().len(), 1);
     }
 
     #[test]
@@ -330,6 +371,23 @@ mod tests {
             ipam.allocate(&c.range_sets, &c.exclude, &Owner::new("b", "eth0"), &[gw]),
             Err(IpamError::StaticReserved { .. })
         ));
+    }
+
+    #[test]
+    fn owners_on_other_networks_are_other_attachments() {
+        let c = cfg();
+        let ipam = Ipam::new(MemStore::default());
+        let a = Owner::new("ctr", "eth0").on("net-a");
+        let b = Owner::new("ctr", "eth0").on("net-b");
+        let on_a = ipam.allocate(&c.range_sets, &c.exclude, &a, &[]).unwrap();
+        let on_b = ipam.allocate(&c.range_sets, &c.exclude, &b, &[]).unwrap();
+        assert_ne!(on_a[0].ip, on_b[0].ip, "a second network's ADD is a new attachment");
+        assert_eq!(ipam.release(&a).unwrap().len(), 2);
+        assert_eq!(ipam.leases_of(&b).unwrap().len(), 2, "DEL on net-a kept net-b's");
+        // A reservation from before networks were recorded is any network's.
+        let legacy = Owner::new("old", "eth0");
+        ipam.allocate(&c.range_sets, &c.exclude, &legacy, &[]).unwrap();
+        assert_eq!(ipam.release(&Owner::new("old", "eth0").on("net-a")).unwrap().len(), 2);
     }
 
     #[test]

@@ -15,4 +15,4 @@ pub use config::{IpamConfig, Range, RangeSet, RouteSpec};
 pub use error::{IpamError, Result};
 pub use file_store::{validate_network_name, FileStore};
 pub use leases::{Ipam, Lease};
-pub use store::{MemStore, Owner, Reservation, State, Store};
+pub use store::{boot_clock_ms, MemStore, Owner, Reservation, State, Store};

@@ -62,8 +62,11 @@ impl Process {
     }
 
     /// Sends `sig` if the PID is still this process; false when it is gone.
+    /// A PID read from a state file is checked first: 0 would signal our own
+    /// process group, and one past `i32::MAX` a negative PID, a whole group.
     fn signal(&self, sig: Signal) -> bool {
-        self.alive() && kill(Pid::from_raw(self.pid as i32), sig).is_ok()
+        let Some(pid) = i32::try_from(self.pid).ok().filter(|p| *p > 0) else { return false };
+        self.alive() && kill(Pid::from_raw(pid), sig).is_ok()
     }
 }
 
@@ -146,6 +149,16 @@ pub fn spawn_in(ns: &NetNs, cmd: &mut Command, new_session: bool) -> std::io::Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pids_that_name_a_group_are_never_signalled() {
+        // 0 is our own process group, and u32::MAX is -1 as an i32: every process.
+        for pid in [0, u32::MAX, i32::MAX as u32 + 1] {
+            let p = Process { pid, start: 0 };
+            assert!(!p.signal(Signal::SIGCONT), "pid {pid} was signalled");
+            assert!(p.terminate(Duration::from_millis(1)), "pid {pid} is not a process");
+        }
+    }
 
     #[test]
     fn stat_is_parsed_from_the_last_parenthesis() {

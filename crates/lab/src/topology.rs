@@ -99,6 +99,7 @@ fn cni_add(
         args: Default::default(),
         path: vec!["/opt/cni/bin".into(), "/usr/lib/cni".into()],
         raw_args: String::new(),
+        by_attach: false,
     };
     let host_ns = NetNs::open(netns::named_path(&h.ns()))
         .map_err(|e| nearhost_cni::CniError::new(nearhost_cni::code::IO_FAILURE, e.to_string()))?;

@@ -61,9 +61,13 @@ pub struct AgentArgs {
     /// The host's nearhost state: the same directory as the CNI config's ipam.dataDir.
     #[arg(long, default_value = "/var/lib/nearhost")]
     data_dir: PathBuf,
-    /// Seconds the node's lease (and with it its blocks) outlives the agent.
+    /// Seconds the node's registration (and other nodes' routes to it) outlives the agent.
     #[arg(long, default_value_t = 30)]
     lease_ttl: i64,
+    /// Seconds the node's address blocks outlive the agent (or its link to etcd):
+    /// a restart or an etcd outage shorter than this keeps every block.
+    #[arg(long, default_value_t = 3600)]
+    block_lease_ttl: i64,
     /// How other nodes' blocks are reached: host-gw routes, or a VXLAN overlay.
     #[arg(long, value_parser = ["routed", "vxlan"], default_value = "routed")]
     mode: String,
@@ -149,6 +153,7 @@ pub fn agent(a: AgentArgs, sub: Option<AgentCmd>) -> anyhow::Result<()> {
         node_ip: a.node_ip,
         data_dir: a.data_dir,
         lease_ttl: a.lease_ttl,
+        block_lease_ttl: a.block_lease_ttl,
         mode,
         pools: a.pools,
         metrics_listen: a.metrics_listen,

@@ -222,6 +222,9 @@ impl Node {
         if !extra.contains(&"--release-grace") {
             args.extend(["--release-grace", "2"]);
         }
+        if !extra.contains(&"--block-lease-ttl") {
+            args.extend(["--block-lease-ttl", "6"]);
+        }
         args.extend_from_slice(extra);
         let child = Command::new("ip")
             .args(&args)
@@ -260,6 +263,13 @@ impl Node {
             .sum()
     }
 
+    /// `nearhost agent status` of this node's agent.
+    pub fn status(&self) -> Value {
+        let out = self.ns.exec(&[bin(), "agent", "status", "--data-dir", &self.data_dir()]);
+        assert!(out.status.success(), "agent status: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("agent status is JSON")
+    }
+
     pub fn conf(&self, pool: &str) -> Value {
         let ipam = json!({"type": "nearhost", "pool": pool, "dataDir": self.data_dir()});
         let extra =
@@ -281,6 +291,13 @@ pub fn etcd_with_pool(
         pool_cmd(&etcd[0].ns, &ep, &["create", name, "--subnet", subnet, "--block-size", &block]);
     assert!(out.status.success(), "pool create: {}", String::from_utf8_lossy(&out.stderr));
     (sw, etcd, ep)
+}
+
+/// Writes `key` = `value` into etcd as any client with write access could
+/// (etcdctl, from inside `ns`): forged records.
+pub fn etcd_put(ns: &Netns, etcd_url: &str, key: &str, value: &str) {
+    let out = ns.exec(&["etcdctl", "--endpoints", etcd_url, "put", key, value]);
+    assert!(out.status.success(), "etcdctl put {key}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// `nearhost pool ARGS --etcd E`, run inside `ns`.

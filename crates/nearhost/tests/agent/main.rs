@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use fixture::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 use support::*;
 
 struct Cluster {
@@ -588,4 +588,243 @@ fn the_agent_reports_the_sriov_vf_inventory() {
         !metrics().contains("vf-ctr-1"),
         "a released VF's claim must disappear from the metrics"
     );
+}
+
+/// Records anyone with write access to etcd could forge never become routes
+/// (the default route, the hosts' own network, a block under another's key,
+/// a block of an unregistered node or at an address its node does not have),
+/// and a pool record no `pool create` makes is refused, not a panic.
+#[test]
+fn forged_records_in_etcd_never_become_routes() {
+    let c = Cluster::new(1, 2, "routed");
+    let (n1, n2) = (&c.nodes[0], &c.nodes[1]);
+    let ctr2 = Netns::new("c");
+    let real = block_of(&add(&n2.ns, "real", &ctr2, &n2.conf("p1")));
+    assert!(eventually(Duration::from_secs(10), || routed_via(n1, &n2.ip).contains(&real)));
+    let default_before: Vec<Value> =
+        n1.ns.routes(false).into_iter().filter(|r| r["dst"] == "default").collect();
+
+    let url = c.etcd[0].client_url();
+    let put = |key: &str, value: Value| etcd_put(&c.etcd[0].ns, &url, key, &value.to_string());
+    let block = |block: &str, node: &str, ip: &str| json!({"pool": "p1", "block": block, "node": node, "nodeIP": ip});
+    put("/nearhost/blocks/p1/0.0.0.0_0", block("0.0.0.0/0", "node2", &n2.ip));
+    put(&format!("/nearhost/blocks/p1/{NET}.0_24"), block(&format!("{NET}.0/24"), "node2", &n2.ip));
+    put(
+        "/nearhost/blocks/p1/198.19.15.0_26",
+        block("198.19.15.0/26", "node2", &format!("{NET}.99")),
+    );
+    put("/nearhost/blocks/p1/198.19.14.0_26", block("198.19.14.64/26", "node2", &n2.ip));
+    put(
+        "/nearhost/blocks/p1/198.19.13.0_26",
+        block("198.19.13.0/26", "ghost", &format!("{NET}.77")),
+    );
+    put(
+        "/nearhost/pools/bad",
+        json!({"name": "bad", "subnet": "198.19.64.0/20", "blockPrefix": 40}),
+    );
+
+    assert!(
+        eventually(Duration::from_secs(10), || n1.metric("nearhost_agent_records_refused") == 5.0),
+        "node1 refused {} records, not 5; log:\n{}",
+        n1.metric("nearhost_agent_records_refused"),
+        n1.agent_log()
+    );
+    assert_eq!(routed_via(n1, &n2.ip), HashSet::from([real.clone()]), "only the real block");
+    for forged in [format!("{NET}.99"), format!("{NET}.77")] {
+        assert!(routed_via(n1, &forged).is_empty(), "a route via {forged}");
+    }
+    let default_after: Vec<Value> =
+        n1.ns.routes(false).into_iter().filter(|r| r["dst"] == "default").collect();
+    assert_eq!(default_after, default_before, "the default route was touched");
+    assert!(n1.agent_log().contains("not routing block record /nearhost/blocks/p1/0.0.0.0_0"));
+
+    // The bad pool: a clear error naming the record; the agent lives on.
+    let ctr = Netns::new("c");
+    Call::new(&n1.ns, "ADD", "bad1", &ctr.path(), "eth0")
+        .conf(&n1.conf("bad"))
+        .expect_err(7, "/nearhost/pools/bad");
+    assert!(ctr.link_names().is_empty());
+    assert_eq!(n1.http("/healthz").0, 200);
+    assert_eq!(n1.http("/readyz").0, 200);
+    let out = pool_cmd(&c.etcd[0].ns, &c.ep(), &["ls", "--json"]);
+    let pools: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> =
+        pools.as_array().unwrap().iter().filter_map(|p| p["name"].as_str()).collect();
+    assert_eq!(names, ["p1"], "`pool ls` leaves the bad record out and still works");
+}
+
+/// An agent restarted after its node registration expired, but within the
+/// blocks lease, carries on with its blocks: none was ever free to take.
+#[test]
+fn a_restart_past_the_session_ttl_keeps_every_block() {
+    let (sw, etcd, ep) = etcd_with_pool(1, "p1", "198.19.0.0/20", 26);
+    let mut nodes: Vec<Node> = (1..=2).map(|i| Node::new(&sw, i, "routed")).collect();
+    for n in &mut nodes {
+        n.start_agent(&ep, &["--pool", "p1", "--block-lease-ttl", "30"]);
+    }
+    let mut c = Cluster { sw, etcd, nodes };
+    let ctr = Netns::new("c");
+    let r = add(&c.nodes[0].ns, "stay", &ctr, &c.nodes[0].conf("p1"));
+    let block = block_of(&r);
+    c.nodes[0].agent.kill();
+    // The registration goes (and with it node2's route), the blocks stay.
+    assert!(
+        eventually(Duration::from_secs(10), || routed_via(&c.nodes[1], &c.nodes[0].ip).is_empty())
+    );
+    assert!(pool_usage(&c.etcd[0].ns, &ep, "p1").1.contains(&"node1".to_string()));
+    c.nodes[0].start_agent(&ep, &["--pool", "p1", "--block-lease-ttl", "30"]);
+    assert!(c.nodes[0].agent_log().contains("carrying on with blocks lease"));
+    assert!(c.nodes[0].status()["lostBlocks"].as_array().unwrap().is_empty());
+    assert!(eventually(Duration::from_secs(10), || routed_via(&c.nodes[1], &c.nodes[0].ip)
+        .contains(&block)));
+    let ctr2 = Netns::new("c");
+    let r2 = add(&c.nodes[0].ns, "next", &ctr2, &c.nodes[0].conf("p1"));
+    assert_eq!(block_of(&r2), block, "the same block serves the next container");
+}
+
+/// A node whose agent is gone for longer than the blocks lease hands out no
+/// address (code 11): another node may hold its blocks by then. When one did
+/// take them, the returning agent reports the addresses its containers still
+/// use there, until they are gone.
+#[test]
+fn a_lapsed_hold_gives_no_address_and_a_lost_block_is_reported() {
+    // One /26 block in the whole pool, so the second node must take that one.
+    let (sw, etcd, ep) = etcd_with_pool(1, "p1", "198.19.0.0/26", 26);
+    let mut n1 = Node::new(&sw, 1, "routed");
+    let mut n2 = Node::new(&sw, 2, "routed");
+    n1.start_agent(&ep, &["--pool", "p1", "--block-lease-ttl", "4"]);
+    let c1 = Netns::new("c");
+    let r1 = add(&n1.ns, "early", &c1, &n1.conf("p1"));
+    let ip1 = result_ip(&r1, 0);
+
+    n1.agent.kill();
+    assert!(
+        eventually(Duration::from_secs(15), || pool_usage(&etcd[0].ns, &ep, "p1").1.is_empty()),
+        "node1's block outlived its blocks lease"
+    );
+    let late = Netns::new("c");
+    Call::new(&n1.ns, "ADD", "late", &late.path(), "eth0")
+        .conf(&n1.conf("p1"))
+        .expect_err(11, "hold on its address blocks lapsed");
+    assert!(late.link_names().is_empty());
+
+    n2.start_agent(&ep, &["--pool", "p1"]);
+    let c2 = Netns::new("c");
+    add(&n2.ns, "other", &c2, &n2.conf("p1"));
+
+    n1.start_agent(&ep, &["--pool", "p1"]);
+    let lost = n1.status()["lostBlocks"].clone();
+    assert_eq!(lost[0]["block"], "198.19.0.0/26", "{lost}");
+    assert_eq!(lost[0]["holder"], "node2", "{lost}");
+    assert_eq!(lost[0]["addresses"], json!([ip1]), "{lost}");
+    assert!(eventually(Duration::from_secs(5), || n1
+        .metric("nearhost_agent_lost_block_addresses")
+        == 1.0));
+    assert!(n1.agent_log().contains("is held by node node2"));
+    // Nothing more from that block on node1.
+    let again = Netns::new("c");
+    let call = Call::new(&n1.ns, "ADD", "again", &again.path(), "eth0").conf(&n1.conf("p1"));
+    assert!(!call.ok, "node1 handed out an address after losing its only block: {}", call.json);
+
+    del(&n1.ns, "early", &c1.path(), &n1.conf("p1"), Some(&r1));
+    assert!(
+        eventually(Duration::from_secs(6), || n1.status()["lostBlocks"]
+            .as_array()
+            .is_some_and(|a| a.is_empty())),
+        "the report outlived the container"
+    );
+    assert_eq!(n1.metric("nearhost_agent_lost_block_addresses"), 0.0);
+}
+
+/// Two networks drawing from one pool share the node's store: a GC of one
+/// releases only its own stale reservations, never the other network's.
+#[test]
+fn gc_of_one_network_keeps_another_networks_addresses_in_the_same_pool() {
+    let c = Cluster::new(1, 1, "routed");
+    let n = &c.nodes[0];
+    let on = |name: &str| {
+        let mut conf = n.conf("p1");
+        conf["name"] = json!(name);
+        conf
+    };
+    let (a, b) = (Netns::new("c"), Netns::new("c"));
+    let ra = add(&n.ns, "on-a", &a, &on("net-a"));
+    let rb = add(&n.ns, "on-b", &b, &on("net-b"));
+    let stale = Netns::new("c");
+    add(&n.ns, "stale-a", &stale, &on("net-a"));
+
+    let mut gc = on("net-a");
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "on-a", "ifname": "eth0"}]);
+    Call::new(&n.ns, "GC", "", "", "").conf(&gc).expect_ok();
+
+    let check = |id: &str, ctr: &Netns, conf: &Value, prev: &Value| {
+        let mut c = conf.clone();
+        c["prevResult"] = prev.clone();
+        Call::new(&n.ns, "CHECK", id, &ctr.path(), "eth0").conf(&c)
+    };
+    let kept = check("on-b", &b, &on("net-b"), &rb);
+    assert!(kept.ok, "GC of net-a released net-b's address: {}", kept.json);
+    assert!(check("on-a", &a, &on("net-a"), &ra).ok, "the valid attachment lost its address");
+    let state = std::fs::read_to_string(n.data.path().join("pool-p1/state.json")).unwrap();
+    let held: Value = serde_json::from_str(&state).unwrap();
+    let owners: Vec<&str> = held["reservations"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(|r| r["containerID"].as_str())
+        .collect();
+    assert!(!owners.contains(&"stale-a"), "the stale attachment is gone: {state}");
+    assert_eq!(owners.len(), 2, "{state}");
+}
+
+/// Local users can open the metrics listener and root the plugin's socket:
+/// neither lets them make the agent hold unbounded connections (file
+/// descriptors) or read unbounded requests; the socket is root's alone.
+#[test]
+fn idle_connections_and_huge_requests_cannot_starve_the_agent() {
+    let c = Cluster::new(1, 1, "routed");
+    let n = &c.nodes[0];
+    let fds = || std::fs::read_dir(format!("/proc/{}/fd", n.agent.pid())).unwrap().count();
+    let before = fds();
+    let mut holder = std::process::Command::new("ip")
+        .args(["netns", "exec", &n.ns.name, "python3", "-c"])
+        .arg(
+            "import socket,time\nheld=[]\nfor _ in range(1000):\n try: held.append(socket.create_connection(('127.0.0.1',9464),timeout=0.2))\n except OSError: pass\nprint(len(held),flush=True)\ntime.sleep(4)",
+        )
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut held = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+        &mut held,
+    )
+    .unwrap();
+    let during = fds();
+    assert!(held.trim().parse::<u32>().unwrap() >= 500, "the holder got {held} connections");
+    assert!(
+        during <= before + nearhost_agent::metrics::MAX_CONNECTIONS + 8,
+        "{held} idle connections took the agent from {before} to {during} descriptors"
+    );
+    let ctr = Netns::new("c");
+    add(&n.ns, "busy", &ctr, &n.conf("p1"));
+    let _ = support::KillOnDrop(holder);
+    assert!(
+        eventually(Duration::from_secs(15), || n.http("/healthz").0 == 200),
+        "the metrics listener never came back"
+    );
+
+    use std::io::{Read, Write};
+    use std::os::unix::fs::PermissionsExt;
+    let sock = n.data.path().join("agent.sock");
+    assert_eq!(std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777, 0o600);
+    let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut huge = vec![b' '; 8192];
+    huge.push(b'\n');
+    let _ = s.write_all(&huge);
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.contains("longer than 4096 bytes"), "{answer}");
+    assert_eq!(n.status()["node"], "node1", "the agent still answers");
 }
