@@ -10,7 +10,7 @@ MIN_RUST=1.85
 
 # One line per group; the README's "What setup.sh installs" mirrors this list.
 PACKAGES=(
-  gcc libc6-dev ca-certificates                 # build: the Rust linker/C compiler; TLS to crates.io
+  gcc g++ libc6-dev ca-certificates             # build: the Rust linker/C compiler (C++: libFuzzer); TLS to crates.io
   protobuf-compiler libprotobuf-dev             # build: etcd-client and k8s-cri compile protos (libprotobuf-dev has the well-known .proto files)
   iproute2 iputils-ping nftables iptables kmod  # kernel tools the tests drive: ip, ping, nft, iptables
   tcpdump procps psmisc ethtool strace          # tests and debugging: packet capture, ps/kill, NIC settings
@@ -72,4 +72,12 @@ if [[ "$(printf '%s\n%s\n' "$MIN_RUST" "$have" | sort -V | head -n 1)" != "$MIN_
   echo "setup: FAILED: cargo $have is older than the workspace's rust-version $MIN_RUST (rustup update)" >&2
   exit 1
 fi
-echo "setup: ok (cargo $have, $(/usr/local/bin/vng --version 2>&1 | head -n 1))"
+# cargo-fuzz (scripts/fuzz): built from crates.io into a directory of its own,
+# pinned, so the fuzz part never depends on what someone installed by hand.
+CARGO_FUZZ=0.13.2
+FUZZ_ROOT=/opt/nearhost/cargo-fuzz
+if [[ "$("$FUZZ_ROOT/bin/cargo-fuzz" --version 2>/dev/null)" != "cargo-fuzz $CARGO_FUZZ" ]]; then
+  echo "setup: building cargo-fuzz $CARGO_FUZZ into $FUZZ_ROOT (fuzzing)"
+  "$cargo" install --quiet --locked --root "$FUZZ_ROOT" "cargo-fuzz@$CARGO_FUZZ"
+fi
+echo "setup: ok (cargo $have, $(/usr/local/bin/vng --version 2>&1 | head -n 1), $("$FUZZ_ROOT/bin/cargo-fuzz" --version))"

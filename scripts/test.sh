@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# nearhost's whole test suite (run as root, after scripts/setup.sh), in three parts:
+# nearhost's whole test suite (run as root, after scripts/setup.sh), in four parts:
 #   host        every unit and integration test on this machine's kernel;
 #   kernel-lab  the same binaries, plus the tests this kernel cannot run
 #               (ipvlan, dummy, bonding, netem), on Debian's kernel under qemu;
 #   benchmarks  the benchmarks that compare nearhost with the reference tools
 #               (CNI ADD/DEL vs the reference plugins, bench vs sockperf/iperf3/wrk,
 #               the agent at 10 hosts); they print their ratios and fail only when
-#               they cannot run.
+#               they cannot run;
+#   fuzz        every fuzz target for 20 s under libFuzzer + AddressSanitizer
+#               (scripts/fuzz; longer runs: scripts/fuzz --seconds N).
 # Any failure fails the suite. Tests that cannot run on this kernel are listed
 # as "ignored" with their reason, and run in the kernel lab.
 #
-#   scripts/test.sh                          all three parts
+#   scripts/test.sh                          all four parts
 #   scripts/test.sh --only PART [--only …]   just those parts
 #   scripts/test.sh --leave-out PART=REASON  all but PART; the reason is printed,
 #                                            and the run ends "NOT COMPLETE"
@@ -20,8 +22,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export RUST_BACKTRACE=1
 
-PARTS=(host kernel-lab benchmarks)
-declare -A run=([host]=1 [kernel-lab]=1 [benchmarks]=1)
+PARTS=(host kernel-lab benchmarks fuzz)
+declare -A run=([host]=1 [kernel-lab]=1 [benchmarks]=1 [fuzz]=1)
 declare -A left_out=()
 only_given=0
 while (($#)); do
@@ -76,6 +78,11 @@ if ((run[benchmarks])); then
   cargo bench -p nearhost --bench bench_agreement
   cargo bench -p nearhost --bench bench_efficiency
   cargo bench -p nearhost --bench agent_scale
+fi
+
+if ((run[fuzz])); then
+  step "fuzzing the untrusted-input parsers (20 s per target)"
+  scripts/fuzz --seconds 20
 fi
 
 left=$(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^(nht|nhb)[0-9]' || true)

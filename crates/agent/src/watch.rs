@@ -103,6 +103,18 @@ impl View {
     }
 }
 
+/// The routes a snapshot of etcd's records gives a node: what the agent
+/// programs after listing everything (and what the fuzz target checks).
+pub fn desired_from<'a>(
+    records: impl IntoIterator<Item = (&'a str, &'a [u8])>, protected: &Protected,
+) -> Desired {
+    let mut view = View::default();
+    for (key, value) in records {
+        view.apply(key, Some(value));
+    }
+    view.desired(protected)
+}
+
 fn set<T: PartialEq>(map: &mut BTreeMap<String, T>, key: &str, value: Option<T>) -> bool {
     match value {
         Some(v) => map.insert(key.to_string(), v).as_ref() != map.get(key),

@@ -200,7 +200,21 @@ impl Node {
 
     /// Starts the agent; waits until it is ready (its /readyz answers 200).
     pub fn start_agent(&mut self, etcd: &str, extra: &[&str]) {
-        let log = std::fs::File::create(self.data.path().join("agent.log")).unwrap();
+        let child = self.agent_command(etcd, extra).spawn().expect("start agent");
+        self.agent = Proc { child: Some(child) };
+        self.wait_ready();
+    }
+
+    /// The agent's command line (test defaults: 3 s session lease, 6 s blocks
+    /// lease, 2 s release grace; `extra` can override the last two), logging
+    /// into the node's `agent.log`.
+    pub fn agent_command(&self, etcd: &str, extra: &[&str]) -> Command {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data.path().join("agent.log"))
+            .unwrap();
+        let dd = self.data_dir();
         let mut args = vec![
             "netns",
             "exec",
@@ -213,12 +227,17 @@ impl Node {
             &self.name,
             "--node-ip",
             &self.ip,
+            "--data-dir",
+            &dd,
+            "--lease-ttl",
+            "3",
+            "--mode",
+            &self.mode,
+            "--vni",
+            "7",
+            "--underlay",
+            "eth0",
         ];
-        let dd = self.data_dir();
-        args.extend([
-            "--data-dir", &dd, "--lease-ttl", "3", "--mode", &self.mode, "--vni", "7",
-            "--underlay", "eth0",
-        ]);
         if !extra.contains(&"--release-grace") {
             args.extend(["--release-grace", "2"]);
         }
@@ -226,14 +245,13 @@ impl Node {
             args.extend(["--block-lease-ttl", "6"]);
         }
         args.extend_from_slice(extra);
-        let child = Command::new("ip")
-            .args(&args)
-            .env("NEARHOST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start agent");
-        self.agent = Proc { child: Some(child) };
+        let mut cmd = Command::new("ip");
+        cmd.args(&args).env("NEARHOST_LOG", "info").stdout(Stdio::null()).stderr(log);
+        cmd
+    }
+
+    /// Waits until the agent answers /readyz with 200 (at most 20 s).
+    pub fn wait_ready(&self) {
         let ready = eventually(Duration::from_secs(20), || self.http("/readyz").0 == 200);
         assert!(ready, "agent {} never became ready; log:\n{}", self.name, self.agent_log());
     }

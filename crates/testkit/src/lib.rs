@@ -357,7 +357,9 @@ impl<'a> Call<'a> {
         self
     }
 
-    pub fn run(&self, stdin: &[u8]) -> CniOut {
+    /// Starts the plugin with `stdin` written and closed; `ip netns exec`
+    /// execs it, so the child's PID is the plugin's (to kill it mid-call).
+    pub fn spawn(&self, stdin: &[u8]) -> std::process::Child {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.host.name, bin()])
             .env_clear()
@@ -371,8 +373,23 @@ impl<'a> Call<'a> {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn plugin");
-        child.stdin.take().unwrap().write_all(stdin).unwrap();
-        let out = child.wait_with_output().unwrap();
+        // A plugin killed before reading its stdin closes the pipe: not our error.
+        let _ = child.stdin.take().unwrap().write_all(stdin);
+        child
+    }
+
+    pub fn run(&self, stdin: &[u8]) -> CniOut {
+        CniOut::of(self.spawn(stdin).wait_with_output().unwrap())
+    }
+
+    pub fn conf(&self, conf: &Value) -> CniOut {
+        self.run(conf.to_string().as_bytes())
+    }
+}
+
+impl CniOut {
+    /// What a finished plugin process said.
+    pub fn of(out: Output) -> CniOut {
         let text = String::from_utf8_lossy(&out.stdout);
         let json = if text.trim().is_empty() {
             Value::Null
@@ -385,10 +402,6 @@ impl<'a> Call<'a> {
             json,
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
-    }
-
-    pub fn conf(&self, conf: &Value) -> CniOut {
-        self.run(conf.to_string().as_bytes())
     }
 }
 
