@@ -200,14 +200,15 @@ pub fn attach(
     }
     let setup = Setup::standard(pair.sandbox_index, req, routes.clone());
     let link = container::finish(sb, &setup)?;
-    let container_v4 = req.addresses.iter().map(|a| a.address.addr()).find(IpAddr::is_ipv4);
     if o.ip_masq || !req.port_mappings.is_empty() {
         let subnets: Vec<IpNet> = if o.ip_masq {
             req.addresses.iter().map(|a| a.address.trunc()).collect()
         } else {
             Vec::new()
         };
-        nat::ensure(host, &subnets, req.port_mappings, container_v4)?;
+        let addresses: Vec<IpAddr> = req.addresses.iter().map(|a| a.address.addr()).collect();
+        let tag = nat::tag(req.network, req.container_id, req.ifname);
+        nat::ensure(host, &subnets, req.port_mappings, &addresses, &tag)?;
     }
     pair.guard.disarm();
     bridge_undo.disarm();
@@ -241,9 +242,10 @@ fn add_default_routes(req: &AddRequest<'_>, routes: &mut Vec<Route>) {
 pub fn detach(
     host: &mut Namespace, sb: Option<&mut Namespace>, req: &DelRequest<'_>,
 ) -> Result<()> {
-    let container_v4 =
-        req.prev.and_then(|p| p.ips.iter().map(|i| i.address.addr()).find(IpAddr::is_ipv4));
-    nat::remove_mappings(host, req.port_mappings, container_v4)?;
+    // Only this attachment's rules, whatever prevResult says (or if it is missing).
+    if !req.port_mappings.is_empty() {
+        nat::remove_mappings(host, &nat::tag(req.network, req.container_id, req.ifname))?;
+    }
     container::delete_if_present(sb, req.ifname)
 }
 
