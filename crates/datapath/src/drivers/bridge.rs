@@ -29,6 +29,9 @@ pub struct BridgeOptions {
     pub is_gateway: bool,
     pub is_default_gateway: bool,
     pub ip_masq: bool,
+    /// Forward for the containers even if the bridge is not their gateway
+    /// (vxlan).
+    pub forwarding: bool,
     pub mtu: Option<u32>,
     pub mac: Option<[u8; 6]>,
 }
@@ -43,6 +46,7 @@ impl BridgeOptions {
             is_gateway: f.bool("isGateway")?.unwrap_or(false) || is_default_gateway,
             is_default_gateway,
             ip_masq: f.bool("ipMasq")?.unwrap_or(false),
+            forwarding: false,
             mtu: f.mtu("mtu")?,
             mac: f.str("mac")?.map(|m| fields::parse_unicast_mac("mac", m)).transpose()?,
         })
@@ -185,9 +189,12 @@ pub fn attach(
     let bridge_undo = bridge_guard(host, &bridge, created);
     if o.is_gateway {
         add_gateways(host, &bridge, req)?;
+    }
+    if o.is_gateway || o.forwarding {
         let v4 = req.addresses.iter().any(|a| a.address.addr().is_ipv4());
         let v6 = req.addresses.iter().any(|a| a.address.addr().is_ipv6());
-        host::ensure_forwarding(host, v4, v6)?;
+        // Containers' packets enter the host's IP stack by the bridge.
+        host::ensure_forwarding(host, v4, v6.then_some(bridge.name.as_str()))?;
     }
     let pair = veth::create(host, sb, "nhv", o.mtu, req.mac.or(o.mac))?;
     host.nl
