@@ -271,37 +271,32 @@ impl SavedNetdev {
 }
 
 /// Moves the claimed device into the container under its temporary name and
-/// records its index there in the claim (in `claim` and in `store`). Returns
-/// the index.
+/// records in the claim (in `claim` and in `store`) what identifies it there:
+/// its identity as the host sees it now — after ADD's PF settings, which may
+/// give a VF a new permanent MAC — and its index in the container. Returns the
+/// index.
 pub fn move_in<C: DeviceClaim>(
     host: &mut Namespace, sb: &mut Namespace, store: &ClaimStore, claim: &mut C,
 ) -> Result<u32> {
-    let dev = claim.dev();
-    let name = &dev.host_name;
-    let link = host.nl.require_link(name).ctx(|| format!("look up {name}"))?;
-    if let Some(why) = dev.identity.mismatch(&link) {
-        return Err(DatapathError::Conflict(format!(
-            "{name} is no longer the claimed device: {why}"
-        )));
-    }
+    let (name, temp) = (claim.dev().host_name.clone(), claim.dev().temp_name.clone());
+    let link = host.nl.require_link(&name).ctx(|| format!("look up {name}"))?;
+    let identity = Identity::of(&link);
     host.nl
-        .move_and_rename_link(link.index, sb.ns.as_fd(), &dev.temp_name)
+        .move_and_rename_link(link.index, sb.ns.as_fd(), &temp)
         .ctx(|| format!("move {name} into the container"))?;
-    let moved = sb
-        .nl
-        .link_by_name(&dev.temp_name)
-        .ctx(|| format!("look up {} in the container", dev.temp_name))?;
+    let moved = sb.nl.link_by_name(&temp).ctx(|| format!("look up {temp} in the container"))?;
     let index =
-        moved.filter(|l| dev.identity.mismatch(l).is_none()).map(|l| l.index).ok_or_else(|| {
-            DatapathError::Conflict(format!(
-                "{name} did not appear in the container as {}",
-                dev.temp_name
-            ))
+        moved.filter(|l| identity.mismatch(l).is_none()).map(|l| l.index).ok_or_else(|| {
+            DatapathError::Conflict(format!("{name} did not appear in the container as {temp}"))
         })?;
-    claim.dev_mut().sandbox_index = Some(index);
+    let record = |c: &mut C| {
+        c.dev_mut().identity = identity.clone();
+        c.dev_mut().sandbox_index = Some(index);
+    };
+    record(claim);
     let mut locked: Locked<C> = store.lock()?;
     if let Some(recorded) = locked.get_mut(&claim.key()) {
-        recorded.dev_mut().sandbox_index = Some(index);
+        record(recorded);
         locked.commit()?;
     }
     Ok(index)
