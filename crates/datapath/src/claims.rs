@@ -52,6 +52,11 @@ impl ClaimStore {
         ClaimStore { dir: dir.to_path_buf(), kind }
     }
 
+    /// Whether any claim of this kind was ever recorded (its file exists).
+    pub fn exists(&self) -> bool {
+        self.dir.join(format!("{}.json", self.kind)).exists()
+    }
+
     /// Takes the exclusive lock (waiting for other plugin processes) and reads the claims.
     pub fn lock<T: DeserializeOwned>(&self) -> Result<Locked<T>> {
         let lock =

@@ -122,6 +122,9 @@ pub fn gc<C: DeviceClaim>(
     host: &mut Namespace, network: &str, valid: &[(String, String)],
 ) -> Result<Vec<String>> {
     let store = claims_of::<C>();
+    if !store.exists() {
+        return Ok(Vec::new());
+    }
     let stale: Vec<C> = store
         .lock::<C>()?
         .claims()

@@ -16,7 +16,6 @@ use nearhost_kernel::route::Route;
 
 use crate::context::Namespace;
 use crate::error::{KernelContext, Result};
-use crate::host;
 
 /// A remote node: its underlay address and the container subnets behind it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,26 +60,20 @@ fn vxlan_route(subnet: &IpNet, via: IpAddr, vxlan_index: u32) -> Route {
 
 /// host-gw: routes to the peer's subnets via its underlay address.
 pub fn add_hostgw(host: &mut Namespace, peer: &Peer) -> Result<()> {
-    let subnets: Vec<IpNet> = peer
-        .subnets
-        .iter()
-        .filter(|s| s.addr().is_ipv6() == peer.node_ip.is_ipv6())
-        .copied()
-        .collect();
-    for s in &subnets {
+    for s in peer.subnets.iter().filter(|s| s.addr().is_ipv6() == peer.node_ip.is_ipv6()) {
         host.nl
             .replace_route(&hostgw_route(s, peer.node_ip))
             .ctx(|| format!("route {s} via {}", peer.node_ip))?;
     }
     if peer.node_ip.is_ipv6() {
-        forward_v6_by(host, &subnets);
+        forward_v6_by(host, &peer.subnets);
     }
     Ok(())
 }
 
 /// The peer's IPv6 traffic to this node's containers arrives by the interface
 /// the routes to it leave by: forwarding goes on there, per interface (see
-/// [`host::ensure_forwarding`]). Where it cannot, the routes stay and a
+/// [`crate::host::ensure_forwarding`]). Where it cannot, the routes stay and a
 /// warning says why.
 fn forward_v6_by(host: &mut Namespace, subnets: &[IpNet]) {
     let routes = match host.nl.routes(true) {
@@ -93,7 +86,7 @@ fn forward_v6_by(host: &mut Namespace, subnets: &[IpNet]) {
     oifs.dedup();
     for index in oifs {
         let Ok(Some(link)) = host.nl.link_by_index(index) else { continue };
-        if let Err(e) = host::ensure_forwarding(host, false, Some(&link.name)) {
+        if let Err(e) = crate::host::ensure_forwarding(host, false, Some(&link.name)) {
             tracing::warn!("IPv6 from other nodes will not reach containers: {e}");
         }
     }
