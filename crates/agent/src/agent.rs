@@ -399,8 +399,8 @@ impl Agent {
         }
     }
 
-    /// The SR-IOV VF inventory per PF (from sysfs, and the node-wide claims
-    /// the sriov datapaths keep).
+    /// The SR-IOV VF inventory per PF (from sysfs, and the claims the sriov
+    /// datapaths keep node-wide, in nearhost_datapath::claims_dir()).
     fn vf_inventory(&self) {
         let sysfs = nearhost_kernel::sysfs::Sysfs::from_env();
         let claims = nearhost_datapath::claims_dir();
