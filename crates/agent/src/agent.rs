@@ -519,13 +519,11 @@ impl Agent {
     }
 
     /// The SR-IOV VF inventory per PF (from sysfs, and the claims the sriov
-    /// datapaths keep in each network's state directory under --data-dir).
+    /// datapaths keep node-wide, in nearhost_datapath::claims_dir()).
     fn vf_inventory(&self) {
-        let dirs: Vec<PathBuf> = std::fs::read_dir(&self.cfg.data_dir)
-            .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect())
-            .unwrap_or_default();
         let sysfs = nearhost_kernel::sysfs::Sysfs::from_env();
-        let inventory = match nearhost_datapath::vf_inventory(&sysfs, &dirs) {
+        let claims = nearhost_datapath::claims_dir();
+        let inventory = match nearhost_datapath::vf_inventory(&sysfs, &claims) {
             Ok(i) => i,
             Err(e) => {
                 tracing::debug!("VF inventory: {e}");

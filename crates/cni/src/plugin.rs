@@ -130,7 +130,7 @@ fn add(inv: &Invocation, stdin: &[u8]) -> Result<Value> {
         addresses: &assign.addresses,
         routes: &assign.routes,
         port_mappings: &conf.runtime.port_mappings,
-        state_dir: addressing.state_dir(&conf),
+        network: &conf.name,
     };
     let ours = driver.add(&mut host, &mut sb, &req)?;
     release.disarm();
@@ -161,7 +161,7 @@ fn del(inv: &Invocation, stdin: &[u8]) -> Result<()> {
         ifname: &inv.ifname,
         prev: prev.as_ref(),
         port_mappings: &conf.runtime.port_mappings,
-        state_dir: addressing.state_dir(&conf),
+        network: &conf.name,
     };
     // Teardown keeps going past a failed step and reports every failure.
     let mut errors: Vec<CniError> = Vec::new();
@@ -207,7 +207,7 @@ fn check(inv: &Invocation, stdin: &[u8]) -> Result<()> {
         container_id: &inv.container_id,
         ifname: &inv.ifname,
         prev: &prev,
-        state_dir: addressing.state_dir(&conf),
+        network: &conf.name,
     };
     driver.check(&mut host, &mut sb, &req)?;
     addressing.check(inv, stdin, &owner_of(inv, &conf), &prev)
@@ -269,6 +269,11 @@ fn gc(stdin: &[u8]) -> Result<()> {
     let addressing = Addressing::from_conf(&conf)?;
     for (ip, owner) in addressing.gc(&conf.name, &valid)? {
         tracing::info!("gc: released {ip} of {owner}");
+    }
+    // Device claims (VFs, NICs) are released as DEL releases them.
+    let mut host = Namespace::current()?;
+    for what in nearhost_datapath::gc_claims(&mut host, &conf.name, &valid)? {
+        tracing::info!("gc: released {what}");
     }
     Ok(())
 }

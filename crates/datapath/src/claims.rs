@@ -1,7 +1,8 @@
 //! Claims on devices a container gets exclusively (SR-IOV VFs, whole NICs):
-//! one JSON file per kind in the driver's state directory, read and changed only
-//! under an exclusive lock, so concurrent ADDs — separate plugin processes —
-//! never take the same device. Each claim records what DEL must restore.
+//! one JSON file per kind in one node-wide directory — a device is claimed once
+//! per node, whichever network asks — read and changed only under an exclusive
+//! lock, so concurrent ADDs — separate plugin processes — never take the same
+//! device. Each claim records what DEL must restore.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,7 +17,22 @@ use crate::error::Result;
 /// transactions are a file read and write; a burst of ADDs queues well inside it.
 const LOCK_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The claims of one kind (`sriov-vfs`, `hostdev`) in one state directory.
+/// The node-wide directory of device claims.
+pub const NODE_DIR: &str = "/var/lib/nearhost/claims";
+
+/// The environment variable that replaces [`NODE_DIR`] (as NEARHOST_SYSFS_ROOT
+/// replaces /sys: for tests).
+pub const NODE_DIR_ENV: &str = "NEARHOST_CLAIMS_DIR";
+
+/// [`NODE_DIR`], unless [`NODE_DIR_ENV`] names another directory.
+pub fn node_dir() -> PathBuf {
+    match std::env::var_os(NODE_DIR_ENV) {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from(NODE_DIR),
+    }
+}
+
+/// The claims of one kind (`sriov-vfs`, `hostdev`) in one directory.
 #[derive(Debug, Clone)]
 pub struct ClaimStore {
     dir: PathBuf,
@@ -32,8 +48,13 @@ pub struct Locked<T> {
 }
 
 impl ClaimStore {
-    pub fn new(state_dir: &Path, kind: &'static str) -> Self {
-        ClaimStore { dir: state_dir.to_path_buf(), kind }
+    pub fn new(dir: &Path, kind: &'static str) -> Self {
+        ClaimStore { dir: dir.to_path_buf(), kind }
+    }
+
+    /// Whether any claim of this kind was ever recorded (its file exists).
+    pub fn exists(&self) -> bool {
+        self.dir.join(format!("{}.json", self.kind)).exists()
     }
 
     /// Takes the exclusive lock (waiting for other plugin processes) and reads the claims.
@@ -53,6 +74,10 @@ impl<T: Serialize> Locked<T> {
 
     pub fn insert(&mut self, key: impl Into<String>, claim: T) {
         self.claims.insert(key.into(), claim);
+    }
+
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut T> {
+        self.claims.get_mut(key)
     }
 
     pub fn remove(&mut self, key: &str) -> Option<T> {

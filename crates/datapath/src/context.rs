@@ -2,7 +2,6 @@
 //! returns (the interfaces, addresses and routes it made) — free of CNI encoding.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 
 use ipnet::IpNet;
 use nearhost_ipam::RouteSpec;
@@ -59,8 +58,8 @@ pub struct AddRequest<'a> {
     pub addresses: &'a [Assigned],
     pub routes: &'a [RouteSpec],
     pub port_mappings: &'a [PortMapping],
-    /// A directory where a driver may keep per-network state (SR-IOV claims).
-    pub state_dir: PathBuf,
+    /// The network's name (config `name`): device claims are recorded with it.
+    pub network: &'a str,
 }
 
 impl AddRequest<'_> {
@@ -76,14 +75,14 @@ pub struct DelRequest<'a> {
     /// The result of the ADD, when the runtime sent it (prevResult).
     pub prev: Option<&'a Outcome>,
     pub port_mappings: &'a [PortMapping],
-    pub state_dir: PathBuf,
+    pub network: &'a str,
 }
 
 pub struct CheckRequest<'a> {
     pub container_id: &'a str,
     pub ifname: &'a str,
     pub prev: &'a Outcome,
-    pub state_dir: PathBuf,
+    pub network: &'a str,
 }
 
 /// One interface in the result.

@@ -49,20 +49,39 @@ pub fn carries_default_route(host: &mut Namespace, index: u32) -> Result<bool> {
     Ok(host.nl.default_route_links().ctx(|| "read the default route".into())?.contains(&index))
 }
 
-/// Turns on IP forwarding in the host namespace for the families in use
-/// (routed and gateway datapaths forward between containers and the network).
-pub fn ensure_forwarding(host: &Namespace, v4: bool, v6: bool) -> Result<()> {
-    netns::run_in(&host.ns, || -> nearhost_kernel::Result<()> {
-        if v4 {
-            sysctl::ensure(&["net", "ipv4", "ip_forward"], "1")?;
-        }
-        if v6 {
-            sysctl::ensure(&["net", "ipv6", "conf", "all", "forwarding"], "1")?;
-        }
-        Ok(())
-    })
-    .and_then(|r| r)
-    .ctx(|| "enable IP forwarding in the host namespace".into())
+/// Turns on forwarding in the host namespace for the families in use (routed
+/// and gateway datapaths forward between containers and the network). IPv4:
+/// `ip_forward`. IPv6: `force_forwarding` on `v6_iface`, the host-side
+/// interface nearhost owns that container traffic enters by — never
+/// `all.forwarding`, which puts every interface in router mode and so stops
+/// RA processing where accept_ra=1 (the host would lose an RA-learned default
+/// route). IPv6 entering by other interfaces (outside to a container: host-gw
+/// routes, port mappings) is forwarded only where the operator turns it on. A
+/// kernel without force_forwarding (before 6.17) needs all.forwarding=1 from
+/// the operator; ADD is refused until then, saying so.
+pub fn ensure_forwarding(host: &Namespace, v4: bool, v6_iface: Option<&str>) -> Result<()> {
+    netns::run_in(&host.ns, || forwarding_here(v4, v6_iface))
+        .ctx(|| "enter the host namespace".into())?
+}
+
+fn forwarding_here(v4: bool, v6_iface: Option<&str>) -> Result<()> {
+    let set = |key: &[&str]| {
+        sysctl::ensure(key, "1").ctx(|| format!("enable forwarding ({})", key.join(".")))
+    };
+    if v4 {
+        set(&["net", "ipv4", "ip_forward"])?;
+    }
+    let Some(iface) = v6_iface else { return Ok(()) };
+    if sysctl::read(&["net", "ipv6", "conf", "all", "forwarding"]).ok().as_deref() == Some("1") {
+        return Ok(());
+    }
+    let per_iface = ["net", "ipv6", "conf", iface, "force_forwarding"];
+    if !sysctl::path(&per_iface).exists() {
+        return Err(DatapathError::Unsupported(
+            "IPv6 forwarding is off (net.ipv6.conf.all.forwarding=0) and this kernel cannot turn it on per interface (no force_forwarding: Linux 6.17 or later); nearhost does not turn it on for the whole host, which would stop RA processing on interfaces with accept_ra=1: set net.ipv6.conf.all.forwarding=1 yourself (and accept_ra=2 where the host learns its routes from RAs)".into(),
+        ));
+    }
+    set(&per_iface)
 }
 
 /// The host interface of the PCI device `pci` (a NIC or VF is found by its

@@ -5,7 +5,7 @@
 //! The public API is narrow: build a driver from a network config, the request
 //! and outcome types, errors; plus the node-level pieces the agent and the lab
 //! drive directly (the VXLAN overlay device, routes to peer nodes, the SR-IOV
-//! VF inventory).
+//! VF inventory and the node-wide device claims).
 
 mod claims;
 mod container;
@@ -26,6 +26,7 @@ mod vf;
 mod vf_lease;
 mod vf_settings;
 
+pub use claims::{node_dir as claims_dir, NODE_DIR_ENV as CLAIMS_DIR_ENV};
 pub use context::{
     AddRequest, Assigned, CheckRequest, DelRequest, Iface, IpOut, Namespace, Outcome, PortMapping,
 };
@@ -34,3 +35,24 @@ pub use error::{DatapathError, Result};
 pub use fields::validate_ifname;
 pub use nearhost_ipam::RouteSpec;
 pub use vf::{inventory as vf_inventory, ClaimedVf, PfInventory};
+
+/// CNI GC of device claims (SR-IOV VFs, whole NICs): the claims of `network`
+/// whose attachment (container ID, ifname) is not in `valid` are released as
+/// DEL releases them once the container's namespace is gone. Returns what was
+/// released; a failure does not stop the others.
+pub fn gc_claims(
+    host: &mut Namespace, network: &str, valid: &[(String, String)],
+) -> Result<Vec<String>> {
+    let mut released = Vec::new();
+    let mut errors = Vec::new();
+    for found in [
+        moved::gc::<vf::VfClaim>(host, network, valid),
+        moved::gc::<drivers::hostdev::HostdevClaim>(host, network, valid),
+    ] {
+        match found {
+            Ok(r) => released.extend(r),
+            Err(e) => errors.push(e),
+        }
+    }
+    error::join(errors).map(|()| released)
+}

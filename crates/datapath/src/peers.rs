@@ -77,7 +77,31 @@ pub fn add_hostgw(host: &mut Namespace, peer: &Peer) -> Result<()> {
             .replace_route(&hostgw_route(s, peer.node_ip))
             .ctx(|| format!("route {s} via {}", peer.node_ip))?;
     }
+    if peer.node_ip.is_ipv6() {
+        forward_v6_by(host, &peer.subnets);
+    }
     Ok(())
+}
+
+/// The peer's IPv6 traffic to this node's containers arrives by the interface
+/// the routes to it leave by: forwarding goes on there, per interface (see
+/// [`crate::host::ensure_forwarding`]). Where it cannot, the routes stay and a
+/// warning says why.
+fn forward_v6_by(host: &mut Namespace, subnets: &[IpNet]) {
+    let routes = match host.nl.routes(true) {
+        Ok(r) => r,
+        Err(e) => return tracing::warn!("read IPv6 routes: {e}"),
+    };
+    let mut oifs: Vec<u32> =
+        routes.iter().filter(|r| subnets.contains(&r.dst)).filter_map(|r| r.oif).collect();
+    oifs.sort_unstable();
+    oifs.dedup();
+    for index in oifs {
+        let Ok(Some(link)) = host.nl.link_by_index(index) else { continue };
+        if let Err(e) = crate::host::ensure_forwarding(host, false, Some(&link.name)) {
+            tracing::warn!("IPv6 from other nodes will not reach containers: {e}");
+        }
+    }
 }
 
 pub fn remove_hostgw(host: &mut Namespace, peer: &Peer) -> Result<()> {

@@ -2,7 +2,7 @@
 //! ADDs from sharing one, and the per-PF inventory the node agent reports.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::Path;
 
 use nearhost_kernel::sriov::VfSetting;
 use nearhost_kernel::sysfs::{Sysfs, VirtFn};
@@ -13,12 +13,14 @@ use crate::context::Namespace;
 use crate::error::{DatapathError, KernelContext, Result};
 use crate::moved::{DeviceClaim, SavedNetdev};
 
-/// The claims file of SR-IOV VFs in a driver state directory (keyed by PCI address).
+/// The claims file of SR-IOV VFs (keyed by PCI address).
 pub const CLAIMS: &str = "sriov-vfs";
 
 /// A VF held by one attachment, with everything DEL needs to put it back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VfClaim {
+    /// The network (config `name`) of the attachment.
+    pub network: String,
     pub container_id: String,
     /// The attachment's `CNI_IFNAME` (for a bond member: the bond's).
     pub ifname: String,
@@ -40,16 +42,20 @@ impl DeviceClaim for VfClaim {
         self.pci.clone()
     }
 
-    fn owned_by(&self, container_id: &str, ifname: &str) -> bool {
-        self.container_id == container_id && self.ifname == ifname
+    fn owner(&self) -> (&str, &str, &str) {
+        (&self.network, &self.container_id, &self.ifname)
     }
 
     fn dev(&self) -> &SavedNetdev {
         &self.dev
     }
 
-    /// The PF settings, whether or not the VF's interface was found.
-    fn restore_more(&self, host: &mut Namespace, _index: Option<u32>) -> Result<()> {
+    fn dev_mut(&mut self) -> &mut SavedNetdev {
+        &mut self.dev
+    }
+
+    /// The PF settings: the VF is back, so nobody else holds it.
+    fn restore_more(&self, host: &mut Namespace, _index: u32) -> Result<()> {
         crate::vf_lease::restore_pf_settings(host, self)
     }
 }
@@ -152,12 +158,12 @@ pub struct ClaimedVf {
 }
 
 /// The VF inventory of every SR-IOV PF in `sysfs`, with the claims recorded in
-/// `state_dirs` (each network's state directory; claims are per network).
-pub fn inventory(sysfs: &Sysfs, state_dirs: &[PathBuf]) -> Result<Vec<PfInventory>> {
-    let mut claims = BTreeMap::new();
-    for dir in state_dirs.iter().filter(|d| d.is_dir()) {
-        claims.extend(ClaimStore::new(dir, CLAIMS).lock::<VfClaim>()?.claims().clone());
-    }
+/// `claims_dir` (the node-wide claims directory, [`crate::claims::node_dir`]).
+pub fn inventory(sysfs: &Sysfs, claims_dir: &Path) -> Result<Vec<PfInventory>> {
+    let claims = match claims_dir.is_dir() {
+        true => ClaimStore::new(claims_dir, CLAIMS).lock::<VfClaim>()?.claims().clone(),
+        false => BTreeMap::new(),
+    };
     let mut out = Vec::new();
     for pf in sysfs.net_devices().ctx(|| format!("list {}/class/net", sysfs.root().display()))? {
         let ctx = || format!("read the SR-IOV VFs of {pf}");
@@ -203,6 +209,7 @@ mod tests {
 
     fn claim(vf: &VirtFn, id: &str) -> VfClaim {
         VfClaim {
+            network: "net".into(),
             container_id: id.into(),
             ifname: "eth0".into(),
             pf: "pf0".into(),
@@ -216,6 +223,9 @@ mod tests {
                 pci: Some(vf.pci.clone()),
                 temp_name: "nhtmp0".into(),
                 sandbox_name: "eth0".into(),
+                host_index: 7,
+                identity: Default::default(),
+                sandbox_index: Some(2),
             },
             applied: vec![],
             restore: vec![],
@@ -306,7 +316,7 @@ mod tests {
         l.insert(vfs[1].pci.clone(), claim(&vfs[1], "ctr-b"));
         l.commit().unwrap();
         drop(l);
-        let inv = inventory(&sysfs, &[state]).unwrap();
+        let inv = inventory(&sysfs, &state).unwrap();
         assert_eq!(inv.len(), 1, "eth9 is no PF: {inv:?}");
         let pf = &inv[0];
         assert_eq!((pf.pf.as_str(), pf.total, pf.enabled, pf.free), ("pf0", 16, 3, 1));

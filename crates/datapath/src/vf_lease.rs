@@ -31,13 +31,16 @@ pub struct Want<'a> {
 /// VF in the host namespace with its settings.
 pub struct VfLease {
     claim: VfClaim,
+    store: ClaimStore,
     give_back: GiveBack,
 }
 
+/// The attachment a VF is claimed for: network, container ID, `CNI_IFNAME`.
+pub type Owner<'a> = (&'a str, &'a str, &'a str);
+
 /// Claims one VF per `want`, all in one locked transaction: all or none.
 pub fn claim(
-    host: &mut Namespace, sb: &Namespace, store: &ClaimStore, owner: (&str, &str),
-    wants: &[Want<'_>],
+    host: &mut Namespace, sb: &Namespace, store: &ClaimStore, owner: Owner<'_>, wants: &[Want<'_>],
 ) -> Result<Vec<VfLease>> {
     let sysfs = Sysfs::from_env();
     let found =
@@ -56,9 +59,11 @@ pub fn claim(
         let (store, pci) = (store.clone(), claim.pci.clone());
         let what = format!("VF {} of {}", claim.vf, claim.pf);
         // The claim as recorded then, not as now: ADD may have added to it.
-        let give_back =
-            GiveBack::new(host, sb, what, move |h, s| release_recorded(h, Some(s), &store, &pci))?;
-        Ok(VfLease { claim, give_back })
+        let rollback = store.clone();
+        let give_back = GiveBack::new(host, sb, what, move |h, s| {
+            moved::release_recorded::<VfClaim>(h, Some(s), &rollback, &pci)
+        })?;
+        Ok(VfLease { claim, store, give_back })
     };
     claims.into_iter().map(lease).collect()
 }
@@ -76,7 +81,7 @@ fn uplinks(host: &mut Namespace) -> Result<Vec<String>> {
 
 /// Reads what the VF is like now: its interface in the host and its PF settings.
 fn new_claim(
-    host: &mut Namespace, owner: (&str, &str), want: &Want<'_>, vf: u32, pci: &str, netdev: &str,
+    host: &mut Namespace, owner: Owner<'_>, want: &Want<'_>, vf: u32, pci: &str, netdev: &str,
 ) -> Result<VfClaim> {
     let link = host.nl.link_by_name(netdev).ctx(|| format!("look up VF interface {netdev}"))?.ok_or_else(|| {
         DatapathError::Busy(format!("VF {vf} of {} ({pci}): sysfs shows interface {netdev}, but the host namespace has none", want.pf))
@@ -86,8 +91,9 @@ fn new_claim(
         host.nl.vf_states(pf.index).ctx(|| format!("read the VF settings of {}", want.pf))?;
     let before = states.iter().find(|s| s.vf == vf);
     Ok(VfClaim {
-        container_id: owner.0.to_string(),
-        ifname: owner.1.to_string(),
+        network: owner.0.to_string(),
+        container_id: owner.1.to_string(),
+        ifname: owner.2.to_string(),
         pf: want.pf.to_string(),
         vf,
         pci: pci.to_string(),
@@ -110,9 +116,9 @@ impl VfLease {
     }
 
     /// Applies the PF settings, then moves the VF into the container under its
-    /// temporary name. Returns its index there.
+    /// temporary name (recording its index there). Returns the index.
     pub fn take(
-        &self, host: &mut Namespace, sb: &mut Namespace, settings: &[VfSetting],
+        &mut self, host: &mut Namespace, sb: &mut Namespace, settings: &[VfSetting],
     ) -> Result<u32> {
         let c = &self.claim;
         let pf = pf_link(host, "pf", &c.pf)?;
@@ -121,15 +127,13 @@ impl VfLease {
                 format!("{}: PF {} refused VF {} {s}", vf_settings::field_of(s), c.pf, c.vf)
             })?;
         }
-        moved::move_in(host, sb, &c.dev)
+        moved::move_in(host, sb, &self.store, &mut self.claim)
     }
 
     /// Gives the VF `mac` as its administrative MAC through the PF, if the PF
     /// takes it. The change is recorded first, so that DEL undoes it even after
     /// a crash, and forgotten again when the PF refuses. Whether it took.
-    pub fn try_admin_mac(
-        &mut self, host: &mut Namespace, store: &ClaimStore, mac: Mac,
-    ) -> Result<bool> {
+    pub fn try_admin_mac(&mut self, host: &mut Namespace, mac: Mac) -> Result<bool> {
         let (pf, vf) = (pf_link(host, "pfs", &self.claim.pf)?, self.claim.vf);
         let states =
             host.nl.vf_states(pf.index).ctx(|| format!("read the VF settings of {}", pf.name))?;
@@ -139,19 +143,19 @@ impl VfLease {
         self.claim
             .restore
             .extend(vf_settings::originals(&[setting], states.iter().find(|s| s.vf == vf)));
-        self.save(store)?;
+        self.save()?;
         match host.nl.set_vf(pf.index, vf, &setting) {
             Ok(()) => Ok(true),
             Err(e) => {
                 tracing::info!("PF {} does not set VF {vf}'s MAC ({e})", pf.name);
                 self.claim = recorded;
-                self.save(store).map(|()| false)
+                self.save().map(|()| false)
             }
         }
     }
 
-    fn save(&self, store: &ClaimStore) -> Result<()> {
-        let mut locked: Locked<VfClaim> = store.lock()?;
+    fn save(&self) -> Result<()> {
+        let mut locked: Locked<VfClaim> = self.store.lock()?;
         locked.insert(self.claim.pci.clone(), self.claim.clone());
         locked.commit()
     }
@@ -160,14 +164,6 @@ impl VfLease {
     pub fn keep(self) {
         self.give_back.disarm();
     }
-}
-
-/// [`moved::release`] of the claim recorded for the VF at `pci`, if there is one.
-fn release_recorded(
-    host: &mut Namespace, sb: Option<&mut Namespace>, store: &ClaimStore, pci: &str,
-) -> Result<()> {
-    let claim = store.lock::<VfClaim>()?.claims().get(pci).cloned();
-    claim.map_or(Ok(()), |c| moved::release(host, sb, store, &c))
 }
 
 pub(crate) fn restore_pf_settings(host: &mut Namespace, c: &VfClaim) -> Result<()> {

@@ -26,6 +26,9 @@ pub struct Link {
     pub mac: Option<Mac>,
     /// Permanent hardware address (real NICs; absent on virtual links).
     pub perm_mac: Option<Mac>,
+    /// `IFLA_PARENT_DEV_NAME`: the bus device behind it (a PCI address for a
+    /// NIC or VF; kernels ≥ 5.16, absent on virtual links).
+    pub parent_dev: Option<String>,
     /// `veth`, `macvlan`, `bridge`, … (`None` for physical NICs).
     pub kind: Option<String>,
     /// The bridge or bond this link is enslaved to.
@@ -350,6 +353,7 @@ fn parse_link(msg: &LinkMessage) -> Link {
             LinkAttribute::MaxMtu(m) => link.max_mtu = Some(*m),
             LinkAttribute::Address(a) => link.mac = to_mac(a),
             LinkAttribute::PermAddress(a) => link.perm_mac = to_mac(a),
+            LinkAttribute::ParentDevName(d) => link.parent_dev = Some(d.clone()),
             LinkAttribute::Controller(m) => link.master = Some(*m),
             LinkAttribute::Link(p) => link.parent = Some(*p),
             LinkAttribute::LinkNetNsId(_) => link.parent_in_other_netns = true,

@@ -19,6 +19,8 @@ pub struct Wire {
     pub sw: Netns,
     pub sysfs: tempfile::TempDir,
     pub data: tempfile::TempDir,
+    /// The node-wide device claims (NEARHOST_CLAIMS_DIR).
+    pub claims: tempfile::TempDir,
     pub net: u8,
 }
 
@@ -29,7 +31,7 @@ impl Wire {
         sw.ip(&["link", "set", "br0", "up"]);
         sw.ip(&["addr", "add", &format!("198.18.{net}.1/24"), "dev", "br0"]);
         let tmp = || tempfile::tempdir().expect("tempdir");
-        Wire { host, sw, sysfs: tmp(), data: tmp(), net }
+        Wire { host, sw, sysfs: tmp(), data: tmp(), claims: tmp(), net }
     }
 
     pub fn sysfs_root(&self) -> String {
@@ -83,22 +85,35 @@ impl Wire {
         crate::netconf("1.1.0", name, datapath, ipam, extra)
     }
 
-    /// A CNI call from the host namespace that sees the fake sysfs.
+    /// A CNI call from the host namespace that sees the fake sysfs and keeps
+    /// its device claims in this wire's directory.
     pub fn call(&self, command: &str, id: &str, netns: &str) -> Call<'_> {
         Call::new(&self.host, command, id, netns, "eth0")
             .env("NEARHOST_SYSFS_ROOT", &self.sysfs_root())
+            .env("NEARHOST_CLAIMS_DIR", &self.claims_dir().display().to_string())
     }
 
     pub fn state_dir(&self, network: &str) -> PathBuf {
         self.data.path().join(network)
     }
 
+    pub fn claims_dir(&self) -> PathBuf {
+        self.claims.path().to_path_buf()
+    }
+
     /// The VF claims of `network`: PCI address → claim.
     pub fn claims(&self, network: &str) -> serde_json::Map<String, Value> {
-        match std::fs::read_to_string(self.state_dir(network).join("sriov-vfs.json")) {
+        self.claims_of("sriov-vfs", network)
+    }
+
+    /// The claims of kind `kind` (`sriov-vfs`, `hostdev`) held for `network`.
+    pub fn claims_of(&self, kind: &str, network: &str) -> serde_json::Map<String, Value> {
+        let path = self.claims_dir().join(format!("{kind}.json"));
+        let all: serde_json::Map<String, Value> = match std::fs::read_to_string(path) {
             Ok(text) => serde_json::from_str(&text).expect("claims file is JSON"),
             Err(_) => serde_json::Map::new(),
-        }
+        };
+        all.into_iter().filter(|(_, c)| c["network"] == network).collect()
     }
 
     pub fn reservations(&self, network: &str) -> Vec<String> {

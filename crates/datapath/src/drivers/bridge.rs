@@ -29,6 +29,9 @@ pub struct BridgeOptions {
     pub is_gateway: bool,
     pub is_default_gateway: bool,
     pub ip_masq: bool,
+    /// Forward for the containers even if the bridge is not their gateway
+    /// (vxlan).
+    pub forwarding: bool,
     pub mtu: Option<u32>,
     pub mac: Option<[u8; 6]>,
 }
@@ -43,6 +46,7 @@ impl BridgeOptions {
             is_gateway: f.bool("isGateway")?.unwrap_or(false) || is_default_gateway,
             is_default_gateway,
             ip_masq: f.bool("ipMasq")?.unwrap_or(false),
+            forwarding: false,
             mtu: f.mtu("mtu")?,
             mac: f.str("mac")?.map(|m| fields::parse_unicast_mac("mac", m)).transpose()?,
         })
@@ -185,9 +189,12 @@ pub fn attach(
     let bridge_undo = bridge_guard(host, &bridge, created);
     if o.is_gateway {
         add_gateways(host, &bridge, req)?;
+    }
+    if o.is_gateway || o.forwarding {
         let v4 = req.addresses.iter().any(|a| a.address.addr().is_ipv4());
         let v6 = req.addresses.iter().any(|a| a.address.addr().is_ipv6());
-        host::ensure_forwarding(host, v4, v6)?;
+        // Containers' packets enter the host's IP stack by the bridge.
+        host::ensure_forwarding(host, v4, v6.then_some(bridge.name.as_str()))?;
     }
     let pair = veth::create(host, sb, "nhv", o.mtu, req.mac.or(o.mac))?;
     host.nl
@@ -200,14 +207,15 @@ pub fn attach(
     }
     let setup = Setup::standard(pair.sandbox_index, req, routes.clone());
     let link = container::finish(sb, &setup)?;
-    let container_v4 = req.addresses.iter().map(|a| a.address.addr()).find(IpAddr::is_ipv4);
     if o.ip_masq || !req.port_mappings.is_empty() {
         let subnets: Vec<IpNet> = if o.ip_masq {
             req.addresses.iter().map(|a| a.address.trunc()).collect()
         } else {
             Vec::new()
         };
-        nat::ensure(host, &subnets, req.port_mappings, container_v4)?;
+        let addresses: Vec<IpAddr> = req.addresses.iter().map(|a| a.address.addr()).collect();
+        let tag = nat::tag(req.network, req.container_id, req.ifname);
+        nat::ensure(host, &subnets, req.port_mappings, &addresses, &tag)?;
     }
     pair.guard.disarm();
     bridge_undo.disarm();
@@ -241,9 +249,10 @@ fn add_default_routes(req: &AddRequest<'_>, routes: &mut Vec<Route>) {
 pub fn detach(
     host: &mut Namespace, sb: Option<&mut Namespace>, req: &DelRequest<'_>,
 ) -> Result<()> {
-    let container_v4 =
-        req.prev.and_then(|p| p.ips.iter().map(|i| i.address.addr()).find(IpAddr::is_ipv4));
-    nat::remove_mappings(host, req.port_mappings, container_v4)?;
+    // Only this attachment's rules, whatever prevResult says (or if it is missing).
+    if !req.port_mappings.is_empty() {
+        nat::remove_mappings(host, &nat::tag(req.network, req.container_id, req.ifname))?;
+    }
     container::delete_if_present(sb, req.ifname)
 }
 

@@ -25,7 +25,8 @@ pub const REGISTRATION: Registration = Registration { name: "hostdev", build };
 
 /// A NIC held by one attachment, with what DEL must put back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct HostdevClaim {
+pub(crate) struct HostdevClaim {
+    network: String,
     container_id: String,
     ifname: String,
     dev: SavedNetdev,
@@ -36,25 +37,29 @@ struct HostdevClaim {
 }
 
 impl DeviceClaim for HostdevClaim {
-    /// The claims file of moved NICs in a driver state directory.
+    /// The claims file of moved NICs.
     const KIND: &'static str = "hostdev";
 
     fn key(&self) -> String {
         self.dev.pci.clone().unwrap_or_else(|| format!("name:{}", self.dev.host_name))
     }
 
-    fn owned_by(&self, container_id: &str, ifname: &str) -> bool {
-        self.container_id == container_id && self.ifname == ifname
+    fn owner(&self) -> (&str, &str, &str) {
+        (&self.network, &self.container_id, &self.ifname)
     }
 
     fn dev(&self) -> &SavedNetdev {
         &self.dev
     }
 
+    fn dev_mut(&mut self) -> &mut SavedNetdev {
+        &mut self.dev
+    }
+
     /// Its host addresses and the routes through it (the kernel dropped them
     /// when the NIC left the namespace).
-    fn restore_more(&self, host: &mut Namespace, index: Option<u32>) -> Result<()> {
-        index.map_or(Ok(()), |index| restore_addressing(host, index, self))
+    fn restore_more(&self, host: &mut Namespace, index: u32) -> Result<()> {
+        restore_addressing(host, index, self)
     }
 }
 
@@ -173,13 +178,13 @@ impl Datapath for Hostdev {
         &self, host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>,
     ) -> Result<Outcome> {
         let link = self.find(host)?;
-        let store = moved::claims_of::<HostdevClaim>(&req.state_dir);
-        let claim = claim(host, &store, &link, req)?;
-        let (s, c) = (store.clone(), claim.clone());
+        let store = moved::claims_of::<HostdevClaim>();
+        let mut claim = claim(host, &store, &link, req)?;
+        let (s, key) = (store.clone(), claim.key());
         let give_back = GiveBack::new(host, sb, link.name.clone(), move |h, sb| {
-            moved::release(h, Some(sb), &s, &c)
+            moved::release_recorded::<HostdevClaim>(h, Some(sb), &s, &key)
         })?;
-        let index = moved::move_in(host, sb, &claim.dev)?;
+        let index = moved::move_in(host, sb, &store, &mut claim)?;
         if let Some(m) = self.mtu {
             sb.nl.set_mtu(index, m).ctx(|| format!("set MTU {m} on {}", link.name))?;
         }
@@ -226,6 +231,7 @@ fn claim(
     let mut routes = host.nl.routes(false).ctx(|| "list routes".into())?;
     routes.extend(host.nl.routes(true).ctx(|| "list routes".into())?);
     let claim = HostdevClaim {
+        network: req.network.to_string(),
         container_id: req.container_id.to_string(),
         ifname: req.ifname.to_string(),
         dev: SavedNetdev::new(link, pci, req.ifname),

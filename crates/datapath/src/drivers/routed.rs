@@ -59,8 +59,9 @@ impl Datapath for Routed {
     ) -> Result<Outcome> {
         let v4 = req.addresses.iter().any(|a| a.address.addr().is_ipv4());
         let v6 = req.addresses.iter().any(|a| a.address.addr().is_ipv6());
-        host::ensure_forwarding(host, v4, v6)?;
         let pair = veth::create(host, sb, "nhr", self.mtu, req.mac.or(self.mac))?;
+        // Containers' packets enter the host by the veth's host end.
+        host::ensure_forwarding(host, v4, v6.then_some(pair.host.name.as_str()))?;
         let host_mac = pair.host.mac.ok_or_else(|| {
             DatapathError::Conflict(format!("veth {} has no MAC", pair.host.name))
         })?;

@@ -1,7 +1,7 @@
 //! sriov: an SR-IOV virtual function moved into the container — its own queues
 //! and DMA, no software switch on the way. The PF applies the per-VF settings
-//! (VLAN, spoof checking, trust, rates, link state, admin MAC); claims in the
-//! state directory keep concurrent ADDs from sharing a VF.
+//! (VLAN, spoof checking, trust, rates, link state, admin MAC); node-wide
+//! claims keep concurrent ADDs, of any network, from sharing a VF.
 
 use nearhost_kernel::link::{Link, Mac};
 use nearhost_kernel::sriov::VfSetting;
@@ -90,7 +90,8 @@ impl Sriov {
                 sandbox_name: req.ifname.to_string(),
                 settings: settings.to_vec(),
             };
-            match vf_lease::claim(host, sb, store, (req.container_id, req.ifname), &[want]) {
+            let owner = (req.network, req.container_id, req.ifname);
+            match vf_lease::claim(host, sb, store, owner, &[want]) {
                 Ok(mut leases) => return Ok(leases.remove(0)),
                 Err(DatapathError::Busy(why)) => busy.push(why),
                 Err(e) => return Err(e),
@@ -116,8 +117,8 @@ impl Datapath for Sriov {
     ) -> Result<Outcome> {
         let mac = req.mac.or(self.mac);
         let settings = self.opts.settings(mac);
-        let store = moved::claims_of::<VfClaim>(&req.state_dir);
-        let lease = self.claim(host, sb, &store, req, &settings)?;
+        let store = moved::claims_of::<VfClaim>();
+        let mut lease = self.claim(host, sb, &store, req, &settings)?;
         let index = lease.take(host, sb, &settings)?;
         if let Some(m) = self.mtu {
             sb.nl.set_mtu(index, m).ctx(|| format!("set MTU {m} on VF {}", lease.claim().vf))?;

@@ -127,7 +127,7 @@ impl Datapath for SriovBond {
         &self, host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>,
     ) -> Result<Outcome> {
         let names = self.sandbox_names(req.ifname);
-        let store = moved::claims_of::<VfClaim>(&req.state_dir);
+        let store = moved::claims_of::<VfClaim>();
         let settings = self.opts.settings(None);
         let wants: Vec<Want<'_>> = self
             .pfs
@@ -141,13 +141,14 @@ impl Datapath for SriovBond {
                 settings: settings.clone(),
             })
             .collect();
-        let mut leases = vf_lease::claim(host, sb, &store, (req.container_id, req.ifname), &wants)?;
+        let owner = (req.network, req.container_id, req.ifname);
+        let mut leases = vf_lease::claim(host, sb, &store, owner, &wants)?;
         let bond_mac = req.mac.or(self.mac).unwrap_or_else(random_mac);
         let mut shared_mac = true;
         for lease in &mut leases {
-            shared_mac &= lease.try_admin_mac(host, &store, bond_mac)?;
+            shared_mac &= lease.try_admin_mac(host, bond_mac)?;
         }
-        let members = self.take_members(host, sb, &leases, &settings)?;
+        let members = self.take_members(host, sb, &mut leases, &settings)?;
         let (bond_index, bond_guard) = self.create_bond(sb, bond_mac, shared_mac)?;
         for (index, lease) in members.iter().zip(&leases) {
             let name = &lease.claim().dev.sandbox_name;
@@ -220,7 +221,7 @@ impl Datapath for SriovBond {
 impl SriovBond {
     /// Applies the PF settings, moves both VFs in and names them; their indexes.
     fn take_members(
-        &self, host: &mut Namespace, sb: &mut Namespace, leases: &[VfLease],
+        &self, host: &mut Namespace, sb: &mut Namespace, leases: &mut [VfLease],
         settings: &[nearhost_kernel::sriov::VfSetting],
     ) -> Result<Vec<u32>> {
         let mut out = Vec::new();

@@ -10,7 +10,6 @@ use crate::context::{AddRequest, CheckRequest, DelRequest, Namespace, Outcome};
 use crate::driver::{Datapath, Registration};
 use crate::drivers::bridge::{self, BridgeOptions};
 use crate::error::{DatapathError, KernelContext, Result};
-use crate::host;
 use crate::overlay::{self, VxlanOptions, OVERHEAD};
 
 pub const REGISTRATION: Registration = Registration { name: "vxlan", build };
@@ -51,9 +50,7 @@ impl Datapath for Vxlan {
             None => opts.mtu = Some(max),
             _ => {}
         }
-        let v4 = req.addresses.iter().any(|a| a.address.addr().is_ipv4());
-        let v6 = req.addresses.iter().any(|a| a.address.addr().is_ipv6());
-        host::ensure_forwarding(host, v4, v6)?;
+        opts.forwarding = true;
         bridge::attach(host, sb, req, &opts)
     }
 

@@ -553,6 +553,7 @@ fn the_agent_reports_the_sriov_vf_inventory() {
             &w.host.name,
             "env",
             &format!("NEARHOST_SYSFS_ROOT={sysfs}"),
+            &format!("NEARHOST_CLAIMS_DIR={}", w.claims_dir().display()),
             bin(),
             "agent",
         ])

@@ -66,11 +66,98 @@ fn port_mapping_reaches_the_container_through_the_host_address() {
     let out = h.gw.exec(&["python3", "-c", client]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello-from-container");
     del(&h.ns, "pm1", &c1.path(), &conf, Some(&r));
-    let maps = h.ns.exec(&["nft", "list", "map", "inet", "nearhost", "tcp4"]);
-    assert!(
-        !String::from_utf8_lossy(&maps.stdout).contains("8080"),
-        "mapping must be removed on DEL"
+    assert!(nat_table(&h).contains("nearhost"), "the NAT table is there");
+    assert!(!nat_table(&h).contains("8080"), "mapping must be removed on DEL");
+}
+
+/// The host's NAT table as `nft list` prints it ("" when there is none).
+fn nat_table(h: &Host) -> String {
+    String::from_utf8_lossy(&h.ns.exec(&["nft", "list", "table", "inet", "nearhost"]).stdout)
+        .into_owned()
+}
+
+/// Serves one connection on port 80 (IPv4 and IPv6) in `c` and connects to
+/// `addr`:`port` from the gateway namespace: what the container sent, or ""
+/// when nothing answered within `tries` tenths of a second.
+fn fetch_mapped(h: &Host, c: &Netns, addr: &str, port: u16, tries: u32) -> String {
+    let server = std::process::Command::new("ip")
+        .args(["netns", "exec", &c.name, "python3", "-c",
+            "import socket;s=socket.create_server(('::',80),family=socket.AF_INET6,dualstack_ipv6=True,reuse_port=True);c,_=s.accept();c.sendall(b'hello-from-container');c.close()"])
+        .spawn()
+        .unwrap();
+    let _kill = KillOnDrop(server);
+    let client = format!("import socket,time\nfor i in range({tries}):\n  try:\n    s=socket.create_connection(('{addr}',{port}),timeout=1);print(s.recv(100).decode());break\n  except OSError: time.sleep(0.1)");
+    let out = h.gw.exec(&["python3", "-c", &client]);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn mapping(port: u16, host_ip: Option<&str>) -> serde_json::Value {
+    let mut m = json!({"hostPort": port, "containerPort": 80, "protocol": "tcp"});
+    if let Some(ip) = host_ip {
+        m["hostIP"] = json!(ip);
+    }
+    json!({"portMappings": [m]})
+}
+
+/// A DEL without prevResult (a runtime cleaning up after a failed ADD) removes
+/// its own attachment's mappings only, never another container's mapping of
+/// the same host port.
+#[test]
+fn del_without_prev_result_leaves_another_containers_mapping() {
+    let h = Host::new(23);
+    let (c1, c2) = (Netns::new("c"), Netns::new("c"));
+    let mut mapped = conf(&h, json!({}));
+    mapped["runtimeConfig"] = mapping(8081, None);
+    add(&h.ns, "m1", &c1, &mapped);
+    add(&h.ns, "m2", &c2, &conf(&h, json!({})));
+    assert_eq!(fetch_mapped(&h, &c1, &h.v4(2), 8081, 50), "hello-from-container");
+    del(&h.ns, "m2", &c2.path(), &mapped, None);
+    assert_eq!(
+        fetch_mapped(&h, &c1, &h.v4(2), 8081, 50),
+        "hello-from-container",
+        "m1's mapping survives m2's DEL"
     );
+    del(&h.ns, "m1", &c1.path(), &mapped, None);
+    assert!(!nat_table(&h).contains("8081"), "m1's own DEL removes it:\n{}", nat_table(&h));
+}
+
+/// A mapping for one host address (hostIP) is open on that address only, and
+/// a dual-stack container's mapping is open on IPv6 too.
+#[test]
+fn port_mappings_honour_host_ip_and_ipv6() {
+    let h = Host::new(24);
+    h.ns.ip(&["addr", "add", &format!("{}/24", h.v4(3)), "dev", "eth0"]);
+    h.ns.ip(&["-6", "addr", "add", &format!("{}/64", h.v6(2)), "dev", "eth0", "nodad"]);
+    // The operator's part: IPv6 clients come in by eth0 (see docs/ARCHITECTURE.md).
+    h.ns.ip(&["link", "set", "eth0", "up"]);
+    h.ns.exec(&["sysctl", "-qw", "net.ipv6.conf.eth0.force_forwarding=1"]);
+    let (c1, c2) = (Netns::new("c"), Netns::new("c"));
+    let mut one = conf(&h, json!({}));
+    one["runtimeConfig"] = mapping(8082, Some(&h.v4(3)));
+    let r1 = add(&h.ns, "h1", &c1, &one);
+    assert_eq!(fetch_mapped(&h, &c1, &h.v4(3), 8082, 50), "hello-from-container");
+    assert_eq!(fetch_mapped(&h, &c1, &h.v4(2), 8082, 10), "", "open on the hostIP only");
+
+    let mut dual = conf(&h, json!({}));
+    dual["ipam"]["ranges"].as_array_mut().unwrap().push(
+        json!([{"subnet": format!("2001:2:{}:1::/64", h.net), "gateway": format!("2001:2:{}:1::1", h.net)}]),
+    );
+    dual["ipam"]["routes"].as_array_mut().unwrap().push(json!({"dst": "::/0"}));
+    dual["runtimeConfig"] = mapping(8083, None);
+    let r2 = add(&h.ns, "h2", &c2, &dual);
+    assert_eq!(fetch_mapped(&h, &c2, &h.v6(2), 8083, 50), "hello-from-container", "IPv6");
+    assert_eq!(fetch_mapped(&h, &c2, &h.v4(2), 8083, 50), "hello-from-container", "IPv4");
+
+    // A hostIP of a family the container has no address of is refused.
+    let mut v6_only_host = conf(&h, json!({}));
+    v6_only_host["runtimeConfig"] = mapping(8084, Some(&h.v6(2)));
+    let c3 = Netns::new("c");
+    Call::new(&h.ns, "ADD", "h3", &c3.path(), "eth0")
+        .conf(&v6_only_host)
+        .expect_err(7, "runtimeConfig.portMappings[0].hostIP");
+    del(&h.ns, "h1", &c1.path(), &one, Some(&r1));
+    del(&h.ns, "h2", &c2.path(), &dual, Some(&r2));
+    assert!(!nat_table(&h).contains("808"), "{}", nat_table(&h));
 }
 
 #[test]
@@ -86,4 +173,23 @@ fn failed_add_after_the_veth_exists_rolls_everything_back() {
     assert!(h.reservations("br").is_empty(), "reservation leaked");
     assert_eq!(h.ns.link_names(), vec!["eth0"], "veth or bridge leaked in the host");
     assert!(c1.link_names().is_empty(), "link leaked in the container");
+}
+
+/// A host port (on an address, or on all) goes to one container: a second
+/// mapping that overlaps is refused, naming the field; the first still works.
+#[test]
+fn a_host_port_is_mapped_to_one_container_only() {
+    let h = Host::new(25);
+    let (c1, c2) = (Netns::new("c"), Netns::new("c"));
+    let mut mapped = conf(&h, json!({}));
+    mapped["runtimeConfig"] = mapping(8085, None);
+    let r1 = add(&h.ns, "o1", &c1, &mapped);
+    let mut same = conf(&h, json!({}));
+    same["runtimeConfig"] = mapping(8085, Some(&h.v4(2)));
+    Call::new(&h.ns, "ADD", "o2", &c2.path(), "eth0")
+        .conf(&same)
+        .expect_err(7, "runtimeConfig.portMappings[0].hostPort: tcp 8085 is already mapped");
+    assert!(c2.link_names().is_empty(), "the refused ADD was rolled back");
+    assert_eq!(fetch_mapped(&h, &c1, &h.v4(2), 8085, 50), "hello-from-container");
+    del(&h.ns, "o1", &c1.path(), &mapped, Some(&r1));
 }

@@ -87,7 +87,11 @@ fn the_default_route_nic_is_refused_unless_allowed() {
     let h = Host::new(122);
     let c1 = Netns::new("c");
     let conf = netconf("1.1.0", "dr", "hostdev", h.ipam_v4(), json!({"device": "eth0"}));
-    let call = |cmd: &str, conf: &Value| Call::new(&h.ns, cmd, "d1", &c1.path(), "eth0").conf(conf);
+    let call = |cmd: &str, conf: &Value| {
+        Call::new(&h.ns, cmd, "d1", &c1.path(), "eth0")
+            .env("NEARHOST_CLAIMS_DIR", &h.data_dir())
+            .conf(conf)
+    };
     call("ADD", &conf).expect_err(7, "device: eth0 carries the host's default route");
     let mac = h.ns.link("eth0").unwrap()["address"].as_str().unwrap().to_string();
     let by_mac = netconf("1.1.0", "dr", "hostdev", h.ipam_v4(), json!({"hwaddr": mac}));
@@ -119,9 +123,9 @@ fn the_default_route_nic_is_refused_unless_allowed() {
 
 /// When the container's namespace dies, the kernel returns a physical NIC to
 /// the initial namespace (as `devN` if its name is taken). A veth stand-in dies
-/// instead, so the test plays the kernel's part: a replacement under the name
-/// the kernel would give, at the PCI address in the fake sysfs. DEL must find it
-/// there and give it back its name, MTU and address.
+/// instead, so the test plays the kernel's part: it moves the NIC into the host
+/// under the name the kernel would give, with the fake sysfs saying so. DEL
+/// must find it by PCI address and give it back its name, MTU and address.
 #[test]
 fn del_after_the_namespace_is_gone_finds_the_nic_by_pci_address() {
     let w = Wire::new(123);
@@ -132,9 +136,9 @@ fn del_after_the_namespace_is_gone_finds_the_nic_by_pci_address() {
     let path = c1.path();
     let conf = w.conf("gn", "hostdev", json!({"pciBusID": "0000:5f:00.0"}));
     let r = w.call("ADD", "g1", &path).conf(&conf).expect_ok();
-    drop(c1);
-    w.cable("dev9", "dev9s");
+    c1.ip(&["link", "set", "eth0", "netns", &w.host.name, "name", "dev9"]);
     w.set_netdev("0000:5f:00.0", "dev9");
+    drop(c1);
     w.call("DEL", "g1", &path).conf(&with_prev(&conf, &r)).expect_ok();
     assert!(w.host.link("dev9").is_none(), "found by PCI address and renamed");
     assert_eq!(host_view(&w, "eni4"), before);
@@ -156,4 +160,54 @@ fn a_failed_add_puts_the_nic_back() {
     let again = w.conf("fa", "hostdev", json!({"device": "eni5"}));
     let r = w.call("ADD", "f1", &c1.path()).conf(&again).expect_ok();
     w.call("DEL", "f1", &c1.path()).conf(&with_prev(&again, &r)).expect_ok();
+}
+
+/// A container with NET_ADMIN renames the NIC and puts a veth of its own under
+/// its name. DEL must give the host's name, addresses and routes back to the
+/// NIC (found by its index in the container), never to the look-alike.
+#[test]
+fn del_gives_the_host_addressing_to_the_nic_not_a_look_alike() {
+    let w = Wire::new(142);
+    nic(&w, "eni6", 55);
+    let before = host_view(&w, "eni6");
+    let index = w.host.link("eni6").unwrap()["ifindex"].clone();
+    let c1 = Netns::new("c");
+    let conf = w.conf("hl", "hostdev", json!({"device": "eni6"}));
+    let r = w.call("ADD", "l1", &c1.path()).conf(&conf).expect_ok();
+    c1.ip(&["link", "set", "eth0", "down"]);
+    c1.ip(&["link", "set", "eth0", "name", "hid0"]);
+    c1.ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"]);
+    w.call("DEL", "l1", &c1.path()).conf(&with_prev(&conf, &r)).expect_ok();
+    assert_eq!(c1.link_names(), vec!["eth0", "eth0p"], "the look-alike stays in the container");
+    assert_eq!(w.host.link("eni6").expect("eni6 is back")["ifindex"], index, "it is the NIC");
+    assert_eq!(host_view(&w, "eni6"), before, "name, MTU, up state, address and route restored");
+}
+
+/// NIC claims are node-wide, and CNI GC releases the claim of an attachment the
+/// runtime no longer lists: while network `hg` holds the NIC, network `hb`
+/// cannot take it, even once it is back in the host; GC gives it back its name,
+/// MTU and address.
+#[test]
+fn gc_gives_back_the_nic_of_an_attachment_that_is_gone() {
+    let w = Wire::new(145);
+    nic(&w, "eni7", 56);
+    w.pci_device("0000:60:00.0", "eni7");
+    let before = host_view(&w, "eni7");
+    let (c1, c2) = (Netns::new("c"), Netns::new("c"));
+    let conf = w.conf("hg", "hostdev", json!({"pciBusID": "0000:60:00.0"}));
+    w.call("ADD", "h1", &c1.path()).conf(&conf).expect_ok();
+    assert_eq!(w.claims_of("hostdev", "hg").len(), 1);
+    // The kernel's part when c1 dies: the NIC back in the host, as dev8.
+    c1.ip(&["link", "set", "eth0", "netns", &w.host.name, "name", "dev8"]);
+    w.set_netdev("0000:60:00.0", "dev8");
+    drop(c1);
+    let other = w.conf("hb", "hostdev", json!({"pciBusID": "0000:60:00.0"}));
+    w.call("ADD", "h2", &c2.path())
+        .conf(&other)
+        .expect_err(11, "dev8 is claimed by container h1 (eth0)");
+    let mut gc = conf.clone();
+    gc["cni.dev/valid-attachments"] = json!([]);
+    w.call("GC", "", "").conf(&gc).expect_ok();
+    assert_eq!(host_view(&w, "eni7"), before, "name, MTU, up state, address and route restored");
+    assert!(w.claims_of("hostdev", "hg").is_empty());
 }

@@ -95,10 +95,11 @@ fn check_reports_what_differs() {
 /// When a container's namespace dies, the kernel returns a *physical* VF to the
 /// initial namespace (renamed `devN` if its name is taken there). A veth
 /// stand-in is destroyed with the namespace instead, so this test plays the
-/// kernel's part by hand for one VF: it creates a replacement device under the
-/// name the kernel would give it and points the fake sysfs entry at it. DEL must
-/// find it by PCI address, give it back its name and MTU, and release the claim.
-/// The other VF stays gone, as a veth does: DEL must still succeed and release it.
+/// kernel's part by hand for one VF: it moves the VF into the host under the
+/// name the kernel would give it, points the fake sysfs entry at it, and lets
+/// the namespace go. DEL must find it by PCI address, give it back its name and
+/// MTU, and release the claim. The other VF stays gone, as a veth does: DEL
+/// must still succeed and release it.
 #[test]
 fn del_after_the_namespace_is_gone() {
     let w = Wire::new(112);
@@ -109,14 +110,13 @@ fn del_after_the_namespace_is_gone() {
     let (p1, p2) = (c1.path(), c2.path());
     let r1 = add_ok(&w, "g1", &c1, &conf);
     let r2 = add_ok(&w, "g2", &c2, &conf);
+    // The kernel's part for VF 0: back in the host, renamed, still at the container's MTU.
+    c1.ip(&["link", "set", "eth0", "netns", &w.host.name, "name", "dev7"]);
+    w.set_netdev(&pci_address(0x13, Some(0)), "dev7");
     drop(c1);
     drop(c2);
     assert!(w.host.link(&vfs[0]).is_none() && w.host.link(&vfs[1]).is_none());
-
-    // The kernel's part for VF 0: back in the host, renamed, still at the container's MTU.
-    w.cable("dev7", "dev7s");
-    w.host.ip(&["link", "set", "dev7", "mtu", "1400", "address", &before.1]);
-    w.set_netdev(&pci_address(0x13, Some(0)), "dev7");
+    assert_eq!(w.host.link("dev7").unwrap()["mtu"], 1400);
     del_ok(&w, "g1", &p1, &conf, Some(&r1));
     assert!(w.host.link("dev7").is_none(), "found by PCI address and renamed");
     assert_eq!(host_state(&w, &vfs[0]).0, before.0, "MTU restored");
@@ -156,8 +156,7 @@ fn twenty_parallel_adds_over_eight_vfs() {
     assert_eq!(pcis.len(), 8, "a VF was handed out twice");
     assert_eq!(w.claims("par").len(), 8);
     assert_eq!(w.reservations("par").len(), 8, "the failed ADDs released their addresses");
-    let inv =
-        nearhost_datapath::vf_inventory(&Sysfs::at(w.sysfs.path()), &[w.state_dir("par")]).unwrap();
+    let inv = nearhost_datapath::vf_inventory(&Sysfs::at(w.sysfs.path()), &w.claims_dir()).unwrap();
     assert_eq!(
         (inv[0].pf.as_str(), inv[0].enabled, inv[0].free, inv[0].claimed.len()),
         ("pf0", 8, 0, 8)
@@ -172,8 +171,7 @@ fn twenty_parallel_adds_over_eight_vfs() {
     });
     assert!(w.claims("par").is_empty() && w.reservations("par").is_empty());
     assert!(ctrs.iter().all(|c| c.link_names().is_empty()));
-    let inv =
-        nearhost_datapath::vf_inventory(&Sysfs::at(w.sysfs.path()), &[w.state_dir("par")]).unwrap();
+    let inv = nearhost_datapath::vf_inventory(&Sysfs::at(w.sysfs.path()), &w.claims_dir()).unwrap();
     assert_eq!(inv[0].free, 8);
     assert!(vfs.iter().all(|v| w.host.link(v).is_some()), "all VFs back in the host");
 }
@@ -299,4 +297,108 @@ fn the_vf_carrying_the_host_default_route_is_left_alone() {
         .expect_err(11, "1 carrying the host's default route");
     assert!(w.host.link(&vfs[0]).is_some() && c2.link_names().is_empty());
     del_ok(&w, "u1", &c1.path(), &conf, Some(&r));
+}
+
+/// A container with NET_ADMIN renames its VF and puts a veth of its own under
+/// the VF's name. DEL must bring home the VF (found by its index in the
+/// container and what the kernel says it is), never the look-alike.
+#[test]
+fn del_brings_home_the_vf_not_a_look_alike_under_its_name() {
+    let w = Wire::new(140);
+    let vfs = w.pf("pf0", 0x40, 1);
+    let index = w.host.link(&vfs[0]).unwrap()["ifindex"].clone();
+    let c1 = Netns::new("c");
+    let conf = w.conf("la", "sriov", json!({"pf": "pf0"}));
+    let r = add_ok(&w, "l1", &c1, &conf);
+    c1.ip(&["link", "set", "eth0", "down"]);
+    c1.ip(&["link", "set", "eth0", "name", "hid0"]);
+    c1.ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"]);
+    del_ok(&w, "l1", &c1.path(), &conf, Some(&r));
+    assert_eq!(c1.link_names(), vec!["eth0", "eth0p"], "the look-alike stays in the container");
+    let home = w.host.link(&vfs[0]).expect("a device back in the host under the VF's name");
+    assert_eq!(home["ifindex"], index, "it is the VF, not the look-alike");
+    assert!(w.claims("la").is_empty());
+}
+
+/// The container moved its VF away (into a namespace of its own) and left a
+/// veth under its name: nothing in the container is positively the VF, so DEL
+/// leaves everything where it is, says so in the log, keeps the claim — and
+/// succeeds. Once the VF is back in the host (the kernel's part when the
+/// namespace holding it dies), the next DEL finds it by PCI address.
+#[test]
+fn del_leaves_a_vf_it_cannot_identify_where_it_is() {
+    let w = Wire::new(141);
+    let vfs = w.pf("pf0", 0x41, 1);
+    let (c1, away) = (Netns::new("c"), Netns::new("x"));
+    let conf = w.conf("ui", "sriov", json!({"pf": "pf0"}));
+    let r = add_ok(&w, "u1", &c1, &conf);
+    c1.ip(&["link", "set", "eth0", "netns", &away.name]);
+    c1.ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"]);
+    let out = w.call("DEL", "u1", &c1.path()).conf(&with_prev(&conf, &r));
+    assert!(out.ok, "DEL must succeed: {} {}", out.json, out.stderr);
+    assert!(out.stderr.contains("left where it is"), "DEL says so in the log: {}", out.stderr);
+    assert_eq!(c1.link_names(), vec!["eth0", "eth0p"], "the look-alike is not adopted");
+    assert!(away.link("eth0").is_some() && w.host.link(&vfs[0]).is_none());
+    assert_eq!(w.claims("ui").len(), 1, "the VF is still claimed");
+
+    away.ip(&["link", "set", "eth0", "netns", &w.host.name]);
+    w.set_netdev(&pci_address(0x41, Some(0)), "eth0");
+    del_ok(&w, "u1", "", &conf, None);
+    assert!(w.host.link(&vfs[0]).is_some(), "found by PCI address and renamed");
+    assert!(w.claims("ui").is_empty());
+}
+
+/// Claims are node-wide: a VF network `na` still claims (its container's
+/// namespace is gone, its DEL not yet run) is not handed out by network `nb`
+/// on the same PF, and na's late DEL brings home its own VF only.
+#[test]
+fn a_vf_claimed_by_one_network_is_not_handed_out_by_another() {
+    let w = Wire::new(143);
+    let vfs = w.pf("pf0", 0x42, 2);
+    let (c1, c2) = (Netns::new("c"), Netns::new("c"));
+    let p1 = c1.path();
+    let na = w.conf("na", "sriov", json!({"pf": "pf0"}));
+    let nb = w.conf("nb", "sriov", json!({"pf": "pf0"}));
+    let ra = add_ok(&w, "a1", &c1, &na);
+    // The kernel's part when c1 dies: VF 0 back in the host, as dev3.
+    c1.ip(&["link", "set", "eth0", "netns", &w.host.name, "name", "dev3"]);
+    w.set_netdev(&pci_address(0x42, Some(0)), "dev3");
+    drop(c1);
+    let rb = add_ok(&w, "b1", &c2, &nb);
+    assert_eq!(rb["interfaces"][0]["pciID"], pci_address(0x42, Some(1)), "VF 0 is still na's");
+    del_ok(&w, "a1", &p1, &na, Some(&ra));
+    assert!(w.host.link(&vfs[0]).is_some() && w.host.link("dev3").is_none(), "na's VF is home");
+    assert!(c2.link("eth0").is_some() && c2.ping(&w.v4(1)), "nb's VF stays with its container");
+    assert!(w.claims("na").is_empty());
+    assert_eq!(w.claims("nb").keys().collect::<Vec<_>>(), vec![&pci_address(0x42, Some(1))]);
+    del_ok(&w, "b1", &c2.path(), &nb, Some(&rb));
+    assert!(w.claims("nb").is_empty() && w.host.link(&vfs[1]).is_some());
+}
+
+/// CNI GC releases the VF claims of attachments the runtime no longer lists,
+/// as DEL would — those of the network GC was called for, and no others.
+#[test]
+fn gc_releases_the_vf_claims_of_attachments_that_are_gone() {
+    let w = Wire::new(144);
+    let vfs = w.pf("pf0", 0x43, 3);
+    let (c1, c2, c3) = (Netns::new("c"), Netns::new("c"), Netns::new("c"));
+    let conf = w.conf("gc", "sriov", json!({"pf": "pf0"}));
+    let other = w.conf("go", "sriov", json!({"pf": "pf0"}));
+    add_ok(&w, "g1", &c1, &conf);
+    let r2 = add_ok(&w, "g2", &c2, &conf);
+    let r3 = add_ok(&w, "g3", &c3, &other);
+    // The kernel's part when c1 dies: g1's VF back in the host, as dev5.
+    c1.ip(&["link", "set", "eth0", "netns", &w.host.name, "name", "dev5"]);
+    w.set_netdev(&pci_address(0x43, Some(0)), "dev5");
+    drop(c1);
+    let mut gc = conf.clone();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "g2", "ifname": "eth0"}]);
+    w.call("GC", "", "").conf(&gc).expect_ok();
+    assert!(w.host.link(&vfs[0]).is_some() && w.host.link("dev5").is_none(), "g1's VF is home");
+    assert_eq!(w.claims("gc").keys().collect::<Vec<_>>(), vec![&pci_address(0x43, Some(1))]);
+    assert_eq!(w.claims("go").len(), 1, "another network's claim is not this GC's");
+    assert!(c2.link("eth0").is_some() && c3.link("eth0").is_some());
+    del_ok(&w, "g2", &c2.path(), &conf, Some(&r2));
+    del_ok(&w, "g3", &c3.path(), &other, Some(&r3));
+    assert!(w.claims("gc").is_empty() && w.claims("go").is_empty());
 }

@@ -75,6 +75,7 @@ fn on_a_kernel_without_bonding_a_multibyte_ifname_gets_an_error_not_a_panic() {
     let conf = w.conf("bm", "sriov-bond", json!({"pfs": ["pfa", "pfb"]}));
     Call::new(&w.host, "ADD", "b2", &c1.path(), "ééééééé")
         .env("NEARHOST_SYSFS_ROOT", &w.sysfs_root())
+        .env("NEARHOST_CLAIMS_DIR", &w.claims_dir().display().to_string())
         .conf(&conf)
         .expect_err(104, "this kernel has no bonding support");
     all_clean(&w, "bm", &c1);
