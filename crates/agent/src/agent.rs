@@ -64,6 +64,8 @@ struct Agent {
     pending_release: Vec<BlockRecord>,
     /// Until when (boot clock, ms) etcd has confirmed the blocks are ours.
     held_until: u64,
+    /// The last `held_until` written to every pool store at once.
+    held_written: u64,
     /// Blocks another node took while containers here still use addresses in them.
     lost: Vec<LostBlock>,
 }
@@ -196,6 +198,7 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
         served: Vec::new(),
         pending_release: Vec::new(),
         held_until: 0,
+        held_written: 0,
         lost: Vec::new(),
     };
     for name in &cfg.pools {
@@ -391,8 +394,16 @@ impl Agent {
         local::set_blocks(&s.store, &blocks, self.held_until)
     }
 
-    /// A keep-alive proved the blocks ours for longer: tell the plugin.
-    fn confirm_all(&self) {
+    /// A keep-alive proved the blocks ours for longer: tell the plugin. Once a
+    /// quarter of the blocks lease has gone by, not on every keep-alive (each
+    /// write takes the plugin's lock and fsyncs).
+    fn confirm_all(&mut self) {
+        let now = nearhost_ipam::boot_clock_ms();
+        let quarter = self.cfg.block_lease_ttl as u64 * 1000 / 4;
+        if self.held_written > now + 3 * quarter {
+            return;
+        }
+        self.held_written = self.held_until;
         for s in &self.served {
             if let Err(e) = local::confirm(&s.store, self.held_until) {
                 tracing::warn!("recording the hold on pool {}'s blocks: {e}", s.rec.name);

@@ -2,7 +2,6 @@
 //! plugin, a previous plugin's result (chaining), or nowhere (no `ipam`).
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 
 use nearhost_datapath::{Assigned, Outcome, RouteSpec};
 use std::time::Duration;
@@ -125,16 +124,6 @@ impl Addressing {
                 }
                 None => Ok(Addressing::None),
             },
-        }
-    }
-
-    /// The embedded store's directory, for drivers that keep state beside it.
-    pub fn state_dir(&self, conf: &NetConf) -> PathBuf {
-        match self {
-            Addressing::Embedded { ipam, .. } | Addressing::Pool { ipam, .. } => {
-                ipam.store().dir().to_path_buf()
-            }
-            _ => PathBuf::from(nearhost_ipam::config::DEFAULT_DATA_DIR).join(&conf.name),
         }
     }
 

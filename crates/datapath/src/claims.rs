@@ -52,18 +52,28 @@ impl ClaimStore {
         ClaimStore { dir: dir.to_path_buf(), kind }
     }
 
+    fn file(&self) -> PathBuf {
+        self.dir.join(format!("{}.json", self.kind))
+    }
+
     /// Whether any claim of this kind was ever recorded (its file exists).
     pub fn exists(&self) -> bool {
-        self.dir.join(format!("{}.json", self.kind)).exists()
+        self.file().exists()
+    }
+
+    /// The claims as last committed, without waiting for the lock: the file is
+    /// replaced whole (rename), so this sees one complete version. For reports
+    /// that must never block, such as the agent's VF inventory on its event loop.
+    pub fn snapshot<T: DeserializeOwned>(&self) -> Result<BTreeMap<String, T>> {
+        Ok(nearhost_state::read_json(&self.file())?.unwrap_or_default())
     }
 
     /// Takes the exclusive lock (waiting for other plugin processes) and reads the claims.
     pub fn lock<T: DeserializeOwned>(&self) -> Result<Locked<T>> {
         let lock =
             nearhost_state::lock(&self.dir.join(format!("{}.lock", self.kind)), LOCK_TIMEOUT)?;
-        let path = self.dir.join(format!("{}.json", self.kind));
-        let claims = nearhost_state::read_json(&path)?.unwrap_or_default();
-        Ok(Locked { path, claims, _lock: lock })
+        let claims = self.snapshot()?;
+        Ok(Locked { path: self.file(), claims, _lock: lock })
     }
 }
 

@@ -56,9 +56,12 @@ pub fn carries_default_route(host: &mut Namespace, index: u32) -> Result<bool> {
 /// `all.forwarding`, which puts every interface in router mode and so stops
 /// RA processing where accept_ra=1 (the host would lose an RA-learned default
 /// route). IPv6 entering by other interfaces (outside to a container: host-gw
-/// routes, port mappings) is forwarded only where the operator turns it on. A
-/// kernel without force_forwarding (before 6.17) needs all.forwarding=1 from
-/// the operator; ADD is refused until then, saying so.
+/// routes, port mappings) is forwarded only where the operator turns it on.
+///
+/// A kernel without force_forwarding (before 6.17) can only forward IPv6 with
+/// `all.forwarding=1`; there, every interface that learns from RAs
+/// (accept_ra=1) is first set to accept_ra=2, which keeps RA processing on in
+/// router mode, so the host keeps its RA-learned routes either way.
 pub fn ensure_forwarding(host: &Namespace, v4: bool, v6_iface: Option<&str>) -> Result<()> {
     netns::run_in(&host.ns, || forwarding_here(v4, v6_iface))
         .ctx(|| "enter the host namespace".into())?
@@ -76,12 +79,32 @@ fn forwarding_here(v4: bool, v6_iface: Option<&str>) -> Result<()> {
         return Ok(());
     }
     let per_iface = ["net", "ipv6", "conf", iface, "force_forwarding"];
-    if !sysctl::path(&per_iface).exists() {
-        return Err(DatapathError::Unsupported(
-            "IPv6 forwarding is off (net.ipv6.conf.all.forwarding=0) and this kernel cannot turn it on per interface (no force_forwarding: Linux 6.17 or later); nearhost does not turn it on for the whole host, which would stop RA processing on interfaces with accept_ra=1: set net.ipv6.conf.all.forwarding=1 yourself (and accept_ra=2 where the host learns its routes from RAs)".into(),
-        ));
+    if sysctl::path(&per_iface).exists() {
+        return set(&per_iface);
     }
-    set(&per_iface)
+    keep_learning_from_ras()?;
+    tracing::info!("this kernel has no per-interface IPv6 forwarding (Linux 6.17): turning on net.ipv6.conf.all.forwarding (RA learning kept with accept_ra=2)");
+    set(&["net", "ipv6", "conf", "all", "forwarding"])
+}
+
+/// accept_ra=2 on every interface (and the default for new ones) where it is
+/// 1: router mode would otherwise stop their RA processing.
+fn keep_learning_from_ras() -> Result<()> {
+    let conf = sysctl::path(&["net", "ipv6", "conf"]);
+    let names = std::fs::read_dir(&conf).map_err(|e| DatapathError::Kernel {
+        context: "list the IPv6 interfaces".into(),
+        source: nearhost_kernel::KernelError::io(format!("read {}", conf.display()), e),
+    })?;
+    for name in names.filter_map(|e| e.ok()?.file_name().into_string().ok()) {
+        if name == "all" {
+            continue;
+        }
+        let key = ["net", "ipv6", "conf", name.as_str(), "accept_ra"];
+        if sysctl::read(&key).ok().as_deref() == Some("1") {
+            sysctl::write(&key, "2").ctx(|| format!("keep RA learning on {name} (accept_ra=2)"))?;
+        }
+    }
+    Ok(())
 }
 
 /// The host interface of the PCI device `pci` (a NIC or VF is found by its

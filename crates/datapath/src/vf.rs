@@ -161,7 +161,7 @@ pub struct ClaimedVf {
 /// `claims_dir` (the node-wide claims directory, [`crate::claims::node_dir`]).
 pub fn inventory(sysfs: &Sysfs, claims_dir: &Path) -> Result<Vec<PfInventory>> {
     let claims = match claims_dir.is_dir() {
-        true => ClaimStore::new(claims_dir, CLAIMS).lock::<VfClaim>()?.claims().clone(),
+        true => ClaimStore::new(claims_dir, CLAIMS).snapshot::<VfClaim>()?,
         false => BTreeMap::new(),
     };
     let mut out = Vec::new();

@@ -204,19 +204,14 @@ impl Campaign<'_> {
     }
 }
 
-fn nft_map_elements(ns: &Netns) -> usize {
-    let out = ns.exec(&["nft", "-j", "list", "table", "inet", "nearhost"]);
+/// Port-mapping rules: the DNAT rules in nearhost's `portmap` chain.
+fn nat_entries(ns: &Netns) -> usize {
+    let out = ns.exec(&["nft", "-j", "list", "chain", "inet", "nearhost", "portmap"]);
     if !out.status.success() {
-        return 0; // no table: no mapping
+        return 0; // no table or chain: no mapping
     }
     let v: Value = serde_json::from_slice(&out.stdout).expect("nft -j");
-    v["nftables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|o| o.get("map"))
-        .map(|m| m["elem"].as_array().map_or(0, Vec::len))
-        .sum()
+    v["nftables"].as_array().unwrap().iter().filter(|o| o.get("rule").is_some()).count()
 }
 
 /// Owners (container IDs) of the reservations in a state file.
@@ -244,7 +239,7 @@ fn inventory(node: &Node) -> BTreeMap<&'static str, Value> {
         ("reserved_pool", json!(reservation_owners(&dd.join("pool-p1/state.json")))),
         ("bridge_ports", json!(bridge_ports)),
         ("routed_host_veths", json!(routed_veths)),
-        ("nat_entries", json!(nft_map_elements(&node.ns))),
+        ("nat_entries", json!(nat_entries(&node.ns))),
     ])
 }
 
