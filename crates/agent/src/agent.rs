@@ -404,9 +404,9 @@ impl Agent {
             return;
         }
         self.held_written = self.held_until;
-        for s in &self.served {
-            if let Err(e) = local::confirm(&s.store, self.held_until) {
-                tracing::warn!("recording the hold on pool {}'s blocks: {e}", s.rec.name);
+        for i in 0..self.served.len() {
+            if let Err(e) = self.write_local(i) {
+                tracing::warn!("recording pool {}'s blocks: {e}", self.served[i].rec.name);
             }
         }
     }
@@ -430,6 +430,15 @@ impl Agent {
                     Ok(i) => i,
                     Err(e) => return fail(e),
                 };
+                // The store may have lost our blocks (`nearhost ipam repair`
+                // rebuilt it): record them again before judging what is free.
+                let mut owned: Vec<IpNet> = self.served[i].owned.iter().map(|b| b.block).collect();
+                owned.sort();
+                if local::recorded_blocks(&self.served[i].store).ok() != Some(owned) {
+                    if let Err(e) = self.write_local(i) {
+                        return fail(e);
+                    }
+                }
                 let free = local::usage(&self.served[i].store).map(|(_, f)| f).unwrap_or(0);
                 let needed = if if_low { free < self.cfg.low_water } else { free == 0 };
                 if !needed {

@@ -35,15 +35,6 @@ pub fn set_blocks(store: &PoolStore, blocks: &[IpNet], held_until: u64) -> Resul
     Ok(())
 }
 
-/// Moves the confirmed hold on the blocks forward (never back).
-pub fn confirm(store: &PoolStore, held_until: u64) -> Result<()> {
-    store.store().update(|s| {
-        s.blocks_held_until = s.blocks_held_until.max(held_until);
-        Ok(())
-    })?;
-    Ok(())
-}
-
 /// The addresses reserved in `block` (containers that hold them).
 pub fn reserved_addresses(store: &PoolStore, block: &IpNet) -> Result<Vec<std::net::IpAddr>> {
     Ok(store.state()?.reservations.keys().filter(|ip| block.contains(*ip)).copied().collect())

@@ -328,7 +328,9 @@ pub fn bring_home(
     if let Some(sb) = sb {
         match in_sandbox(sb, dev)? {
             Ok(index) => {
-                let temp = temp_link_name();
+                // Under its recorded temporary name: if this DEL dies before
+                // the rename, the next one finds it in the host by that name.
+                let temp = dev.temp_name.clone();
                 sb.nl.move_and_rename_link(index, host.ns.as_fd(), &temp).ctx(|| {
                     format!(
                         "move #{index} (host name {}) back to the host namespace",
@@ -350,8 +352,22 @@ pub fn bring_home(
 /// The device in the container: the link at its recorded index, if the kernel
 /// says it is the device; else why not.
 fn in_sandbox(sb: &mut Namespace, dev: &SavedNetdev) -> Result<std::result::Result<u32, String>> {
-    let Some(index) = dev.sandbox_index else {
-        return Ok(Err("its index in the container was never recorded".into()));
+    let index = match dev.sandbox_index {
+        Some(index) => index,
+        // ADD stopped between the move and recording where the device went:
+        // then it is under the random temporary name it was moved with (and
+        // still only if the kernel says it is the device).
+        None => match sb.nl.link_by_name(&dev.temp_name).ctx(|| {
+            format!("look up {} in the container", dev.temp_name)
+        })? {
+            Some(l) => l.index,
+            None => {
+                return Ok(Err(format!(
+                    "its index in the container was never recorded, and no interface there is called {}",
+                    dev.temp_name
+                )))
+            }
+        },
     };
     let Some(link) =
         sb.nl.link_by_index(index).ctx(|| format!("look up #{index} in the container"))?
@@ -366,12 +382,16 @@ fn in_sandbox(sb: &mut Namespace, dev: &SavedNetdev) -> Result<std::result::Resu
     })
 }
 
-/// The device in the host: by PCI address, or — one without, that never left —
-/// at its old index under its own or its temporary name; only if the kernel
-/// says it is the device.
+/// The device in the host: by PCI address, or under its temporary name (a DEL
+/// that died after moving it back), or — one without either, that never left
+/// — at its old index under its own name; only if the kernel says it is the
+/// device.
 fn in_host(host: &mut Namespace, dev: &SavedNetdev) -> Result<Option<Link>> {
+    let by_temp =
+        host.nl.link_by_name(&dev.temp_name).ctx(|| format!("look up {}", dev.temp_name))?;
     let found = match &dev.pci {
-        Some(pci) => host::link_by_pci(host, pci)?,
+        Some(pci) => host::link_by_pci(host, pci)?.or(by_temp),
+        None if by_temp.is_some() => by_temp,
         None if dev.host_index == 0 => None,
         None => host
             .nl

@@ -16,8 +16,8 @@ pub enum IpamError {
     StaticReserved { ip: IpAddr },
     #[error("timed out after {seconds} s waiting for the IPAM lock {path}; another plugin process holds it")]
     LockTimeout { path: String, seconds: u64 },
-    #[error("IPAM state file {path} is unreadable: {reason} (move it aside to start afresh)")]
-    Corrupt { path: String, reason: String },
+    #[error("IPAM state file {path} is unreadable: {reason}; `{hint}` rebuilds it from the runtimes' result cache and nearhost attach's records")]
+    Corrupt { path: String, reason: String, hint: String },
     /// The node has no address blocks yet (cluster pool) or the agent is unreachable.
     #[error("{0}")]
     Unavailable(String),

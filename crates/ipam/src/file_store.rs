@@ -34,6 +34,30 @@ impl FileStore {
     fn load(&self) -> Result<State> {
         Ok(nearhost_state::read_json(&self.dir.join(STATE_FILE))?.unwrap_or_default())
     }
+
+    /// Replaces an unreadable state file with `rebuilt()`, under the lock (no
+    /// plugin runs meanwhile); the unreadable file stays beside it as
+    /// `state.json.corrupt-UNIXTIME`. Returns where it went, or `None` when the
+    /// file reads fine (then nothing is touched).
+    pub fn repair(&self, rebuilt: impl FnOnce() -> Result<State>) -> Result<Option<PathBuf>> {
+        let _lock = nearhost_state::lock(&self.dir.join(LOCK_FILE), LOCK_TIMEOUT)?;
+        match self.load() {
+            Ok(_) => return Ok(None),
+            Err(IpamError::Corrupt { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let state = rebuilt()?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let (file, aside) =
+            (self.dir.join(STATE_FILE), self.dir.join(format!("{STATE_FILE}.corrupt-{now}")));
+        std::fs::rename(&file, &aside)
+            .map_err(|e| IpamError::io(format!("move {} aside", file.display()), e))?;
+        nearhost_state::write_json(&file, &state)?;
+        Ok(Some(aside))
+    }
 }
 
 impl Store for FileStore {
@@ -51,10 +75,24 @@ impl Store for FileStore {
 
 impl From<StateError> for IpamError {
     fn from(e: StateError) -> Self {
-        let path = e.path().display().to_string();
+        let p = e.path().to_path_buf();
+        let path = p.display().to_string();
         match e {
             StateError::LockTimeout { seconds, .. } => IpamError::LockTimeout { path, seconds },
-            StateError::Corrupt { reason, .. } => IpamError::Corrupt { path, reason },
+            StateError::Corrupt { reason, .. } => {
+                // dataDir/NETWORK/state.json: say how to rebuild it.
+                let network = p.parent().and_then(Path::file_name);
+                let data_dir = p.parent().and_then(Path::parent);
+                let hint = match (network, data_dir) {
+                    (Some(n), Some(d)) => format!(
+                        "nearhost ipam repair {} --data-dir {}",
+                        n.to_string_lossy(),
+                        d.display()
+                    ),
+                    _ => "nearhost ipam repair".into(),
+                };
+                IpamError::Corrupt { path, reason, hint }
+            }
             StateError::Io { what, source, .. } => IpamError::io(format!("{what} {path}"), source),
         }
     }

@@ -33,6 +33,9 @@ enum Cmd {
     /// Cluster address pools in etcd (create, ls, rm).
     #[command(subcommand)]
     Pool(crate::cli_agent::PoolCmd),
+    /// The embedded IPAM's state files (check, repair).
+    #[command(subcommand)]
+    Ipam(crate::cli_ipam::IpamCmd),
     #[command(flatten)]
     Attach(Box<crate::cli_attach::AttachCmd>),
 }
@@ -52,6 +55,7 @@ pub fn run() -> ExitCode {
         Cmd::Demo(a) => crate::cli_lab::demo(a),
         Cmd::Agent { args, sub } => crate::cli_agent::agent(*args, sub),
         Cmd::Pool(c) => crate::cli_agent::pool(c),
+        Cmd::Ipam(c) => crate::cli_ipam::run(c),
         Cmd::Lab(c) => crate::cli_lab::lab(c),
         Cmd::Version => {
             println!(

@@ -4,6 +4,7 @@ mod attach_view;
 mod cli;
 mod cli_agent;
 mod cli_attach;
+mod cli_ipam;
 mod cli_lab;
 mod cni_entry;
 
@@ -17,14 +18,16 @@ fn main() -> ExitCode {
     cli::run()
 }
 
-/// Logs go to stderr only (stdout carries the CNI result); `NEARHOST_LOG` sets
-/// the filter (e.g. `debug`), default `warn`.
+/// Logs go to stderr only (stdout carries the CNI result), coloured only on a
+/// terminal; `NEARHOST_LOG` sets the filter (e.g. `debug`), default `warn`.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("NEARHOST_LOG")
         .unwrap_or_else(|_| "warn".into());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // No colour escapes in a runtime's log or a pipe.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
 }

@@ -130,5 +130,13 @@ fn docker_containers_over_bridge() {
     cli.json(&["detach", "web2", "--net", "br"]);
     assert!(h.reservations("br").is_empty());
     assert!(cli.records().is_empty());
-    assert_eq!(h.ns.link_names(), vec!["eth0", "nh0"], "veth host ends must be gone");
+    // The veth's host end goes with the container's namespace, which the
+    // kernel frees asynchronously (cleanup_net) once the container's last
+    // process is gone: wait for it rather than race it.
+    let only_bridge = || h.ns.link_names() == ["eth0", "nh0"];
+    assert!(
+        crate::support::eventually(std::time::Duration::from_secs(5), only_bridge),
+        "veth host ends must be gone: {:?}",
+        h.ns.link_names()
+    );
 }

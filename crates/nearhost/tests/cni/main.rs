@@ -12,6 +12,7 @@ mod ipvlan;
 mod kernel_lab;
 mod lifecycle;
 mod macvlan;
+mod repair;
 mod routed;
 mod sriov;
 mod sriov_bond;

@@ -1,14 +1,15 @@
 //! The fault campaign: ADD/DEL cycles through the compiled plugin while it is
 //! SIGKILLed at random points, ADDs race each other on four workers, and, under
 //! the pool network, the node agent is SIGKILLed and restarted and etcd is
-//! restarted. The workers behave as a runtime does: a failed or killed ADD is
+//! restarted. Four networks: bridge with port mappings, macvlan, routed on a
+//! cluster pool, and SR-IOV VFs (veth stand-ins behind a fake sysfs). The workers behave as a runtime does: a failed or killed ADD is
 //! followed by DEL and the sandbox (its namespace) goes; a killed DEL is
 //! repeated. Then GC with the attachments still alive, then DEL of all of them.
 //!
 //! Counted: duplicate addresses (while running and at the end), reservations
-//! without an attachment (leaked) and attachments without a reservation (lost),
-//! host links and NAT entries without an attachment, and every one of them
-//! after the final DELs. All must be 0. The figures are printed as one JSON
+//! and VF claims without an attachment (leaked), attachments without a
+//! reservation (lost), host links and NAT entries without an attachment, and
+//! every one of them after the final DELs. All must be 0. The figures are printed as one JSON
 //! line and, with `NEARHOST_FAULT_REPORT=FILE`, written there.
 //!
 //! `NEARHOST_FAULT_CYCLES` (default 1000) and `NEARHOST_FAULT_SEED` pick the
@@ -43,7 +44,7 @@ impl Rng {
     }
 }
 
-/// The networks under test, all on node1.
+/// The networks under test: the first three on node1, SR-IOV on its own wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Net {
     /// bridge + embedded IPAM + a port mapping per container (NAT entries).
@@ -52,9 +53,11 @@ enum Net {
     Macvlan,
     /// routed + a cluster pool (agent, etcd) in /28 blocks, so blocks are claimed often.
     Pool,
+    /// SR-IOV: one of 8 VFs moved into the container, node-wide claims.
+    Sriov,
 }
 
-const NETS: [Net; 3] = [Net::Bridge, Net::Macvlan, Net::Pool];
+const NETS: [Net; 4] = [Net::Bridge, Net::Macvlan, Net::Pool, Net::Sriov];
 const BRIDGE: &str = "nhfault0";
 
 impl Net {
@@ -63,6 +66,7 @@ impl Net {
             Net::Bridge => "fault-br",
             Net::Macvlan => "fault-mv",
             Net::Pool => "fault-pool",
+            Net::Sriov => "fault-vf",
         }
     }
 }
@@ -91,6 +95,7 @@ struct Counts {
 
 struct Campaign<'a> {
     node: &'a Node,
+    wire: &'a support::sriov::Wire,
     confs: BTreeMap<Net, Value>,
     /// Addresses held by attached slots: address → slot id.
     held: Mutex<BTreeMap<String, String>>,
@@ -117,7 +122,8 @@ impl Campaign<'_> {
     /// running. `None` when it was killed.
     fn call(&self, slot: &Slot, command: &str, kill_after: Option<Duration>) -> Option<CniOut> {
         let conf = self.conf(slot, command);
-        let mut child = Call::new(&self.node.ns, command, &slot.id, &slot.ns.path(), "eth0")
+        let mut child = self
+            .call_on(slot.net, command, &slot.id, &slot.ns.path())
             .spawn(conf.to_string().as_bytes());
         if let Some(d) = kill_after {
             std::thread::sleep(d);
@@ -128,6 +134,14 @@ impl Campaign<'_> {
             return None;
         }
         Some(CniOut::of(out))
+    }
+
+    /// A CNI call to `net`'s host (the wire's, with its fake sysfs, for SR-IOV).
+    fn call_on(&self, net: Net, command: &str, id: &str, netns: &str) -> Call<'_> {
+        match net {
+            Net::Sriov => self.wire.call(command, id, netns),
+            _ => Call::new(&self.node.ns, command, id, netns, "eth0"),
+        }
     }
 
     fn addresses(result: &Value) -> Vec<String> {
@@ -148,6 +162,11 @@ impl Campaign<'_> {
             match self.call(slot, "DEL", kill) {
                 None => self.counts.lock().unwrap().dels_killed += 1,
                 Some(out) if out.ok => {
+                    if out.stderr.contains("WARN")
+                        && std::env::var_os("NEARHOST_FAULT_DEBUG").is_some()
+                    {
+                        eprintln!("DEL {} warned: {}", slot.id, out.stderr);
+                    }
                     self.counts.lock().unwrap().dels_ok += 1;
                     if let Some(r) = slot.result.take() {
                         let mut held = self.held.lock().unwrap();
@@ -226,8 +245,14 @@ fn reservation_owners(path: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
-/// What the node holds for each network: (reserved owners, host links, NAT entries).
-fn inventory(node: &Node) -> BTreeMap<&'static str, Value> {
+/// What the node holds for each network: (reserved owners, host links, NAT
+/// entries, VF claims).
+fn inventory(node: &Node, wire: &support::sriov::Wire) -> BTreeMap<&'static str, Value> {
+    let claimed: Vec<String> = wire
+        .claims(Net::Sriov.name())
+        .values()
+        .filter_map(|c| c["container_id"].as_str().map(String::from))
+        .collect();
     let dd = node.data.path();
     let links = node.ns.links();
     let bridge_ports = links.iter().filter(|l| l["master"] == BRIDGE).count();
@@ -240,6 +265,11 @@ fn inventory(node: &Node) -> BTreeMap<&'static str, Value> {
         ("bridge_ports", json!(bridge_ports)),
         ("routed_host_veths", json!(routed_veths)),
         ("nat_entries", json!(nat_entries(&node.ns))),
+        (
+            "reserved_sriov",
+            json!(reservation_owners(&wire.state_dir("fault-vf").join("state.json"))),
+        ),
+        ("claimed_vfs", json!(claimed)),
     ])
 }
 
@@ -256,6 +286,8 @@ fn fault_campaign() {
 
     let (sw, mut etcd, ep) = etcd_with_pool(1, "p1", "198.19.0.0/20", 28);
     let node = Node::new(&sw, 1, "routed");
+    let wire = support::sriov::Wire::new(212);
+    wire.pf("pf0", 7, 8);
     let agent_args = ["--pool", "p1", "--block-lease-ttl", "30", "--release-grace", "1"];
     let mut agent = KillOnDrop(node.agent_command(&ep, &agent_args).spawn().unwrap());
     node.wait_ready();
@@ -283,9 +315,11 @@ fn fault_campaign() {
             json!({"master": "eth0"}),
         ),
         (Net::Pool, pool),
+        (Net::Sriov, wire.conf(Net::Sriov.name(), "sriov", json!({"pf": "pf0"}))),
     ]);
     let camp = Campaign {
         node: &node,
+        wire: &wire,
         confs,
         held: Mutex::new(BTreeMap::new()),
         counts: Mutex::new(Counts::default()),
@@ -359,9 +393,9 @@ fn fault_campaign() {
         gc["cni.dev/valid-attachments"] = Value::Array(
             alive(net).iter().map(|s| json!({"containerID": s.id, "ifname": "eth0"})).collect(),
         );
-        Call::new(&node.ns, "GC", "", "", "").conf(&gc).expect_ok();
+        camp.call_on(net, "GC", "", "").conf(&gc).expect_ok();
     }
-    let after_gc = inventory(&node);
+    let after_gc = inventory(&node, &wire);
     let ids = |net: Net| -> BTreeSet<String> { alive(net).iter().map(|s| s.id.clone()).collect() };
     let owners =
         |key: &str| -> Vec<String> { serde_json::from_value(after_gc[key].clone()).unwrap() };
@@ -371,6 +405,7 @@ fn fault_campaign() {
         (Net::Bridge, "reserved_bridge"),
         (Net::Macvlan, "reserved_macvlan"),
         (Net::Pool, "reserved_pool"),
+        (Net::Sriov, "reserved_sriov"),
     ] {
         let reserved: Vec<String> = owners(key);
         let want = ids(net);
@@ -378,6 +413,9 @@ fn fault_campaign() {
         leaked += reserved.iter().filter(|o| !want.contains(*o)).count();
         lost += want.iter().filter(|o| !reserved.contains(o)).count();
     }
+    let claimed = owners("claimed_vfs");
+    let leaked_claims = claimed.iter().filter(|o| !ids(Net::Sriov).contains(*o)).count();
+    let lost_claims = ids(Net::Sriov).iter().filter(|o| !claimed.contains(o)).count();
     let held_now: Vec<String> = slots
         .iter()
         .flatten()
@@ -400,7 +438,7 @@ fn fault_campaign() {
     for slot in slots.iter_mut().flatten().filter(|s| s.result.is_some()) {
         camp.del_until_done(slot, &mut rng, false);
     }
-    let after_del = inventory(&node);
+    let after_del = inventory(&node, &wire);
     let left_after_del: usize = after_del
         .values()
         .map(|v| v.as_array().map_or_else(|| v.as_u64().unwrap() as usize, Vec::len))
@@ -419,6 +457,7 @@ fn fault_campaign() {
         "duplicates_seen": counts.duplicates_seen, "duplicates_at_end": duplicates_at_end,
         "leaked_reservations": leaked, "lost_reservations": lost,
         "leaked_links": extra_links, "leaked_nat_entries": extra_nat,
+        "leaked_vf_claims": leaked_claims, "lost_vf_claims": lost_claims,
         "left_after_final_dels": left_after_del,
         "after_gc": after_gc, "after_final_dels": after_del,
     });
@@ -431,7 +470,8 @@ fn fault_campaign() {
     assert!(agent_restarts > 0 && etcd_restarts > 0, "the faults never ran: {report}");
     for key in [
         "duplicates_seen", "duplicates_at_end", "leaked_reservations", "lost_reservations",
-        "leaked_links", "leaked_nat_entries", "left_after_final_dels",
+        "leaked_links", "leaked_nat_entries", "leaked_vf_claims", "lost_vf_claims",
+        "left_after_final_dels",
     ] {
         assert_eq!(report[key], 0, "{key}: {report}");
     }
