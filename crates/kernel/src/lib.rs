@@ -13,6 +13,7 @@ pub mod netns;
 pub mod nft;
 pub mod process;
 pub mod route;
+pub mod route_events;
 pub mod sriov;
 pub mod sysctl;
 pub mod sysfs;

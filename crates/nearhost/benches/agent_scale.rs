@@ -15,7 +15,6 @@ use nearhost_testkit::agent as fixture;
 
 use std::collections::HashMap;
 use std::io::BufRead;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -184,79 +183,23 @@ fn convergence(nodes: &[Node], etcd: &EtcdMember, claims: usize) {
 /// Route arrivals in one host, or claims seen in etcd: (block, when).
 type Arrivals = Arc<Mutex<Vec<(String, Instant)>>>;
 
-/// Listens for IPv4 route additions inside namespace `ns` (a thread of its
-/// own, entered with setns) until `stop`.
+/// Records IPv4 route additions inside namespace `ns` (the kernel's route
+/// events, read on a thread of its own) until `stop`.
 fn watch_routes(ns: String, stop: Arc<AtomicBool>) -> Arrivals {
     let seen: Arrivals = Arc::default();
     let out = Arc::clone(&seen);
+    let netns = nearhost_kernel::NetNs::open(nearhost_kernel::netns::named_path(&ns)).unwrap();
+    let mut events =
+        nearhost_kernel::route_events::RouteEvents::subscribe(&netns, Duration::from_millis(200))
+            .unwrap();
     std::thread::spawn(move || {
-        let f = std::fs::File::open(format!("/run/netns/{ns}")).unwrap();
-        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        // SAFETY: plain socket(2)/bind(2)/setsockopt(2)/recv(2) on a descriptor we own.
-        let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW, libc::NETLINK_ROUTE) };
-        assert!(fd >= 0, "netlink socket");
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        sa.nl_family = libc::AF_NETLINK as u16;
-        sa.nl_groups = libc::RTMGRP_IPV4_ROUTE as u32;
-        let len = std::mem::size_of::<libc::sockaddr_nl>() as u32;
-        let rc =
-            unsafe { libc::bind(fd.as_raw_fd(), &sa as *const _ as *const libc::sockaddr, len) };
-        assert_eq!(rc, 0, "bind to RTMGRP_IPV4_ROUTE");
-        let tv = libc::timeval { tv_sec: 0, tv_usec: 200_000 };
-        unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                &tv as *const _ as *const libc::c_void,
-                std::mem::size_of::<libc::timeval>() as u32,
-            )
-        };
-        let mut buf = vec![0u8; 65536];
         while !stop.load(Ordering::Relaxed) {
-            let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            let added = events.added().unwrap();
             let now = Instant::now();
-            if n <= 0 {
-                continue;
-            }
-            for dst in new_routes(&buf[..n as usize]) {
-                out.lock().unwrap().push((dst, now));
-            }
+            out.lock().unwrap().extend(added.into_iter().map(|dst| (dst.to_string(), now)));
         }
     });
     seen
-}
-
-/// The destinations (`A.B.C.D/LEN`) of the RTM_NEWROUTE messages in `buf`.
-fn new_routes(buf: &[u8]) -> Vec<String> {
-    let u16_at = |b: &[u8], i: usize| u16::from_ne_bytes([b[i], b[i + 1]]) as usize;
-    let mut out = Vec::new();
-    let mut off = 0;
-    while off + 16 <= buf.len() {
-        let len = u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap()) as usize;
-        if len < 16 || off + len > buf.len() {
-            break;
-        }
-        let msg = &buf[off..off + len];
-        if u16_at(msg, 4) == libc::RTM_NEWROUTE as usize && msg.len() >= 28 {
-            let dst_len = msg[17];
-            let mut a = 28;
-            while a + 4 <= msg.len() {
-                let (alen, atype) = (u16_at(msg, a), u16_at(msg, a + 2));
-                if alen < 4 || a + alen > msg.len() {
-                    break;
-                }
-                if atype == libc::RTA_DST as usize && alen == 8 {
-                    let d = &msg[a + 4..a + 8];
-                    out.push(format!("{}.{}.{}.{}/{dst_len}", d[0], d[1], d[2], d[3]));
-                }
-                a += (alen + 3) & !3;
-            }
-        }
-        off += (len + 3) & !3;
-    }
-    out
 }
 
 /// Claims of blocks as an etcd watcher sees them: (block, when).
