@@ -90,12 +90,9 @@ fn forwarding_here(v4: bool, v6_iface: Option<&str>) -> Result<()> {
 /// accept_ra=2 on every interface (and the default for new ones) where it is
 /// 1: router mode would otherwise stop their RA processing.
 fn keep_learning_from_ras() -> Result<()> {
-    let conf = sysctl::path(&["net", "ipv6", "conf"]);
-    let names = std::fs::read_dir(&conf).map_err(|e| DatapathError::Kernel {
-        context: "list the IPv6 interfaces".into(),
-        source: nearhost_kernel::KernelError::io(format!("read {}", conf.display()), e),
-    })?;
-    for name in names.filter_map(|e| e.ok()?.file_name().into_string().ok()) {
+    let names =
+        sysctl::children(&["net", "ipv6", "conf"]).ctx(|| "list the IPv6 interfaces".into())?;
+    for name in names {
         if name == "all" {
             continue;
         }

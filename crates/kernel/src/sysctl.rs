@@ -23,6 +23,15 @@ pub fn write(components: &[&str], value: &str) -> Result<()> {
         .map_err(|e| KernelError::io(format!("write {value:?} to {}", p.display()), e))
 }
 
+/// The entries under a sysctl directory (e.g. the interfaces of
+/// `net.ipv6.conf`) in the calling thread's namespace.
+pub fn children(components: &[&str]) -> Result<Vec<String>> {
+    let p = path(components);
+    let rd =
+        std::fs::read_dir(&p).map_err(|e| KernelError::io(format!("list {}", p.display()), e))?;
+    Ok(rd.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+}
+
 /// Reads a sysctl in the calling thread's namespace.
 pub fn read(components: &[&str]) -> Result<String> {
     let p = path(components);
