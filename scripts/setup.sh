@@ -17,7 +17,7 @@ PACKAGES=(
   python3 python3-venv                          # test peers (http.server, sockets); a venv for virtme-ng
   containernetworking-plugins                   # reference plugins: macvlan, bridge, host-local (tests, benchmarks)
   sockperf iperf3 nginx-light wrk               # reference measurement tools (bench agreement/efficiency)
-  qemu-system-x86 linux-image-amd64 busybox-static file  # the kernel lab: Debian's kernel under qemu (virtme-ng runs `file`)
+  linux-image-amd64 busybox-static file         # the kernel lab: Debian 12's own kernel (6.1, the oldest supported), virtme-ng runs `file`
   docker.io                                     # attach tests: a real Docker engine, images from busybox
   podman                                        # Podman as a CNI runtime and as an attach target
   containerd                                    # containerd's CRI as a CNI runtime (the kubelet's path)
@@ -34,6 +34,39 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# The kernel lab's second kernel and its emulator come from bookworm-backports:
+# Linux 6.12 (netkit, and the matrix's newest kernel) and qemu 10, whose `igb`
+# device emulates an Intel 82576 with SR-IOV (Debian 12's qemu 7.2 has no igb).
+# Backports are pinned at priority 100 by Debian, so nothing else moves to them.
+BACKPORTS=/etc/apt/sources.list.d/nearhost-bookworm-backports.sources
+if ! grep -rqs '^[^#]*bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+  echo "setup: adding bookworm-backports ($BACKPORTS): qemu 10 and Linux 6.12 for the kernel lab"
+  cat > "$BACKPORTS" <<'SOURCES'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SOURCES
+  apt-get update -q
+fi
+qemu_have=$(dpkg-query -W -f='${Version}' qemu-system-x86 2>/dev/null || true)
+# The newest linux-image of backports, by its versioned name, so Debian 12's
+# 6.1 (linux-image-amd64 above) stays installed beside it.
+bpo_kernel() {
+  apt-cache depends "linux-image-amd64=$(apt-cache madison linux-image-amd64 | awk -F'|' '/bookworm-backports/ {gsub(/ /, "", $2); print $2; exit}')" 2>/dev/null \
+    | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'
+}
+bpo_kernel=$(bpo_kernel)
+[[ -n "$bpo_kernel" ]] || { apt-get update -q; bpo_kernel=$(bpo_kernel); }
+[[ -n "$bpo_kernel" ]] || { echo "setup: FAILED: bookworm-backports has no linux-image-amd64 (apt-get update?)" >&2; exit 1; }
+if ! dpkg --compare-versions "${qemu_have:-0}" ge 1:10 \
+   || ! dpkg-query -W -f='${Status}' "$bpo_kernel" 2>/dev/null | grep -q "install ok installed"; then
+  echo "setup: installing qemu-system-x86 (10, backports) and $bpo_kernel (kernel lab)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+    -t bookworm-backports qemu-system-x86 "$bpo_kernel"
 fi
 
 # etcd-server's Debian service would start a cluster member on boot; the tests
