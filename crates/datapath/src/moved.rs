@@ -40,6 +40,11 @@ pub trait DeviceClaim: Serialize + DeserializeOwned + Clone {
     /// on the device, home at `index`, or on its PF. Only called for a device
     /// positively identified as this claim's.
     fn restore_more(&self, host: &mut Namespace, index: u32) -> Result<()>;
+    /// Like `restore_more`, but before the name, MTU, MAC and state: what the
+    /// device's own settings depend on (a VF's MAC is its PF's to give).
+    fn restore_first(&self, _host: &mut Namespace, _index: u32) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The node-wide claims store of kind `C`.
@@ -67,6 +72,7 @@ pub fn release<C: DeviceClaim>(
     let mut errors = Vec::new();
     match bring_home(host, sb, dev)? {
         Home::At(index) => {
+            errors.extend(claim.restore_first(host, index).err());
             errors.extend(restore(host, index, dev).err());
             errors.extend(claim.restore_more(host, index).err());
         }
@@ -220,7 +226,11 @@ impl Identity {
         };
         if now.kind != self.kind {
             Some(format!("it is a {} link, not a {}", kind(&now.kind), kind(&self.kind)))
-        } else if now.perm_mac != self.perm_mac {
+        } else if self.parent_dev.is_none() && now.perm_mac != self.perm_mac {
+            // A device with a parent is identified by it (user space cannot
+            // make one); its permanent MAC may move: a VF driver reloads it
+            // from the PF's administrative MAC whenever it resets (igbvf on
+            // every link down), and ADD and DEL change that MAC.
             Some(format!("permanent MAC {}, not {}", mac(&now.perm_mac), mac(&self.perm_mac)))
         } else if now.parent_dev != self.parent_dev {
             let (now, was) = (parent(&now.parent_dev), parent(&self.parent_dev));
@@ -520,6 +530,9 @@ mod tests {
         let renamed =
             Link { name: "hid0".into(), mac: Some([2; 6]), index: 40, ..vf(1, "0000:3b:02.1") };
         assert_eq!(id.mismatch(&renamed), None);
+        // A VF's driver reloads its permanent MAC from the PF's administrative
+        // one on every reset: its PCI address still says which device it is.
+        assert_eq!(id.mismatch(&vf(2, "0000:3b:02.1")), None);
         let stand_in = Identity::of(&veth(3, 7, true));
         assert_eq!(stand_in.mismatch(&Link { name: "x".into(), ..veth(3, 7, true) }), None);
     }
@@ -529,8 +542,11 @@ mod tests {
         let id = Identity::of(&vf(1, "0000:3b:02.1"));
         let made = veth(9, 10, false);
         assert_eq!(id.mismatch(&made).unwrap(), "it is a veth link, not a device");
+        let mut lookalike = veth(9, 10, false);
+        lookalike.kind = None;
+        lookalike.perm_mac = Some([2, 0, 0, 0, 0, 2]);
         assert_eq!(
-            id.mismatch(&vf(2, "0000:3b:02.1")).unwrap(),
+            Identity { parent_dev: None, ..id.clone() }.mismatch(&lookalike).unwrap(),
             "permanent MAC 02:00:00:00:00:02, not 02:00:00:00:00:01"
         );
         assert_eq!(

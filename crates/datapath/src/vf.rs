@@ -54,9 +54,14 @@ impl DeviceClaim for VfClaim {
         &mut self.dev
     }
 
-    /// The PF settings: the VF is back, so nobody else holds it.
-    fn restore_more(&self, host: &mut Namespace, _index: u32) -> Result<()> {
-        crate::vf_lease::restore_pf_settings(host, self)
+    /// The PF settings, first: the VF's MAC comes from them (and nobody else
+    /// holds the VF, which is back).
+    fn restore_first(&self, host: &mut Namespace, index: u32) -> Result<()> {
+        crate::vf_lease::restore_pf_settings(host, self, index)
+    }
+
+    fn restore_more(&self, _host: &mut Namespace, _index: u32) -> Result<()> {
+        Ok(())
     }
 }
 

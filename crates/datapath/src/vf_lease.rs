@@ -116,24 +116,44 @@ impl VfLease {
     }
 
     /// Applies the PF settings, then moves the VF into the container under its
-    /// temporary name (recording its index there). Returns the index.
+    /// temporary name (recording its index there). Returns the index. A
+    /// setting the PF refuses ends ADD with the refusal; the claim then lists
+    /// only what the PF took, so that the rollback undoes just that.
     pub fn take(
         &mut self, host: &mut Namespace, sb: &mut Namespace, settings: &[VfSetting],
     ) -> Result<u32> {
-        let c = &self.claim;
-        let pf = pf_link(host, "pf", &c.pf)?;
-        for s in settings {
-            host.nl.set_vf(pf.index, c.vf, s).ctx(|| {
-                format!("{}: PF {} refused VF {} {s}", vf_settings::field_of(s), c.pf, c.vf)
-            })?;
+        let (pf_name, vf) = (self.claim.pf.clone(), self.claim.vf);
+        let pf = pf_link(host, "pf", &pf_name)?;
+        // `settings` are the last of the claim's `applied` (a bond member's
+        // shared MAC comes before them).
+        let before = self.claim.applied.len().saturating_sub(settings.len());
+        for (i, s) in settings.iter().enumerate() {
+            if let Err(e) = host.nl.set_vf(pf.index, vf, s) {
+                self.forget_from(before + i)?;
+                return Err(refusal(&pf_name, vf, s, e));
+            }
+        }
+        if let Some(mac) = settings.iter().find_map(admin_mac) {
+            adopt_admin_mac(host, self.claim.dev.host_index, &self.claim.dev.host_name, mac)?;
         }
         moved::move_in(host, sb, &self.store, &mut self.claim)
     }
 
+    /// Drops the settings from `applied[n]` on (the PF did not take them) and
+    /// what would undo them.
+    fn forget_from(&mut self, n: usize) -> Result<()> {
+        let c = &mut self.claim;
+        let dropped = c.applied.len().saturating_sub(n);
+        c.applied.truncate(n);
+        // `restore` undoes `applied` in reverse: its first entries undo the last.
+        c.restore.drain(..dropped.min(c.restore.len()));
+        self.save()
+    }
+
     /// Gives the VF `mac` as its administrative MAC through the PF, if the PF
     /// takes it. The change is recorded first, so that DEL undoes it even after
-    /// a crash, and forgotten again when the PF refuses. Whether it took.
-    pub fn try_admin_mac(&mut self, host: &mut Namespace, mac: Mac) -> Result<bool> {
+    /// a crash, and forgotten again when the PF refuses (the VF then keeps its own).
+    pub fn try_admin_mac(&mut self, host: &mut Namespace, mac: Mac) -> Result<()> {
         let (pf, vf) = (pf_link(host, "pfs", &self.claim.pf)?, self.claim.vf);
         let states =
             host.nl.vf_states(pf.index).ctx(|| format!("read the VF settings of {}", pf.name))?;
@@ -145,11 +165,13 @@ impl VfLease {
             .extend(vf_settings::originals(&[setting], states.iter().find(|s| s.vf == vf)));
         self.save()?;
         match host.nl.set_vf(pf.index, vf, &setting) {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                adopt_admin_mac(host, self.claim.dev.host_index, &self.claim.dev.host_name, mac)
+            }
             Err(e) => {
                 tracing::info!("PF {} does not set VF {vf}'s MAC ({e})", pf.name);
                 self.claim = recorded;
-                self.save().map(|()| false)
+                self.save()
             }
         }
     }
@@ -166,7 +188,7 @@ impl VfLease {
     }
 }
 
-pub(crate) fn restore_pf_settings(host: &mut Namespace, c: &VfClaim) -> Result<()> {
+pub(crate) fn restore_pf_settings(host: &mut Namespace, c: &VfClaim, index: u32) -> Result<()> {
     if c.restore.is_empty() {
         return Ok(());
     }
@@ -180,5 +202,60 @@ pub(crate) fn restore_pf_settings(host: &mut Namespace, c: &VfClaim) -> Result<(
             });
         }
     }
+    if let Some(mac) = c.restore.iter().find_map(admin_mac).filter(|m| *m != [0; 6]) {
+        errors.extend(adopt_admin_mac(host, index, &c.dev.host_name, mac).err());
+    }
     join(errors)
+}
+
+fn admin_mac(s: &VfSetting) -> Option<Mac> {
+    match s {
+        VfSetting::Mac(m) => Some(*m),
+        _ => None,
+    }
+}
+
+/// Makes the VF's driver take the MAC its PF has just assigned. A VF driver
+/// reads its MAC from the PF only when it resets — igbvf on every link down —
+/// and until then keeps the old one, while the PF refuses any MAC but the
+/// assigned one from an untrusted VF (EADDRNOTAVAIL: what made enslaving igb
+/// VFs to a bond fail). Cycling the link of a VF nobody uses yet makes it
+/// reset. It is left down; whoever brings it up next finds the new MAC.
+fn adopt_admin_mac(host: &mut Namespace, index: u32, name: &str, mac: Mac) -> Result<()> {
+    let Some(link) = host.nl.link_by_index(index).ctx(|| format!("look up VF {name}"))? else {
+        return Ok(());
+    };
+    if link.mac == Some(mac) {
+        return Ok(());
+    }
+    let ctx = |what: &str| format!("{what} VF {name} so its driver takes the MAC its PF assigned");
+    if !link.up {
+        host.nl.set_link_up(index, true).ctx(|| ctx("bring up"))?;
+    }
+    host.nl.set_link_up(index, false).ctx(|| ctx("bring down"))
+}
+
+/// A setting the PF refused. A driver that cannot do it (EOPNOTSUPP, igb for
+/// a VF's link state; EPROTONOSUPPORT, 802.1ad VLANs; EINVAL, igb for a
+/// minimum rate) makes it a config this NIC cannot honour: the field, the
+/// value and the driver are named. Anything else is a kernel error.
+fn refusal(pf: &str, vf: u32, s: &VfSetting, e: nearhost_kernel::KernelError) -> DatapathError {
+    let field = vf_settings::field_of(s);
+    match e.errno() {
+        Some(libc::EOPNOTSUPP | libc::EPROTONOSUPPORT | libc::EINVAL | libc::ERANGE) => {
+            let driver = Sysfs::from_env()
+                .netdev_driver(pf)
+                .ok()
+                .flatten()
+                .map_or_else(String::new, |d| format!(" (driver {d})"));
+            DatapathError::config(
+                field,
+                format!("PF {pf}{driver} refuses VF {vf} {s}: {}", e.reason()),
+            )
+        }
+        _ => DatapathError::Kernel {
+            context: format!("{field}: PF {pf} refused VF {vf} {s}"),
+            source: e,
+        },
+    }
 }

@@ -108,7 +108,9 @@ fn parse_rate(f: &Fields<'_>) -> Result<Option<(u32, u32)>> {
 pub fn field_of(s: &VfSetting) -> &'static str {
     match s {
         VfSetting::Mac(_) => "mac",
+        VfSetting::Vlan(v) if v.proto == VlanProto::Dot1Ad => "vlanProto",
         VfSetting::Vlan(_) => "vlan",
+        VfSetting::Rate { min, .. } if *min > 0 => "minTxRate",
         VfSetting::SpoofCheck(_) => "spoofchk",
         VfSetting::Trust(_) => "trust",
         VfSetting::Rate { .. } => "maxTxRate",

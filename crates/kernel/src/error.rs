@@ -46,6 +46,20 @@ impl KernelError {
         }
     }
 
+    /// What the kernel said, without the operation: the errno's text and
+    /// its extended-ack message.
+    pub fn reason(&self) -> String {
+        match self {
+            KernelError::Netlink { source, ext_ack: Some(m), .. } => {
+                format!("{source} (kernel: {m})")
+            }
+            KernelError::Netlink { source, .. } | KernelError::Io { source, .. } => {
+                source.to_string()
+            }
+            other => other.to_string(),
+        }
+    }
+
     pub fn is_not_found(&self) -> bool {
         matches!(self, KernelError::NoSuchLink(_))
             || matches!(

@@ -5,7 +5,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use netlink_packet_route::link::{
     BondFailOverMac, BondMode as NlBondMode, InfoBond, InfoData, InfoIpVlan, InfoKind, InfoMacVlan,
     InfoVeth, InfoVxlan, IpVlanMode, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
-    State,
+    Prop, State,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use std::net::IpAddr;
@@ -182,10 +182,34 @@ impl Netlink {
         self.ack(|| format!("set link #{index} {word}"), RouteNetlinkMessage::SetLink(msg), 0)
     }
 
+    /// Renames a link. When the name is taken by one of the link's own
+    /// alternative names — udev gives a NIC that comes back to the initial
+    /// namespace its predictable name as one, e.g. a VF whose container died
+    /// returns as `eth0` with altname `enp2s0v0` — that altname goes first.
     pub fn rename_link(&mut self, index: u32, name: &str) -> Result<()> {
-        self.set_attr(index, LinkAttribute::IfName(name.to_string()), || {
-            format!("rename link #{index} to {name:?}")
-        })
+        let op = || format!("rename link #{index} to {name:?}");
+        match self.set_attr(index, LinkAttribute::IfName(name.to_string()), op) {
+            Err(e) if e.is_exists() => match self.link_by_name(name)? {
+                Some(own) if own.index == index && own.name != name => {
+                    self.del_alt_name(index, name)?;
+                    self.set_attr(index, LinkAttribute::IfName(name.to_string()), op)
+                }
+                _ => Err(e),
+            },
+            other => other,
+        }
+    }
+
+    /// Removes alternative name `name` of a link (`ip link property del`).
+    pub fn del_alt_name(&mut self, index: u32, name: &str) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::PropList(vec![Prop::AltIfName(name.to_string())]));
+        self.ack(
+            || format!("remove altname {name:?} of link #{index}"),
+            RouteNetlinkMessage::DelLinkProp(msg),
+            0,
+        )
     }
 
     pub fn set_mtu(&mut self, index: u32, mtu: u32) -> Result<()> {

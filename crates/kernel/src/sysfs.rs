@@ -78,6 +78,17 @@ impl Sysfs {
         }
     }
 
+    /// The driver bound to an interface's device (`igb`, `igbvf`, …); `None`
+    /// for virtual interfaces and devices without a driver.
+    pub fn netdev_driver(&self, ifname: &str) -> Result<Option<String>> {
+        let link = self.netdev_device(ifname).join("driver");
+        match std::fs::read_link(&link) {
+            Ok(p) => Ok(p.file_name().map(|n| n.to_string_lossy().into_owned())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(KernelError::io(format!("read link {}", link.display()), e)),
+        }
+    }
+
     /// The interfaces of a PCI device visible in this sysfs.
     pub fn pci_netdevs(&self, pci: &str) -> Result<Vec<String>> {
         list_dir(&self.pci_dir(pci).join("net"))

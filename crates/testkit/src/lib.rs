@@ -11,6 +11,7 @@
 //! - [`bench`]: `nearhost bench` servers and clients, reports
 //! - [`images`]: a busybox image for the container-engine suites
 //! - [`lab`]: the demo lab's namespaces and processes
+//! - [`nics`]: the kernel lab's emulated igb NICs (real PF/VF drivers)
 //! - [`sriov`]: SR-IOV stand-ins (veth "VFs" behind a [`sysfs::FakeSysfs`])
 //! - [`sysfs`]: the one fake sysfs tree
 //! - [`tools`]: parsers of the reference tools' output (sockperf, iperf3, wrk)
@@ -20,6 +21,7 @@ pub mod attach;
 pub mod bench;
 pub mod images;
 pub mod lab;
+pub mod nics;
 pub mod sriov;
 pub mod sysfs;
 pub mod tools;

@@ -4,16 +4,26 @@
 //! `CNI_IFNAME` and carries the addresses; the members are `IFNAME` + `m0`/`m1`.
 //!
 //! MACs. A bond normally gives every member its own MAC, but a VF may not change
-//! its MAC from inside (untrusted VFs are refused, and with spoof checking the
-//! PF drops frames from any MAC but the one it assigned). So the bond's MAC is
-//! first given to both VFs *through their PFs* (`IFLA_VF_MAC`): both members
-//! then legitimately carry it, and a failover needs no MAC change anywhere —
-//! only the switches relearn the port, from the bond's gratuitous ARP. Where a
-//! PF refuses (some drivers, and every stand-in device), active-backup falls
-//! back to `fail_over_mac=active`: each member keeps its own MAC and the bond
-//! takes the active member's, announcing the change on failover. balance-xor
-//! and 802.3ad need one MAC on all members by design; without the PF's help
-//! the bond sets it on the VFs itself, which needs `trust: true` on real VFs.
+//! its MAC from inside (an untrusted VF is refused — igb answers EADDRNOTAVAIL —
+//! and with spoof checking the PF drops frames from any MAC but the one it
+//! assigned). So every member's MAC is given to its VF *through its PF*
+//! (`IFLA_VF_MAC`), and the VF's driver is made to take it before the bond sees
+//! the VF:
+//!
+//! - active-backup: each member has a MAC of its own (the first the bond's, the
+//!   other a random one) and the bond follows the active member
+//!   (`fail_over_mac=active`), announcing a failover with gratuitous ARP and
+//!   unsolicited NA. One MAC on both members would be wrong here: a PF's
+//!   embedded switch delivers frames for a MAC to its own VF holding it, so a
+//!   second bonded container on the same two PFs would receive its peer's
+//!   frames on its inactive member, which drops them (seen on igb).
+//! - balance-xor and 802.3ad need one MAC on all members by design (every
+//!   member is active, so the embedded switch's choice does no harm): both VFs
+//!   get the bond's MAC from their PFs.
+//!
+//! Where a PF refuses to assign a MAC (every stand-in device), each VF keeps its
+//! own; active-backup works the same, while balance-xor and 802.3ad then need
+//! the bond to set the VFs' MACs itself, which needs `trust: true` on real VFs.
 
 use std::os::fd::AsFd;
 
@@ -144,12 +154,13 @@ impl Datapath for SriovBond {
         let owner = (req.network, req.container_id, req.ifname);
         let mut leases = vf_lease::claim(host, sb, &store, owner, &wants)?;
         let bond_mac = req.mac.or(self.mac).unwrap_or_else(random_mac);
-        let mut shared_mac = true;
-        for lease in &mut leases {
-            shared_mac &= lease.try_admin_mac(host, bond_mac)?;
+        let follow_active = self.mode == BondMode::ActiveBackup;
+        for (i, lease) in leases.iter_mut().enumerate() {
+            let mac = if i == 0 || !follow_active { bond_mac } else { random_mac() };
+            lease.try_admin_mac(host, mac)?;
         }
         let members = self.take_members(host, sb, &mut leases, &settings)?;
-        let (bond_index, bond_guard) = self.create_bond(sb, bond_mac, shared_mac)?;
+        let (bond_index, bond_guard) = self.create_bond(sb, bond_mac)?;
         for (index, lease) in members.iter().zip(&leases) {
             let name = &lease.claim().dev.sandbox_name;
             sb.nl
@@ -238,10 +249,8 @@ impl SriovBond {
 
     /// Creates the bond inside the container (under a temporary name, see
     /// DESIGN: created in place). The guard deletes it, releasing the members.
-    fn create_bond(
-        &self, sb: &mut Namespace, mac: Mac, shared_mac: bool,
-    ) -> Result<(u32, LinkGuard)> {
-        let follow_active = self.mode == BondMode::ActiveBackup && !shared_mac;
+    fn create_bond(&self, sb: &mut Namespace, mac: Mac) -> Result<(u32, LinkGuard)> {
+        let follow_active = self.mode == BondMode::ActiveBackup;
         let spec = NewLink {
             name: temp_link_name(),
             kind: NewLinkKind::Bond {

@@ -56,6 +56,26 @@ fn add_check_del_move_a_nic_in_and_back() {
     assert!(w.reservations("hd").is_empty());
 }
 
+/// A device coming home may carry its host name as an alternative name: udev
+/// gives a NIC its predictable name as one when it returns to the initial
+/// namespace (seen with igb VFs whose container died), and a container with
+/// NET_ADMIN can add one. DEL drops that altname of the device itself and
+/// takes the name back.
+#[test]
+fn del_takes_the_name_back_from_the_devices_own_altname() {
+    let w = Wire::new(122);
+    nic(&w, "eni4", 53);
+    let before = host_view(&w, "eni4");
+    let c1 = Netns::new("c");
+    let conf = w.conf("an", "hostdev", json!({"device": "eni4"}));
+    let r = w.call("ADD", "a1", &c1.path()).conf(&conf).expect_ok();
+    c1.ip(&["link", "property", "add", "dev", "eth0", "altname", "eni4"]);
+    w.call("DEL", "a1", &c1.path()).conf(&with_prev(&conf, &r)).expect_ok();
+    assert_eq!(host_view(&w, "eni4"), before);
+    let back = w.host.link("eni4").unwrap();
+    assert!(back["altnames"].is_null(), "the altname is gone: {back}");
+}
+
 #[test]
 fn selects_by_hwaddr_and_by_pci_bus_id() {
     let w = Wire::new(121);
