@@ -93,9 +93,14 @@ fn bonded_vfs_share_the_bond_mac_and_survive_their_pf_going_down() {
     assert!(n.claims("sriov-vfs").is_empty() && reservations(&n, "bd").is_empty());
 }
 
+/// balance-xor carries traffic between two bonded containers. 802.3ad forms
+/// (mode, members, the bond's MAC on both VFs from their PFs) but LACP cannot
+/// settle: qemu's hub is one shared segment, not a point-to-point link to a
+/// partner, so each member hears both of the other bond's ports. Its traffic is
+/// not asserted; what LACP negotiated is printed.
 #[test]
 #[ignore = "kernel lab: needs the emulated igb NICs (scripts/kernel-lab)"]
-fn balance_xor_and_802_3ad_bonds_of_igb_vfs_carry_traffic() {
+fn balance_xor_and_802_3ad_bonds_of_igb_vfs() {
     let n = Nics::take();
     let (before, vfs_before) = (summaries(&n), host_vfs(&n));
     for (mode, net) in [("balance-xor", 66u8), ("802.3ad", 67)] {
@@ -106,14 +111,22 @@ fn balance_xor_and_802_3ad_bonds_of_igb_vfs_carry_traffic() {
             let want = format!("mac 02:18:{net:02x}:00:00:01 vlan 100 ");
             let report = summary(&n.vf_info(&pf, vf));
             assert!(report.starts_with(&want), "{mode}: the PF gave {m} the bond's MAC: {report}");
+            assert_eq!(x.link(m).unwrap()["master"], "eth0", "{mode}");
         }
-        assert!(reaches(&x, &result_ip(&ry, 0)), "{mode}: {}", bonding(&x));
-        assert!(reaches(&y, &result_ip(&rx, 0)), "{mode}: {}", bonding(&y));
-        if mode == "802.3ad" {
-            // qemu's hub is no LACP partner: say what the bond negotiated.
+        if mode == "balance-xor" {
+            assert!(reaches(&x, &result_ip(&ry, 0)), "{mode}: {}", bonding(&x));
+            assert!(reaches(&y, &result_ip(&rx, 0)), "{mode}: {}", bonding(&y));
+        } else {
+            std::thread::sleep(Duration::from_secs(3));
             let b = bonding(&x);
-            let partner = b.lines().find(|l| l.contains("Partner Mac Address")).unwrap_or("");
-            eprintln!("802.3ad over qemu's hub: {}", partner.trim());
+            let partner = b.lines().find(|l| l.contains("Partner Mac Address")).unwrap_or("none");
+            let states: Vec<&str> =
+                b.lines().filter(|l| l.trim().starts_with("port state:")).map(str::trim).collect();
+            eprintln!(
+                "802.3ad over qemu's hub: {}; actor/partner {states:?}; ping: {}",
+                partner.trim(),
+                if x.ping(&result_ip(&ry, 0)) { "answered" } else { "no answer" }
+            );
         }
         n.call("DEL", "bx", &x.path()).conf(&with_prev(&cx, &rx)).expect_ok();
         n.call("DEL", "by", &y.path()).conf(&with_prev(&cy, &ry)).expect_ok();
