@@ -2,7 +2,8 @@
 # nearhost's whole test suite (run as root, after scripts/setup.sh), in four parts:
 #   host        every unit and integration test on this machine's kernel;
 #   kernel-lab  the same binaries, plus the tests this kernel cannot run
-#               (ipvlan, dummy, bonding, netem), on Debian's kernel under qemu;
+#               (ipvlan, dummy, bonding, netem) and the NIC-driver suite on
+#               emulated igb NICs, on Linux 6.12 and 6.1 under qemu 10;
 #   benchmarks  the benchmarks that compare nearhost with the reference tools
 #               (CNI ADD/DEL vs the reference plugins, bench vs sockperf/iperf3/wrk,
 #               the agent at 10 hosts); they print their ratios and fail only when
@@ -68,7 +69,7 @@ if ((run[host])); then
 fi
 
 if ((run[kernel-lab])); then
-  step "kernel lab (Debian's kernel under qemu)"
+  step "kernel lab (Linux 6.12 and 6.1 under qemu, emulated igb NICs)"
   scripts/kernel-lab
 fi
 

@@ -125,9 +125,12 @@ impl Sysfs {
         Ok(out)
     }
 
-    /// Every interface name under `class/net`.
+    /// Every interface name under `class/net`: its entries that are (links
+    /// to) directories. The bonding driver puts a file there too,
+    /// `bonding_masters`, which names no interface.
     pub fn net_devices(&self) -> Result<Vec<String>> {
-        list_dir(&self.root.join("class/net"))
+        let dir = self.root.join("class/net");
+        Ok(list_dir(&dir)?.into_iter().filter(|n| dir.join(n).is_dir()).collect())
     }
 }
 
@@ -191,6 +194,10 @@ mod tests {
             ]
         );
         assert_eq!(s.pci_netdevs("0000:01:00.1").unwrap(), vec!["vf0"]);
+        assert_eq!(s.net_devices().unwrap(), vec!["pf0", "vf0"]);
+        // With the bonding driver loaded, class/net has a file that names no
+        // interface (found by the VF inventory in the kernel lab).
+        std::fs::write(t.path().join("class/net/bonding_masters"), "bond0\n").unwrap();
         assert_eq!(s.net_devices().unwrap(), vec!["pf0", "vf0"]);
     }
 
