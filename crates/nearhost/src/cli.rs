@@ -2,10 +2,19 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+
+/// The version and the commit the binary was built from (build.rs).
+pub const VERSION: &str =
+    concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("NEARHOST_COMMIT"), ")");
+
+/// The clap definition of the whole command line (man pages, completions).
+pub fn command() -> clap::Command {
+    Cli::command()
+}
 
 #[derive(Parser)]
-#[command(name = "nearhost", version, about = "Low-latency networking for containers", long_about = None)]
+#[command(name = "nearhost", version = VERSION, propagate_version = true, about = "Low-latency networking for containers", long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -36,6 +45,17 @@ enum Cmd {
     /// The embedded IPAM's state files (check, repair).
     #[command(subcommand)]
     Ipam(crate::cli_ipam::IpamCmd),
+    /// Write the man pages (nearhost.1, nearhost-SUBCOMMAND.1, …) into a directory.
+    Man {
+        /// Where to write them (created if missing).
+        #[arg(long, default_value = ".")]
+        dir: std::path::PathBuf,
+    },
+    /// Print the shell completion script for bash, zsh or fish.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     #[command(flatten)]
     Attach(Box<crate::cli_attach::AttachCmd>),
 }
@@ -59,10 +79,18 @@ pub fn run() -> ExitCode {
         Cmd::Lab(c) => crate::cli_lab::lab(c),
         Cmd::Version => {
             println!(
-                "nearhost {} (CNI {})",
-                env!("CARGO_PKG_VERSION"),
+                "nearhost {VERSION} (CNI {})",
                 nearhost_cni::version::SpecVersion::supported_list().join(", ")
             );
+            Ok(())
+        }
+        Cmd::Man { dir } => crate::cli_docs::man(&dir).map(|files| {
+            for f in files {
+                println!("{f}");
+            }
+        }),
+        Cmd::Completions { shell } => {
+            crate::cli_docs::completions(shell);
             Ok(())
         }
         Cmd::Attach(cmd) => crate::cli_attach::run(*cmd),

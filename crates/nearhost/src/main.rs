@@ -4,6 +4,7 @@ mod attach_view;
 mod cli;
 mod cli_agent;
 mod cli_attach;
+mod cli_docs;
 mod cli_ipam;
 mod cli_lab;
 mod cni_entry;
