@@ -229,6 +229,21 @@ impl Netlink {
         })
     }
 
+    /// Makes `member` the bond's primary: active whenever it has a link.
+    pub fn set_bond_primary(&mut self, bond: u32, member: u32) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = bond;
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Bond),
+            LinkInfo::Data(InfoData::Bond(vec![InfoBond::Primary(member)])),
+        ]));
+        self.ack(
+            || format!("make link #{member} the primary of bond #{bond}"),
+            RouteNetlinkMessage::NewLink(msg),
+            0,
+        )
+    }
+
     /// Moves a link into another namespace.
     pub fn move_link(&mut self, index: u32, netns: BorrowedFd<'_>) -> Result<()> {
         self.set_attr(index, LinkAttribute::NetNsFd(netns.as_raw_fd()), || {

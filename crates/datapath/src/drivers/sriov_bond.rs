@@ -11,8 +11,9 @@
 //! the VF:
 //!
 //! - active-backup: each member has a MAC of its own (the first the bond's, the
-//!   other a random one) and the bond follows the active member
-//!   (`fail_over_mac=active`), announcing a failover with gratuitous ARP and
+//!   other a random one), the first is the bond's primary, and the bond
+//!   follows the active member (`fail_over_mac=active`), announcing a
+//!   failover with gratuitous ARP and
 //!   unsolicited NA. One MAC on both members would be wrong here: a PF's
 //!   embedded switch delivers frames for a MAC to its own VF holding it, so a
 //!   second bonded container on the same two PFs would receive its peer's
@@ -166,6 +167,13 @@ impl Datapath for SriovBond {
             sb.nl
                 .set_master(*index, Some(bond_index))
                 .ctx(|| format!("enslave {name} to the bond"))?;
+        }
+        if follow_active {
+            // The first PF's VF carries the bond's MAC: it is active whenever
+            // it has a link, whichever VF's link came up first.
+            sb.nl
+                .set_bond_primary(bond_index, members[0])
+                .ctx(|| "make the first member the bond's primary".into())?;
         }
         let routes = container::ipam_routes(req);
         let addresses = req.addresses.iter().map(|a| a.address).collect();

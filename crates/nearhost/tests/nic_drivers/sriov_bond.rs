@@ -50,6 +50,11 @@ fn bonded_vfs_share_the_bond_mac_and_survive_their_pf_going_down() {
     let bond = x.link("eth0").unwrap();
     assert_eq!(bond["linkinfo"]["info_data"]["mode"], "active-backup");
     assert_eq!(bond["linkinfo"]["info_data"]["fail_over_mac"], "active");
+    // The first member is the primary: active as soon as its link is up
+    // (a fresh igbvf link takes seconds), and the bond then has its MAC.
+    let primary = eventually(Duration::from_secs(30), || active_member(&x) == "eth0m0");
+    assert!(primary, "the first member becomes active: {}", bonding(&x));
+    let bond = x.link("eth0").unwrap();
     assert_eq!(bond["address"], "02:18:41:00:00:01", "the bond has its first member's MAC");
     for m in ["eth0m0", "eth0m1"] {
         let (pf, vf) = vf_of(&n, &pci_in(&rx, m));
