@@ -243,10 +243,7 @@ impl Host {
 
     /// The embedded IPAM state of network `name` (empty when never written).
     pub fn reservations(&self, name: &str) -> Vec<String> {
-        let path = self.data.path().join(name).join("state.json");
-        let Ok(text) = std::fs::read_to_string(path) else { return Vec::new() };
-        let v: Value = serde_json::from_str(&text).expect("state.json is JSON");
-        v["reservations"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+        reservations_in(self.data.path(), name)
     }
 
     pub fn state_file(&self, name: &str) -> Option<String> {
@@ -464,6 +461,23 @@ pub fn terminate(child: &mut std::process::Child, grace: Duration) {
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// The addresses the embedded IPAM holds for `network` under `data_dir`.
+pub fn reservations_in(data_dir: &std::path::Path, network: &str) -> Vec<String> {
+    let path = data_dir.join(network).join("state.json");
+    let Ok(text) = std::fs::read_to_string(path) else { return Vec::new() };
+    let v: Value = serde_json::from_str(&text).expect("state.json is JSON");
+    v["reservations"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+}
+
+/// The node-wide device claims of kind `kind` (`sriov-vfs`, `hostdev`) in
+/// `claims_dir`: key → claim.
+pub fn claims_in(claims_dir: &std::path::Path, kind: &str) -> serde_json::Map<String, Value> {
+    match std::fs::read_to_string(claims_dir.join(format!("{kind}.json"))) {
+        Ok(text) => serde_json::from_str(&text).expect("claims file is JSON"),
+        Err(_) => serde_json::Map::new(),
+    }
 }
 
 /// Polls `f` until true or `timeout` passes.

@@ -186,10 +186,12 @@ impl Nics {
 
     /// The claims file of kind `kind` (`sriov-vfs`, `hostdev`): key → claim.
     pub fn claims(&self, kind: &str) -> serde_json::Map<String, Value> {
-        match std::fs::read_to_string(self.claims.path().join(format!("{kind}.json"))) {
-            Ok(text) => serde_json::from_str(&text).expect("claims file is JSON"),
-            Err(_) => serde_json::Map::new(),
-        }
+        crate::claims_in(self.claims.path(), kind)
+    }
+
+    /// The addresses IPAM holds for `network`.
+    pub fn reservations(&self, network: &str) -> Vec<String> {
+        crate::reservations_in(self.data.path(), network)
     }
 
     /// `ip -j -d link show NAME` in the guest's namespace.

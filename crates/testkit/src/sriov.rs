@@ -108,20 +108,14 @@ impl Wire {
 
     /// The claims of kind `kind` (`sriov-vfs`, `hostdev`) held for `network`.
     pub fn claims_of(&self, kind: &str, network: &str) -> serde_json::Map<String, Value> {
-        let path = self.claims_dir().join(format!("{kind}.json"));
-        let all: serde_json::Map<String, Value> = match std::fs::read_to_string(path) {
-            Ok(text) => serde_json::from_str(&text).expect("claims file is JSON"),
-            Err(_) => serde_json::Map::new(),
-        };
-        all.into_iter().filter(|(_, c)| c["network"] == network).collect()
+        crate::claims_in(&self.claims_dir(), kind)
+            .into_iter()
+            .filter(|(_, c)| c["network"] == network)
+            .collect()
     }
 
     pub fn reservations(&self, network: &str) -> Vec<String> {
-        let Ok(text) = std::fs::read_to_string(self.state_dir(network).join("state.json")) else {
-            return Vec::new();
-        };
-        let v: Value = serde_json::from_str(&text).expect("state.json");
-        v["reservations"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+        crate::reservations_in(self.data.path(), network)
     }
 
     /// The IPv4 address `.last` of the test subnet.

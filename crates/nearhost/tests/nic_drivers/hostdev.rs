@@ -38,5 +38,5 @@ fn hostdev_moves_an_igb_nic_by_pci_address_and_back() {
     must("ip", &["addr", "del", "198.18.68.9/24", "dev", &nic]);
     must("ip", &["link", "set", &nic, "mtu", "1500"]);
     assert_eq!(after, before, "{nic} is back with its name, MTU, MAC and addresses");
-    assert!(n.claims("hostdev").is_empty() && reservations(&n, "hd").is_empty());
+    assert!(n.claims("hostdev").is_empty() && n.reservations("hd").is_empty());
 }

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::nics::Nics;
+pub use support::sriov::with_prev;
 use support::*;
 
 /// The PF's VF report in one line: what a test compares before and after.
@@ -130,19 +131,4 @@ pub fn host_vfs(n: &Nics) -> Vec<(String, u64, String)> {
         }
     }
     out
-}
-
-/// The addresses IPAM holds for `network`.
-pub fn reservations(n: &Nics, network: &str) -> Vec<String> {
-    let path = n.data.path().join(network).join("state.json");
-    let Ok(text) = std::fs::read_to_string(path) else { return Vec::new() };
-    let v: Value = serde_json::from_str(&text).expect("state.json");
-    v["reservations"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default()
-}
-
-/// `conf` with `prev` as its prevResult (CHECK, DEL).
-pub fn with_prev(conf: &Value, prev: &Value) -> Value {
-    let mut c = conf.clone();
-    c["prevResult"] = prev.clone();
-    c
 }

@@ -57,7 +57,7 @@ fn sriov_on_igb_applies_every_setting_and_del_restores_it() {
     n.call("DEL", "s2", "").conf(&conf2).expect_ok();
     assert_eq!(restored(&n, &before), before, "every VF's PF settings are as before");
     assert_eq!(host_vfs(&n), vfs_before, "every VF is back with its name, MTU and MAC");
-    assert!(n.claims("sriov-vfs").is_empty() && reservations(&n, "sv").is_empty());
+    assert!(n.claims("sriov-vfs").is_empty() && n.reservations("sv").is_empty());
 }
 
 /// What igb cannot do comes back as a config error naming the field, the value
@@ -90,7 +90,7 @@ fn driver_refusals_name_the_field_and_leave_the_vf_as_it_was() {
         assert_eq!(restored(&n, &before), before, "after the {field} refusal");
         assert_eq!(host_vfs(&n), vfs_before, "after the {field} refusal");
         assert!(c.link_names().is_empty(), "{:?}", c.link_names());
-        assert!(n.claims("sriov-vfs").is_empty() && reservations(&n, "rf").is_empty());
+        assert!(n.claims("sriov-vfs").is_empty() && n.reservations("rf").is_empty());
     }
 }
 
@@ -114,10 +114,10 @@ fn every_vf_taken_gives_code_11_and_changes_nothing() {
     );
     assert!(last.link_names().is_empty());
     assert_eq!(without_mac(&summaries(&n)), taken, "the refused ADD set nothing on any VF");
-    assert_eq!(reservations(&n, "fl").len(), VFS_PER_PF, "and holds no address");
+    assert_eq!(n.reservations("fl").len(), VFS_PER_PF, "and holds no address");
     for (i, c) in ctrs.iter().take(VFS_PER_PF).enumerate() {
         n.call("DEL", &format!("f{i}"), &c.path()).conf(&with_prev(&conf, &results[i])).expect_ok();
     }
     assert_eq!(restored(&n, &before), before);
-    assert!(n.claims("sriov-vfs").is_empty() && reservations(&n, "fl").is_empty());
+    assert!(n.claims("sriov-vfs").is_empty() && n.reservations("fl").is_empty());
 }

@@ -95,7 +95,7 @@ fn bonded_vfs_share_the_bond_mac_and_survive_their_pf_going_down() {
     assert!(x.link_names().is_empty() && y.link_names().is_empty());
     assert_eq!(restored(&n, &before), before, "both VFs of each bond have their PF settings back");
     assert_eq!(host_vfs(&n), vfs_before, "and are back in the host as they were");
-    assert!(n.claims("sriov-vfs").is_empty() && reservations(&n, "bd").is_empty());
+    assert!(n.claims("sriov-vfs").is_empty() && n.reservations("bd").is_empty());
 }
 
 /// balance-xor carries traffic between two bonded containers. 802.3ad forms
