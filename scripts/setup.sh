@@ -23,6 +23,7 @@ PACKAGES=(
   containerd                                    # containerd's CRI as a CNI runtime (the kubelet's path)
   etcd-server etcd-client                       # multi-host tests: real etcd
   chromium                                      # renders the demo report in tests
+  dpkg-dev binutils debootstrap                 # the Debian package: scripts/build-deb (dpkg-shlibdeps, strip); a clean root to install it in
 )
 
 missing=()
@@ -93,6 +94,23 @@ for tool in "$VENV"/bin/vng "$VENV"/bin/virtme-*; do
 done
 /usr/local/bin/vng --version >/dev/null || { echo "setup: FAILED: vng does not run from $VENV" >&2; exit 1; }
 command -v virtme-run >/dev/null || { echo "setup: FAILED: virtme-run is not on PATH" >&2; exit 1; }
+
+# kubernetes-validate checks deploy/kubernetes against the Kubernetes API's
+# JSON schemas, which it bundles (no cluster, no network at test time). Not
+# packaged in Debian 12: like virtme-ng, it lives in its own virtual
+# environment made by Debian's python3. Pinned: the package suite
+# (crates/nearhost/tests/package/kubernetes.rs) reads this pin and names the
+# Kubernetes versions it validates against, which this version must bundle.
+KUBERNETES_VALIDATE=kubernetes-validate==1.37.0
+KV_VENV=/opt/nearhost/kubernetes-validate
+if [[ "$("$KV_VENV/bin/kubernetes-validate" --version 2>/dev/null)" != "${KUBERNETES_VALIDATE#*==}" ]]; then
+  echo "setup: installing $KUBERNETES_VALIDATE into $KV_VENV (Kubernetes manifest checks)"
+  rm -rf "$KV_VENV"
+  /usr/bin/python3 -m venv "$KV_VENV"
+  "$KV_VENV/bin/pip" install --quiet --disable-pip-version-check --cert /etc/ssl/certs/ca-certificates.crt "$KUBERNETES_VALIDATE"
+fi
+[[ "$("$KV_VENV/bin/kubernetes-validate" --version 2>/dev/null)" == "${KUBERNETES_VALIDATE#*==}" ]] \
+  || { echo "setup: FAILED: $KUBERNETES_VALIDATE does not run from $KV_VENV" >&2; exit 1; }
 
 # The Rust toolchain: rustup's, found on PATH or in root's ~/.cargo/bin.
 cargo=$(command -v cargo || echo "$HOME/.cargo/bin/cargo")

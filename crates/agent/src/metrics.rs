@@ -10,6 +10,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -46,8 +47,17 @@ pub struct VfClaimLabel {
     pub ifname: String,
 }
 
+/// A registered family's name (without the prefix), help and type: what
+/// `/metrics` describes even before the family has a series.
+struct Descriptor {
+    name: &'static str,
+    help: &'static str,
+    kind: MetricType,
+}
+
 pub struct Metrics {
     pub registry: Registry,
+    descriptors: Vec<Descriptor>,
     pub etcd_requests: Family<OpLabel, Counter>,
     pub etcd_errors: Family<OpLabel, Counter>,
     pub etcd_latency: Histogram,
@@ -64,7 +74,8 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Arc<Metrics> {
-        let mut registry = Registry::with_prefix("nearhost_agent");
+        let mut registry = Registry::with_prefix(PREFIX);
+        let mut descriptors = Vec::new();
         let etcd_requests = Family::<OpLabel, Counter>::default();
         let etcd_errors = Family::<OpLabel, Counter>::default();
         let etcd_latency = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
@@ -76,59 +87,74 @@ impl Metrics {
         let lost_block_addresses = Family::<BlockLabel, Gauge>::default();
         let vfs = Family::<VfCountLabel, Gauge>::default();
         let vf_claims = Family::<VfClaimLabel, Gauge>::default();
-        registry.register(
+        reg(
+            &mut registry,
+            &mut descriptors,
             "etcd_requests",
             "etcd requests made, by operation",
             etcd_requests.clone(),
         );
-        registry.register(
+        reg(
+            &mut registry,
+            &mut descriptors,
             "etcd_errors",
             "etcd requests that failed, by operation",
             etcd_errors.clone(),
         );
-        registry.register(
+        reg(
+            &mut registry,
+            &mut descriptors,
             "etcd_request_duration_seconds",
             "etcd request latency",
             etcd_latency.clone(),
         );
-        registry.register(
+        reg(
+            &mut registry,
+            &mut descriptors,
             "blocks_owned",
             "address blocks this node holds, by pool",
             blocks_owned.clone(),
         );
-        registry.register(
+        reg(
+            &mut registry,
+            &mut descriptors,
             "addresses_in_use",
             "addresses reserved in this node's blocks, by pool",
             addresses_in_use.clone(),
         );
-        registry.register(
+        reg(
+            &mut registry,
+            &mut descriptors,
             "routes_programmed",
             "routes to other nodes' blocks in the kernel",
             routes_programmed.clone(),
         );
-        registry.register("peers", "other nodes with blocks", peers.clone());
-        registry.register(
+        reg(&mut registry, &mut descriptors, "peers", "other nodes with blocks", peers.clone());
+        reg(
+            &mut registry,
+            &mut descriptors,
             "records_refused",
             "block records in etcd not routed: not what a claim would write, or covering a node",
             records_refused.clone(),
         );
-        registry.register(
-            "lost_block_addresses",
-            "addresses containers here still use in blocks another node has taken (each may be duplicated there)",
-            lost_block_addresses.clone(),
-        );
-        registry.register(
+        reg(&mut registry, &mut descriptors, "lost_block_addresses", "addresses containers here still use in blocks another node has taken (each may be duplicated there)", lost_block_addresses.clone());
+        reg(
+            &mut registry,
+            &mut descriptors,
             "sriov_vfs",
             "SR-IOV VFs per physical function, by state (total, enabled, free, claimed)",
             vfs.clone(),
         );
-        registry.register(
+        reg(
+            &mut registry,
+            &mut descriptors,
             "sriov_vf_claim",
             "1 for every VF a container holds, labelled with the container",
             vf_claims.clone(),
         );
         Arc::new(Metrics {
             registry,
+            descriptors,
             etcd_requests,
             etcd_errors,
             etcd_latency,
@@ -148,12 +174,40 @@ impl Metrics {
         self.ready.store(ready, Ordering::Relaxed);
     }
 
+    /// The exposition. Families with no series yet (no VF claimed, no block
+    /// lost) are still described by their HELP and TYPE lines, so scrapers
+    /// and dashboards know every name the agent exports from the first scrape.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("metrics encode");
+        let eof = out.rfind("# EOF").unwrap_or(out.len());
+        let mut missing = String::new();
+        for d in &self.descriptors {
+            let full = format!("{PREFIX}_{}", d.name);
+            if !out.contains(&format!("# TYPE {full} ")) {
+                missing.push_str(&format!(
+                    "# HELP {full} {}.\n# TYPE {full} {}\n",
+                    d.help,
+                    d.kind.as_str()
+                ));
+            }
+        }
+        out.insert_str(eof, &missing);
         out
     }
+}
+
+/// Every family's name starts with this.
+const PREFIX: &str = "nearhost_agent";
+
+/// Registers a family and keeps its descriptor.
+fn reg<M: prometheus_client::registry::Metric + TypedMetric>(
+    registry: &mut Registry, descriptors: &mut Vec<Descriptor>, name: &'static str,
+    help: &'static str, metric: M,
+) {
+    descriptors.push(Descriptor { name, help, kind: M::TYPE });
+    registry.register(name, help, metric);
 }
 
 fn response(status: &str, content_type: &str, body: &str) -> String {
@@ -211,5 +265,36 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
             };
             let _ = sock.write_all(reply.as_bytes()).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_is_described_before_it_has_a_series() {
+        let m = Metrics::new();
+        let text = m.encode();
+        for (name, kind) in [
+            ("etcd_requests", "counter"),
+            ("etcd_errors", "counter"),
+            ("etcd_request_duration_seconds", "histogram"),
+            ("lost_block_addresses", "gauge"),
+            ("sriov_vfs", "gauge"),
+            ("sriov_vf_claim", "gauge"),
+        ] {
+            assert!(
+                text.contains(&format!("# TYPE nearhost_agent_{name} {kind}\n")),
+                "{name}:\n{text}"
+            );
+        }
+        assert_eq!(text.matches("# TYPE ").count(), 11, "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        // Once a family has a series it is described once, by the encoder.
+        m.vfs.get_or_create(&VfCountLabel { pf: "pf0".into(), state: "free".into() }).set(2);
+        let text = m.encode();
+        assert_eq!(text.matches("# TYPE nearhost_agent_sriov_vfs gauge").count(), 1, "{text}");
+        assert!(text.contains("nearhost_agent_sriov_vfs{pf=\"pf0\",state=\"free\"} 2"), "{text}");
     }
 }

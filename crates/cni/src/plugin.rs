@@ -30,6 +30,18 @@ pub fn handle(inv: &Invocation, stdin: &[u8]) -> Result<Option<Value>> {
     }
 }
 
+/// Checks one plugin config as ADD would before it touches anything: the
+/// shared fields, the datapath's options, the embedded IPAM's config. No
+/// namespace, link or state file is opened (`nearhost install-cni`).
+pub fn validate(stdin: &[u8]) -> Result<()> {
+    let conf = NetConf::parse(stdin)?;
+    nearhost_datapath::build(&conf.raw)?;
+    if let (Some("nearhost"), Some(raw)) = (conf.ipam_type(), &conf.ipam) {
+        nearhost_ipam::IpamConfig::parse(raw)?;
+    }
+    Ok(())
+}
+
 /// The version an error reply is written in: the config's, if it has a good one.
 pub fn reply_version(stdin: &[u8]) -> &'static str {
     netconf::decode(stdin)

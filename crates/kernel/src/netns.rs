@@ -130,6 +130,12 @@ impl Drop for Guard {
 /// Runs `f` on a fresh thread inside `ns`. The caller's thread never changes
 /// namespace, so this is safe to call from any thread (including async workers).
 pub fn run_in<T: Send>(ns: &NetNs, f: impl FnOnce() -> T + Send) -> Result<T> {
+    // Already there (the host namespace the agent and the plugin run in): no
+    // setns, which needs CAP_SYS_ADMIN even into one's own namespace, so the
+    // agent keeps working with CAP_NET_ADMIN alone.
+    if is_current(ns)? {
+        return Ok(f());
+    }
     std::thread::scope(|s| {
         s.spawn(|| {
             let _guard = Guard::enter(ns)?;
@@ -138,6 +144,15 @@ pub fn run_in<T: Send>(ns: &NetNs, f: impl FnOnce() -> T + Send) -> Result<T> {
         .join()
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })
+}
+
+/// Whether `ns` is the calling thread's network namespace.
+fn is_current(ns: &NetNs) -> Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let here = std::fs::metadata(THREAD_NETNS)
+        .map_err(|e| KernelError::io("stat /proc/thread-self/ns/net", e))?;
+    let there = ns.file.metadata().map_err(|e| KernelError::io("stat netns", e))?;
+    Ok(here.dev() == there.dev() && here.ino() == there.ino())
 }
 
 /// The path of a named namespace.

@@ -18,6 +18,11 @@ pub fn command() -> clap::Command {
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
+    /// How log lines on stderr look: text, or one JSON object per line. The
+    /// level comes from NEARHOST_LOG, else RUST_LOG (e.g. `debug`); the
+    /// default is `info` for the agent, `warn` for everything else.
+    #[arg(long, global = true, value_enum, env = "NEARHOST_LOG_FORMAT", default_value_t)]
+    log_format: crate::logging::Format,
 }
 
 #[derive(Subcommand)]
@@ -45,6 +50,8 @@ enum Cmd {
     /// The embedded IPAM's state files (check, repair).
     #[command(subcommand)]
     Ipam(crate::cli_ipam::IpamCmd),
+    /// Install the plugin into the runtime's CNI bin dirs and a network list into its conf dir.
+    InstallCni(crate::cli_install::InstallCniArgs),
     /// Write the man pages (nearhost.1, nearhost-SUBCOMMAND.1, …) into a directory.
     Man {
         /// Where to write them (created if missing).
@@ -62,6 +69,8 @@ enum Cmd {
 
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Cmd::Agent { .. }) { "info" } else { "warn" };
+    crate::logging::init(cli.log_format, default_level, None, None);
     let result: anyhow::Result<()> = match cli.command {
         Cmd::Bench(args) => {
             return match nearhost_bench::cli::run(args) {
@@ -77,6 +86,7 @@ pub fn run() -> ExitCode {
         Cmd::Pool(c) => crate::cli_agent::pool(c),
         Cmd::Ipam(c) => crate::cli_ipam::run(c),
         Cmd::Lab(c) => crate::cli_lab::lab(c),
+        Cmd::InstallCni(a) => crate::cli_install::run(a),
         Cmd::Version => {
             println!(
                 "nearhost {VERSION} (CNI {})",

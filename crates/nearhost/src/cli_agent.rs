@@ -16,15 +16,16 @@ pub struct EtcdArgs {
     #[arg(long, value_delimiter = ',', env = "NEARHOST_ETCD")]
     etcd: Vec<String>,
     /// CA certificate (PEM) to verify etcd's TLS certificate.
-    #[arg(long)]
+    #[arg(long, env = "NEARHOST_ETCD_CA")]
     etcd_ca: Option<PathBuf>,
     /// Client certificate (PEM) for etcd's TLS client authentication.
-    #[arg(long)]
+    #[arg(long, env = "NEARHOST_ETCD_CERT")]
     etcd_cert: Option<PathBuf>,
     /// Client key (PEM).
-    #[arg(long)]
+    #[arg(long, env = "NEARHOST_ETCD_KEY")]
     etcd_key: Option<PathBuf>,
-    #[arg(long)]
+    /// User for etcd's authentication.
+    #[arg(long, env = "NEARHOST_ETCD_USER")]
     etcd_user: Option<String>,
     /// Password for --etcd-user (prefer the environment variable).
     #[arg(long, env = "NEARHOST_ETCD_PASSWORD", hide_env_values = true)]
@@ -78,7 +79,7 @@ pub struct AgentArgs {
     #[arg(long)]
     underlay: Option<String>,
     /// Pools to claim a block of at start (others: when a container first asks).
-    #[arg(long = "pool")]
+    #[arg(long = "pool", env = "NEARHOST_POOLS", value_delimiter = ',')]
     pools: Vec<String>,
     /// Prometheus metrics and health endpoints.
     #[arg(long, default_value = "127.0.0.1:9464")]

@@ -209,16 +209,28 @@ impl Node {
     /// lease, 2 s release grace; `extra` can override the last two), logging
     /// into the node's `agent.log`.
     pub fn agent_command(&self, etcd: &str, extra: &[&str]) -> Command {
+        self.agent_command_under(&[], etcd, extra)
+    }
+
+    /// Starts the agent under `wrapper` (e.g. `setpriv` with fewer
+    /// capabilities) inside the node; waits until it is ready.
+    pub fn start_agent_under(&mut self, wrapper: &[&str], etcd: &str, extra: &[&str]) {
+        let child = self.agent_command_under(wrapper, etcd, extra).spawn().expect("start agent");
+        self.agent = Proc { child: Some(child) };
+        self.wait_ready();
+    }
+
+    /// [`Node::agent_command`], the agent run by `wrapper ARGS… nearhost agent …`.
+    pub fn agent_command_under(&self, wrapper: &[&str], etcd: &str, extra: &[&str]) -> Command {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.data.path().join("agent.log"))
             .unwrap();
         let dd = self.data_dir();
-        let mut args = vec![
-            "netns",
-            "exec",
-            &self.ns.name,
+        let mut args = vec!["netns", "exec", &self.ns.name];
+        args.extend_from_slice(wrapper);
+        args.extend([
             bin(),
             "agent",
             "--etcd",
@@ -237,7 +249,7 @@ impl Node {
             "7",
             "--underlay",
             "eth0",
-        ];
+        ]);
         if !extra.contains(&"--release-grace") {
             args.extend(["--release-grace", "2"]);
         }

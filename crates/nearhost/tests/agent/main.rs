@@ -10,6 +10,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use fixture::*;
+
+mod packaged;
 use serde_json::{json, Value};
 use support::*;
 

@@ -11,6 +11,7 @@ mod hostdev;
 mod ipvlan;
 mod kernel_lab;
 mod lifecycle;
+mod logging;
 mod macvlan;
 mod repair;
 mod routed;

@@ -209,6 +209,11 @@ state = "{0}/state"
         .unwrap();
     }
 
+    /// containerd's CNI bin_dir and conf_dir.
+    pub fn cni_dirs(&self) -> (PathBuf, PathBuf) {
+        (self.dir.path().join("cni-bin"), self.dir.path().join("net.d"))
+    }
+
     /// Every CNI call containerd made to nearhost: (verb, CNI_NETNS, CNI_ARGS).
     pub fn cni_calls(&self) -> Vec<(String, String, String)> {
         let text =

@@ -151,3 +151,49 @@ fn pods_on_macvlan_reach_each_other_and_the_gateway() {
         assert!(!Path::new(&ns).exists(), "containerd removed {ns}");
     }
 }
+
+/// `nearhost install-cni` (a DaemonSet's init container) puts the plugin and
+/// the list into containerd's CNI directories; containerd reads that list and
+/// runs that plugin for a pod.
+#[test]
+fn containerd_runs_pods_on_the_plugin_and_list_install_cni_put_in_place() {
+    let mut c = Containerd::start(76);
+    let (bin_dir, conf_dir) = c.cni_dirs();
+    // Only what install-cni writes: no recorder in front of the plugin.
+    std::fs::remove_file(bin_dir.join("nearhost")).unwrap();
+    let src = tempfile::tempdir().unwrap();
+    let list = src.path().join("10-nearhost.conflist");
+    let ipam = c.host.ipam_v4();
+    std::fs::write(
+        &list,
+        json!({"cniVersion": "1.0.0", "name": "installed", "plugins": [{"type": "nearhost", "datapath": "macvlan", "master": "eth0", "ipam": ipam}]})
+            .to_string(),
+    )
+    .unwrap();
+    let o = Command::new(bin())
+        .arg("install-cni")
+        .arg("--bin-dir")
+        .arg(&bin_dir)
+        .arg("--conf-dir")
+        .arg(&conf_dir)
+        .arg("--conflist")
+        .arg(&list)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "install-cni: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(std::fs::read(bin_dir.join("nearhost")).unwrap() == std::fs::read(bin()).unwrap());
+
+    let pod =
+        c.run_pod("installed", &[]).unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", c.log()));
+    let (ips, pid, _) = c.pod_status(&pod);
+    assert!(ips[0].starts_with("198.18.76."), "an address of the installed list's range: {ips:?}");
+    let kind =
+        String::from_utf8_lossy(&in_pod(pid, &["ip", "-d", "-o", "addr", "show", "eth0"]).stdout)
+            .into_owned();
+    assert!(kind.contains(&format!("{}/", ips[0])), "the pod's eth0 has it: {kind}");
+    assert_eq!(c.host.reservations("installed").len(), 1, "the installed list's network");
+    assert!(c.cni_calls().is_empty(), "containerd ran the installed plugin, not a recorder");
+    c.stop_pod(&pod);
+    c.remove_pod(&pod);
+    assert!(c.host.reservations("installed").is_empty());
+}
