@@ -6,8 +6,8 @@
 #               emulated igb NICs, on Linux 6.12 and 6.1 under qemu 10;
 #   benchmarks  the benchmarks that compare nearhost with the reference tools
 #               (CNI ADD/DEL vs the reference plugins, bench vs sockperf/iperf3/wrk,
-#               the agent at 10 hosts); they print their ratios and fail only when
-#               they cannot run;
+#               the agent at 10 hosts, hostReach's direct and Service paths); they
+#               print their ratios and fail only when they cannot run;
 #   fuzz        every fuzz target for 20 s under libFuzzer + AddressSanitizer
 #               (scripts/fuzz; longer runs: scripts/fuzz --seconds N).
 # Any failure fails the suite. Tests that cannot run on this kernel are listed
@@ -79,6 +79,7 @@ if ((run[benchmarks])); then
   cargo bench -p nearhost --bench bench_agreement
   cargo bench -p nearhost --bench bench_efficiency
   cargo bench -p nearhost --bench agent_scale
+  NHB_ROUNDS=5 NHB_SECONDS=2 cargo bench -p nearhost --bench host_reach
 fi
 
 if ((run[fuzz])); then

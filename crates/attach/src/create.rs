@@ -34,6 +34,9 @@ pub struct NetSpec {
     pub ip_masq: bool,
     /// Where the embedded IPAM keeps its state (`ipam.dataDir`).
     pub data_dir: Option<PathBuf>,
+    /// macvlan/ipvlan: a second link to the host (`hostReach`), with these
+    /// Service CIDRs routed through it.
+    pub host_reach: Option<Vec<IpNet>>,
 }
 
 impl NetSpec {
@@ -65,6 +68,17 @@ impl NetSpec {
         }
         if let Some(m) = self.mtu {
             plugin.insert("mtu".into(), json!(m));
+        }
+        if let Some(services) = &self.host_reach {
+            if !lower {
+                return Err(AttachError::bad_flag(
+                    "--host-reach",
+                    &self.datapath,
+                    "applies only to --datapath macvlan and ipvlan (the others already reach the host)",
+                ));
+            }
+            let cidrs: Vec<String> = services.iter().map(ToString::to_string).collect();
+            plugin.insert("hostReach".into(), json!({"serviceCIDRs": cidrs}));
         }
         self.bridge_fields(&mut plugin)?;
         plugin.insert("ipam".into(), self.ipam()?);
@@ -214,6 +228,21 @@ mod tests {
         assert_eq!(p["ipam"]["routes"][1]["dst"], "::/0");
         assert_eq!(p["ipam"]["dataDir"], "/tmp/x");
         assert!(p.get("isGateway").is_none());
+    }
+
+    #[test]
+    fn host_reach_is_for_macvlan_and_ipvlan() {
+        let mut s = spec("macvlan");
+        s.host_reach = Some(vec!["198.18.250.0/24".parse().unwrap()]);
+        let c = s.to_config().unwrap();
+        assert_eq!(c["plugins"][0]["hostReach"]["serviceCIDRs"][0], "198.18.250.0/24");
+        s.host_reach = Some(Vec::new());
+        let c = s.to_config().unwrap();
+        assert_eq!(c["plugins"][0]["hostReach"], json!({"serviceCIDRs": []}));
+        let mut b = spec("bridge");
+        b.host_reach = Some(Vec::new());
+        let e = b.to_config().unwrap_err().to_string();
+        assert!(e.contains("--host-reach") && e.contains("macvlan and ipvlan"), "{e}");
     }
 
     #[test]

@@ -96,5 +96,18 @@ pub fn build(conf: &Value) -> Result<Box<dyn Datapath>> {
     let reg = DATAPATHS.iter().find(|r| r.name == name).ok_or_else(|| {
         DatapathError::config("datapath", format!("unknown datapath {name:?} (known: {})", names()))
     })?;
-    (reg.build)(conf)
+    let driver = (reg.build)(conf)?;
+    match crate::host_reach::HostReach::parse(conf)? {
+        None => Ok(driver),
+        Some(reach) if crate::host_reach::DIRECT.contains(&name) => {
+            Ok(Box::new(crate::host_reach::WithHostReach { inner: driver, reach }))
+        }
+        Some(_) => Err(DatapathError::config(
+            "hostReach",
+            format!(
+                "is for the datapaths that bypass the host ({}); {name} already reaches the host through its veth",
+                crate::host_reach::DIRECT.join(", ")
+            ),
+        )),
+    }
 }

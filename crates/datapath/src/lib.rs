@@ -16,6 +16,7 @@ mod error;
 mod fields;
 mod guard;
 mod host;
+mod host_reach;
 mod moved;
 mod nat;
 pub mod overlay;

@@ -4,7 +4,10 @@
 //! `portmap` chain, matching the mapping's host address when it has one and
 //! tagged (rule comment) with the attachment it belongs to, so DEL removes its
 //! own rules and nobody else's. Port-mapping changes hold a node-wide lock:
-//! ADD checks that the port is free before adding.
+//! ADD checks that the port is free before adding. Two static rules serve
+//! hostReach (see `host_reach`): a DNATed connection that enters or leaves by
+//! a hostReach veth (`nhh*`) is masqueraded, so its replies come back through
+//! the host.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -39,9 +42,18 @@ flush chain {TABLE} output
 add rule {TABLE} postrouting ip saddr @masq4 ip daddr != @masq4 masquerade
 add rule {TABLE} postrouting ip6 saddr @masq6 ip6 daddr != @masq6 masquerade
 add rule {TABLE} prerouting fib daddr type local jump {CHAIN}
+add rule {TABLE} postrouting ct status dnat iifname \"{reach}*\" masquerade
+add rule {TABLE} postrouting ct status dnat oifname \"{reach}*\" masquerade
 add rule {TABLE} output fib daddr type local jump {CHAIN}
-"
+",
+        reach = crate::host_reach::HOST_PREFIX
     )
+}
+
+/// The table with its static rules, for datapaths with no subnet to
+/// masquerade and no port to map (hostReach's Service reply path).
+pub fn ensure_table(host: &Namespace) -> Result<()> {
+    apply(host, &skeleton(), "install NAT rules")
 }
 
 /// The tag of an attachment's rules: a stable hash (FNV-1a, 64 bits) of

@@ -4,7 +4,9 @@
 
 use std::os::fd::AsFd;
 
-use nearhost_kernel::link::{random_link_name, temp_link_name, Link, Mac, NewLink, NewLinkKind};
+use nearhost_kernel::link::{
+    random_link_name, random_mac, temp_link_name, Link, Mac, NewLink, NewLinkKind,
+};
 
 use crate::context::Namespace;
 use crate::error::{DatapathError, KernelContext, Result};
@@ -36,7 +38,12 @@ pub fn create(
             },
             netns: None,
             mtu,
-            mac: None,
+            // Set, not left to the kernel: udev's MACAddressPolicy=persistent
+            // rewrites a veth's random MAC some time after creation, which
+            // would leave the container's pinned neighbour entry (routed,
+            // hostReach) pointing at a MAC the host end no longer has. A
+            // MAC given at creation counts as set and is left alone.
+            mac: Some(random_mac()),
         };
         match host.nl.create_link(&spec) {
             Ok(()) => {

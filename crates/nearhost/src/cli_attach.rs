@@ -38,7 +38,7 @@ pub enum NetCmd {
     /// Print one network definition.
     Show(NetShowArgs),
     /// Write a network definition (NAME.conflist) from flags.
-    Create(NetCreateArgs),
+    Create(Box<NetCreateArgs>),
 }
 
 #[derive(Args)]
@@ -171,6 +171,13 @@ pub struct NetCreateArgs {
     /// bridge: masquerade traffic leaving the subnet.
     #[arg(long)]
     ip_masq: bool,
+    /// macvlan/ipvlan: a second link to the host, so the host reaches its
+    /// containers and they reach it ("hostReach").
+    #[arg(long)]
+    host_reach: bool,
+    /// With --host-reach: also route this Service CIDR through the host (repeatable).
+    #[arg(long, value_name = "CIDR", requires = "host_reach")]
+    service_cidr: Vec<IpNet>,
     /// Where the IPAM state lives (ipam.dataDir) [default: $NEARHOST_STATE_DIR,
     /// else the plugin's /var/lib/nearhost].
     #[arg(long, value_name = "DIR")]
@@ -192,7 +199,7 @@ pub fn run(cmd: AttachCmd) -> anyhow::Result<()> {
         AttachCmd::Gc(a) => (a.common.json, gc(a.common)),
         AttachCmd::Net(NetCmd::Ls(a)) => (a.json, net_ls(a)),
         AttachCmd::Net(NetCmd::Show(a)) => (a.json, net_show(a)),
-        AttachCmd::Net(NetCmd::Create(a)) => (a.json, net_create(a)),
+        AttachCmd::Net(NetCmd::Create(a)) => (a.json, net_create(*a)),
     };
     match out {
         Ok(()) => Ok(()),
@@ -323,6 +330,7 @@ fn net_create(a: NetCreateArgs) -> Result<(), AttachError> {
         bridge: a.bridge,
         default_route: a.default_route,
         ip_masq: a.ip_masq,
+        host_reach: a.host_reach.then_some(a.service_cidr),
         // One state directory for records and addresses unless told otherwise.
         data_dir: a.data_dir.or_else(|| {
             std::env::var_os(STATE_DIR_ENV).filter(|v| !v.is_empty()).map(PathBuf::from)

@@ -177,6 +177,67 @@ impl Netns {
         let out = self.exec(&["sysctl", "-n", key]);
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
+
+    /// Packets the link `ifname` has sent.
+    pub fn tx_packets(&self, ifname: &str) -> u64 {
+        let v: Value = serde_json::from_str(&self.ip(&["-s", "-j", "link", "show", ifname]))
+            .expect("ip -s -j link");
+        v[0]["stats64"]["tx"]["packets"].as_u64().expect("tx packets")
+    }
+
+    /// Loads an nftables script (`nft -f`), asserting success.
+    pub fn nft(&self, script: &str) {
+        let f = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(f.path(), script).expect("write the nft script");
+        let out = self.exec(&["nft", "-f", f.path().to_str().expect("a UTF-8 path")]);
+        assert!(out.status.success(), "nft: {}\n{script}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// ClusterIPs as kube-proxy's nftables mode writes them (a verdict map
+    /// from address . protocol . port to one chain per Service, one DNAT
+    /// endpoint chain each; DNAT only, no masquerade of the test's own), for
+    /// traffic that enters the host and that the host sends:
+    /// `(virtual IP, port, backend IP, backend port)`, TCP.
+    pub fn kube_proxy_services(&self, services: &[(&str, u16, &str, u16)]) {
+        let elements: Vec<String> = services
+            .iter()
+            .enumerate()
+            .map(|(i, (vip, port, _, _))| format!("{vip} . tcp . {port} : goto service-{i}"))
+            .collect();
+        let mut script = format!(
+            "table ip kube-proxy {{
+  map service-ips {{
+    type ipv4_addr . inet_proto . inet_service : verdict
+    elements = {{ {} }}
+  }}
+  chain services {{
+    ip daddr . meta l4proto . th dport vmap @service-ips
+  }}
+  chain nat-prerouting {{
+    type nat hook prerouting priority dstnat; policy accept;
+    jump services
+  }}
+  chain nat-output {{
+    type nat hook output priority -100; policy accept;
+    jump services
+  }}
+",
+            elements.join(", ")
+        );
+        for (i, (_, _, backend, backend_port)) in services.iter().enumerate() {
+            script.push_str(&format!(
+                "  chain service-{i} {{
+    numgen random mod 1 vmap {{ 0 : goto endpoint-{i} }}
+  }}
+  chain endpoint-{i} {{
+    meta l4proto tcp dnat to {backend}:{backend_port}
+  }}
+"
+            ));
+        }
+        script.push_str("}\n");
+        self.nft(&script);
+    }
 }
 
 impl Drop for Netns {

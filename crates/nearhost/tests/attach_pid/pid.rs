@@ -124,3 +124,46 @@ fn ls_check_runs_the_plugins_check() {
     cli.json(&["detach", &pid, "--net", "fast"]);
     assert!(ns.link_names().is_empty());
 }
+
+/// `net create --host-reach`: the host reaches a process on a macvlan network
+/// (and it the host) through the second link; without it, it cannot.
+#[test]
+fn a_host_reach_network_lets_the_host_and_the_process_talk() {
+    let h = Host::new(67);
+    let cli = Cli::new(&h.ns);
+    cli.net_create(
+        &h,
+        "reach",
+        "macvlan",
+        67,
+        &["--master", "eth0", "--host-reach", "--service-cidr", "198.18.251.0/24"],
+    );
+    // The same subnet, another range: only --host-reach differs.
+    let data = h.data_dir();
+    cli.json(&[
+        "net", "create", "plain", "--datapath", "macvlan", "--master", "eth0", "--subnet",
+        "198.18.67.0/24", "--range", "198.18.67.200-198.18.67.250", "--data-dir", &data,
+    ]);
+    let shown = cli.json(&["net", "show", "reach"]);
+    assert_eq!(
+        shown["config"]["plugins"][0]["hostReach"],
+        serde_json::json!({"serviceCIDRs": ["198.18.251.0/24"]})
+    );
+    let (a, b) = (Sleeper::new(), Sleeper::new());
+    let ra = cli.json(&["attach", &a.pid().to_string(), "--net", "reach"]);
+    let rb = cli.json(&["attach", &b.pid().to_string(), "--net", "plain"]);
+    let (na, nb) = (netns_of_pid(a.pid()), netns_of_pid(b.pid()));
+    assert!(na.link("hr-eth1").is_some(), "the host link is in the process's namespace");
+    assert!(h.ns.ping(&ip_of(&ra)), "the host reaches the process over its host link");
+    assert!(na.ping(&h.v4(2)), "the process reaches its host");
+    assert!(!h.ns.ping(&ip_of(&rb)), "without --host-reach the host cannot reach a macvlan child");
+    assert!(nb.link("hr-eth1").is_none());
+    cli.json(&["detach", &a.pid().to_string(), "--net", "reach"]);
+    cli.json(&["detach", &b.pid().to_string(), "--net", "plain"]);
+    assert!(na.link("hr-eth1").is_none() && na.link("eth1").is_none());
+    assert!(!h.ns.link_names().iter().any(|l| l.starts_with("nhh")), "{:?}", h.ns.link_names());
+    cli.fails(&[
+        "net", "create", "x", "--datapath", "bridge", "--subnet", "198.18.79.0/24", "--host-reach",
+    ])
+    .expect_err("bad_flag", &["--host-reach", "applies only to --datapath macvlan and ipvlan"]);
+}

@@ -7,6 +7,7 @@ mod bridge;
 mod concurrency;
 mod delegate;
 mod errors;
+mod host_reach;
 mod hostdev;
 mod ipvlan;
 mod kernel_lab;

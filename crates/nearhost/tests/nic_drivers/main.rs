@@ -8,6 +8,7 @@
 
 use nearhost_testkit as support;
 
+mod host_reach;
 mod hostdev;
 mod inventory;
 mod sriov;
