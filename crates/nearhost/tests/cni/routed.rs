@@ -94,3 +94,29 @@ fn ipv6_forwarding_is_turned_on_per_interface_not_for_the_host() {
     del(&h.ns, "f1", &c1.path(), &conf, Some(&r1));
     del(&h.ns, "f2", &c2.path(), &conf, Some(&r2));
 }
+
+/// The container pins its next hop's MAC, so the host end must keep the MAC
+/// it had when it was pinned. udev's MACAddressPolicy=persistent rewrites a
+/// veth's kernel-chosen random MAC some time after creation (the kernel lab's
+/// guests run udevd; that is how the lab found it); a MAC given at creation
+/// is "set" (addr_assign_type 3), which udev leaves alone.
+#[test]
+fn the_host_end_keeps_the_mac_the_container_pinned() {
+    let h = Host::new(132);
+    let c = Netns::new("c");
+    let conf = netconf("1.1.0", "pin", "routed", h.ipam_v4(), json!({}));
+    let r = add(&h.ns, "pin", &c, &conf);
+    let host_end = r["interfaces"][0]["name"].as_str().expect("the host end").to_string();
+    let assign = h.ns.exec(&["cat", &format!("/sys/class/net/{host_end}/addr_assign_type")]);
+    assert_eq!(
+        String::from_utf8_lossy(&assign.stdout).trim(),
+        "3",
+        "{host_end}'s MAC is set (3), not random (1): udev would rewrite a random one"
+    );
+    let mac = h.ns.link(&host_end).expect("the host end")["address"].clone();
+    let neigh: serde_json::Value =
+        serde_json::from_str(&c.ip(&["-j", "neigh", "show", "169.254.1.1"])).unwrap();
+    assert_eq!(neigh[0]["lladdr"], mac, "the pinned next hop is the host end's MAC");
+    assert!(h.ns.ping(&result_ip(&r, 0)), "the host reaches the container");
+    del(&h.ns, "pin", &c.path(), &conf, Some(&r));
+}
