@@ -48,7 +48,7 @@ use serde_json::Value;
 use crate::container::{self, Setup};
 use crate::context::{AddRequest, CheckRequest, DelRequest, Iface, Namespace, Outcome};
 use crate::driver::Datapath;
-use crate::drivers::routed::{GATEWAY_V4, GATEWAY_V6};
+use crate::drivers::routed::gateway;
 use crate::error::{DatapathError, KernelContext, Result};
 use crate::{host, nat, veth};
 
@@ -129,18 +129,6 @@ pub fn link_name(ifname: &str) -> String {
     n
 }
 
-fn gateway(v6: bool) -> IpAddr {
-    if v6 {
-        IpAddr::V6(GATEWAY_V6)
-    } else {
-        IpAddr::V4(GATEWAY_V4)
-    }
-}
-
-fn host_prefix(ip: IpAddr) -> IpNet {
-    IpNet::from(ip)
-}
-
 /// A direct datapath with the host link added.
 pub struct WithHostReach {
     pub inner: Box<dyn Datapath>,
@@ -176,7 +164,7 @@ impl WithHostReach {
             .into_iter()
             .filter(|a| !a.scope_link && !a.ip.is_loopback())
             .filter(|a| !matches!(a.ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80))
-            .map(|a| host_prefix(a.ip))
+            .map(|a| IpNet::from(a.ip))
             .collect();
         dsts.extend(self.reach.service_cidrs.iter().chain(&self.reach.host_cidrs).copied());
         dsts.retain(|d| mine.iter().any(|a| a.addr().is_ipv6() == d.addr().is_ipv6()));
@@ -238,15 +226,12 @@ impl WithHostReach {
             Ok(())
         })
         .ctx(|| "enter the container namespace".into())??;
-        for a in req.addresses {
-            let ip = a.address.addr();
-            host.nl
-                .set_permanent_neighbour(pair.host.index, ip, ctr_mac)
-                .ctx(|| format!("add neighbour {ip} on {}", pair.host.name))?;
-            let mut r = Route::to(host_prefix(ip));
-            r.oif = Some(pair.host.index);
-            host.nl.add_route(&r).ctx(|| format!("add host route {ip} dev {}", pair.host.name))?;
-        }
+        veth::route_to_container(
+            host,
+            &pair.host,
+            req.addresses.iter().map(|a| a.address.addr()),
+            ctr_mac,
+        )?;
         Ok((link, routes))
     }
 }
@@ -357,17 +342,7 @@ impl Datapath for WithHostReach {
             veth::host_end(host, &link)?.filter(|h| h.name.starts_with(HOST_PREFIX)).ok_or_else(
                 || DatapathError::CheckFailed(format!("the host end of {name} is missing")),
             )?;
-        let mut have = host.nl.routes(false).ctx(|| "list host routes".into())?;
-        have.extend(host.nl.routes(true).ctx(|| "list host routes".into())?);
-        for ip in &req.prev.ips {
-            let want = host_prefix(ip.address.addr());
-            if !have.iter().any(|r| r.dst == want && r.oif == Some(host_end.index)) {
-                return Err(DatapathError::CheckFailed(format!(
-                    "host route {want} dev {} is missing",
-                    host_end.name
-                )));
-            }
-        }
+        veth::check_host_routes(host, &host_end, req)?;
         let mut ctr = sb.nl.routes(false).ctx(|| "list container routes".into())?;
         ctr.extend(sb.nl.routes(true).ctx(|| "list container routes".into())?);
         for r in req.prev.routes.iter().filter(|r| r.gw.is_some_and(|g| g == gateway(g.is_ipv6())))

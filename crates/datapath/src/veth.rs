@@ -2,13 +2,17 @@
 //! host namespace under a random `PREFIX + hex` name, the peer created directly
 //! inside the container under a temporary name.
 
+use std::net::IpAddr;
 use std::os::fd::AsFd;
+
+use ipnet::IpNet;
+use nearhost_kernel::route::Route;
 
 use nearhost_kernel::link::{
     random_link_name, random_mac, temp_link_name, Link, Mac, NewLink, NewLinkKind,
 };
 
-use crate::context::Namespace;
+use crate::context::{CheckRequest, Namespace};
 use crate::error::{DatapathError, KernelContext, Result};
 use crate::guard::LinkGuard;
 
@@ -85,4 +89,41 @@ pub fn host_end(host: &mut Namespace, sandbox_link: &Link) -> Result<Option<Link
     let Some(peer) = sandbox_link.parent else { return Ok(None) };
     let found = host.nl.link_by_index(peer).ctx(|| "look up the host end of the veth".into())?;
     Ok(found.filter(|l| l.kind.as_deref() == Some("veth")))
+}
+
+/// The host side of a veth that carries a container's addresses (routed,
+/// hostReach): for each address a /32 (/128) route through `host_end` and the
+/// container end's MAC pinned, so the host never ARPs for it.
+pub fn route_to_container(
+    host: &mut Namespace, host_end: &Link, addresses: impl IntoIterator<Item = IpAddr>,
+    container_mac: Mac,
+) -> Result<()> {
+    for ip in addresses {
+        host.nl
+            .set_permanent_neighbour(host_end.index, ip, container_mac)
+            .ctx(|| format!("add neighbour {ip} on {}", host_end.name))?;
+        let mut r = Route::to(IpNet::from(ip));
+        r.oif = Some(host_end.index);
+        host.nl.add_route(&r).ctx(|| format!("add host route {ip} dev {}", host_end.name))?;
+    }
+    Ok(())
+}
+
+/// CHECK of [`route_to_container`]: every address of the ADD's result still
+/// has its host route through `host_end`.
+pub fn check_host_routes(
+    host: &mut Namespace, host_end: &Link, req: &CheckRequest<'_>,
+) -> Result<()> {
+    let mut have = host.nl.routes(false).ctx(|| "list host routes".into())?;
+    have.extend(host.nl.routes(true).ctx(|| "list host routes".into())?);
+    for ip in &req.prev.ips {
+        let want = IpNet::from(ip.address.addr());
+        if !have.iter().any(|r| r.dst == want && r.oif == Some(host_end.index)) {
+            return Err(DatapathError::CheckFailed(format!(
+                "host route {want} dev {} is missing",
+                host_end.name
+            )));
+        }
+    }
+    Ok(())
 }

@@ -71,6 +71,12 @@ impl Process {
 }
 
 /// The path of `pid`'s network namespace.
+/// The running binary's bytes (`/proc/self/exe`: the file this process was
+/// started from, even when a newer one has replaced it on disk since).
+pub fn own_executable() -> std::io::Result<Vec<u8>> {
+    std::fs::read("/proc/self/exe")
+}
+
 pub fn netns_path(pid: u32) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}/ns/net"))
 }

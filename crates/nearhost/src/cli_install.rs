@@ -89,18 +89,7 @@ fn record(path: &Path, changed: bool) -> Value {
 /// Temp files an interrupted earlier run left beside it are removed first.
 fn install_file(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<bool> {
     use std::os::unix::fs::PermissionsExt;
-    let dir = path.parent().context("a file in a directory")?;
-    let name = path.file_name().context("a file name")?.to_string_lossy().into_owned();
-    // nearhost-state's write_atomic names its temp files `.NAME.PID.tmp`.
-    let stale = format!(".{name}.");
-    for entry in std::fs::read_dir(dir).with_context(|| format!("read {}", dir.display()))? {
-        let entry = entry?;
-        let n = entry.file_name().to_string_lossy().into_owned();
-        if n.starts_with(&stale) && n.ends_with(".tmp") {
-            std::fs::remove_file(entry.path())
-                .with_context(|| format!("remove the stale {}", entry.path().display()))?;
-        }
-    }
+    nearhost_state::remove_stale_temps(path)?;
     let same = std::fs::symlink_metadata(path)
         .is_ok_and(|m| m.file_type().is_file() && m.permissions().mode() & 0o7777 == mode)
         && std::fs::read(path).is_ok_and(|old| old == bytes);
@@ -143,7 +132,7 @@ pub fn run(a: InstallCniArgs) -> anyhow::Result<()> {
             bail!("{}: no such directory (the runtime's CNI directory must exist)", dir.display());
         }
     }
-    let exe = std::fs::read("/proc/self/exe").context("read this binary (/proc/self/exe)")?;
+    let exe = nearhost_kernel::process::own_executable().context("read this binary")?;
     let mut done = Vec::new();
     for dir in &a.bin_dirs {
         let path = dir.join("nearhost");

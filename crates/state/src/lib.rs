@@ -125,16 +125,23 @@ pub fn lock(path: &Path, timeout: Duration) -> Result<Lock> {
     }
 }
 
-/// Replaces `path` with `bytes` atomically; the file gets `mode`. The directory
-/// must exist ([`create_dir`]).
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+/// The directory of `path` and the prefix and suffix of [`write_atomic`]'s
+/// temp files for it: `.NAME.PID.tmp` (the PID keeps two processes writing
+/// the same file from sharing a temp file).
+fn temp_parts(path: &Path) -> (&Path, String, &'static str) {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    // The PID keeps two processes writing the same file from sharing a temp file.
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    (dir, format!(".{name}."), ".tmp")
+}
+
+/// Replaces `path` with `bytes` atomically; the file gets `mode`. The directory
+/// must exist ([`create_dir`]).
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let (dir, prefix, suffix) = temp_parts(path);
+    let tmp = dir.join(format!("{prefix}{}{suffix}", std::process::id()));
     let write = || -> std::io::Result<()> {
         let mut f =
             OpenOptions::new().create(true).truncate(true).write(true).mode(mode).open(&tmp)?;
@@ -147,6 +154,22 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         StateError::Io { what: "write", path: path.to_path_buf(), source: e }
     })
+}
+
+/// Removes the temp files [`write_atomic`] left beside `path` when a process
+/// writing it died before its rename.
+pub fn remove_stale_temps(path: &Path) -> Result<()> {
+    let (dir, prefix, suffix) = temp_parts(path);
+    let io =
+        |e| StateError::Io { what: "remove stale temp files", path: path.to_path_buf(), source: e };
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let n = entry.file_name().to_string_lossy().into_owned();
+        if n.starts_with(&prefix) && n.ends_with(suffix) {
+            std::fs::remove_file(entry.path()).map_err(io)?;
+        }
+    }
+    Ok(())
 }
 
 /// Writes `value` as pretty JSON (with a final newline), atomically, 0600.

@@ -6,7 +6,6 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
-use nearhost_kernel::link::Link;
 use nearhost_kernel::route::Route;
 use serde_json::Value;
 
@@ -36,7 +35,7 @@ fn build(conf: &Value) -> Result<Box<dyn Datapath>> {
     }))
 }
 
-fn gateway(v6: bool) -> IpAddr {
+pub(crate) fn gateway(v6: bool) -> IpAddr {
     if v6 {
         IpAddr::V6(GATEWAY_V6)
     } else {
@@ -89,15 +88,8 @@ impl Datapath for Routed {
         let ctr_mac = link
             .mac
             .ok_or_else(|| DatapathError::Conflict(format!("{} has no MAC", req.ifname)))?;
-        for a in &addresses {
-            // Pin the container's MAC on the host side too: no ARP/NDP either way.
-            host.nl
-                .set_permanent_neighbour(pair.host.index, a.addr(), ctr_mac)
-                .ctx(|| format!("add neighbour {} on {}", a.addr(), pair.host.name))?;
-            let mut r = Route::to(IpNet::from(a.addr()));
-            r.oif = Some(pair.host.index);
-            host.nl.add_route(&r).ctx(|| format!("add host route {a} dev {}", pair.host.name))?;
-        }
+        // Pin the container's MAC on the host side too: no ARP/NDP either way.
+        veth::route_to_container(host, &pair.host, addresses.iter().map(|a| a.addr()), ctr_mac)?;
         pair.guard.disarm();
         let addrs: Vec<_> =
             addresses.iter().map(|a| (*a, Some(gateway(a.addr().is_ipv6())))).collect();
@@ -122,7 +114,7 @@ impl Datapath for Routed {
                 req.ifname
             ))
         })?;
-        check_host_routes(host, &host_end, req)
+        veth::check_host_routes(host, &host_end, req)
     }
 }
 
@@ -148,20 +140,4 @@ fn container_routes(req: &AddRequest<'_>, v4: bool, v6: bool) -> Vec<Route> {
         }
     }
     routes
-}
-
-fn check_host_routes(host: &mut Namespace, host_end: &Link, req: &CheckRequest<'_>) -> Result<()> {
-    let mut have = host.nl.routes(false).ctx(|| "list host routes".into())?;
-    have.extend(host.nl.routes(true).ctx(|| "list host routes".into())?);
-    for ip in &req.prev.ips {
-        let want = host_prefix(&ip.address);
-        let found = have.iter().any(|r| r.dst == want && r.oif == Some(host_end.index));
-        if !found {
-            return Err(DatapathError::CheckFailed(format!(
-                "host route {want} dev {} is missing",
-                host_end.name
-            )));
-        }
-    }
-    Ok(())
 }
