@@ -37,6 +37,13 @@ pub use fields::validate_ifname;
 pub use nearhost_ipam::RouteSpec;
 pub use vf::{inventory as vf_inventory, ClaimedVf, PfInventory};
 
+/// The parent interface a macvlan/ipvlan network would use: `configured` if
+/// the host namespace has it, else the interface of its default route (what
+/// ADD does when `master` is not set). Errors name the field `master`.
+pub fn resolve_master(host: &mut Namespace, configured: Option<&str>) -> Result<String> {
+    host::resolve_master(host, configured).map(|l| l.name)
+}
+
 /// CNI GC of device claims (SR-IOV VFs, whole NICs): the claims of `network`
 /// whose attachment (container ID, ifname) is not in `valid` are released as
 /// DEL releases them once the container's namespace is gone. Returns what was

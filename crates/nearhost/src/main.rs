@@ -1,4 +1,6 @@
-//! `nearhost`: a CNI plugin when `CNI_COMMAND` is set, otherwise the CLI.
+//! `nearhost`: a CNI plugin when `CNI_COMMAND` is set, a netavark plugin when
+//! called as one (`info`, `create`, `setup NETNS`, `teardown NETNS`),
+//! otherwise the CLI.
 
 mod attach_view;
 mod cli;
@@ -10,6 +12,7 @@ mod cli_ipam;
 mod cli_lab;
 mod cni_entry;
 mod logging;
+mod netavark_entry;
 
 use std::process::ExitCode;
 
@@ -18,6 +21,10 @@ fn main() -> ExitCode {
     // the CNI plugin from its config on stdin, the CLI from its flags.
     if std::env::var_os("CNI_COMMAND").is_some() {
         return cni_entry::run();
+    }
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(call) = netavark_entry::detect(&args) {
+        return netavark_entry::run(&call);
     }
     cli::run()
 }

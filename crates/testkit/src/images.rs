@@ -54,3 +54,60 @@ pub fn unmount_under(dir: &Path) {
         unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
     }
 }
+
+/// A Debian root file system of `release` (`debootstrap --variant=minbase`)
+/// with `packages`, built once per machine and kept beside the build
+/// (`target/debian-RELEASE-root`; rebuilt when the package list changes).
+/// Built into a temporary directory and renamed, under a lock, so concurrent
+/// suites and an interrupted build never see half a root. Panics with
+/// debootstrap's log when it cannot be built (no network to Debian's archive,
+/// debootstrap missing): the suites that need it fail, never skip.
+pub fn debian_root(release: &str, packages: &[&str]) -> PathBuf {
+    let target = Path::new(crate::bin()).parent().and_then(Path::parent).expect("target dir");
+    let root = target.join(format!("debian-{release}-root"));
+    let stamp_text = packages.join(",");
+    let stamp = target.join(format!("debian-{release}-root.packages"));
+    let lock = std::fs::File::create(target.join(format!("debian-{release}-root.lock")))
+        .expect("create the root's lock file");
+    // SAFETY: flock on a file we own; released when `lock` is dropped.
+    assert_eq!(unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) }, 0);
+    if root.is_dir() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(&stamp_text) {
+        return root;
+    }
+    assert!(
+        Path::new("/usr/sbin/debootstrap").exists(),
+        "debootstrap is not installed (scripts/setup.sh installs it)"
+    );
+    let building = target.join(format!("debian-{release}-root.building"));
+    for old in [&building, &root] {
+        if old.exists() {
+            unmount_under(old);
+            std::fs::remove_dir_all(old).expect("remove an old root");
+        }
+    }
+    let out = Command::new("debootstrap")
+        .args(["--variant=minbase", &format!("--include={stamp_text}"), release])
+        .arg(&building)
+        .arg("http://deb.debian.org/debian")
+        .output()
+        .expect("run debootstrap");
+    let log =
+        std::fs::read_to_string(building.join("debootstrap/debootstrap.log")).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "debootstrap {release} failed: {}{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        log.lines()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    std::fs::rename(&building, &root).expect("move the new root into place");
+    std::fs::write(&stamp, &stamp_text).expect("write the root's stamp");
+    root
+}

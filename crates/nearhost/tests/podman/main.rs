@@ -1,8 +1,9 @@
-//! nearhost with a real Podman (Debian's podman 4.3, runc, conmon; every root
-//! in a temporary directory): Podman as the CNI runtime, running containers on
-//! nearhost networks exactly as it runs any CNI plugin (ADD on run and start,
-//! DEL on stop and rm, port mappings through the `portMappings` capability);
-//! and `nearhost attach` finding Podman containers by name and ID.
+//! nearhost with a real Podman (every root in a temporary directory):
+//! Debian 12's podman 4.3 as the CNI runtime, running containers on nearhost
+//! networks exactly as it runs any CNI plugin (ADD on run and start, DEL on
+//! stop and rm, port mappings through the `portMappings` capability); Debian
+//! 13's Podman 5 with nearhost as its netavark plugin (`netavark`); and
+//! `nearhost attach` finding Podman containers by name and ID.
 
 use nearhost_testkit as support;
 
@@ -12,4 +13,5 @@ use nearhost_testkit::images;
 
 mod attach;
 mod engine;
+mod netavark;
 mod runtime;
