@@ -242,18 +242,24 @@ impl Podman {
         .into_owned()
     }
 
-    /// The network namespace Podman made for the container (`/run/netns/…`).
+    /// The network namespace Podman made for the container (`/run/netns/…`),
+    /// as a path this process can open: Podman 5's `/run` is the trixie
+    /// root's, seen through the holder's root directory.
     pub fn sandbox(&self, name: &str) -> String {
-        self.must(&["inspect", "--format", "{{.NetworkSettings.SandboxKey}}", name])
+        let key = self.must(&["inspect", "--format", "{{.NetworkSettings.SandboxKey}}", name]);
+        match &self.root {
+            None => key,
+            Some((root, holder)) => format!("/proc/{}/root{}{key}", holder.id(), root.display()),
+        }
     }
 
     /// `ARGS` (a host tool) in the container's network namespace.
     pub fn in_sandbox(&self, name: &str, args: &[&str]) -> Output {
-        let mut cmd = Command::new("nsenter");
-        if let Some((_, holder)) = &self.root {
-            cmd.arg(format!("--mount=/proc/{}/ns/mnt", holder.id()));
-        }
-        cmd.arg(format!("--net={}", self.sandbox(name))).args(args).output().expect("nsenter")
+        Command::new("nsenter")
+            .arg(format!("--net={}", self.sandbox(name)))
+            .args(args)
+            .output()
+            .expect("nsenter")
     }
 
     /// `podman rm -f -t 0 NAMES…` (the busybox `sleep` ignores SIGTERM).

@@ -25,8 +25,7 @@ fn inspect(p: &Podman, name: &str, network: &str, field: &str) -> String {
 fn mac_in(p: &Podman, name: &str, ifname: &str) -> String {
     let out = p.in_sandbox(name, &["ip", "-j", "link", "show", ifname]);
     let link: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    let inside = String::from_utf8_lossy(&p.exec(name, &["ip", "link"]).stdout).into_owned();
-    link[0]["address"].as_str().unwrap_or_else(|| panic!("{name} has no {ifname}: {out:?}")).to_string() + if std::env::var("DBG").is_ok() { eprintln!("{inside}"); "" } else { "" }
+    link[0]["address"].as_str().unwrap_or_else(|| panic!("{name} has no {ifname}: {out:?}")).into()
 }
 
 fn host_links(p: &Podman) -> Vec<String> {
@@ -97,13 +96,15 @@ fn podman_5_runs_containers_on_a_nearhost_macvlan_network() {
     assert!(p.ping("a", &h.v4(1)), "a reaches the gateway");
     assert!(p.ping("b", &h.v6(1)), "b reaches the IPv6 gateway");
 
-    // stop: teardown removes the macvlan; start: setup again, same address
-    // (Podman keeps it for the container).
+    // stop: teardown removes the macvlan and Podman releases the address;
+    // start: Podman allocates again (its allocator moves on, so the address
+    // may differ) and setup configures whatever it handed out.
     p.must(&["stop", "-t", "0", "a"]);
     assert_eq!(host_links(&p), ["lo", "eth0"]);
     p.must(&["start", "a"]);
-    assert_eq!(inspect(&p, "a", "fast", "IPAddress"), a4);
-    assert!(p.addrs("a", "eth0").contains(&format!("{a4}/24")));
+    let a4 = inspect(&p, "a", "fast", "IPAddress");
+    assert!(a4.starts_with("198.18.73.1"), "{a4}");
+    assert!(p.addrs("a", "eth0").contains(&format!("{a4}/24")), "the new address is on eth0");
     assert!(p.ping("a", &b4), "a reaches b after a restart");
     assert_ne!(p.sandbox("a"), sandbox, "a new namespace");
 
