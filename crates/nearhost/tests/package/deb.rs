@@ -144,6 +144,7 @@ fn the_package_installs_in_a_clean_debian_12_root_works_there_and_leaves_only_it
         ("./usr/share/doc/nearhost/changelog.Debian.gz", "-rw-r--r-- root/root"),
         ("./usr/share/doc/nearhost/changelog.gz", "-rw-r--r-- root/root"),
         ("./usr/lib/cni/nearhost -> ../../bin/nearhost", "lrwxrwxrwx root/root"),
+        ("./usr/libexec/netavark/nearhost -> ../../bin/nearhost", "lrwxrwxrwx root/root"),
         ("./etc/nearhost/net.d/", "drwxr-xr-x root/root"),
     ] {
         assert!(
@@ -192,6 +193,12 @@ fn the_package_installs_in_a_clean_debian_12_root_works_there_and_leaves_only_it
             "{reply}"
         );
     }
+    // The netavark plugin where Podman 5 looks, through netavark's protocol.
+    let info = ok("netavark info", root.sh("/usr/libexec/netavark/nearhost info"));
+    let info: serde_json::Value =
+        serde_json::from_str(&info).unwrap_or_else(|e| panic!("plugin info: {e}: {info}"));
+    assert_eq!(info["version"], env!("CARGO_PKG_VERSION"), "{info}");
+    assert_eq!(info["api_version"], "1.0.0", "{info}");
     // The unit, as systemd reads it; the settings file root's alone.
     let verify = root.sh("systemd-analyze verify /lib/systemd/system/nearhost-agent.service");
     assert!(
