@@ -14,7 +14,8 @@ pub fn command() -> clap::Command {
 }
 
 #[derive(Parser)]
-#[command(name = "nearhost", version = VERSION, propagate_version = true, about = "Low-latency networking for containers", long_about = None)]
+#[command(name = "nearhost", version = VERSION, propagate_version = true, about = "Low-latency networking for containers", long_about = None,
+    after_long_help = "The same binary is also a CNI plugin (when CNI_COMMAND is set: put it in the runtime's CNI bin dir, or run `nearhost install-cni`) and a netavark plugin for Podman 5 (as /usr/libexec/netavark/nearhost: `podman network create -d nearhost -o datapath=macvlan -o master=eth0 --subnet …`).")]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
