@@ -64,6 +64,9 @@ enum Cmd {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Host tuning for latency: IRQ affinity, RPS/XPS/RFS, sysctls (plan, apply, revert, status).
+    #[command(subcommand)]
+    Tune(crate::cli_tune::TuneCmd),
     #[command(flatten)]
     Attach(Box<crate::cli_attach::AttachCmd>),
 }
@@ -104,6 +107,7 @@ pub fn run() -> ExitCode {
             crate::cli_docs::completions(shell);
             Ok(())
         }
+        Cmd::Tune(c) => crate::cli_tune::run(c),
         Cmd::Attach(cmd) => crate::cli_attach::run(*cmd),
     };
     match result {

@@ -10,6 +10,7 @@ mod cli_docs;
 mod cli_install;
 mod cli_ipam;
 mod cli_lab;
+mod cli_tune;
 mod cni_entry;
 mod logging;
 mod netavark_entry;

@@ -19,6 +19,7 @@
 pub mod agent;
 pub mod attach;
 pub mod bench;
+pub mod fake_host;
 pub mod images;
 pub mod lab;
 pub mod nics;

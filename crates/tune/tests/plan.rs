@@ -1,108 +1,9 @@
 //! Planning on fake `/proc` + `/sys` trees: the study's host must get the
 //! study's masks and pins; other shapes are checked by properties.
 
-use std::path::Path;
-
+use nearhost_testkit::fake_host::Shape;
 use nearhost_tune::{plan, CpuSet, Host, Options, Profile};
 use proptest::prelude::*;
-
-/// A host shape: `nodes` NUMA nodes × `cores` cores × `threads` threads,
-/// numbered as Linux numbers a two-socket Intel host (first threads of every
-/// core first, node by node; then the second threads), and NICs with
-/// `queues` queue IRQs each.
-struct Shape {
-    nodes: u32,
-    cores: u32,
-    threads: u32,
-    nics: Vec<(&'static str, u32, Option<u32>)>,
-}
-
-impl Shape {
-    fn ncpus(&self) -> u32 {
-        self.nodes * self.cores * self.threads
-    }
-
-    /// (node, core) of CPU `id`.
-    fn place(&self, id: u32) -> (u32, u32) {
-        let per_thread = self.nodes * self.cores;
-        let within = id % per_thread;
-        (within / self.cores, within % self.cores)
-    }
-
-    fn write(&self, root: &Path) {
-        let w = |p: &str, v: &str| {
-            let p = root.join(p);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, format!("{v}\n")).unwrap();
-        };
-        let n = self.ncpus();
-        w("sys/devices/system/cpu/online", &format!("0-{}", n - 1));
-        for node in 0..self.nodes {
-            let cpus: CpuSet = (0..n).filter(|c| self.place(*c).0 == node).collect();
-            w(&format!("sys/devices/system/node/node{node}/cpulist"), &cpus.to_list());
-        }
-        for c in 0..n {
-            let (node, core) = self.place(c);
-            w(&format!("sys/devices/system/cpu/cpu{c}/topology/core_id"), &core.to_string());
-            w(
-                &format!("sys/devices/system/cpu/cpu{c}/topology/physical_package_id"),
-                &node.to_string(),
-            );
-        }
-        let all = CpuSet::of(0..n);
-        let mut interrupts = String::from("           CPU0\n");
-        let mut irq = 40;
-        for (name, queues, node) in &self.nics {
-            let dev = format!("sys/class/net/{name}/device");
-            w(&format!("{dev}/numa_node"), &node.map_or("-1".into(), |n| n.to_string()));
-            // The link vector, then one per queue.
-            for q in 0..=*queues {
-                let label =
-                    if q == 0 { name.to_string() } else { format!("{name}-TxRx-{}", q - 1) };
-                w(&format!("{dev}/msi_irqs/{irq}"), "msix");
-                w(&format!("proc/irq/{irq}/smp_affinity_list"), &all.to_list());
-                interrupts +=
-                    &format!(" {irq}:   0  IR-PCI-MSIX-0000:3b:00.0 {q}-edge      {label}\n");
-                irq += 1;
-            }
-            for q in 0..*queues {
-                w(
-                    &format!("sys/class/net/{name}/queues/rx-{q}/rps_cpus"),
-                    &CpuSet::new().to_mask(n),
-                );
-                w(&format!("sys/class/net/{name}/queues/rx-{q}/rps_flow_cnt"), "0");
-                w(
-                    &format!("sys/class/net/{name}/queues/tx-{q}/xps_cpus"),
-                    &CpuSet::new().to_mask(n),
-                );
-            }
-        }
-        // A virtual interface: not tuned.
-        std::fs::create_dir_all(root.join("sys/class/net/lo")).unwrap();
-        w("proc/interrupts", &interrupts);
-        for (p, v) in [
-            ("proc/sys/net/core/rps_sock_flow_entries", "0"),
-            ("proc/sys/net/ipv4/tcp_tw_reuse", "2"),
-            ("proc/sys/net/ipv4/tcp_fin_timeout", "60"),
-            ("proc/sys/net/ipv4/tcp_slow_start_after_idle", "1"),
-            ("proc/sys/net/ipv4/ip_local_port_range", "32768\t60999"),
-            ("proc/sys/net/ipv4/tcp_max_tw_buckets", "262144"),
-            ("proc/sys/fs/file-max", "9223372036854775807"),
-            ("proc/sys/net/core/busy_poll", "0"),
-            ("proc/sys/net/core/busy_read", "0"),
-            ("sys/kernel/debug/sched/migration_cost_ns", "500000"),
-        ] {
-            w(p, v);
-        }
-    }
-
-    fn host(&self) -> (tempfile::TempDir, Host) {
-        let dir = tempfile::tempdir().unwrap();
-        self.write(dir.path());
-        let host = Host::read(dir.path()).unwrap();
-        (dir, host)
-    }
-}
 
 fn new_value<'a>(p: &'a nearhost_tune::Plan, path: &str) -> &'a str {
     p.changes
@@ -245,16 +146,7 @@ fn apply_saves_the_originals_and_revert_restores_them_byte_for_byte() {
     shape.write(dir.path());
     let root = dir.path();
     let state = root.join("var/lib/nearhost/tune.json");
-    let snapshot = || -> Vec<(String, String)> {
-        let mut v = Vec::new();
-        for d in ["proc", "sys"] {
-            for e in walk(&root.join(d)) {
-                v.push((e.display().to_string(), std::fs::read_to_string(&e).unwrap()));
-            }
-        }
-        v.sort();
-        v
-    };
+    let snapshot = || nearhost_testkit::fake_host::snapshot(root, "var/lib/nearhost");
     let before = snapshot();
     let opts = Options::new(Profile::Latency);
     let p = plan(&Host::read(root).unwrap(), &opts).unwrap();
@@ -295,17 +187,4 @@ fn a_refused_write_undoes_the_runs_writes() {
     assert!(err.contains(&last.display().to_string()), "{err}");
     assert_eq!(std::fs::read_to_string(&first).unwrap(), first_before, "undone");
     assert!(!state.exists(), "nothing saved for a run that changed nothing");
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }

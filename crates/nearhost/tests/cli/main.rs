@@ -82,3 +82,96 @@ fn bash_completion_loads_and_completes_subcommands() {
         assert!(s.contains("nearhost") && s.contains("agent"), "{shell}: {s}");
     }
 }
+
+/// `nearhost tune` on a fake host (`--root`): the study's host, planned,
+/// applied, checked, reverted; the refusals name what is wrong and change
+/// nothing.
+#[test]
+fn tune_plans_applies_and_reverts_on_a_fake_host() {
+    use nearhost_testkit::fake_host::Shape;
+    let shape = Shape { nodes: 2, cores: 9, threads: 2, nics: vec![("eth0", 2, Some(0))] };
+    let dir = tempfile::tempdir().unwrap();
+    shape.write(dir.path());
+    let root = dir.path().display().to_string();
+    let state = dir.path().join("tune.json").display().to_string();
+    let files = || nearhost_testkit::fake_host::snapshot(dir.path(), "tune.json");
+    // plan and apply take --net-dir (no networks here: every NIC is tuned).
+    let run = |args: &[&str]| {
+        let planning = matches!(args[0], "plan" | "apply");
+        Command::new(bin())
+            .arg("tune")
+            .args(args)
+            .args(["--root", &root])
+            .args(if planning { &["--net-dir", "/nonexistent"][..] } else { &[] })
+            .output()
+            .expect("run nearhost")
+    };
+    let before = files();
+
+    let plan = run(&["plan", "--reserve-cpus", "18-35", "--json", "--state", &state]);
+    assert!(plan.status.success(), "{}", String::from_utf8_lossy(&plan.stderr));
+    let p: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let change =
+        |path: &str| p["changes"].as_array().unwrap().iter().find(|c| c["path"] == path).cloned();
+    let rps = change("sys/class/net/eth0/queues/rx-0/rps_cpus").expect("RPS planned");
+    assert_eq!(rps["new"], "00000000,0003fdfe");
+    assert_eq!(rps["old"], "00000000,00000000");
+    assert_eq!(change("proc/irq/42/smp_affinity_list").unwrap()["new"], "9");
+    let text = run(&["plan", "--reserve-cpus", "18-35", "--state", &state]);
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(
+        text.contains("eth0 IRQ 41 (eth0-TxRx-0) affinity") && text.contains("0-35 → 0"),
+        "{text}"
+    );
+    assert!(!text.contains('\x1b'), "no escapes off a terminal");
+    assert_eq!(files(), before, "plan writes nothing");
+
+    for (args, want) in [
+        (
+            &["plan", "--profile", "latncy"][..],
+            "profile: \"latncy\" is not one of latency, throughput",
+        ),
+        (&["plan", "--nic", "eth7"][..], "--nic: no NIC named \"eth7\""),
+        (
+            &["plan", "--reserve-cpus", "30-40"][..],
+            "--reserve-cpus: CPU 36-40 is not on this machine",
+        ),
+        (&["apply", "--reserve-cpus", "0-99"][..], "--reserve-cpus: CPU 36-99"),
+    ] {
+        let out = run(&[args, &["--state", &state][..]].concat());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(want), "{args:?}: {err}");
+    }
+    assert_eq!(files(), before, "refusals change nothing");
+
+    let apply = run(&["apply", "--reserve-cpus", "18-35", "--state", &state]);
+    assert!(apply.status.success(), "{}", String::from_utf8_lossy(&apply.stderr));
+    let again = run(&["apply", "--reserve-cpus", "18-35", "--state", &state]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("0 changes made"), "idempotent");
+    let status = run(&["status", "--json", "--state", &state]);
+    assert!(
+        status.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&status.stdout),
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let s: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(s["applied"], true);
+    assert_eq!(s["profile"], "latency");
+    let revert = run(&["revert", "--state", &state]);
+    assert!(revert.status.success(), "{}", String::from_utf8_lossy(&revert.stderr));
+    assert_eq!(files(), before, "revert restores every file byte for byte");
+}
+
+/// On the real root, apply and revert refuse unless told the host is ours.
+#[test]
+fn tune_apply_refuses_the_real_host_without_host_is_mine() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("tune.json").display().to_string();
+    for args in [&["apply", "--state", &state][..], &["revert", "--state", &state][..]] {
+        let out = Command::new(bin()).arg("tune").args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("--host-is-mine"), "{args:?}: {err}");
+    }
+    assert!(!dir.path().join("tune.json").exists());
+}
