@@ -13,6 +13,7 @@ mod hostdev;
 mod inventory;
 mod sriov;
 mod sriov_bond;
+mod tune;
 
 use std::time::Duration;
 
