@@ -99,6 +99,10 @@ pub enum NewLinkKind<'a> {
         miimon: u32,
         fail_over_mac_active: bool,
     },
+    Dummy,
+    /// A netkit pair (Linux ≥ 6.7) in its default L3 mode; the kernel names
+    /// the peer.
+    Netkit,
 }
 
 /// A link to create. With `netns` set, the link is created directly inside that
@@ -325,6 +329,8 @@ fn new_link_message(spec: &NewLink<'_>) -> LinkMessage {
             (InfoKind::Veth, Some(InfoData::Veth(InfoVeth::Peer(peer))))
         }
         NewLinkKind::Bridge => (InfoKind::Bridge, None),
+        NewLinkKind::Dummy => (InfoKind::Dummy, None),
+        NewLinkKind::Netkit => (InfoKind::Netkit, None),
         NewLinkKind::Vxlan { vni, local, port, underlay, learning } => {
             let mut attrs =
                 vec![InfoVxlan::Id(*vni), InfoVxlan::Port(*port), InfoVxlan::Learning(*learning)];

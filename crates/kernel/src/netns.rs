@@ -199,6 +199,22 @@ pub fn create_named(name: &str) -> Result<NetNs> {
     NetNs::open(&path)
 }
 
+/// Runs `f` on a thread of its own in a new, empty network namespace that
+/// nothing else can reach and that vanishes with the thread (and everything
+/// created in it): for probing what the kernel supports without touching the
+/// caller's namespace or leaving anything behind, even on a crash.
+pub fn run_in_scratch<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T> {
+    std::thread::scope(|s| {
+        s.spawn(|| -> Result<T> {
+            unshare(CloneFlags::CLONE_NEWNET)
+                .map_err(|e| KernelError::io("unshare(CLONE_NEWNET)", e.into()))?;
+            Ok(f())
+        })
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
+}
+
 /// Removes a named namespace. Missing is success (idempotent).
 pub fn delete_named(name: &str) -> Result<()> {
     validate_name(name)?;

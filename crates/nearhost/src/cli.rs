@@ -64,6 +64,8 @@ enum Cmd {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// What this host can do (datapaths, NICs, IRQs) and what is in the way; exit 3 if something is.
+    Doctor(crate::cli_doctor::DoctorArgs),
     /// Host tuning for latency: IRQ affinity, RPS/XPS/RFS, sysctls (plan, apply, revert, status).
     #[command(subcommand)]
     Tune(crate::cli_tune::TuneCmd),
@@ -108,6 +110,7 @@ pub fn run() -> ExitCode {
             Ok(())
         }
         Cmd::Tune(c) => crate::cli_tune::run(c),
+        Cmd::Doctor(a) => return crate::cli_doctor::run(a),
         Cmd::Attach(cmd) => crate::cli_attach::run(*cmd),
     };
     match result {

@@ -157,7 +157,7 @@ fn make_plan(a: &TuneArgs) -> anyhow::Result<(Host, Plan)> {
 
 /// The parent NICs (`master`, `pf`, `pfs`, `device`) of the nearhost
 /// networks in `dir` that this host has.
-fn network_parents(dir: &Path, host: &Host) -> Vec<String> {
+pub(crate) fn network_parents(dir: &Path, host: &Host) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for entry in NetDir::new(dir).list().unwrap_or_default() {
         let Ok(net) = entry.network else { continue };

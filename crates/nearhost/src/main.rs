@@ -7,6 +7,7 @@ mod cli;
 mod cli_agent;
 mod cli_attach;
 mod cli_docs;
+mod cli_doctor;
 mod cli_install;
 mod cli_ipam;
 mod cli_lab;

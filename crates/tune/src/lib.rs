@@ -8,6 +8,7 @@
 
 pub mod apply;
 pub mod cpuset;
+pub mod doctor;
 pub mod host;
 pub mod plan;
 

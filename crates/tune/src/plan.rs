@@ -172,6 +172,9 @@ fn sysctls(profile: Profile) -> Vec<(&'static str, &'static str, &'static str)> 
     v
 }
 
+/// Sysctls that are limits: planned only where the host's value is lower.
+const RAISE_ONLY: &[&str] = &["proc/sys/net/ipv4/tcp_max_tw_buckets", "proc/sys/fs/file-max"];
+
 const MIGRATION_COST: &str = "5000000";
 const WHY_MIGRATION: &str =
     "the study: sched_migration_cost_ns (value: nearhost's; tasks stay on their CPU for 5 ms)";
@@ -320,10 +323,21 @@ pub fn plan(host: &Host, opts: &Options) -> Result<Plan, Error> {
         }
     }
 
-    let table = if rps.is_empty() { 0 } else { entries };
-    let mut wanted: Vec<(&str, String, &'static str)> =
-        vec![("proc/sys/net/core/rps_sock_flow_entries", table.to_string(), WHY_RFS_TABLE)];
-    wanted.extend(sysctls(opts.profile).into_iter().map(|(p, v, w)| (p, v.to_string(), w)));
+    // The global RFS table only when a NIC's queues are tuned to use it.
+    let mut wanted: Vec<(&str, String, &'static str)> = Vec::new();
+    if nics.iter().any(|n| !n.rx.is_empty()) {
+        let table = if rps.is_empty() { 0 } else { entries };
+        wanted.push(("proc/sys/net/core/rps_sock_flow_entries", table.to_string(), WHY_RFS_TABLE));
+    }
+    for (path, value, why) in sysctls(opts.profile) {
+        // Limits are only raised: a host that allows more keeps it.
+        let current = host.sysctls.get(path).and_then(|v| v.trim().parse::<u64>().ok());
+        let target = value.parse::<u64>().ok();
+        if RAISE_ONLY.contains(&path) && matches!((current, target), (Some(c), Some(t)) if c > t) {
+            continue;
+        }
+        wanted.push((path, value.to_string(), why));
+    }
     let migration =
         ["proc/sys/kernel/sched_migration_cost_ns", "sys/kernel/debug/sched/migration_cost_ns"]
             .into_iter()

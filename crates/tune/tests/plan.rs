@@ -47,6 +47,8 @@ fn the_studys_host_gets_the_studys_pins_and_masks() {
     let range = p.changes.iter().find(|c| c.path.ends_with("ip_local_port_range")).unwrap();
     assert_eq!(range.old, "32768 60999");
     assert_eq!(new_value(&p, "sys/kernel/debug/sched/migration_cost_ns"), "5000000");
+    assert!(p.changes.iter().all(|c| !c.path.ends_with("file-max")), "a higher limit is kept");
+    assert_eq!(new_value(&p, "proc/sys/net/ipv4/tcp_max_tw_buckets"), "2000000");
     assert!(p.changes.iter().all(|c| !c.why.is_empty()));
     // The link vector (IRQ 40, named eth0) is not a queue's: left alone.
     assert!(p.changes.iter().all(|c| !c.path.starts_with("proc/irq/40/")));

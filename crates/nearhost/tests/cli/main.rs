@@ -175,3 +175,71 @@ fn tune_apply_refuses_the_real_host_without_host_is_mine() {
     }
     assert!(!dir.path().join("tune.json").exists());
 }
+
+/// `nearhost doctor` on this machine's kernel: link kinds probed in a
+/// scratch namespace (nothing created in ours, no namespace left), the
+/// known answers of this kernel (macvlan and vxlan yes; ipvlan, bonding,
+/// netkit not built), and the NICs of a fake host read through --root.
+#[test]
+fn doctor_probes_in_a_scratch_namespace_and_reports_the_nics() {
+    use nearhost_testkit::fake_host::Shape;
+    let links = || {
+        let o = Command::new("ip").args(["-o", "link", "show"]).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).lines().count()
+    };
+    let netns = || std::fs::read_dir("/run/netns").map(|d| d.count()).unwrap_or(0);
+    let (links_before, netns_before) = (links(), netns());
+    let shape = Shape { nodes: 1, cores: 4, threads: 1, nics: vec![("eth0", 4, None)] };
+    let dir = tempfile::tempdir().unwrap();
+    shape.write(dir.path());
+    std::fs::write(dir.path().join("proc/sys/kernel/osrelease"), "6.12.0-test\n").ok();
+    let out = Command::new(bin())
+        .args(["doctor", "--json", "--net-dir", "/nonexistent", "--root"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let code = out.status.code();
+    assert!(
+        matches!(code, Some(0) | Some(3)),
+        "{code:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let state = |kind: &str| {
+        r["probes"].as_array().unwrap().iter().find(|p| p["kind"] == kind).unwrap()["support"]
+            ["state"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    // The fake tree has no proc/modules: as on a kernel without modules,
+    // every kind is probed (this machine's kernel decides).
+    let here = |kind: &str| nearhost_testkit::kernel_has(kind);
+    assert_eq!(state("macvlan"), "yes");
+    assert_eq!(state("vxlan"), "yes");
+    assert_eq!(state("ipvlan"), if here("ipvlan") { "yes" } else { "no" });
+    assert_eq!(state("bond"), if here("bond") { "yes" } else { "no" });
+    assert_eq!(state("dummy"), if here("dummy") { "yes" } else { "no" });
+    let eth0 = &r["nics"][0];
+    assert_eq!(eth0["name"], "eth0");
+    assert_eq!(eth0["irqs"].as_array().unwrap().len(), 4);
+    assert_eq!(r["cpus"], 4);
+    let recs: Vec<&str> = r["recommendations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["datapath"].as_str().unwrap())
+        .collect();
+    assert_eq!(recs[0], "macvlan", "{recs:?}");
+    assert!(r["tuning"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t.as_str().unwrap().contains("eth0 IRQ")));
+    assert_eq!(
+        code == Some(0),
+        r["in_the_way"].as_array().unwrap().is_empty(),
+        "exit code 3 iff something is in the way"
+    );
+    assert_eq!((links(), netns()), (links_before, netns_before), "the probes left nothing");
+}
