@@ -190,8 +190,12 @@ impl Podman {
         cmd.arg(format!("--net={}", self.host.ns.path()));
         match &self.root {
             None => cmd.arg("podman"),
+            // --root: setns into a mount namespace resets the root directory
+            // to the namespace's; the holder's root is ours (the fresh-root
+            // check runs this suite chrooted), so take the holder's.
             Some((root, holder)) => cmd
-                .arg(format!("--mount=/proc/{}/ns/mnt", holder.id()))
+                .arg(format!("--target={}", holder.id()))
+                .args(["--mount", "--root"])
                 .arg("chroot")
                 .arg(root)
                 .arg("/usr/bin/podman")
