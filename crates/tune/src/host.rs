@@ -36,8 +36,11 @@ pub struct Cpu {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Irq {
     pub number: u32,
-    /// Its name in `/proc/interrupts` (`eth0-TxRx-0`).
+    /// Its name in `/proc/interrupts` (`eth0-TxRx-0`; igb with separate
+    /// vectors: `eth0-rx-0`, `eth0-tx-0`).
     pub name: String,
+    /// The queue it serves: the number its name ends in.
+    pub queue: Option<u32>,
     pub affinity: CpuSet,
 }
 
@@ -236,10 +239,11 @@ fn read_nic(root: &Path, name: &str, names: &BTreeMap<u32, String>) -> Result<Ni
             let affinity = CpuSet::parse_list(&read(
                 &root.join(format!("proc/irq/{number}/smp_affinity_list")),
             )?)?;
-            irqs.push(Irq { number, name: irq_name, affinity });
+            let queue = queue_index(&irq_name);
+            irqs.push(Irq { number, name: irq_name, affinity, queue });
         }
     }
-    irqs.sort_by_key(|i| (queue_index(&i.name), i.number));
+    irqs.sort_by_key(|i| (i.queue, i.number));
     let mut rx = Vec::new();
     let mut tx = Vec::new();
     for q in 0.. {

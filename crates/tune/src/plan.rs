@@ -254,7 +254,9 @@ pub fn plan(host: &Host, opts: &Options) -> Result<Plan, Error> {
             ));
             continue;
         }
-        for (q, irq) in nic.queue_irqs.iter().enumerate() {
+        for (k, irq) in nic.queue_irqs.iter().enumerate() {
+            // A queue's rx and tx vectors (igb names them apart) share a CPU.
+            let q = irq.queue.map_or(k, |q| q as usize);
             let cpu = cpus[q % cpus.len()];
             irq_cpus.insert(cpu);
             change(
