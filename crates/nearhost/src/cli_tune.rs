@@ -101,7 +101,7 @@ pub fn run(cmd: TuneCmd) -> anyhow::Result<()> {
         }
         TuneCmd::Status(common) => {
             let (saved, now) = nearhost_tune::status(&common.root, &common.state)?;
-            let drifted = now.iter().filter(|s| s.current.as_deref() != Some(&s.applied)).count();
+            let drifted = now.iter().filter(|s| !s.holds).count();
             if common.json {
                 println!(
                     "{}",
@@ -120,7 +120,7 @@ pub fn run(cmd: TuneCmd) -> anyhow::Result<()> {
                 );
                 for s in &now {
                     let cur = s.current.as_deref().unwrap_or("(unreadable)");
-                    let mark = if cur == s.applied { "" } else { "  CHANGED since apply" };
+                    let mark = if s.holds { "" } else { "  CHANGED since apply" };
                     println!("{:<44} {} (was {}){mark}", s.what, cur, s.original);
                 }
             }

@@ -44,6 +44,23 @@ pub struct Status {
     pub original: String,
     pub applied: String,
     pub current: Option<String>,
+    /// `current` means what nearhost applied ([`same`]).
+    pub holds: bool,
+}
+
+/// Whether two values of the file at `path` mean the same: CPU masks and
+/// lists as sets (the kernel prints masks in its own width: `3` for
+/// `00000003`), other values word by word (`ip_local_port_range` prints a
+/// tab).
+pub fn same(path: &str, a: &str, b: &str) -> bool {
+    use crate::CpuSet;
+    if path.ends_with("_cpus") {
+        CpuSet::parse_mask(a).ok() == CpuSet::parse_mask(b).ok()
+    } else if path.ends_with("_list") {
+        CpuSet::parse_list(a).ok() == CpuSet::parse_list(b).ok()
+    } else {
+        a.split_whitespace().eq(b.split_whitespace())
+    }
 }
 
 fn lock_path(state: &Path) -> PathBuf {
@@ -167,12 +184,16 @@ pub fn status(root: &Path, state: &Path) -> Result<(Saved, Vec<Status>), Error> 
     let now = saved
         .writes
         .iter()
-        .map(|w| Status {
-            what: w.what.clone(),
-            path: w.path.clone(),
-            original: w.original.clone(),
-            applied: w.applied.clone(),
-            current: read_value(root, &w.path).ok(),
+        .map(|w| {
+            let current = read_value(root, &w.path).ok();
+            Status {
+                what: w.what.clone(),
+                path: w.path.clone(),
+                original: w.original.clone(),
+                applied: w.applied.clone(),
+                holds: current.as_deref().is_some_and(|c| same(&w.path, c, &w.applied)),
+                current,
+            }
         })
         .collect();
     Ok((saved, now))

@@ -22,19 +22,6 @@ fn ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// A value as the kernel prints it, compared by meaning: CPU masks and lists
-/// as sets (the kernel prints masks in its own width), others by words.
-fn same(path: &str, a: &str, b: &str) -> bool {
-    use nearhost_tune::CpuSet;
-    if path.ends_with("_cpus") {
-        CpuSet::parse_mask(a).ok() == CpuSet::parse_mask(b).ok()
-    } else if path.ends_with("smp_affinity_list") {
-        CpuSet::parse_list(a).ok() == CpuSet::parse_list(b).ok()
-    } else {
-        a.split_whitespace().eq(b.split_whitespace())
-    }
-}
-
 #[test]
 #[ignore = "kernel lab: needs the emulated igb NICs (scripts/kernel-lab)"]
 fn tune_applies_and_reverts_on_an_igb_nics_queues_and_msix_irqs() {
@@ -73,7 +60,7 @@ fn tune_applies_and_reverts_on_an_igb_nics_queues_and_msix_irqs() {
         let now = String::from_utf8(read(&path(c))).unwrap();
         let want = c["new"].as_str().unwrap();
         assert!(
-            same(&path(c), now.trim(), want),
+            nearhost_tune::apply::same(&path(c), now.trim(), want),
             "{}: {now:?} after apply, planned {want}",
             path(c)
         );
