@@ -143,8 +143,12 @@ impl Report {
         }
     }
 
+    /// Whether links of `kind` can be made here: probed, or a module of this
+    /// kernel that making the first one loads.
     pub fn supports(&self, kind: &str) -> bool {
-        self.probes.iter().any(|p| p.kind == kind && p.support == Support::Yes)
+        self.probes
+            .iter()
+            .any(|p| p.kind == kind && matches!(p.support, Support::Yes | Support::Module))
     }
 }
 
