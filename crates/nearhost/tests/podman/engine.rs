@@ -222,10 +222,19 @@ impl Podman {
     /// the container's ID.
     #[track_caller]
     pub fn run(&self, name: &str, network: &str, extra: &[&str]) -> String {
+        self.must(&Self::run_args(name, network, extra))
+    }
+
+    /// [`Podman::run`] that may fail: its output.
+    pub fn try_run(&self, name: &str, network: &str, extra: &[&str]) -> Output {
+        self.podman(&Self::run_args(name, network, extra))
+    }
+
+    fn run_args<'a>(name: &'a str, network: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
         let mut args = vec!["run", "-d", "--name", name, "--network", network];
         args.extend_from_slice(extra);
         args.extend_from_slice(&[IMAGE, "sleep", "3600"]);
-        self.must(&args)
+        args
     }
 
     /// `podman exec NAME ARGS`.

@@ -118,19 +118,7 @@ fn podman_5_runs_containers_on_a_nearhost_macvlan_network() {
     assert_eq!(mac_in(&p, "s", "eth0"), "02:00:c6:12:49:96");
     assert_eq!(inspect(&p, "s", "fast", "MacAddress"), "02:00:c6:12:49:96");
     assert!(p.ping("s", &a4), "s reaches a");
-    let taken = p.podman(&[
-        "run",
-        "-d",
-        "--name",
-        "s2",
-        "--network",
-        "fast",
-        "--ip",
-        &h.v4(150),
-        IMAGE,
-        "sleep",
-        "3600",
-    ]);
+    let taken = p.try_run("s2", "fast", &["--ip", &h.v4(150)]);
     assert!(!taken.status.success(), "a second container cannot take {}", h.v4(150));
     p.rm(&["s", "s2"]);
     // Released: the address can be taken again.

@@ -97,19 +97,7 @@ fn podman_runs_containers_on_a_nearhost_macvlan_network() {
         String::from_utf8_lossy(&s_link.stdout)
     );
     assert!(p.ping("s", &b4), "s reaches b");
-    let taken = p.podman(&[
-        "run",
-        "-d",
-        "--name",
-        "s2",
-        "--network",
-        "fast",
-        "--ip",
-        &h.v4(150),
-        IMAGE,
-        "sleep",
-        "3600",
-    ]);
+    let taken = p.try_run("s2", "fast", &["--ip", &h.v4(150)]);
     assert!(!taken.status.success(), "a second container cannot take {}", h.v4(150));
     let why = String::from_utf8_lossy(&taken.stderr);
     assert!(
