@@ -98,16 +98,15 @@ pub fn debian_root(release: &str, packages: &[&str]) -> PathBuf {
         "debootstrap {release} failed: {}{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
-        log.lines()
-            .rev()
-            .take(30)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect::<Vec<_>>()
-            .join("\n")
+        last_lines(&log, 30)
     );
     std::fs::rename(&building, &root).expect("move the new root into place");
     std::fs::write(&stamp, &stamp_text).expect("write the root's stamp");
     root
+}
+
+/// The last `n` lines of `text` (a failed tool's log, for a panic message).
+pub fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }

@@ -54,14 +54,7 @@ impl Root {
         assert!(
             o.status.success(),
             "debootstrap of a clean Debian 12 root failed:\n{}",
-            log.lines()
-                .rev()
-                .take(30)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect::<Vec<_>>()
-                .join("\n")
+            nearhost_testkit::images::last_lines(&log, 30)
         );
         Root { dir }
     }
