@@ -169,23 +169,39 @@ fn addresses_are_announced_with_gratuitous_arp_and_unsolicited_na() {
     let (ip4, ip6) = (h.v4(130), h.v6(0x130));
     let filter =
         format!("(arp and arp[14:4] = 0xc612{:02x}82) or (icmp6 and ip6[40] == 136)", h.net);
-    let dump = std::process::Command::new("ip")
+    let mut dump = std::process::Command::new("ip")
         .args([
-            "netns", "exec", &h.gw.name, "timeout", "8", "tcpdump", "-i", "gw0", "-n", "-l", "-c",
+            "netns", "exec", &h.gw.name, "timeout", "30", "tcpdump", "-i", "gw0", "-n", "-l", "-c",
             "2", &filter,
         ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("tcpdump (apt install tcpdump)");
-    std::thread::sleep(std::time::Duration::from_millis(1500)); // let tcpdump attach
+    // tcpdump says "listening on gw0" once its capture is open; in the emulated kernel lab that
+    // takes longer than any fixed sleep we would pick, so wait for the line itself.
+    let stderr = std::io::BufReader::new(dump.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for line in std::io::BufRead::lines(stderr).map_while(Result::ok) {
+            if line.contains("listening on") {
+                let _ = tx.send(());
+            }
+            seen.push(line);
+        }
+        seen.join("\n")
+    });
+    let attached = rx.recv_timeout(std::time::Duration::from_secs(20)).is_ok();
     let r = Call::new(&h.ns, "ADD", "g1", &c1.path(), "eth0")
         .env("CNI_ARGS", &format!("IP={ip4},{ip6}"))
         .conf(&conf)
         .expect_ok();
     let out = dump.wait_with_output().unwrap();
+    let log = reader.join().unwrap();
+    assert!(attached, "tcpdump did not start capturing within 20 s: {log}");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains(&format!("who-has {ip4} tell {ip4}")), "no gratuitous ARP seen: {text}");
+    assert!(text.contains(&format!("who-has {ip4} tell {ip4}")), "no gratuitous ARP seen: {text} (tcpdump: {log})");
     assert!(
         text.contains(&format!("neighbor advertisement, tgt is {ip6}")),
         "no unsolicited NA seen: {text}"
