@@ -12,6 +12,7 @@ MIN_RUST=1.85
 PACKAGES=(
   gcc g++ libc6-dev ca-certificates             # build: the Rust linker/C compiler (C++: libFuzzer); TLS to crates.io
   protobuf-compiler libprotobuf-dev             # build: etcd-client and k8s-cri compile protos (libprotobuf-dev has the well-known .proto files)
+  clang libbpf-dev linux-libc-dev bpftool       # build: the BPF fast path's C programs (clang -target bpf, libbpf's helper headers); bpftool in its tests
   iproute2 iputils-ping nftables iptables kmod  # kernel tools the tests drive: ip, ping, nft, iptables
   tcpdump procps psmisc ethtool strace          # tests and debugging: packet capture, ps/kill, NIC settings
   python3 python3-venv                          # test peers (http.server, sockets); a venv for virtme-ng

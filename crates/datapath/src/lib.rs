@@ -17,6 +17,7 @@ mod fields;
 mod guard;
 mod host;
 mod host_reach;
+mod host_routing;
 mod moved;
 mod nat;
 pub mod overlay;
@@ -34,7 +35,9 @@ pub use context::{
 pub use driver::{build, preflight_add, Datapath, Registration, DATAPATHS};
 pub use error::{DatapathError, Result};
 pub use fields::validate_ifname;
+pub use host_routing::{status as bpf_status, Status as BpfStatus};
 pub use nearhost_ipam::RouteSpec;
+pub use nearhost_kernel::bpf::Stats as BpfStats;
 pub use vf::{inventory as vf_inventory, ClaimedVf, PfInventory};
 
 /// The parent interface a macvlan/ipvlan network would use: `configured` if

@@ -5,6 +5,7 @@
 
 pub mod addr;
 pub mod announce;
+pub mod bpf;
 pub mod error;
 pub mod link;
 pub mod neigh;

@@ -29,12 +29,19 @@ pub enum Dp {
     Host,
     Bridge,
     Routed,
+    #[serde(rename = "routed-bpf")]
+    RoutedBpf,
     Vxlan,
     Macvlan,
     Ipvlan,
 }
 
-pub const ALL: [Dp; 6] = [Dp::Host, Dp::Bridge, Dp::Routed, Dp::Vxlan, Dp::Macvlan, Dp::Ipvlan];
+pub const ALL: [Dp; 7] =
+    [Dp::Host, Dp::Bridge, Dp::Routed, Dp::RoutedBpf, Dp::Vxlan, Dp::Macvlan, Dp::Ipvlan];
+
+/// The bpffs the lab mounts for `routed-bpf` (its own, unmounted by `down`:
+/// the lab leaves no pins behind on the machine).
+pub const BPFFS: &str = "/run/nearhost-lab/bpffs";
 
 impl Dp {
     pub fn name(self) -> &'static str {
@@ -42,6 +49,7 @@ impl Dp {
             Dp::Host => "host",
             Dp::Bridge => "bridge",
             Dp::Routed => "routed",
+            Dp::RoutedBpf => "routed-bpf",
             Dp::Vxlan => "vxlan",
             Dp::Macvlan => "macvlan",
             Dp::Ipvlan => "ipvlan",
@@ -60,6 +68,10 @@ impl Dp {
                 "veth + bridge + NAT (masquerade out, DNAT to a host port): Docker's default"
             }
             Dp::Routed => "veth + host routes, host-gw between hosts (Flannel host-gw)",
+            Dp::RoutedBpf => {
+                "routed + BPF host routing: tcx programs hand pod traffic to the pod's veth peer \
+                 and, between hosts, to the FIB's next hop, around the host stack (Cilium's host routing)"
+            }
             Dp::Vxlan => "veth + bridge + VXLAN between hosts (Flannel vxlan)",
             Dp::Macvlan => "macvlan (bridge mode) on the host's NIC",
             Dp::Ipvlan => "ipvlan (l2) on the host's NIC",
@@ -109,6 +121,7 @@ pub fn container_subnet(dp: Dp, h: HostId) -> Option<String> {
         Dp::Bridge => 0,
         Dp::Routed => 10,
         Dp::Vxlan => 20,
+        Dp::RoutedBpf => 40,
         _ => return None,
     };
     Some(format!("198.19.{}.0/24", base + h.0))
@@ -133,6 +146,12 @@ pub fn netconf(dp: Dp, h: HostId) -> Option<Value> {
             json!({"bridge": "nh0", "isDefaultGateway": true, "ipMasq": true}),
         ),
         Dp::Routed => ("routed", own_subnet(container_subnet(dp, h)?), json!({})),
+        Dp::RoutedBpf => (
+            "routed",
+            own_subnet(container_subnet(dp, h)?),
+            json!({"bpf": {"uplinks": ["eth0"], "podCIDRs": ["198.19.40.0/22"],
+                           "pinPath": format!("{BPFFS}/nearhost")}}),
+        ),
         Dp::Vxlan => (
             "vxlan",
             own_subnet(container_subnet(dp, h)?),

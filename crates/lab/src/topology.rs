@@ -185,9 +185,10 @@ fn join_hosts(dps: &[Dp]) -> Result<()> {
         let fail = |what: &str, e: nearhost_datapath::DatapathError| {
             LabError::Other(format!("{what} on {}: {e}", h.ns()))
         };
-        if dps.contains(&Dp::Routed) {
-            peers::add_hostgw(&mut host, &peer(Dp::Routed))
-                .map_err(|e| fail("host-gw routes", e))?;
+        for dp in [Dp::Routed, Dp::RoutedBpf] {
+            if dps.contains(&dp) {
+                peers::add_hostgw(&mut host, &peer(dp)).map_err(|e| fail("host-gw routes", e))?;
+            }
         }
         if dps.contains(&Dp::Vxlan) {
             let dev = overlay::existing_device(&mut host, plan::VXLAN_VNI)
@@ -203,6 +204,10 @@ fn join_hosts(dps: &[Dp]) -> Result<()> {
 /// half-way can be taken down).
 pub fn up(state: &mut LabState, dps: &[Dp]) -> Result<()> {
     build_fabric(state)?;
+    if dps.contains(&Dp::RoutedBpf) {
+        nearhost_kernel::bpf::mount_bpffs(std::path::Path::new(plan::BPFFS))
+            .map_err(LabError::kernel(format!("mount a bpffs on {}", plan::BPFFS)))?;
+    }
     for &dp in dps {
         let entry = attach_datapath(state, dp)?;
         state.datapaths.push(entry);
@@ -231,6 +236,9 @@ pub fn down(state: Option<&LabState>) -> Result<Vec<String>> {
         netns::delete_named(&n).map_err(LabError::kernel(format!("delete namespace {n}")))?;
         removed.push(n);
     }
+    // routed-bpf's pins: the programs and maps go with the mount.
+    nearhost_kernel::bpf::unmount_bpffs(std::path::Path::new(plan::BPFFS))
+        .map_err(LabError::kernel(format!("unmount {}", plan::BPFFS)))?;
     crate::state::forget()?;
     Ok(removed)
 }

@@ -69,6 +69,9 @@ enum Cmd {
     /// Host tuning for latency: IRQ affinity, RPS/XPS/RFS, sysctls (plan, apply, revert, status).
     #[command(subcommand)]
     Tune(crate::cli_tune::TuneCmd),
+    /// BPF host routing: the pinned programs and maps, counters, attachments.
+    #[command(subcommand)]
+    Bpf(crate::cli_bpf::BpfCmd),
     #[command(flatten)]
     Attach(Box<crate::cli_attach::AttachCmd>),
 }
@@ -111,6 +114,7 @@ pub fn run() -> ExitCode {
         }
         Cmd::Tune(c) => crate::cli_tune::run(c),
         Cmd::Doctor(a) => return crate::cli_doctor::run(a),
+        Cmd::Bpf(c) => crate::cli_bpf::run(c),
         Cmd::Attach(cmd) => crate::cli_attach::run(*cmd),
     };
     match result {

@@ -6,6 +6,7 @@ mod attach_view;
 mod cli;
 mod cli_agent;
 mod cli_attach;
+mod cli_bpf;
 mod cli_docs;
 mod cli_doctor;
 mod cli_install;

@@ -474,6 +474,27 @@ pub fn add(host: &Netns, id: &str, ctr: &Netns, conf: &Value) -> Value {
 
 /// DEL with prevResult, asserting success.
 #[track_caller]
+/// ADD of every container in `ctrs` at once, one plugin process each (as a
+/// node starting a burst of pods); container `i` gets the ID `PREFIXi`.
+pub fn add_parallel(host: &Netns, prefix: &str, ctrs: &[Netns], conf: &Value) -> Vec<Value> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = ctrs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| s.spawn(move || add(host, &format!("{prefix}{i}"), c, conf)))
+            .collect();
+        handles.into_iter().map(|t| t.join().expect("ADD thread")).collect()
+    })
+}
+
+/// Whether the running kernel is at least `major.minor`.
+pub fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
+    let mut v =
+        release.trim().split(|c: char| !c.is_ascii_digit()).map(|p| p.parse::<u32>().unwrap_or(0));
+    (v.next().unwrap_or(0), v.next().unwrap_or(0)) >= (major, minor)
+}
+
 pub fn del(host: &Netns, id: &str, netns: &str, conf: &Value, prev: Option<&Value>) {
     let mut c = conf.clone();
     if let Some(p) = prev {
@@ -504,6 +525,66 @@ pub fn http_get_in(netns: &str, url: &str) -> Option<String> {
 
 /// A child process killed and reaped when the handle is dropped (also when
 /// the test panics).
+/// A bpffs of the test's own, mounted under /run before the plugin starts (so
+/// `ip netns exec` children see it), unmounted on drop. The BPF datapaths pin
+/// into it with `"bpf": {"pinPath": ...}`.
+pub struct BpfFs {
+    pub dir: std::path::PathBuf,
+}
+
+impl Default for BpfFs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BpfFs {
+    pub fn new() -> BpfFs {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::path::PathBuf::from(format!(
+            "/run/nearhost-test-bpf/{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("create the bpffs mount point");
+        let d = dir.to_str().expect("a UTF-8 path");
+        must("mount", &["-t", "bpf", "bpf", d]);
+        BpfFs { dir }
+    }
+
+    /// The pin root to give the plugin (a directory inside the mount).
+    pub fn pin_path(&self) -> String {
+        format!("{}/nearhost", self.dir.display())
+    }
+
+    /// What is pinned under the pin root, recursively, as relative paths.
+    pub fn pins(&self) -> Vec<String> {
+        fn walk(base: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
+            let Ok(entries) = std::fs::read_dir(dir) else { return };
+            for e in entries.flatten() {
+                let p = e.path();
+                out.push(p.strip_prefix(base).unwrap_or(&p).display().to_string());
+                if p.is_dir() {
+                    walk(base, &p, out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        let root = std::path::PathBuf::from(self.pin_path());
+        walk(&root, &root, &mut out);
+        out.sort();
+        out
+    }
+}
+
+impl Drop for BpfFs {
+    fn drop(&mut self) {
+        let d = self.dir.to_str().unwrap_or_default();
+        let _ = run("umount", &["-l", d]);
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
 pub struct KillOnDrop(pub std::process::Child);
 
 impl Drop for KillOnDrop {
@@ -511,6 +592,39 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// An HTTP server answering `body` at `ip:port` inside `ns`.
+pub fn serve_http(ns: &Netns, ip: &str, port: u16, body: &str) -> (KillOnDrop, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("index.html"), format!("{body}\n")).unwrap();
+    let child = ns.spawn(&[
+        "python3",
+        "-m",
+        "http.server",
+        &port.to_string(),
+        "--bind",
+        ip,
+        "--directory",
+        dir.path().to_str().unwrap(),
+    ]);
+    let mut k = KillOnDrop(child);
+    let url = format!("http://{ip}:{port}/");
+    // Generous: under the kernel lab's emulation a Python start takes seconds.
+    if !eventually(Duration::from_secs(40), || ns.http_get(&url).is_some()) {
+        let _ = k.0.kill();
+        let out = std::mem::replace(&mut k.0, std::process::Command::new("true").spawn().unwrap())
+            .wait_with_output()
+            .unwrap();
+        panic!(
+            "server {url} did not start: {}\n{}\naddresses: {}\nroutes: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            ns.ip(&["-br", "addr"]),
+            ns.ip(&["route"])
+        );
+    }
+    (k, dir)
 }
 
 /// Stops a daemon: SIGTERM, up to `grace` to exit, then SIGKILL; reaped.

@@ -2,6 +2,9 @@
 //! (/128) to its veth; the container reaches everything through a link-local
 //! next hop whose MAC is pinned, so it never ARPs for a gateway. Across hosts the
 //! same routes are joined by plain host-gw routes (see [`crate::peers`]).
+//!
+//! With `"bpf": true` the host's BPF host routing takes pod-to-pod packets
+//! around the host stack (see [`crate::host_routing`]).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -10,10 +13,11 @@ use nearhost_kernel::route::Route;
 use serde_json::Value;
 
 use crate::container::{self, Setup};
-use crate::context::{AddRequest, CheckRequest, Iface, Namespace, Outcome};
+use crate::context::{AddRequest, CheckRequest, DelRequest, Iface, Namespace, Outcome};
 use crate::driver::{Datapath, Registration};
 use crate::error::{DatapathError, KernelContext, Result};
 use crate::fields::{self, Fields};
+use crate::host_routing::{self, BpfConfig};
 use crate::{host, veth};
 
 pub const REGISTRATION: Registration = Registration { name: "routed", build };
@@ -25,6 +29,7 @@ pub const GATEWAY_V6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
 struct Routed {
     mtu: Option<u32>,
     mac: Option<[u8; 6]>,
+    bpf: Option<BpfConfig>,
 }
 
 fn build(conf: &Value) -> Result<Box<dyn Datapath>> {
@@ -32,6 +37,7 @@ fn build(conf: &Value) -> Result<Box<dyn Datapath>> {
     Ok(Box::new(Routed {
         mtu: f.mtu("mtu")?,
         mac: f.str("mac")?.map(|m| fields::parse_unicast_mac("mac", m)).transpose()?,
+        bpf: BpfConfig::parse(conf)?,
     }))
 }
 
@@ -50,7 +56,10 @@ fn host_prefix(a: &IpNet) -> IpNet {
 
 impl Datapath for Routed {
     fn preflight(&self, _host: &mut Namespace) -> Result<()> {
-        Ok(())
+        match &self.bpf {
+            Some(_) => host_routing::preflight(),
+            None => Ok(()),
+        }
     }
 
     fn add(
@@ -90,6 +99,11 @@ impl Datapath for Routed {
             .ok_or_else(|| DatapathError::Conflict(format!("{} has no MAC", req.ifname)))?;
         // Pin the container's MAC on the host side too: no ARP/NDP either way.
         veth::route_to_container(host, &pair.host, addresses.iter().map(|a| a.addr()), ctr_mac)?;
+        if let Some(bpf) = &self.bpf {
+            // The pod's IPAM subnets are pod blocks too (its own /32s are not).
+            let subnets: Vec<IpNet> = req.addresses.iter().map(|a| a.address).collect();
+            host_routing::attach_pod(host, bpf, &pair.host, ctr_mac, &addresses, &subnets)?;
+        }
         pair.guard.disarm();
         let addrs: Vec<_> =
             addresses.iter().map(|a| (*a, Some(gateway(a.addr().is_ipv6())))).collect();
@@ -101,8 +115,27 @@ impl Datapath for Routed {
         ))
     }
 
-    // DEL is the usual one: deleting the container end deletes the host end,
-    // and with it the host routes and neighbour entries that pointed at it.
+    // DEL: deleting the container end deletes the host end, and with it the
+    // host routes and neighbour entries that pointed at it; with "bpf" the
+    // pod then leaves the BPF maps (found by its veth, or as a stale entry
+    // when the namespace is already gone).
+    fn del(
+        &self, host: &mut Namespace, sandbox: Option<&mut Namespace>, req: &DelRequest<'_>,
+    ) -> Result<()> {
+        let Some(bpf) = &self.bpf else {
+            return container::delete_if_present(sandbox, req.ifname);
+        };
+        let mut host_end = None;
+        if let Some(sb) = sandbox {
+            if let Some(link) =
+                sb.nl.link_by_name(req.ifname).ctx(|| format!("look up {}", req.ifname))?
+            {
+                host_end = veth::host_end(host, &link)?.map(|l| l.index);
+            }
+            container::delete_iface(sb, req.ifname)?;
+        }
+        host_routing::detach_pod(host, bpf, host_end)
+    }
 
     fn check(
         &self, host: &mut Namespace, sb: &mut Namespace, req: &CheckRequest<'_>,
@@ -114,7 +147,12 @@ impl Datapath for Routed {
                 req.ifname
             ))
         })?;
-        veth::check_host_routes(host, &host_end, req)
+        veth::check_host_routes(host, &host_end, req)?;
+        if let Some(bpf) = &self.bpf {
+            let ips: Vec<IpAddr> = req.prev.ips.iter().map(|i| i.address.addr()).collect();
+            host_routing::check_pod(host, bpf, &host_end, &ips)?;
+        }
+        Ok(())
     }
 }
 

@@ -11,6 +11,7 @@ pub fn color(dp: Dp) -> &'static str {
         Dp::Host => "#222222",
         Dp::Bridge => "#d62728",
         Dp::Routed => "#2ca02c",
+        Dp::RoutedBpf => "#17becf",
         Dp::Vxlan => "#ff7f0e",
         Dp::Macvlan => "#1f77b4",
         Dp::Ipvlan => "#9467bd",

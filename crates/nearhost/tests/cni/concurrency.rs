@@ -13,17 +13,7 @@ fn fifty_parallel_adds_then_dels_leave_nothing() {
     let h = Host::new(70);
     let ctrs: Vec<Netns> = (0..N).map(|_| Netns::new("c")).collect();
     let conf = netconf("1.1.0", "par", "macvlan", h.ipam_dual(), json!({"master": "eth0"}));
-    let results: Vec<serde_json::Value> = thread::scope(|s| {
-        let handles: Vec<_> = ctrs
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let (hns, conf) = (&h.ns, &conf);
-                s.spawn(move || add(hns, &format!("par{i}"), c, conf))
-            })
-            .collect();
-        handles.into_iter().map(|t| t.join().expect("ADD thread")).collect()
-    });
+    let results = add_parallel(&h.ns, "par", &ctrs, &conf);
     let mut v4: Vec<String> = results.iter().map(|r| result_ip(r, 0)).collect();
     let mut v6: Vec<String> = results.iter().map(|r| result_ip(r, 1)).collect();
     v4.sort();

@@ -6,8 +6,6 @@
 //! hostReach and not without; a NodePort on the other host too; container ↔
 //! container traffic stays on the direct interface.
 
-use std::time::Duration;
-
 use nearhost_testkit::agent::{Switch, NET};
 use serde_json::{json, Value};
 
@@ -65,39 +63,6 @@ impl Lan {
     }
 }
 
-/// An HTTP server answering `body` at `ip:port` inside `ns`.
-fn serve(ns: &Netns, ip: &str, port: u16, body: &str) -> (KillOnDrop, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("index.html"), format!("{body}\n")).unwrap();
-    let child = ns.spawn(&[
-        "python3",
-        "-m",
-        "http.server",
-        &port.to_string(),
-        "--bind",
-        ip,
-        "--directory",
-        dir.path().to_str().unwrap(),
-    ]);
-    let mut k = KillOnDrop(child);
-    let url = format!("http://{ip}:{port}/");
-    // Generous: under the kernel lab's emulation a Python start takes seconds.
-    if !eventually(Duration::from_secs(40), || ns.http_get(&url).is_some()) {
-        let _ = k.0.kill();
-        let out = std::mem::replace(&mut k.0, std::process::Command::new("true").spawn().unwrap())
-            .wait_with_output()
-            .unwrap();
-        panic!(
-            "server {url} did not start: {}\n{}\naddresses: {}\nroutes: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            ns.ip(&["-br", "addr"]),
-            ns.ip(&["route"])
-        );
-    }
-    (k, dir)
-}
-
 /// Two ClusterIPs in `host`: 198.18.250.10:80 → `ctr`:8080, 198.18.250.11:80
 /// → `server`:8080.
 fn cluster_ips(host: &Netns, ctr: &str, server: &str) {
@@ -131,8 +96,8 @@ fn the_host_its_services_and_nodeports_reach_macvlan_containers_and_pods_stay_di
     );
 
     // Host → container (a kubelet-style probe), and container → host.
-    let _sa = serve(&a, &ip_a, 8080, "ctr-a");
-    let _sd = serve(&d, &ip_d, 8080, "ctr-d");
+    let _sa = serve_http(&a, &ip_a, 8080, "ctr-a");
+    let _sd = serve_http(&d, &ip_d, 8080, "ctr-d");
     assert_eq!(
         h1.http_get(&format!("http://{ip_a}:8080/")).as_deref(),
         Some("ctr-a"),
@@ -144,7 +109,7 @@ fn the_host_its_services_and_nodeports_reach_macvlan_containers_and_pods_stay_di
         "without hostReach the host cannot reach its macvlan container"
     );
     let h1_ip = format!("{NET}.11");
-    let _sh = serve(h1, &h1_ip, 8081, "host-1");
+    let _sh = serve_http(h1, &h1_ip, 8081, "host-1");
     assert_eq!(
         a.http_get(&format!("http://{h1_ip}:8081/")).as_deref(),
         Some("host-1"),
@@ -159,9 +124,9 @@ fn the_host_its_services_and_nodeports_reach_macvlan_containers_and_pods_stay_di
     // host 1: one Service backed by container c on host 2, one by the server.
     forwarding_node(h1);
     forwarding_node(h2);
-    let _sc = serve(&c, &ip_c, 8080, "ctr-c");
+    let _sc = serve_http(&c, &ip_c, 8080, "ctr-c");
     let server_ip = format!("{NET}.50");
-    let _ss = serve(&lan.server, &server_ip, 8080, "lan-server");
+    let _ss = serve_http(&lan.server, &server_ip, 8080, "lan-server");
     cluster_ips(h1, &ip_c, &server_ip);
     assert_eq!(
         a.http_get("http://198.18.250.10/").as_deref(),
@@ -295,8 +260,8 @@ fn host_and_services_reach(datapath: &str, mode: &str) {
     let ra = add(h1, "a", &a, &conf_a);
     let rd = add(h1, "d", &d, &conf_d);
     let (ip_a, ip_d) = (result_ip(&ra, 0), result_ip(&rd, 0));
-    let _sa = serve(&a, &ip_a, 8080, "ctr-a");
-    let _sd = serve(&d, &ip_d, 8080, "ctr-d");
+    let _sa = serve_http(&a, &ip_a, 8080, "ctr-a");
+    let _sd = serve_http(&d, &ip_d, 8080, "ctr-d");
     assert_eq!(
         h1.http_get(&format!("http://{ip_a}:8080/")).as_deref(),
         Some("ctr-a"),
@@ -308,7 +273,7 @@ fn host_and_services_reach(datapath: &str, mode: &str) {
         "{datapath} {mode}: the host cannot reach it without hostReach"
     );
     let h1_ip = format!("{NET}.11");
-    let _sh = serve(h1, &h1_ip, 8081, "host-1");
+    let _sh = serve_http(h1, &h1_ip, 8081, "host-1");
     assert_eq!(
         a.http_get(&format!("http://{h1_ip}:8081/")).as_deref(),
         Some("host-1"),
@@ -317,7 +282,7 @@ fn host_and_services_reach(datapath: &str, mode: &str) {
     forwarding_only_on_the_host_link(h1);
     forwarding_node(h1);
     let server_ip = format!("{NET}.50");
-    let _ss = serve(&lan.server, &server_ip, 8080, "lan-server");
+    let _ss = serve_http(&lan.server, &server_ip, 8080, "lan-server");
     cluster_ips(h1, "198.18.200.200", &server_ip);
     assert_eq!(
         a.http_get("http://198.18.250.11/").as_deref(),

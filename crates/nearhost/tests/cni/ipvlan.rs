@@ -124,17 +124,7 @@ fn parallel_adds_get_distinct_addresses_and_leave_nothing() {
     let h = Host::new(96);
     let ctrs: Vec<Netns> = (0..20).map(|_| Netns::new("c")).collect();
     let conf = conf(&h, "l2");
-    let results: Vec<serde_json::Value> = thread::scope(|s| {
-        let hs: Vec<_> = ctrs
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let (hns, conf) = (&h.ns, &conf);
-                s.spawn(move || add(hns, &format!("p{i}"), c, conf))
-            })
-            .collect();
-        hs.into_iter().map(|t| t.join().unwrap()).collect()
-    });
+    let results = add_parallel(&h.ns, "p", &ctrs, &conf);
     let mut ips: Vec<String> = results.iter().map(|r| result_ip(r, 0)).collect();
     ips.sort();
     ips.dedup();

@@ -201,7 +201,10 @@ fn addresses_are_announced_with_gratuitous_arp_and_unsolicited_na() {
     let log = reader.join().unwrap();
     assert!(attached, "tcpdump did not start capturing within 20 s: {log}");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains(&format!("who-has {ip4} tell {ip4}")), "no gratuitous ARP seen: {text} (tcpdump: {log})");
+    assert!(
+        text.contains(&format!("who-has {ip4} tell {ip4}")),
+        "no gratuitous ARP seen: {text} (tcpdump: {log})"
+    );
     assert!(
         text.contains(&format!("neighbor advertisement, tgt is {ip6}")),
         "no unsolicited NA seen: {text}"

@@ -16,6 +16,7 @@ mod logging;
 mod macvlan;
 mod repair;
 mod routed;
+mod routed_bpf;
 mod sriov;
 mod sriov_bond;
 mod versions;

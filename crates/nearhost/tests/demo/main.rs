@@ -94,16 +94,24 @@ fn demo_quick_end_to_end() {
         serde_json::from_str(&std::fs::read_to_string(out_dir.path().join("report.json")).unwrap())
             .unwrap();
     assert_eq!(saved["measurements"], report["measurements"], "report.json is what --json printed");
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    assert!(!mounts.contains("/run/nearhost-lab/bpffs"), "the lab unmounted its bpffs: {mounts}");
 
-    // Every datapath is either measured or explained; ipvlan only where the kernel has it.
-    let expected = ["host", "bridge", "routed", "vxlan", "macvlan", "ipvlan"];
+    // Every datapath is either measured or explained; ipvlan only where the
+    // kernel has it, routed-bpf only where it has tcx (Linux 6.6+).
+    let tcx = kernel_at_least(6, 6);
+    let expected = ["host", "bridge", "routed", "routed-bpf", "vxlan", "macvlan", "ipvlan"];
     let infos = report["datapaths"].as_array().unwrap();
     for name in expected {
         let d = infos
             .iter()
             .find(|d| d["datapath"] == name)
             .unwrap_or_else(|| panic!("{name} missing"));
-        let want = name != "ipvlan" || kernel_has("ipvlan");
+        let want = match name {
+            "ipvlan" => kernel_has("ipvlan"),
+            "routed-bpf" => tcx,
+            _ => true,
+        };
         assert_eq!(d["available"], want, "{name}: {d}");
         if !want {
             assert!(d["reason"].as_str().unwrap().contains("not available on this kernel"), "{d}");
