@@ -248,6 +248,17 @@ impl HostRouting {
         }
         std::fs::create_dir_all(dir)
             .map_err(|e| KernelError::io(format!("create {}", dir.display()), e))?;
+        // A directory without the last program's pin is a load that failed
+        // half-way (or is this one): on failure it goes, maps and all.
+        let loaded = Self::load_into(dir);
+        if loaded.is_err() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        loaded?;
+        Ok(this)
+    }
+
+    fn load_into(dir: &Path) -> Result<()> {
         // Maps are pinned (or reused) by name in `dir`; the programs after them,
         // the uplink's last: its pin marks a complete load.
         let mut obj = EbpfLoader::new()
@@ -269,7 +280,7 @@ impl HostRouting {
             prog.pin(dir.join(p.pin_name()))
                 .map_err(|e| bpf_err(format!("pin {} in {}", p.section(), dir.display()), e))?;
         }
-        Ok(this)
+        Ok(())
     }
 
     /// The state in `dir` if it was loaded.
