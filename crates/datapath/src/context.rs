@@ -106,7 +106,8 @@ impl Iface {
     pub(crate) fn of(link: &Link, in_sandbox: bool) -> Self {
         Iface {
             name: link.name.clone(),
-            mac: link.mac.as_ref().map(format_mac),
+            // (A device without a link layer, netkit in L3 mode, reports zeros.)
+            mac: link.mac.filter(|m| m != &[0; 6]).as_ref().map(format_mac),
             in_sandbox,
             mtu: Some(link.mtu),
             pci_id: None,

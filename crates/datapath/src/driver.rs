@@ -72,6 +72,7 @@ pub const DATAPATHS: &[Registration] = &[
     crate::drivers::ipvlan::REGISTRATION,
     crate::drivers::bridge::REGISTRATION,
     crate::drivers::routed::REGISTRATION,
+    crate::drivers::netkit::REGISTRATION,
     crate::drivers::vxlan::REGISTRATION,
     crate::drivers::sriov::REGISTRATION,
     crate::drivers::sriov_bond::REGISTRATION,

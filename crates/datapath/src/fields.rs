@@ -30,6 +30,15 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// Refuses `name` when it is set: a field this datapath cannot honour
+    /// (`why` says so and what to do instead).
+    pub fn refuse(&self, name: &str, why: &str) -> Result<()> {
+        match self.get(name) {
+            None => Ok(()),
+            Some(_) => Err(DatapathError::config(name, why)),
+        }
+    }
+
     pub fn bool(&self, name: &str) -> Result<Option<bool>> {
         match self.get(name) {
             None => Ok(None),

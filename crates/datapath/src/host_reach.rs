@@ -230,7 +230,7 @@ impl WithHostReach {
             host,
             &pair.host,
             req.addresses.iter().map(|a| a.address.addr()),
-            ctr_mac,
+            Some(ctr_mac),
         )?;
         Ok((link, routes))
     }

@@ -148,17 +148,13 @@ pub const TCX_SINCE: (u32, u32) = (6, 6);
 
 /// Refuses kernels without tcx, naming the running one.
 pub fn check_tcx() -> Result<()> {
-    let release = nix::sys::utsname::uname()
-        .map(|u| u.release().to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut parts =
-        release.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse::<u32>().ok());
-    let version = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    if version < TCX_SINCE {
+    if crate::kernel_version() < TCX_SINCE {
         return Err(KernelError::Unsupported(format!(
             "BPF host routing attaches its programs with tcx, which needs Linux {}.{} or later; \
-             this kernel is {release}",
-            TCX_SINCE.0, TCX_SINCE.1
+             this kernel is {}",
+            TCX_SINCE.0,
+            TCX_SINCE.1,
+            crate::kernel_release()
         )));
     }
     Ok(())

@@ -22,3 +22,17 @@ pub mod sysfs;
 pub use error::{KernelError, Result};
 pub use netlink::Netlink;
 pub use netns::NetNs;
+
+/// The running kernel's release, as `uname -r` prints it.
+pub fn kernel_release() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// The running kernel's major and minor version (0.0 when unreadable).
+pub fn kernel_version() -> (u32, u32) {
+    let release = kernel_release();
+    let mut parts = release.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse().ok());
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}

@@ -4,8 +4,8 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 use netlink_packet_route::link::{
     BondFailOverMac, BondMode as NlBondMode, InfoBond, InfoData, InfoIpVlan, InfoKind, InfoMacVlan,
-    InfoVeth, InfoVxlan, IpVlanMode, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
-    Prop, State,
+    InfoNetkit, InfoVeth, InfoVxlan, IpVlanMode, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    MacVlanMode, NetkitMode, Prop, State,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use std::net::IpAddr;
@@ -100,9 +100,13 @@ pub enum NewLinkKind<'a> {
         fail_over_mac_active: bool,
     },
     Dummy,
-    /// A netkit pair (Linux ≥ 6.7) in its default L3 mode; the kernel names
-    /// the peer.
-    Netkit,
+    /// A netkit pair (Linux ≥ 6.7) in L3 mode (no Ethernet header, no
+    /// neighbours), forwarding by default; the peer may be created directly
+    /// inside another namespace.
+    Netkit {
+        peer_name: String,
+        peer_netns: Option<BorrowedFd<'a>>,
+    },
 }
 
 /// A link to create. With `netns` set, the link is created directly inside that
@@ -287,6 +291,25 @@ impl Netlink {
     }
 }
 
+/// The peer half of a pair (veth, netkit): its name, namespace, the pair's
+/// MTU and its own MAC.
+fn peer_message(
+    spec: &NewLink<'_>, name: &str, netns: Option<BorrowedFd<'_>>, mac: Option<Mac>,
+) -> LinkMessage {
+    let mut peer = LinkMessage::default();
+    peer.attributes.push(LinkAttribute::IfName(name.to_string()));
+    if let Some(ns) = netns {
+        peer.attributes.push(LinkAttribute::NetNsFd(ns.as_raw_fd()));
+    }
+    if let Some(mtu) = spec.mtu {
+        peer.attributes.push(LinkAttribute::Mtu(mtu));
+    }
+    if let Some(mac) = mac {
+        peer.attributes.push(LinkAttribute::Address(mac.to_vec()));
+    }
+    peer
+}
+
 fn new_link_message(spec: &NewLink<'_>) -> LinkMessage {
     let mut msg = LinkMessage::default();
     msg.attributes.push(LinkAttribute::IfName(spec.name.clone()));
@@ -315,22 +338,21 @@ fn new_link_message(spec: &NewLink<'_>) -> LinkMessage {
             )
         }
         NewLinkKind::Veth { peer_name, peer_netns, peer_mac } => {
-            let mut peer = LinkMessage::default();
-            peer.attributes.push(LinkAttribute::IfName(peer_name.clone()));
-            if let Some(ns) = peer_netns {
-                peer.attributes.push(LinkAttribute::NetNsFd(ns.as_raw_fd()));
-            }
-            if let Some(mtu) = spec.mtu {
-                peer.attributes.push(LinkAttribute::Mtu(mtu));
-            }
-            if let Some(mac) = peer_mac {
-                peer.attributes.push(LinkAttribute::Address(mac.to_vec()));
-            }
+            let peer = peer_message(spec, peer_name, *peer_netns, *peer_mac);
             (InfoKind::Veth, Some(InfoData::Veth(InfoVeth::Peer(peer))))
+        }
+        NewLinkKind::Netkit { peer_name, peer_netns } => {
+            let peer = peer_message(spec, peer_name, *peer_netns, None);
+            (
+                InfoKind::Netkit,
+                Some(InfoData::Netkit(vec![
+                    InfoNetkit::Mode(NetkitMode::L3),
+                    InfoNetkit::Peer(peer),
+                ])),
+            )
         }
         NewLinkKind::Bridge => (InfoKind::Bridge, None),
         NewLinkKind::Dummy => (InfoKind::Dummy, None),
-        NewLinkKind::Netkit => (InfoKind::Netkit, None),
         NewLinkKind::Vxlan { vni, local, port, underlay, learning } => {
             let mut attrs =
                 vec![InfoVxlan::Id(*vni), InfoVxlan::Port(*port), InfoVxlan::Learning(*learning)];

@@ -96,7 +96,7 @@ pub fn run(opts: &DemoOptions, stop: &StopFlag) -> Result<DemoReport> {
 
     let rep = DemoReport {
         schema: report::SCHEMA.into(),
-        kernel: uname_release(),
+        kernel: nearhost_kernel::kernel_release(),
         hostname: nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_default(),
@@ -264,10 +264,4 @@ fn write_files(opts: &DemoOptions, rep: &DemoReport) -> Result<()> {
         std::fs::write(&p, body).map_err(|e| LabError::io(format!("write {}", p.display()), e))?;
     }
     Ok(())
-}
-
-pub fn uname_release() -> String {
-    nix::sys::utsname::uname()
-        .map(|u| u.release().to_string_lossy().into_owned())
-        .unwrap_or_default()
 }

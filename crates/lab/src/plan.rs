@@ -31,13 +31,22 @@ pub enum Dp {
     Routed,
     #[serde(rename = "routed-bpf")]
     RoutedBpf,
+    Netkit,
     Vxlan,
     Macvlan,
     Ipvlan,
 }
 
-pub const ALL: [Dp; 7] =
-    [Dp::Host, Dp::Bridge, Dp::Routed, Dp::RoutedBpf, Dp::Vxlan, Dp::Macvlan, Dp::Ipvlan];
+pub const ALL: [Dp; 8] = [
+    Dp::Host,
+    Dp::Bridge,
+    Dp::Routed,
+    Dp::RoutedBpf,
+    Dp::Netkit,
+    Dp::Vxlan,
+    Dp::Macvlan,
+    Dp::Ipvlan,
+];
 
 /// The bpffs the lab mounts for `routed-bpf` (its own, unmounted by `down`:
 /// the lab leaves no pins behind on the machine).
@@ -50,6 +59,7 @@ impl Dp {
             Dp::Bridge => "bridge",
             Dp::Routed => "routed",
             Dp::RoutedBpf => "routed-bpf",
+            Dp::Netkit => "netkit",
             Dp::Vxlan => "vxlan",
             Dp::Macvlan => "macvlan",
             Dp::Ipvlan => "ipvlan",
@@ -71,6 +81,10 @@ impl Dp {
             Dp::RoutedBpf => {
                 "routed + BPF host routing: tcx programs hand pod traffic to the pod's veth peer \
                  and, between hosts, to the FIB's next hop, around the host stack (Cilium's host routing)"
+            }
+            Dp::Netkit => {
+                "netkit pair in L3 mode + host routes, host-gw between hosts (Linux 6.7+; Cilium's \
+                 netkit mode without its BPF programs)"
             }
             Dp::Vxlan => "veth + bridge + VXLAN between hosts (Flannel vxlan)",
             Dp::Macvlan => "macvlan (bridge mode) on the host's NIC",
@@ -122,6 +136,7 @@ pub fn container_subnet(dp: Dp, h: HostId) -> Option<String> {
         Dp::Routed => 10,
         Dp::Vxlan => 20,
         Dp::RoutedBpf => 40,
+        Dp::Netkit => 50,
         _ => return None,
     };
     Some(format!("198.19.{}.0/24", base + h.0))
@@ -152,6 +167,7 @@ pub fn netconf(dp: Dp, h: HostId) -> Option<Value> {
             json!({"bpf": {"uplinks": ["eth0"], "podCIDRs": ["198.19.40.0/22"],
                            "pinPath": format!("{BPFFS}/nearhost")}}),
         ),
+        Dp::Netkit => ("netkit", own_subnet(container_subnet(dp, h)?), json!({})),
         Dp::Vxlan => (
             "vxlan",
             own_subnet(container_subnet(dp, h)?),

@@ -185,7 +185,7 @@ fn join_hosts(dps: &[Dp]) -> Result<()> {
         let fail = |what: &str, e: nearhost_datapath::DatapathError| {
             LabError::Other(format!("{what} on {}: {e}", h.ns()))
         };
-        for dp in [Dp::Routed, Dp::RoutedBpf] {
+        for dp in [Dp::Routed, Dp::RoutedBpf, Dp::Netkit] {
             if dps.contains(&dp) {
                 peers::add_hostgw(&mut host, &peer(dp)).map_err(|e| fail("host-gw routes", e))?;
             }

@@ -110,7 +110,7 @@ fn probe(kind: &str) -> Support {
                     fail_over_mac_active: false,
                 },
             ),
-            "netkit" => add("n0", NewLinkKind::Netkit),
+            "netkit" => add("n0", NewLinkKind::Netkit { peer_name: "n1".into(), peer_netns: None }),
             "dummy" => add("d0", NewLinkKind::Dummy),
             "macvlan" | "ipvlan" => {
                 add(

@@ -25,12 +25,7 @@ struct Ipvlan {
 
 fn build(conf: &Value) -> Result<Box<dyn Datapath>> {
     let f = Fields::new(conf)?;
-    if f.str("mac")?.is_some() {
-        return Err(DatapathError::config(
-            "mac",
-            "ipvlan interfaces share the master's MAC; remove \"mac\" or use macvlan",
-        ));
-    }
+    f.refuse("mac", "ipvlan interfaces share the master's MAC; remove \"mac\" or use macvlan")?;
     Ok(Box::new(Ipvlan {
         master: f.ifname("master")?.map(str::to_string),
         mode: f.choice("mode", MODES)?.unwrap_or(IpvlanMode::L2),

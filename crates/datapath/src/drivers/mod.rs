@@ -7,6 +7,7 @@ pub(crate) mod bridge;
 pub(crate) mod hostdev;
 pub(crate) mod ipvlan;
 pub(crate) mod macvlan;
+pub(crate) mod netkit;
 pub(crate) mod routed;
 pub(crate) mod sriov;
 pub(crate) mod sriov_bond;

@@ -12,6 +12,7 @@ pub fn color(dp: Dp) -> &'static str {
         Dp::Bridge => "#d62728",
         Dp::Routed => "#2ca02c",
         Dp::RoutedBpf => "#17becf",
+        Dp::Netkit => "#8c564b",
         Dp::Vxlan => "#ff7f0e",
         Dp::Macvlan => "#1f77b4",
         Dp::Ipvlan => "#9467bd",

@@ -14,6 +14,7 @@ mod kernel_lab;
 mod lifecycle;
 mod logging;
 mod macvlan;
+mod netkit;
 mod repair;
 mod routed;
 mod routed_bpf;

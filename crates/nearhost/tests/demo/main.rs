@@ -100,7 +100,8 @@ fn demo_quick_end_to_end() {
     // Every datapath is either measured or explained; ipvlan only where the
     // kernel has it, routed-bpf only where it has tcx (Linux 6.6+).
     let tcx = kernel_at_least(6, 6);
-    let expected = ["host", "bridge", "routed", "routed-bpf", "vxlan", "macvlan", "ipvlan"];
+    let expected =
+        ["host", "bridge", "routed", "routed-bpf", "netkit", "vxlan", "macvlan", "ipvlan"];
     let infos = report["datapaths"].as_array().unwrap();
     for name in expected {
         let d = infos
@@ -110,6 +111,7 @@ fn demo_quick_end_to_end() {
         let want = match name {
             "ipvlan" => kernel_has("ipvlan"),
             "routed-bpf" => tcx,
+            "netkit" => kernel_has("netkit"),
             _ => true,
         };
         assert_eq!(d["available"], want, "{name}: {d}");
