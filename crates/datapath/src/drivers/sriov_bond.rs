@@ -161,6 +161,20 @@ impl Datapath for SriovBond {
             lease.try_admin_mac(host, mac)?;
         }
         let members = self.take_members(host, sb, &mut leases, &settings)?;
+        // In active-backup the bond follows its active member's MAC
+        // (fail_over_mac=active), the primary's whenever it has a link. The
+        // PF may have refused the MAC asked for above, so the bond starts
+        // with the primary's actual MAC: the result then names the MAC the
+        // bond has once the primary is active, however late its link comes up.
+        let bond_mac = match follow_active {
+            true => sb
+                .nl
+                .link_by_index(members[0])
+                .ctx(|| "read the first member's MAC".into())?
+                .and_then(|l| l.mac)
+                .unwrap_or(bond_mac),
+            false => bond_mac,
+        };
         let (bond_index, bond_guard) = self.create_bond(sb, bond_mac)?;
         for (index, lease) in members.iter().zip(&leases) {
             let name = &lease.claim().dev.sandbox_name;
