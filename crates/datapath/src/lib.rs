@@ -37,7 +37,6 @@ pub use error::{DatapathError, Result};
 pub use fields::validate_ifname;
 pub use host_routing::{status as bpf_status, Status as BpfStatus};
 pub use nearhost_ipam::RouteSpec;
-pub use nearhost_kernel::bpf::Stats as BpfStats;
 pub use vf::{inventory as vf_inventory, ClaimedVf, PfInventory};
 
 /// The parent interface a macvlan/ipvlan network would use: `configured` if

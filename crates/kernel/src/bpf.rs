@@ -286,10 +286,6 @@ impl HostRouting {
             .then(|| HostRouting { dir: dir.to_owned() })
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     fn link_pin(&self, ifindex: u32) -> PathBuf {
         self.dir.join(format!("link_{ifindex}"))
     }

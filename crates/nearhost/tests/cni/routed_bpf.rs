@@ -86,6 +86,15 @@ const FROM_UPLINK_TO_POD: usize = 1;
 const STACK_NAT_FLOW: usize = 3;
 const FROM_POD_TO_REMOTE: usize = 5;
 
+/// A NodePort as kube-proxy's nftables mode DNATs it: port 30080 on every
+/// address of `host` to `backend`:8080.
+fn nodeport(host: &Netns, backend: &str) {
+    host.nft(&format!(
+        "table ip nodeport {{\n  chain pre {{\n    type nat hook prerouting priority dstnat;\n    \
+         tcp dport 30080 dnat to {backend}:8080\n  }}\n}}\n"
+    ));
+}
+
 /// `(device, program)` for each tcx ingress attachment in the host namespace.
 fn tcx(ns: &Netns, fs: &BpfFs) -> Vec<(String, String)> {
     let st = status(ns, fs);
@@ -155,10 +164,7 @@ fn pods_talk_through_the_fast_path_and_services_nodeports_and_the_host_through_t
 
     // A NodePort on the host's address, from outside; and the outside
     // straight to a pod over a host-gw route: the uplink's fast path.
-    h.ns.nft(&format!(
-        "table ip nodeport {{\n  chain pre {{\n    type nat hook prerouting priority dstnat;\n    \
-         tcp dport 30080 dnat to {ip2}:8080\n  }}\n}}\n"
-    ));
+    nodeport(&h.ns, &ip2);
     assert_eq!(
         h.gw.http_get(&format!("http://{}:30080/", h.v4(2))).as_deref(),
         Some("pod-2"),
@@ -319,10 +325,7 @@ fn pods_on_two_hosts_take_the_fast_path_and_services_across_hosts_still_answer()
     hosts[0].kube_proxy_services(&[("198.18.250.10", 80, &ip_c, 8080)]);
     assert_eq!(a.http_get("http://198.18.250.10/").as_deref(), Some("pod-c"), "ClusterIP");
     // A NodePort on host 2's address, DNATed to pod c, from pod a on host 1.
-    hosts[1].nft(&format!(
-        "table ip nodeport {{\n  chain pre {{\n    type nat hook prerouting priority dstnat;\n    \
-         tcp dport 30080 dnat to {ip_c}:8080\n  }}\n}}\n"
-    ));
+    nodeport(&hosts[1], &ip_c);
     assert_eq!(
         a.http_get(&format!("http://{NET}.12:30080/")).as_deref(),
         Some("pod-c"),
