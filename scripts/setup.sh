@@ -17,7 +17,7 @@ PACKAGES=(
   tcpdump procps psmisc ethtool strace          # tests and debugging: packet capture, ps/kill, NIC settings
   python3 python3-venv                          # test peers (http.server, sockets); a venv for virtme-ng
   containernetworking-plugins                   # reference plugins: macvlan, bridge, host-local (tests, benchmarks)
-  sockperf iperf3 nginx-light wrk               # reference measurement tools (bench agreement/efficiency)
+  sockperf iperf3 nginx-light wrk               # reference measurement tools (bench agreement/efficiency); nginx also serves the demo's http workload
   linux-image-amd64 busybox-static file         # the kernel lab: Debian 12's own kernel (6.1, the oldest supported), virtme-ng runs `file`
   docker.io                                     # attach tests: a real Docker engine, images from busybox
   podman                                        # Podman as a CNI runtime and as an attach target

@@ -190,6 +190,10 @@ pub struct StreamArgs {
     /// Send with TCP_NODELAY (like iperf3 -N; off by default, like iperf3).
     #[arg(long)]
     pub nodelay: bool,
+    /// Socket buffer of every connection, bytes: SO_SNDBUF and SO_RCVBUF, which
+    /// bound the TCP window (like iperf3 -w). Default: the kernel autotunes.
+    #[arg(long, value_name = "BYTES")]
+    pub window: Option<u32>,
 }
 
 /// Runs a `nearhost bench` command line.
@@ -230,6 +234,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             config.reverse = a.reverse;
             config.write_size = a.write_size;
             config.nodelay = a.nodelay;
+            config.window = a.window;
             (crate::stream::stream(&config)?, a.client.json)
         }
     };
@@ -330,7 +335,7 @@ mod tests {
             "rate --target 127.0.0.1:7000 --rate 1000 --pipeline 4 --connections 10 --request-size 2 --response-size 3",
             "rate --target 127.0.0.1:80 --http --path /file350 --host example --rate 5000",
             "udp --target [::1]:7000 --size 100 --rate 20000 --connections 2",
-            "stream --target 127.0.0.1:7000 --reverse --write-size 65536 --connections 2 --nodelay",
+            "stream --target 127.0.0.1:7000 --reverse --write-size 65536 --connections 2 --nodelay --window 65536",
         ];
         for line in lines {
             let args = parse(line).unwrap_or_else(|e| panic!("{line}: {e}"));

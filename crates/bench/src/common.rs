@@ -115,6 +115,7 @@ impl Common {
             pipeline: None,
             timeout_s: self.timeout_s,
             cpus: self.cpus.clone(),
+            window_bytes: None,
         }
     }
 }

@@ -119,6 +119,10 @@ pub struct Settings {
     pub timeout_s: f64,
     /// CPUs the client threads were pinned to (empty: not pinned).
     pub cpus: Vec<usize>,
+    /// `stream --window`: the socket buffer (SO_SNDBUF and SO_RCVBUF) asked
+    /// for on every connection, bytes; absent when the kernel autotunes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_bytes: Option<u32>,
 }
 
 /// Counters over the measured window (plus the drain after it, for replies).
@@ -310,6 +314,7 @@ mod tests {
                 pipeline: Some(1),
                 timeout_s: 5.0,
                 cpus: vec![0, 1],
+                window_bytes: None,
             },
             elapsed_s: 10.0,
             transactions_per_s: 999.5,

@@ -22,6 +22,10 @@ use crate::run::{run_threads, WorkerCtx};
 pub const MAX_STREAMS: u32 = 128;
 /// How often a blocked write or read comes back to check the clock.
 const CHECK_EVERY: Duration = Duration::from_millis(100);
+/// `--window` bounds, bytes: below 1 KiB TCP barely moves; 256 MiB is far
+/// above any bandwidth-delay product a container path has.
+const MIN_WINDOW: u32 = 1024;
+const MAX_WINDOW: u32 = 256 << 20;
 
 /// Settings of a `stream` run.
 #[derive(Debug, Clone)]
@@ -38,6 +42,9 @@ pub struct StreamConfig {
     /// it, every write is pushed at once, which changes how the sender
     /// batches segments and so the throughput.
     pub nodelay: bool,
+    /// SO_SNDBUF and SO_RCVBUF of every connection (iperf3 -w), bytes; `None`
+    /// leaves the kernel's autotuning alone.
+    pub window: Option<u32>,
 }
 
 impl StreamConfig {
@@ -49,6 +56,7 @@ impl StreamConfig {
             reverse: false,
             write_size: 128 * 1024,
             nodelay: false,
+            window: None,
         }
     }
 }
@@ -68,6 +76,9 @@ pub fn stream(config: &StreamConfig) -> Result<Report, BenchError> {
     let common = &config.common;
     common.validate()?;
     check_size("--write-size", config.write_size, 1, MAX_MESSAGE)?;
+    if let Some(w) = config.window {
+        check_size("--window", w, MIN_WINDOW, MAX_WINDOW)?;
+    }
     if common.connections > MAX_STREAMS {
         return Err(BenchError::invalid(
             "--connections",
@@ -91,6 +102,7 @@ pub fn stream(config: &StreamConfig) -> Result<Report, BenchError> {
     }
     let mut settings = common.settings("stream", threads);
     settings.request_size = config.write_size;
+    settings.window_bytes = config.window;
     let counts = Counts {
         errors: total.errors,
         bytes_sent: if config.reverse { 0 } else { total.client_bytes },
@@ -134,6 +146,9 @@ fn stream_thread(config: &StreamConfig, ctx: WorkerCtx) -> Result<StreamOutput, 
         set(s.set_write_timeout(Some(CHECK_EVERY)))?;
         set(s.set_nodelay(config.nodelay))?;
         set(s.set_read_timeout(Some(CHECK_EVERY)))?;
+        if let Some(w) = config.window {
+            set_window(&s, w)?;
+        }
         Ok(s)
     });
     let (mut sock, window, mut recorder) = ctx.ready(setup)?;
@@ -183,6 +198,19 @@ fn stream_thread(config: &StreamConfig, ctx: WorkerCtx) -> Result<StreamOutput, 
         }
     }
     Ok(out)
+}
+
+/// Bounds the connection's window like iperf3 -w: both socket buffers set
+/// (which also turns the kernel's buffer autotuning off for this socket).
+/// Set after the connection is up, before any data: the window scale was
+/// negotiated from the system's maximum, so the smaller buffer is what limits
+/// the bytes in flight.
+fn set_window(sock: &TcpStream, bytes: u32) -> Result<(), BenchError> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let size = bytes as usize;
+    setsockopt(sock, sockopt::SndBuf, &size)
+        .and_then(|()| setsockopt(sock, sockopt::RcvBuf, &size))
+        .map_err(|e| BenchError::io("setting the socket buffers (--window)", e.into()))
 }
 
 /// Segments the kernel retransmitted on this socket so far (TCP_INFO).

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::error::{LabError, Result};
-use crate::measure::{self, Load, Timing};
+use crate::measure::{self, Load, Service, Timing};
+use crate::nginx;
 use crate::plan::{self, Dp};
 use crate::progress::Progress;
 use crate::report::{
@@ -16,14 +17,14 @@ use crate::report::{
 use crate::signals::StopFlag;
 use crate::state::{LabDatapath, LabState};
 use crate::topology;
-
-pub const RATE_FRACTIONS: [f64; 4] = [0.3, 0.5, 0.7, 0.9];
-pub const RATE_CONNECTIONS: u32 = 8;
+use crate::workload::{self, Params, Workload, RATE_CONNECTIONS};
 
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
     pub quick: bool,
     pub datapaths: Vec<Dp>,
+    pub workloads: Vec<Workload>,
+    pub params: Params,
     pub keep: bool,
     pub out: PathBuf,
     /// Overrides (defaults depend on `quick`).
@@ -33,8 +34,27 @@ pub struct DemoOptions {
 
 impl DemoOptions {
     fn timing(&self) -> (u32, f64, f64) {
-        let (rounds, duration, warmup) = if self.quick { (1, 0.8, 0.2) } else { (3, 4.0, 1.0) };
-        (self.rounds.unwrap_or(rounds), self.duration_s.unwrap_or(duration), warmup)
+        let (rounds, duration, warmup): (u32, f64, f64) =
+            if self.quick { (1, 0.8, 0.2) } else { (3, 4.0, 1.0) };
+        let duration = self.duration_s.unwrap_or(duration);
+        (self.rounds.unwrap_or(rounds), duration, warmup.min(duration / 4.0))
+    }
+
+    /// Client runs the demo will make (calibrations, then every load on
+    /// every datapath in every round), counting every requested datapath.
+    pub fn runs(&self) -> usize {
+        let (rounds, _, _) = self.timing();
+        let loads = workload::loads(&self.workloads, &self.params, |_| 1.0).len();
+        3 * workload::calibrations(&self.workloads).len()
+            + rounds as usize * loads * self.datapaths.len()
+    }
+
+    /// How long the demo will take, seconds: what it says before it starts.
+    /// Each run is its window, warm-up and about 0.35 s of starting the
+    /// client and draining; building and removing the lab about 10 s.
+    pub fn estimate_s(&self) -> f64 {
+        let (_, duration, warmup) = self.timing();
+        10.0 + self.runs() as f64 * (duration + warmup + 0.35)
     }
 }
 
@@ -63,12 +83,22 @@ fn cpus() -> (Option<usize>, Option<usize>) {
     }
 }
 
-/// Starts one server per available datapath; records their pids.
-fn start_servers(state: &mut LabState, server_cpu: Option<usize>) -> Result<()> {
+/// Starts one bench server per available datapath, and nginx where the
+/// `http` workload needs it; records their pids as it goes.
+fn start_servers(state: &mut LabState, server_cpu: Option<usize>, http: bool) -> Result<()> {
     for d in state.datapaths.clone().iter().filter(|d| d.available) {
         let server = measure::start_server(&d.server_ns, plan::SERVER_PORT, server_cpu)?;
         state.servers.push(server);
         state.save()?;
+        if http {
+            let dir = std::path::Path::new(crate::state::LAB_DIR)
+                .join(format!("nginx-{}", d.datapath.name()));
+            let listen = format!("0.0.0.0:{}", plan::HTTP_PORT);
+            let cfg = nginx::Config { dir: &dir, listen: &listen, workers: 1, cpu: server_cpu };
+            let procs = nginx::start_in(&d.server_ns, &cfg, plan::HTTP_PORT)?;
+            state.servers.extend(procs);
+            state.save()?;
+        }
     }
     Ok(())
 }
@@ -80,20 +110,19 @@ pub fn run(opts: &DemoOptions, stop: &StopFlag) -> Result<DemoReport> {
     let _guard = LabGuard { keep: opts.keep };
     let (client_cpu, server_cpu) = cpus();
     let timing = Timing { duration_s, warmup_s, client_cpu };
-    let kinds = 2 + RATE_FRACTIONS.len();
-    let mut progress = Progress::new(2 + rounds as usize * kinds * opts.datapaths.len());
+    let mut progress = Progress::new(1 + opts.runs());
 
     let usable = build_lab(&mut state, opts, server_cpu, &mut progress, stop)?;
-    let host_max = host_maximum(&usable, &timing, &mut progress, stop)?;
-    let mut loads = vec![Load::Rr { size: 1 }, Load::Rr { size: 64 }];
-    loads.extend(RATE_FRACTIONS.iter().map(|f| Load::Rate {
-        fraction: *f,
-        per_s: (host_max * f).max(1.0),
-        connections: RATE_CONNECTIONS,
-    }));
+    let mut host_max = BTreeMap::new();
+    for load in workload::calibrations(&opts.workloads) {
+        let max = host_maximum(&usable, &load, &timing, &mut progress, stop)?;
+        host_max.insert(load.key(), max);
+    }
+    let loads = workload::loads(&opts.workloads, &opts.params, |l| host_max[&l.key()]);
     let samples = measure_rounds(&usable, &loads, rounds, &timing, &mut progress, stop)?;
     progress.finish();
 
+    let measurements = measurements(&loads, &usable, &samples);
     let rep = DemoReport {
         schema: report::SCHEMA.into(),
         kernel: nearhost_kernel::kernel_release(),
@@ -110,10 +139,18 @@ pub fn run(opts: &DemoOptions, stop: &StopFlag) -> Result<DemoReport> {
             rate_connections: RATE_CONNECTIONS,
             client_cpu,
             server_cpu,
+            workloads: opts.workloads.clone(),
         },
-        host_max_per_s: host_max,
+        host_max_per_s: host_max.get(&Load::Max { connections: RATE_CONNECTIONS }.key()).copied(),
+        host_http_max_per_s: crate::measure::HttpFile::ALL
+            .iter()
+            .filter_map(|&file| {
+                host_max.get(&Load::HttpMax { file }.key()).map(|v| (file.name().to_string(), *v))
+            })
+            .collect(),
         datapaths: state.datapaths.iter().map(datapath_info).collect(),
-        measurements: measurements(&loads, &usable, &samples),
+        workloads: report::sections(&opts.workloads, &measurements),
+        measurements,
     };
     write_files(opts, &rep)?;
     Ok(rep)
@@ -129,7 +166,7 @@ fn build_lab(
     progress.step("building the lab");
     topology::up(state, &opts.datapaths)?;
     stop.check()?;
-    start_servers(state, server_cpu)?;
+    start_servers(state, server_cpu, opts.workloads.contains(&Workload::Http))?;
     progress.advance();
     for d in state.datapaths.iter().filter(|d| !d.available) {
         progress.note(&format!(
@@ -146,36 +183,39 @@ fn build_lab(
     Ok(usable)
 }
 
-/// The host's maximum: the best of three saturating runs (one run can be cut
-/// short by anything else the machine does, and every rate level is a
-/// fraction of this figure).
+/// The host's maximum for a saturating `load`: the best of three runs (one
+/// run can be cut short by anything else the machine does, and every rate
+/// level is a fraction of this figure).
 fn host_maximum(
-    usable: &[LabDatapath], timing: &Timing, progress: &mut Progress, stop: &StopFlag,
+    usable: &[LabDatapath], load: &Load, timing: &Timing, progress: &mut Progress, stop: &StopFlag,
 ) -> Result<f64> {
     let host = usable.iter().find(|d| d.datapath == Dp::Host).expect("checked by build_lab");
     let mut host_max: f64 = 0.0;
     for attempt in 1..=3 {
-        progress.step(&format!("host: maximum rate ({attempt}/3)"));
-        let max = measure::run(
-            &host.client_ns,
-            host.target.as_deref().unwrap_or_default(),
-            &Load::Max { connections: RATE_CONNECTIONS },
-            timing,
-            stop,
-        )?;
+        progress.step(&format!("host: {} ({attempt}/3)", load.key()));
+        let max = measure::run(&host.client_ns, target(host, load), load, timing, stop)?;
         host_max = host_max.max(max.transactions_per_s);
+        progress.advance();
     }
     if host_max < 10.0 {
         return Err(LabError::Bench {
             datapath: "host".into(),
-            kind: "max".into(),
+            kind: load.key(),
             msg: format!(
                 "the host path carried only {host_max:.0} requests/s; nothing to measure against"
             ),
         });
     }
-    progress.advance();
     Ok(host_max)
+}
+
+/// Where `load`'s client connects for datapath `d`.
+fn target<'a>(d: &'a LabDatapath, load: &Load) -> &'a str {
+    let t = match load.service() {
+        Service::Bench => &d.target,
+        Service::Nginx => &d.http_target,
+    };
+    t.as_deref().unwrap_or_default()
 }
 
 /// Each round's figures, by (load index, datapath).
@@ -200,13 +240,7 @@ fn measure_rounds(
                     load.key(),
                     d.datapath.name()
                 ));
-                let r = measure::run(
-                    &d.client_ns,
-                    d.target.as_deref().unwrap_or_default(),
-                    load,
-                    timing,
-                    stop,
-                )?;
+                let r = measure::run(&d.client_ns, target(d, load), load, timing, stop)?;
                 samples.entry((li, d.datapath)).or_default().push(Figures::from_report(&r));
                 progress.advance();
             }
@@ -236,11 +270,14 @@ fn measurements(loads: &[Load], usable: &[LabDatapath], samples: &Samples) -> Ve
                     }
                 })
                 .collect();
-            let target_per_s = match load {
-                Load::Rate { per_s, .. } => Some(*per_s),
-                _ => None,
-            };
-            Measurement { key: load.key(), label: load.label(), target_per_s, results }
+            Measurement {
+                workload: load.workload(),
+                metric: load.metric(),
+                key: load.key(),
+                label: load.label(),
+                target_per_s: load.target_per_s(),
+                results,
+            }
         })
         .collect()
 }

@@ -6,12 +6,14 @@ pub mod demo;
 pub mod error;
 pub mod exec;
 pub mod measure;
+pub mod nginx;
 pub mod plan;
 pub mod progress;
 pub mod report;
 pub mod signals;
 pub mod state;
 pub mod topology;
+pub mod workload;
 
 pub use error::{LabError, Result};
 pub use plan::Dp;

@@ -11,6 +11,68 @@ use nearhost_kernel::process::Process;
 use crate::error::{LabError, Result};
 use crate::exec;
 use crate::signals::StopFlag;
+use crate::workload::Workload;
+
+/// The files nginx serves in the `http` workload (the Kubernetes CNI study's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum HttpFile {
+    /// A 100-byte body: about 350 bytes with nginx's headers.
+    Small,
+    /// A 4 KB body.
+    Large,
+}
+
+impl HttpFile {
+    pub const ALL: [HttpFile; 2] = [HttpFile::Small, HttpFile::Large];
+
+    /// The path nginx serves it under, and the key's part.
+    pub fn name(self) -> &'static str {
+        match self {
+            HttpFile::Small => "350B",
+            HttpFile::Large => "4KB",
+        }
+    }
+
+    pub fn body_bytes(self) -> usize {
+        match self {
+            HttpFile::Small => 100,
+            HttpFile::Large => 4096,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            HttpFile::Small => "350 B response (100 B body + nginx's headers)",
+            HttpFile::Large => "4 KB file",
+        }
+    }
+}
+
+/// Which server a load talks to in the server namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// `nearhost bench serve`: TCP echo/sink and UDP echo.
+    Bench,
+    /// nginx.
+    Nginx,
+}
+
+/// The figure a load is judged by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Round-trip percentiles.
+    #[default]
+    Latency,
+    /// Requests per second at saturation.
+    MaxRate,
+    /// Bits per second.
+    Throughput,
+    /// Echoed datagrams per second.
+    PacketRate,
+    /// Share of datagrams lost at a fixed rate.
+    Loss,
+}
 
 /// What to measure.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -22,6 +84,27 @@ pub enum Load {
     Max { connections: u32 },
     /// Open loop at `per_s` over `connections` (`fraction` of the host's max).
     Rate { fraction: f64, per_s: f64, connections: u32 },
+    /// nginx's maximum for `file`: open loop far above it, keep-alive.
+    HttpMax { file: HttpFile },
+    /// nginx at `per_s` (`fraction` of the host's maximum for `file`).
+    Http { file: HttpFile, fraction: f64, per_s: f64 },
+    /// UDP ping-pong, `size`-byte datagrams.
+    Udp { size: u32 },
+    /// Paced UDP at `per_s`: loss (and latency from the intended time).
+    UdpLoss { size: u32, per_s: f64 },
+    /// TCP bulk, client → server, with this socket buffer (None: autotuned).
+    Stream { window: Option<u32> },
+    /// Smallest datagrams, as fast as the path echoes them, over `streams` sockets.
+    Pps { streams: u32 },
+}
+
+/// A byte count the way people write buffer sizes: 16K, 1M.
+fn bytes(n: u32) -> String {
+    match n {
+        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{}M", n >> 20),
+        n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{}K", n >> 10),
+        n => n.to_string(),
+    }
 }
 
 impl Load {
@@ -30,6 +113,15 @@ impl Load {
             Load::Rr { size } => format!("rr-{size}B"),
             Load::Max { connections } => format!("max-{connections}c"),
             Load::Rate { fraction, .. } => format!("rate-{:.0}pct", fraction * 100.0),
+            Load::HttpMax { file } => format!("http-{}-max", file.name()),
+            Load::Http { file, fraction, .. } => {
+                format!("http-{}-{:.0}pct", file.name(), fraction * 100.0)
+            }
+            Load::Udp { size } => format!("udp-{size}B"),
+            Load::UdpLoss { size, per_s } => format!("udp-loss-{size}B-{per_s:.0}ps"),
+            Load::Stream { window: Some(w) } => format!("stream-{}", bytes(*w)),
+            Load::Stream { window: None } => "stream-auto".into(),
+            Load::Pps { streams } => format!("pps-{streams}s"),
         }
     }
 
@@ -45,7 +137,77 @@ impl Load {
             Load::Rate { fraction, per_s, connections } => {
                 format!("{:.0}% of the host's maximum: {per_s:.0} req/s over {connections} connections (open loop)", fraction * 100.0)
             }
+            Load::HttpMax { file } => format!(
+                "nginx, {}: maximum rate over {} keep-alive connections",
+                file.label(),
+                crate::workload::RATE_CONNECTIONS
+            ),
+            Load::Http { file, fraction, per_s } => format!(
+                "nginx, {}: {:.0}% of the host's maximum, {per_s:.0} req/s over {} keep-alive connections (open loop)",
+                file.label(),
+                fraction * 100.0,
+                crate::workload::RATE_CONNECTIONS
+            ),
+            Load::Udp { size } => format!("UDP round trip, {size}-byte datagrams (ping-pong)"),
+            Load::UdpLoss { size, per_s } => {
+                format!("UDP loss, {size}-byte datagrams paced at {per_s:.0}/s (round trip)")
+            }
+            Load::Stream { window: Some(w) } => {
+                format!("TCP throughput, {} socket buffer (iperf3 -w {})", bytes(*w), bytes(*w))
+            }
+            Load::Stream { window: None } => {
+                "TCP throughput, socket buffers autotuned by the kernel".into()
+            }
+            Load::Pps { streams } => format!(
+                "{}-byte datagrams echoed per second, {streams} stream{}",
+                crate::workload::PPS_SIZE,
+                if *streams == 1 { "" } else { "s" }
+            ),
         }
+    }
+
+    pub fn workload(&self) -> Workload {
+        match self {
+            Load::Rr { .. } => Workload::Rr,
+            Load::Max { .. } | Load::Rate { .. } => Workload::Rate,
+            Load::HttpMax { .. } | Load::Http { .. } => Workload::Http,
+            Load::Udp { .. } | Load::UdpLoss { .. } => Workload::Udp,
+            Load::Stream { .. } => Workload::Stream,
+            Load::Pps { .. } => Workload::Pps,
+        }
+    }
+
+    pub fn metric(&self) -> Metric {
+        match self {
+            Load::Max { .. } | Load::HttpMax { .. } => Metric::MaxRate,
+            Load::Stream { .. } => Metric::Throughput,
+            Load::Pps { .. } => Metric::PacketRate,
+            Load::UdpLoss { .. } => Metric::Loss,
+            _ => Metric::Latency,
+        }
+    }
+
+    pub fn service(&self) -> Service {
+        match self {
+            Load::HttpMax { .. } | Load::Http { .. } => Service::Nginx,
+            _ => Service::Bench,
+        }
+    }
+
+    /// The open-loop rate asked for, when the figure should be held to it.
+    pub fn target_per_s(&self) -> Option<f64> {
+        match self {
+            Load::Rate { per_s, .. } | Load::Http { per_s, .. } | Load::UdpLoss { per_s, .. } => {
+                Some(*per_s)
+            }
+            _ => None,
+        }
+    }
+
+    /// Saturating runs get no warm-up: the warm-up's own backlog would hold
+    /// every request of the window back (open loop: they count as unsent).
+    fn saturates(&self) -> bool {
+        matches!(self, Load::Max { .. } | Load::HttpMax { .. } | Load::Pps { .. })
     }
 }
 
@@ -58,53 +220,76 @@ pub struct Timing {
     pub client_cpu: Option<usize>,
 }
 
+/// A rate far above anything the lab's paths carry (saturation runs).
+const SATURATE: &str = "10000000";
+
 fn client_args(load: &Load, target: &str, t: &Timing) -> Vec<String> {
-    let mut a: Vec<String> = vec!["bench".into()];
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<String>>();
+    let connections = crate::workload::RATE_CONNECTIONS.to_string();
+    let mut a = s(&["bench"]);
     match load {
         Load::Rr { size } => {
-            a.extend([
-                "rr".into(),
-                "--request-size".into(),
-                size.to_string(),
-                "--response-size".into(),
-                size.to_string(),
-            ]);
+            let size = size.to_string();
+            a.extend(s(&["rr", "--request-size", &size, "--response-size", &size]));
         }
         // The rate levels are fractions of what the *open-loop* client can
         // push through the host path (a closed loop over many connections
         // gets more through than paced sending does on two CPUs).
         Load::Max { connections } => {
-            a.extend([
-                "rate".into(),
-                "--rate".into(),
-                "10000000".into(),
-                "--connections".into(),
-                connections.to_string(),
-            ]);
+            a.extend(s(&["rate", "--rate", SATURATE, "--connections", &connections.to_string()]))
         }
-        Load::Rate { per_s, connections, .. } => {
-            a.extend([
-                "rate".into(),
-                "--rate".into(),
-                format!("{per_s:.0}"),
-                "--connections".into(),
-                connections.to_string(),
-            ]);
+        Load::Rate { per_s, connections, .. } => a.extend(s(&[
+            "rate",
+            "--rate",
+            &format!("{per_s:.0}"),
+            "--connections",
+            &connections.to_string(),
+        ])),
+        Load::HttpMax { file } => a.extend(s(&[
+            "rate",
+            "--http",
+            "--path",
+            &format!("/{}", file.name()),
+            "--rate",
+            SATURATE,
+            "--connections",
+            &connections,
+        ])),
+        Load::Http { file, per_s, .. } => a.extend(s(&[
+            "rate",
+            "--http",
+            "--path",
+            &format!("/{}", file.name()),
+            "--rate",
+            &format!("{per_s:.0}"),
+            "--connections",
+            &connections,
+        ])),
+        Load::Udp { size } => a.extend(s(&["udp", "--size", &size.to_string()])),
+        Load::UdpLoss { size, per_s } => {
+            a.extend(s(&["udp", "--size", &size.to_string(), "--rate", &format!("{per_s:.0}")]))
         }
+        Load::Stream { window } => {
+            a.extend(s(&["stream"]));
+            if let Some(w) = window {
+                a.extend(s(&["--window", &w.to_string()]));
+            }
+        }
+        Load::Pps { streams } => a.extend(s(&[
+            "udp",
+            "--size",
+            &crate::workload::PPS_SIZE.to_string(),
+            "--rate",
+            &format!("{:.0}", crate::workload::PPS_TARGET_PER_S),
+            "--connections",
+            &streams.to_string(),
+        ])),
     }
-    // No warm-up at saturation: the warm-up's own backlog would hold every
-    // request of the window back (open loop: they count as unsent).
-    let warmup = if matches!(load, Load::Max { .. }) { 0.0 } else { t.warmup_s };
-    a.extend(["--target".into(), target.into(), "--duration".into(), format!("{}", t.duration_s)]);
-    a.extend([
-        "--warmup".into(),
-        format!("{warmup}"),
-        "--timeout".into(),
-        "2".into(),
-        "--json".into(),
-    ]);
+    let warmup = if load.saturates() { 0.0 } else { t.warmup_s };
+    a.extend(s(&["--target", target, "--duration", &format!("{}", t.duration_s)]));
+    a.extend(s(&["--warmup", &format!("{warmup}"), "--timeout", "2", "--json"]));
     if let Some(cpu) = t.client_cpu {
-        a.extend(["--cpus".into(), cpu.to_string()]);
+        a.extend(s(&["--cpus", &cpu.to_string()]));
     }
     a
 }

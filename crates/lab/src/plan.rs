@@ -7,6 +7,8 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use serde_json::{json, Value};
 
+use crate::measure::Service;
+
 /// Every namespace of the lab starts with this.
 pub const PREFIX: &str = "nhlab-";
 pub const TOR: &str = "nhlab-tor";
@@ -18,6 +20,10 @@ pub const SERVER_PORT: u16 = 7000;
 /// The host port the bridge datapath maps to its container's server (Docker's
 /// default path: client → NAT → host port → DNAT → container).
 pub const MAPPED_PORT: u16 = 17000;
+/// nginx's port in the server namespaces (`http` workload).
+pub const HTTP_PORT: u16 = 8080;
+/// The host port the bridge datapath maps to its container's nginx.
+pub const MAPPED_HTTP_PORT: u16 = 18080;
 pub const VXLAN_VNI: u32 = 42;
 
 /// The datapaths the demo compares, in report order.
@@ -188,18 +194,26 @@ pub fn netconf(dp: Dp, h: HostId) -> Option<Value> {
         conf[k] = v.clone();
     }
     if dp == Dp::Bridge && h == SERVER {
-        conf["runtimeConfig"] = json!({"portMappings": [{"hostPort": MAPPED_PORT, "containerPort": SERVER_PORT, "protocol": "tcp"}]});
+        conf["runtimeConfig"] = json!({"portMappings": [
+            {"hostPort": MAPPED_PORT, "containerPort": SERVER_PORT, "protocol": "tcp"},
+            {"hostPort": MAPPED_PORT, "containerPort": SERVER_PORT, "protocol": "udp"},
+            {"hostPort": MAPPED_HTTP_PORT, "containerPort": HTTP_PORT, "protocol": "tcp"}]});
     }
     Some(conf)
 }
 
-/// Where the client connects for `dp`, given the server container's address.
-pub fn target(dp: Dp, server_container_ip: Option<IpAddr>) -> (IpAddr, u16) {
+/// Where the client connects for `dp` to `service`, given the server
+/// container's address.
+pub fn target(dp: Dp, server_container_ip: Option<IpAddr>, service: Service) -> (IpAddr, u16) {
+    let (port, mapped) = match service {
+        Service::Bench => (SERVER_PORT, MAPPED_PORT),
+        Service::Nginx => (HTTP_PORT, MAPPED_HTTP_PORT),
+    };
     match (dp, server_container_ip) {
-        (Dp::Host, _) | (_, None) => (IpAddr::V4(SERVER.ip()), SERVER_PORT),
+        (Dp::Host, _) | (_, None) => (IpAddr::V4(SERVER.ip()), port),
         // Docker's default: reach the container through a port on its host.
-        (Dp::Bridge, _) => (IpAddr::V4(SERVER.ip()), MAPPED_PORT),
-        (_, Some(ip)) => (ip, SERVER_PORT),
+        (Dp::Bridge, _) => (IpAddr::V4(SERVER.ip()), mapped),
+        (_, Some(ip)) => (ip, port),
     }
 }
 
@@ -223,7 +237,10 @@ mod tests {
             a["ipam"]["ranges"][0][0]["rangeStart"],
             b["ipam"]["ranges"][0][0]["rangeStart"]
         );
-        assert_eq!(target(Dp::Bridge, Some("198.19.2.5".parse().unwrap())).1, MAPPED_PORT);
+        let ip: IpAddr = "198.19.2.5".parse().unwrap();
+        assert_eq!(target(Dp::Bridge, Some(ip), Service::Bench).1, MAPPED_PORT);
+        assert_eq!(target(Dp::Bridge, Some(ip), Service::Nginx).1, MAPPED_HTTP_PORT);
+        assert_eq!(target(Dp::Routed, Some(ip), Service::Nginx), (ip, HTTP_PORT));
         assert!(netconf(Dp::Bridge, SERVER).unwrap()["runtimeConfig"]["portMappings"].is_array());
         assert!(netconf(Dp::Bridge, CLIENT).unwrap().get("runtimeConfig").is_none());
     }

@@ -38,6 +38,9 @@ pub struct LabDatapath {
     /// Where the client connects (host port for bridge+NAT).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// Where the client reaches nginx (`http` workload; mapped for bridge+NAT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_target: Option<String>,
     pub client_ns: String,
     pub server_ns: String,
 }
@@ -51,7 +54,7 @@ pub struct LabState {
     /// Namespaces made (also for teardown of a half-built lab).
     pub namespaces: Vec<String>,
     pub datapaths: Vec<LabDatapath>,
-    /// Bench servers started in the server namespaces.
+    /// Bench servers and nginx processes started in the server namespaces.
     pub servers: Vec<Process>,
 }
 

@@ -16,6 +16,7 @@ use nearhost_kernel::{netns, NetNs, Netlink};
 use serde_json::Value;
 
 use crate::error::{LabError, Result};
+use crate::measure::Service;
 use crate::plan::{self, Dp, HostId, HOSTS, LAN_GATEWAY, LAN_PREFIX, TOR};
 use crate::state::{LabDatapath, LabState};
 
@@ -123,6 +124,7 @@ fn attach_datapath(state: &mut LabState, dp: Dp) -> Result<LabDatapath> {
         client_ip: None,
         server_ip: None,
         target: None,
+        http_target: None,
         client_ns: plan::CLIENT.ns(),
         server_ns: plan::SERVER.ns(),
     };
@@ -160,8 +162,12 @@ fn attach_datapath(state: &mut LabState, dp: Dp) -> Result<LabDatapath> {
         entry.client_ip = Some(IpAddr::V4(plan::CLIENT.ip()));
         entry.server_ip = Some(IpAddr::V4(plan::SERVER.ip()));
     }
-    let (ip, port) = plan::target(dp, entry.server_ip);
-    entry.target = Some(format!("{ip}:{port}"));
+    let target = |service| {
+        let (ip, port) = plan::target(dp, entry.server_ip, service);
+        Some(std::net::SocketAddr::new(ip, port).to_string())
+    };
+    entry.target = target(Service::Bench);
+    entry.http_target = target(Service::Nginx);
     Ok(entry)
 }
 

@@ -57,18 +57,6 @@ fn measured(nginx: &Nginx, client: impl FnOnce() -> Sample) -> Sample {
     s
 }
 
-fn nginx_config(dir: &Path, port: u16, workers: usize) -> String {
-    let d = dir.display();
-    format!(
-        "daemon off;\nworker_processes {workers};\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
-         events {{ worker_connections 4096; }}\n\
-         http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
-           fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-           keepalive_requests 1000000;\n  keepalive_timeout 60s;\n\
-           server {{ listen 127.0.0.1:{port}; root {d}/www; }}\n}}\n"
-    )
-}
-
 /// nginx's master process and its workers. Workers outlive a killed master,
 /// so dropping this stops the master gracefully and then kills any worker
 /// still there.
@@ -102,12 +90,11 @@ impl Drop for Nginx {
 
 /// Starts nginx on a free loopback port; returns it with the port.
 fn start_nginx(dir: &Path) -> (Nginx, u16) {
-    std::fs::create_dir_all(dir.join("www")).expect("creating the web root");
-    std::fs::write(dir.join("www/file350"), [b'a'; 350]).expect("writing the 350-byte file");
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let conf = dir.join("nginx.conf");
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    std::fs::write(&conf, nginx_config(dir, port, workers)).expect("writing nginx.conf");
+    let listen = format!("127.0.0.1:{port}");
+    let config = nearhost_lab::nginx::Config { dir, listen: &listen, workers, cpu: None };
+    let conf = config.write(&[("file350", 350)]).expect("writing nginx.conf and the 350-byte file");
     let (conf, prefix) = (conf.display().to_string(), dir.display().to_string());
     let nginx = Nginx { master: spawn_program(None, "nginx", &["-c", &conf, "-p", &prefix]) };
     let deadline = Instant::now() + Duration::from_secs(5);

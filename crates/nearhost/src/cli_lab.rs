@@ -7,6 +7,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use nearhost_lab::demo::{self, DemoOptions};
 use nearhost_lab::signals::StopFlag;
+use nearhost_lab::workload::{self, Params, Workload};
 use nearhost_lab::{plan, Dp};
 
 fn parse_datapaths(list: &str) -> anyhow::Result<Vec<Dp>> {
@@ -23,6 +24,65 @@ fn parse_datapaths(list: &str) -> anyhow::Result<Vec<Dp>> {
     Ok(out)
 }
 
+/// `--workload` values: names, comma-separated or repeated, or `all`.
+fn parse_workloads(values: &[String]) -> anyhow::Result<Vec<Workload>> {
+    let mut out = Vec::new();
+    for name in values.iter().flat_map(|v| v.split(',')).map(str::trim).filter(|s| !s.is_empty()) {
+        if name == "all" {
+            return Ok(workload::ALL.to_vec());
+        }
+        let w = Workload::parse(name).with_context(|| {
+            let known: Vec<&str> = workload::ALL.iter().map(|w| w.name()).collect();
+            format!("--workload: unknown workload {name:?} (known: {}, or all)", known.join(", "))
+        })?;
+        if !out.contains(&w) {
+            out.push(w);
+        }
+    }
+    if out.is_empty() {
+        out = workload::DEFAULT.to_vec();
+    }
+    // Report order, whatever order they were given in.
+    out.sort();
+    Ok(out)
+}
+
+/// A comma-separated list of numbers for `flag`.
+fn parse_list<T: std::str::FromStr>(flag: &str, text: &str) -> anyhow::Result<Vec<T>> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().map_err(|_| anyhow::anyhow!("{flag}: {s:?} is not a number")))
+        .collect()
+}
+
+fn params(a: &DemoArgs) -> anyhow::Result<Params> {
+    let defaults = Params::default();
+    let p = Params {
+        udp_sizes: match &a.udp_sizes {
+            Some(t) => parse_list("--udp-sizes", t)?,
+            None => defaults.udp_sizes,
+        },
+        udp_rate: a.udp_rate.unwrap_or(defaults.udp_rate),
+        windows: match &a.windows {
+            Some(t) => t
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(workload::parse_window)
+                .collect::<Result<_, _>>()
+                .map_err(anyhow::Error::msg)?,
+            None => defaults.windows,
+        },
+        streams: match &a.streams {
+            Some(t) => parse_list("--streams", t)?,
+            None => defaults.streams,
+        },
+    };
+    p.validate().map_err(anyhow::Error::msg)?;
+    Ok(p)
+}
+
 fn all_datapaths() -> String {
     plan::ALL.iter().map(|d| d.name()).collect::<Vec<_>>().join(",")
 }
@@ -35,6 +95,22 @@ pub struct DemoArgs {
     /// Datapaths to compare, comma-separated (the host baseline is always included).
     #[arg(long, default_value_t = all_datapaths())]
     datapaths: String,
+    /// What to measure, comma-separated or repeated: rr, rate, http, udp,
+    /// stream, pps, or all [default: rr,rate].
+    #[arg(long, value_name = "NAME")]
+    workload: Vec<String>,
+    /// udp: datagram sizes of the round-trip runs, bytes [default: 64,1024,8192].
+    #[arg(long, value_name = "BYTES,…")]
+    udp_sizes: Option<String>,
+    /// udp: the fixed rate the loss is measured at, datagrams/s [default: 20000].
+    #[arg(long, value_name = "PER_SECOND")]
+    udp_rate: Option<f64>,
+    /// stream: socket buffers (iperf3 -w), e.g. 16K,64K,256K,auto [default: 16K,64K,256K,auto].
+    #[arg(long, value_name = "SIZE,…")]
+    windows: Option<String>,
+    /// pps: numbers of parallel streams [default: 1,4].
+    #[arg(long, value_name = "N,…")]
+    streams: Option<String>,
     /// Leave the lab up afterwards to explore it (`nearhost lab down` removes it).
     #[arg(long)]
     keep: bool,
@@ -64,7 +140,7 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<()> {
     if let Some(path) = &a.from {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("--from: cannot read {}", path.display()))?;
-        let report: nearhost_lab::report::DemoReport = serde_json::from_str(&text)
+        let report = nearhost_lab::report::DemoReport::from_json(&text)
             .with_context(|| format!("--from: {} is not a demo report", path.display()))?;
         std::fs::create_dir_all(&a.out)
             .with_context(|| format!("--out: cannot create {}", a.out.display()))?;
@@ -76,11 +152,22 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<()> {
     let opts = DemoOptions {
         quick: a.quick,
         datapaths: parse_datapaths(&a.datapaths)?,
+        workloads: parse_workloads(&a.workload)?,
+        params: params(&a)?,
         keep: a.keep,
         out: a.out.clone(),
         rounds: a.rounds,
         duration_s: a.duration,
     };
+    // Said before anything is built, so a long run can be called off.
+    let names: Vec<&str> = opts.workloads.iter().map(|w| w.name()).collect();
+    eprintln!(
+        "nearhost demo: {} ({} client runs over {} datapaths): about {} — Ctrl-C stops it and removes the lab",
+        names.join(", "),
+        opts.runs(),
+        opts.datapaths.len(),
+        human_duration(opts.estimate_s())
+    );
     let stop = StopFlag::install()?;
     let report = demo::run(&opts, &stop)?;
     if a.json {
@@ -97,6 +184,14 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn human_duration(s: f64) -> String {
+    if s < 90.0 {
+        format!("{:.0} s", s.max(1.0))
+    } else {
+        format!("{:.0} min", (s / 60.0).ceil())
+    }
 }
 
 #[derive(Subcommand)]

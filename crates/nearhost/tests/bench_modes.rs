@@ -126,6 +126,49 @@ fn udp_ping_pong_and_paced_load_account_every_datagram() {
 }
 
 #[test]
+fn overdriven_udp_reads_echoes_throughout_the_window() {
+    // A packet-rate test (the demo's `pps`) asks for far more than the path
+    // carries: the sender is always behind its schedule. Echoes must still be
+    // read as they come, in every second of the window, not only in the drain
+    // after it (when the socket's receive queue has long overflowed).
+    let (_server, addr) = start_server(None, "127.0.0.1:0", &[]);
+    let target = addr.to_string();
+    let r = run_report(
+        None,
+        &[
+            "bench", "udp", "--target", &target, "--duration", "2", "--rate", "5000000", "--size",
+            "16",
+        ],
+        LIMIT,
+    );
+    check_report(&r);
+    assert!(r.timeline.len() >= 2, "{:?}", r.timeline);
+    for i in &r.timeline {
+        assert!(i.responses > 0, "no echo read in second {}: {:?}", i.start_s, r.timeline);
+    }
+    let u = r.udp.as_ref().unwrap();
+    assert!(u.received > 0 && u.received + u.lost == u.sent, "{u:?}");
+}
+
+#[test]
+fn stream_window_sets_the_socket_buffers_and_is_reported() {
+    let (_server, addr) = start_server(None, "127.0.0.1:0", &[]);
+    let target = addr.to_string();
+    let r = run_report(
+        None,
+        &["bench", "stream", "--target", &target, "--duration", "1", "--window", "65536"],
+        LIMIT,
+    );
+    check_report(&r);
+    assert_eq!(r.settings.window_bytes, Some(65536));
+    assert!(r.throughput.as_ref().unwrap().client_bits_per_s > 0.0);
+    let bad = run(None, &["bench", "stream", "--target", &target, "--window", "10"], LIMIT);
+    assert!(!bad.status.success());
+    let err = &bad.stderr;
+    assert!(err.contains("--window") && err.contains("10"), "{err}");
+}
+
+#[test]
 fn stream_measures_both_directions_with_per_second_intervals() {
     let (_server, addr) = start_server(None, "127.0.0.1:0", &[]);
     let target = addr.to_string();

@@ -15,6 +15,11 @@ use crate::proto::{put_seq, MAX_DATAGRAM};
 use crate::schedule::{LocalCursor, Schedule};
 
 const PACER: Token = Token(usize::MAX);
+/// Datagrams sent at most before the echoes are read again. A rate above what
+/// the path carries (a packet-rate test) keeps the schedule always behind;
+/// without this bound the sender would write for the whole window and the
+/// echoes would overflow the socket's receive queue unread.
+const SEND_BURST: usize = 64;
 
 fn io_err(what: &str, e: io::Error) -> BenchError {
     BenchError::io(what.to_string(), e)
@@ -111,10 +116,12 @@ impl Paced {
         Ok(out)
     }
 
-    /// Sends every datagram whose intended time has come.
+    /// Sends the datagrams whose intended time has come, at most
+    /// [`SEND_BURST`] of them (the rest on the next turn, right after the
+    /// echoes that arrived meanwhile are read).
     fn send_due(&mut self, now: u64) {
         let w = self.tally.window;
-        loop {
+        for _ in 0..SEND_BURST {
             let slot = self.cursor.peek(&self.schedule);
             if slot.intended_ns > now || slot.intended_ns >= w.end_ns {
                 return;

@@ -8,23 +8,73 @@ pub mod table;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::measure::Metric;
 use crate::plan::Dp;
+pub use crate::workload::Workload;
 
 pub const SCHEMA: &str = "nearhost-demo/1";
 
-/// The figures of one client run.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+/// JSON has no NaN: serde_json writes a missing figure (a throughput run's
+/// latency, a ratio to a zero) as `null`; reading it back gives NaN again,
+/// and a field a report from an older nearhost lacks is NaN too.
+mod nan {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn nan() -> f64 {
+        f64::NAN
+    }
+
+    pub fn or_null<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
+}
+
+/// The figures of one client run; NaN where the run has no such figure.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Figures {
+    #[serde(default = "nan::nan", deserialize_with = "nan::or_null")]
     pub p50_us: f64,
+    #[serde(default = "nan::nan", deserialize_with = "nan::or_null")]
     pub p90_us: f64,
+    #[serde(default = "nan::nan", deserialize_with = "nan::or_null")]
     pub p99_us: f64,
+    #[serde(default = "nan::nan", deserialize_with = "nan::or_null")]
     pub p99_9_us: f64,
+    #[serde(default = "nan::nan", deserialize_with = "nan::or_null")]
     pub p99_99_us: f64,
+    #[serde(default = "nan::nan", deserialize_with = "nan::or_null")]
     pub p99_999_us: f64,
+    #[serde(default = "nan::nan", deserialize_with = "nan::or_null")]
     pub max_us: f64,
+    #[serde(default = "nan::nan", deserialize_with = "nan::or_null")]
     pub transactions_per_s: f64,
+    /// `stream`: the receiver's rate, else the sender's.
+    #[serde(default = "nan::nan", deserialize_with = "nan::or_null")]
+    pub bits_per_s: f64,
+    /// `udp`: share of datagrams whose round trip failed.
+    #[serde(default = "nan::nan", deserialize_with = "nan::or_null")]
+    pub loss_ratio: f64,
     pub errors: u64,
     pub timeouts: u64,
+}
+
+impl Default for Figures {
+    fn default() -> Figures {
+        Figures {
+            p50_us: f64::NAN,
+            p90_us: f64::NAN,
+            p99_us: f64::NAN,
+            p99_9_us: f64::NAN,
+            p99_99_us: f64::NAN,
+            p99_999_us: f64::NAN,
+            max_us: f64::NAN,
+            transactions_per_s: f64::NAN,
+            bits_per_s: f64::NAN,
+            loss_ratio: f64::NAN,
+            errors: 0,
+            timeouts: 0,
+        }
+    }
 }
 
 impl Figures {
@@ -41,6 +91,12 @@ impl Figures {
             p99_999_us: g(|l| l.p99_999_us),
             max_us: g(|l| l.max_us),
             transactions_per_s: r.transactions_per_s,
+            bits_per_s: r
+                .throughput
+                .as_ref()
+                .map(|t| t.receiver_bits_per_s.unwrap_or(t.client_bits_per_s))
+                .unwrap_or(f64::NAN),
+            loss_ratio: r.udp.as_ref().map(|u| u.loss_ratio).unwrap_or(f64::NAN),
             errors: r.counts.errors,
             timeouts: r.counts.timeouts,
         }
@@ -62,8 +118,11 @@ impl Figures {
 /// Median and spread (min, max) across rounds.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct Spread {
+    #[serde(default = "nan::nan", deserialize_with = "nan::or_null")]
     pub median: f64,
+    #[serde(default = "nan::nan", deserialize_with = "nan::or_null")]
     pub min: f64,
+    #[serde(default = "nan::nan", deserialize_with = "nan::or_null")]
     pub max: f64,
 }
 
@@ -91,6 +150,8 @@ pub struct Ratios {
     pub p99_9: Spread,
     pub p99_99: Spread,
     pub transactions_per_s: Spread,
+    #[serde(default)]
+    pub bits_per_s: Spread,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -105,6 +166,12 @@ pub struct DatapathResult {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Measurement {
+    /// The workload it belongs to (reports before workloads: from the key).
+    #[serde(default)]
+    pub workload: Workload,
+    /// The figure it is judged by.
+    #[serde(default)]
+    pub metric: Metric,
     pub key: String,
     pub label: String,
     /// Open-loop target rate, when there is one.
@@ -130,6 +197,25 @@ pub struct Settings {
     pub rate_connections: u32,
     pub client_cpu: Option<usize>,
     pub server_cpu: Option<usize>,
+    /// The workloads measured (reports before workloads: rr and rate).
+    #[serde(default = "default_workloads")]
+    pub workloads: Vec<Workload>,
+}
+
+fn default_workloads() -> Vec<Workload> {
+    crate::workload::DEFAULT.to_vec()
+}
+
+/// One workload's part of the report: what the study found and what this
+/// run found, over its measurements (those with the same `workload`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkloadSection {
+    pub workload: Workload,
+    pub title: String,
+    /// What the study it reruns measured and found.
+    pub study: String,
+    /// What this run found: one line per measurement.
+    pub found: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -140,10 +226,132 @@ pub struct DemoReport {
     pub started_unix: u64,
     pub wall_time_s: f64,
     pub settings: Settings,
-    /// The host baseline's maximum closed-loop rate (the rate levels are fractions of it).
-    pub host_max_per_s: f64,
+    /// The host baseline's maximum open-loop echo rate (the `rate` levels
+    /// are fractions of it); absent when `rate` was not measured.
+    pub host_max_per_s: Option<f64>,
+    /// The host's nginx maximum per file (`http` levels are fractions of it).
+    #[serde(default)]
+    pub host_http_max_per_s: std::collections::BTreeMap<String, f64>,
     pub datapaths: Vec<DatapathInfo>,
+    #[serde(default)]
+    pub workloads: Vec<WorkloadSection>,
     pub measurements: Vec<Measurement>,
+}
+
+impl DemoReport {
+    /// Reads a saved report.json (also one written before workloads existed).
+    pub fn from_json(text: &str) -> serde_json::Result<DemoReport> {
+        let mut r: DemoReport = serde_json::from_str(text)?;
+        for m in &mut r.measurements {
+            if m.key.starts_with("rate-") {
+                m.workload = Workload::Rate;
+            }
+        }
+        if r.workloads.is_empty() {
+            r.workloads = sections(&r.settings.workloads, &r.measurements);
+        }
+        Ok(r)
+    }
+
+    /// The measurements of one workload, in report order.
+    pub fn of(&self, w: Workload) -> impl Iterator<Item = &Measurement> {
+        self.measurements.iter().filter(move |m| m.workload == w)
+    }
+}
+
+impl Measurement {
+    /// The figure the measurement is judged by, from one datapath's figures.
+    pub fn headline(&self, f: &Figures) -> f64 {
+        match self.metric {
+            Metric::Latency => f.p50_us,
+            Metric::MaxRate | Metric::PacketRate => f.transactions_per_s,
+            Metric::Throughput => f.bits_per_s,
+            Metric::Loss => f.loss_ratio,
+        }
+    }
+
+    /// That figure's ratio to the host (none for loss: the host's is often 0).
+    pub fn headline_ratio(&self, r: &Ratios) -> Option<Spread> {
+        match self.metric {
+            Metric::Latency => Some(r.p50),
+            Metric::MaxRate | Metric::PacketRate => Some(r.transactions_per_s),
+            Metric::Throughput => Some(r.bits_per_s),
+            Metric::Loss => None,
+        }
+    }
+
+    /// The headline as a person reads it, with its unit.
+    pub fn headline_text(&self, f: &Figures) -> String {
+        let v = self.headline(f);
+        let n = |v: f64| figure(v).unwrap_or_else(|| "–".into());
+        match self.metric {
+            Metric::Latency => format!("p50 {} µs, p99 {} µs", n(f.p50_us), n(f.p99_us)),
+            Metric::MaxRate => format!("{} req/s", n(v)),
+            Metric::PacketRate => format!("{} echoes/s", n(v)),
+            Metric::Throughput => format!("{} Gbit/s", gbit(v)),
+            Metric::Loss => loss(v),
+        }
+    }
+
+    /// "host …; bridge 1.21×, routed 1.05×, …": one line for the findings.
+    pub fn finding(&self) -> String {
+        let mut parts = Vec::new();
+        for r in &self.results {
+            let text = match (&r.ratio_to_host, r.datapath) {
+                (_, Dp::Host) => format!("host {}", self.headline_text(&r.median)),
+                (Some(rt), _) => match self.headline_ratio(rt) {
+                    Some(s) if s.median.is_finite() => {
+                        format!("{} {:.2}×", r.datapath.name(), s.median)
+                    }
+                    _ => format!("{} {}", r.datapath.name(), self.headline_text(&r.median)),
+                },
+                (None, _) => format!("{} {}", r.datapath.name(), self.headline_text(&r.median)),
+            };
+            parts.push(text);
+        }
+        let what = match self.metric {
+            Metric::Latency => "p50 vs host",
+            Metric::MaxRate | Metric::PacketRate => "rate vs host",
+            Metric::Throughput => "throughput vs host",
+            Metric::Loss => "loss",
+        };
+        format!("{} ({what}): {}", self.key, parts.join(", "))
+    }
+}
+
+/// Bits per second as Gbit/s with three significant figures.
+pub(crate) fn gbit(bits: f64) -> String {
+    if !bits.is_finite() {
+        return "–".into();
+    }
+    let g = bits / 1e9;
+    if g >= 10.0 {
+        format!("{g:.1}")
+    } else {
+        format!("{g:.2}")
+    }
+}
+
+/// A loss ratio as a percentage.
+pub(crate) fn loss(ratio: f64) -> String {
+    if !ratio.is_finite() {
+        return "–".into();
+    }
+    format!("{:.3}% lost", ratio * 100.0)
+}
+
+/// The report's workload sections, in the order of [`crate::workload::ALL`].
+pub fn sections(workloads: &[Workload], measurements: &[Measurement]) -> Vec<WorkloadSection> {
+    crate::workload::ALL
+        .iter()
+        .filter(|w| workloads.contains(w))
+        .map(|&w| WorkloadSection {
+            workload: w,
+            title: w.title().into(),
+            study: w.study().into(),
+            found: measurements.iter().filter(|m| m.workload == w).map(|m| m.finding()).collect(),
+        })
+        .collect()
 }
 
 /// Median of each figure across rounds.
@@ -158,6 +366,8 @@ pub fn median_figures(rounds: &[Figures]) -> Figures {
         p99_999_us: m(|f| f.p99_999_us),
         max_us: m(|f| f.max_us),
         transactions_per_s: m(|f| f.transactions_per_s),
+        bits_per_s: m(|f| f.bits_per_s),
+        loss_ratio: m(|f| f.loss_ratio),
         errors: rounds.iter().map(|f| f.errors).sum(),
         timeouts: rounds.iter().map(|f| f.timeouts).sum(),
     }
@@ -174,6 +384,7 @@ pub fn ratios(dp: &[Figures], host: &[Figures]) -> Ratios {
         p99_9: r(|f| f.p99_9_us),
         p99_99: r(|f| f.p99_99_us),
         transactions_per_s: r(|f| f.transactions_per_s),
+        bits_per_s: r(|f| f.bits_per_s),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::{Measurement, Spread};
+use super::{Figures, Measurement, Spread};
 use crate::plan::Dp;
 
 pub fn color(dp: Dp) -> &'static str {
@@ -21,6 +21,32 @@ pub fn color(dp: Dp) -> &'static str {
 
 pub fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// A chart's `<svg>` element (class `chart KIND`), its title and white
+/// background; the caller closes it.
+fn svg_open(h: f64, kind: &str, title: &str) -> String {
+    format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {h}" width="{W}" height="{h}" class="chart {kind}" role="img"><title>{}</title><rect x="0" y="0" width="{W}" height="{h}" fill="#fff"/>"##,
+        escape(title)
+    )
+}
+
+/// Horizontal grid lines of a linear axis from 0 to `ymax`, labelled.
+fn grid(s: &mut String, ymax: f64, step: f64, py: &dyn Fn(f64) -> f64, label: fn(f64) -> String) {
+    let mut v = 0.0;
+    while v <= ymax + 1e-9 {
+        let y = py(v);
+        let _ = write!(
+            s,
+            r##"<line x1="{L}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#e5e5e5"/><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end">{}</text>"##,
+            W - R,
+            L - 6.0,
+            y + 4.0,
+            label(v)
+        );
+        v += step;
+    }
 }
 
 /// x position of percentile `p` on the log axis of 1 / (1 - p).
@@ -77,13 +103,7 @@ pub fn percentile_chart(m: &Measurement) -> String {
     let py = |v: f64| {
         T + (1.0 - (v.max(ylo).log10() - ylo.log10()) / (yhi.log10() - ylo.log10())) * (H - T - B)
     };
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" height="{H}" class="chart percentile" role="img"><title>{}</title>"#,
-        escape(&m.label)
-    );
-    let _ = write!(s, r##"<rect x="0" y="0" width="{W}" height="{H}" fill="#fff"/>"##);
+    let mut s = svg_open(H, "percentile", &m.label);
     let mut decade = ylo;
     while decade <= yhi * 1.0001 {
         for (k, minor) in [1.0, 2.0, 5.0].iter().enumerate() {
@@ -194,25 +214,8 @@ pub fn ratio_chart(m: &Measurement) -> String {
     let (ymax, ystep) = nice_axis(max);
     let h = 260.0;
     let py = |v: f64| T + (1.0 - v / ymax) * (h - T - B);
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {h}" width="{W}" height="{h}" class="chart ratio" role="img"><title>ratio to host: {}</title>"#,
-        escape(&m.label)
-    );
-    let _ = write!(s, r##"<rect x="0" y="0" width="{W}" height="{h}" fill="#fff"/>"##);
-    let mut v = 0.0;
-    while v <= ymax + 1e-9 {
-        let y = py(v);
-        let _ = write!(
-            s,
-            r##"<line x1="{L}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#e5e5e5"/><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end">{v:.1}×</text>"##,
-            W - R,
-            L - 6.0,
-            y + 4.0
-        );
-        v += ystep;
-    }
+    let mut s = svg_open(h, "ratio", &format!("ratio to host: {}", m.label));
+    grid(&mut s, ymax, ystep, &py, |v| format!("{v:.1}×"));
     let one = py(1.0);
     let _ = write!(
         s,
@@ -229,23 +232,7 @@ pub fn ratio_chart(m: &Measurement) -> String {
             if !sp.median.is_finite() {
                 continue;
             }
-            let bx = x + j as f64 * bw;
-            let (top, base) = (py(sp.median), py(0.0));
-            let _ = write!(
-                s,
-                r#"<rect class="bar" data-datapath="{}" x="{bx:.1}" y="{top:.1}" width="{:.1}" height="{:.1}" fill="{}" fill-opacity="{op}"/>"#,
-                dp.name(),
-                bw - 2.0,
-                (base - top).max(0.0),
-                color(*dp)
-            );
-            let cx = bx + (bw - 2.0) / 2.0;
-            let _ = write!(
-                s,
-                r##"<line x1="{cx:.1}" y1="{:.1}" x2="{cx:.1}" y2="{:.1}" stroke="#111"/>"##,
-                py(sp.min),
-                py(sp.max)
-            );
+            bar(&mut s, *dp, x + j as f64 * bw, bw - 2.0, sp, op, &py);
         }
         let _ = write!(
             s,
@@ -271,6 +258,122 @@ pub fn ratio_chart(m: &Measurement) -> String {
     s
 }
 
+/// One bar from 0 to the median, with a whisker from the smallest to the
+/// largest round.
+fn bar(
+    s: &mut String, dp: Dp, x: f64, width: f64, sp: &Spread, opacity: &str, py: &dyn Fn(f64) -> f64,
+) {
+    let (top, base) = (py(sp.median), py(0.0));
+    let _ = write!(
+        s,
+        r#"<rect class="bar" data-datapath="{}" x="{x:.1}" y="{top:.1}" width="{width:.1}" height="{:.1}" fill="{}" fill-opacity="{opacity}"/>"#,
+        dp.name(),
+        (base - top).max(0.0),
+        color(dp)
+    );
+    let cx = x + width / 2.0;
+    let _ = write!(
+        s,
+        r##"<line x1="{cx:.1}" y1="{:.1}" x2="{cx:.1}" y2="{:.1}" stroke="#111"/>"##,
+        py(sp.min),
+        py(sp.max)
+    );
+}
+
+/// Grouped bars: one group per measurement (a window, a stream count, a
+/// file), one bar per datapath, the measurement's headline figure (median
+/// across rounds, whiskers from the smallest to the largest round). For
+/// throughput, packet rates, maximum rates and loss.
+pub fn bar_chart(title: &str, unit: &str, ms: &[&Measurement], scale: f64) -> String {
+    let value = |m: &Measurement, f: &Figures| m.headline(f) * scale;
+    let groups: Vec<(String, Vec<(Dp, Spread)>)> = ms
+        .iter()
+        .map(|m| {
+            let bars = m
+                .results
+                .iter()
+                .map(|r| {
+                    let rounds: Vec<f64> = r.rounds.iter().map(|f| value(m, f)).collect();
+                    (r.datapath, Spread::of(&rounds))
+                })
+                .collect();
+            (category(&m.key), bars)
+        })
+        .collect();
+    let max = groups
+        .iter()
+        .flat_map(|(_, b)| b.iter().map(|(_, s)| s.max))
+        .filter(|v| v.is_finite())
+        .fold(0.0, f64::max);
+    let (ymax, ystep) = nice_axis(max);
+    let h = 300.0;
+    let py = |v: f64| T + (1.0 - v / ymax) * (h - T - B);
+    let mut s = svg_open(h, "bars", title);
+    grid(&mut s, ymax, ystep, &py, axis_label);
+    let _ = write!(
+        s,
+        r#"<text x="16" y="{:.1}" font-size="12" text-anchor="middle" transform="rotate(-90 16 {:.1})">{}</text>"#,
+        (T + h - B) / 2.0,
+        (T + h - B) / 2.0,
+        escape(unit)
+    );
+    let slot = (W - L - R) / groups.len().max(1) as f64;
+    let mut legend: Vec<Dp> = Vec::new();
+    for (i, (name, bars)) in groups.iter().enumerate() {
+        let bw = slot * 0.8 / bars.len().max(1) as f64;
+        for (j, (dp, sp)) in bars.iter().enumerate() {
+            if !legend.contains(dp) {
+                legend.push(*dp);
+            }
+            if !sp.median.is_finite() {
+                continue;
+            }
+            let bx = L + slot * i as f64 + slot * 0.1 + bw * j as f64;
+            bar(&mut s, *dp, bx, (bw - 1.0).max(1.0), sp, "1", &py);
+        }
+        let _ = write!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" font-size="12" text-anchor="middle">{}</text>"#,
+            L + slot * (i as f64 + 0.5),
+            h - B + 16.0,
+            escape(name)
+        );
+    }
+    for (i, dp) in legend.iter().enumerate() {
+        let ly = T + 14.0 + 18.0 * i as f64;
+        let _ = write!(
+            s,
+            r#"<rect x="{:.1}" y="{:.1}" width="12" height="12" fill="{}"/><text x="{:.1}" y="{:.1}" font-size="12">{}</text>"#,
+            W - R + 12.0,
+            ly - 6.0,
+            color(*dp),
+            W - R + 30.0,
+            ly + 4.0,
+            dp.name()
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// A group's name under the bars: the key without its workload prefix.
+fn category(key: &str) -> String {
+    key.split_once('-').map(|(_, rest)| rest).unwrap_or(key).to_string()
+}
+
+/// Axis figures: 1,500 as 1.5k, 2,000,000 as 2M.
+fn axis_label(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{}M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{}k", v / 1e3)
+    } else if v == v.round() {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,5 +386,10 @@ mod tests {
         assert_eq!(decades(50.0, 60.0), (10.0, 100.0));
         assert!(log_pct(99.999) > log_pct(99.0));
         assert_eq!(escape("<a&b>"), "&lt;a&amp;b&gt;");
+        assert_eq!(category("stream-64K"), "64K");
+        assert_eq!(category("udp-loss-1400B-20000ps"), "loss-1400B-20000ps");
+        assert_eq!(axis_label(1500.0), "1.5k");
+        assert_eq!(axis_label(2e6), "2M");
+        assert_eq!(axis_label(0.25), "0.25");
     }
 }

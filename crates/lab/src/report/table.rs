@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{DemoReport, Spread};
+use super::{DemoReport, Figures, Measurement, Metric, Spread};
 
 fn num(v: f64) -> String {
     super::figure(v).unwrap_or_else(|| "-".into())
@@ -21,57 +21,39 @@ fn ratio(s: &Spread) -> String {
 
 pub fn render(r: &DemoReport) -> String {
     let mut out = String::new();
+    let mut maxima = Vec::new();
+    if let Some(m) = r.host_max_per_s {
+        maxima.push(format!("echo {} req/s", num(m)));
+    }
+    for (file, m) in &r.host_http_max_per_s {
+        maxima.push(format!("nginx {file} {} req/s", num(*m)));
+    }
     let _ = writeln!(
         out,
-        "nearhost demo on {} (kernel {}): {} round{}, {} s per run, host maximum {} req/s",
+        "nearhost demo on {} (kernel {}): {} round{}, {} s per run{}",
         r.hostname,
         r.kernel,
         r.settings.rounds,
         if r.settings.rounds == 1 { "" } else { "s" },
         r.settings.duration_s,
-        num(r.host_max_per_s)
+        if maxima.is_empty() {
+            String::new()
+        } else {
+            format!(", host maximum {}", maxima.join(", "))
+        }
     );
     let _ = writeln!(
         out,
         "round trip in µs; \"vs host\" = datapath / host, median across rounds (min-max)"
     );
-    for m in &r.measurements {
-        let _ = writeln!(out, "\n{}", m.label);
-        let _ = writeln!(
-            out,
-            "  {:<9} {:>9} {:>9} {:>9} {:>10} {:>10}  {:<18} {:<18}",
-            "datapath", "p50", "p99", "p99.9", "p99.99", "tx/s", "p50 vs host", "p99 vs host"
-        );
-        for d in &m.results {
-            let f = &d.median;
-            let (r50, r99) = match &d.ratio_to_host {
-                Some(rt) => (ratio(&rt.p50), ratio(&rt.p99)),
-                None => ("1.00".into(), "1.00".into()),
-            };
-            let mut warn = String::new();
-            if let Some(target) = m.target_per_s {
-                if f.transactions_per_s < 0.97 * target {
-                    warn.push_str(&format!(
-                        "  overloaded: {:.0}% of the target rate",
-                        100.0 * f.transactions_per_s / target
-                    ));
-                }
+    for section in &r.workloads {
+        let _ = writeln!(out, "\n== {} ==", section.title);
+        for m in r.of(section.workload) {
+            let _ = writeln!(out, "\n{}", m.label);
+            match m.metric {
+                Metric::Latency => latency_table(&mut out, m),
+                _ => rate_table(&mut out, m),
             }
-            if f.errors + f.timeouts > 0 {
-                warn.push_str(&format!("  ({} errors, {} timeouts)", f.errors, f.timeouts));
-            }
-            let _ = writeln!(
-                out,
-                "  {:<9} {:>9} {:>9} {:>9} {:>10} {:>10}  {:<18} {:<18}{warn}",
-                d.datapath.name(),
-                num(f.p50_us),
-                num(f.p99_us),
-                num(f.p99_9_us),
-                num(f.p99_99_us),
-                num(f.transactions_per_s),
-                r50,
-                r99
-            );
         }
     }
     let missing: Vec<_> = r.datapaths.iter().filter(|d| !d.available).collect();
@@ -80,13 +62,106 @@ pub fn render(r: &DemoReport) -> String {
         for d in missing {
             let _ = writeln!(
                 out,
-                "  {:<9} {}",
+                "  {:<10} {}",
                 d.datapath.name(),
                 d.reason.as_deref().unwrap_or("not available")
             );
         }
     }
     out
+}
+
+/// What went wrong in a run, for the end of its row.
+fn warnings(m: &Measurement, f: &Figures) -> String {
+    let mut warn = String::new();
+    if let Some(target) = m.target_per_s {
+        if f.transactions_per_s < 0.97 * target {
+            warn.push_str(&format!(
+                "  overloaded: {:.0}% of the target rate",
+                100.0 * f.transactions_per_s / target
+            ));
+        }
+    }
+    if f.errors + f.timeouts > 0 {
+        warn.push_str(&format!("  ({} errors, {} timeouts)", f.errors, f.timeouts));
+    }
+    warn
+}
+
+fn latency_table(out: &mut String, m: &Measurement) {
+    let _ = writeln!(
+        out,
+        "  {:<10} {:>9} {:>9} {:>9} {:>10} {:>10}  {:<18} {:<18}",
+        "datapath", "p50", "p99", "p99.9", "p99.99", "tx/s", "p50 vs host", "p99 vs host"
+    );
+    for d in &m.results {
+        let f = &d.median;
+        let (r50, r99) = match &d.ratio_to_host {
+            Some(rt) => (ratio(&rt.p50), ratio(&rt.p99)),
+            None => ("1.00".into(), "1.00".into()),
+        };
+        let _ = writeln!(
+            out,
+            "  {:<10} {:>9} {:>9} {:>9} {:>10} {:>10}  {:<18} {:<18}{}",
+            d.datapath.name(),
+            num(f.p50_us),
+            num(f.p99_us),
+            num(f.p99_9_us),
+            num(f.p99_99_us),
+            num(f.transactions_per_s),
+            r50,
+            r99,
+            warnings(m, f)
+        );
+    }
+}
+
+/// Throughput, packet rate, maximum rate and loss: the headline figure, its
+/// ratio to the host, and the loss where datagrams were counted; p99 only for
+/// the paced loss test (at saturation latency is the client's queue).
+fn rate_table(out: &mut String, m: &Measurement) {
+    let head = match m.metric {
+        Metric::Throughput => "Gbit/s",
+        Metric::MaxRate => "req/s",
+        _ => "echoes/s",
+    };
+    let _ = writeln!(
+        out,
+        "  {:<10} {:>12} {:>10} {:>9}  {:<18}",
+        "datapath",
+        head,
+        "lost",
+        if m.metric == Metric::Loss { "p99" } else { "" },
+        "vs host"
+    );
+    for d in &m.results {
+        let f = &d.median;
+        let value = match m.metric {
+            Metric::Throughput => super::gbit(f.bits_per_s),
+            _ => num(f.transactions_per_s),
+        };
+        let lost = if f.loss_ratio.is_finite() {
+            format!("{:.3}%", 100.0 * f.loss_ratio)
+        } else {
+            "-".into()
+        };
+        let p99 = if m.metric == Metric::Loss { num(f.p99_us) } else { String::new() };
+        let vs = match (&d.ratio_to_host, m.metric) {
+            (_, Metric::Loss) => "-".into(),
+            (Some(rt), _) => m.headline_ratio(rt).map(|s| ratio(&s)).unwrap_or_else(|| "-".into()),
+            (None, _) => "1.00".into(),
+        };
+        let _ = writeln!(
+            out,
+            "  {:<10} {:>12} {:>10} {:>9}  {:<18}{}",
+            d.datapath.name(),
+            value,
+            lost,
+            p99,
+            vs,
+            warnings(m, f)
+        );
+    }
 }
 
 #[cfg(test)]

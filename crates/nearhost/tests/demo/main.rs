@@ -1,5 +1,5 @@
 //! `nearhost demo --quick` end to end: the report, its page (rendered in
-//! headless Chromium), and the ordering the literature reports.
+//! headless Chromium), with the default workloads and with the studies' ones.
 //!
 //! Not run in the kernel lab: it measures latency, which under qemu's emulation
 //! says nothing about the kernel; the lab's own tests build the same lab there.
@@ -159,4 +159,176 @@ fn demo_quick_end_to_end() {
     }
     assert!(lab_namespaces().is_empty(), "the demo left namespaces: {:?}", lab_namespaces());
     assert!(lab_processes().is_empty(), "the demo left processes: {:?}", lab_processes());
+}
+
+/// nginx processes on the machine (the http workload starts one per server
+/// namespace; the lab's teardown must stop every one of them).
+fn nginx_pids() -> Vec<String> {
+    let out = Command::new("pgrep").args(["-x", "nginx"]).output().expect("pgrep (procps)");
+    let mut pids: Vec<String> =
+        String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_string).collect();
+    pids.sort();
+    pids
+}
+
+/// The studies' workloads (all but the default two) end to end, with short
+/// runs: every section, every datapath's figures, the charts drawn, nginx's
+/// responses the study's sizes, and nothing left behind.
+#[test]
+fn demo_reruns_the_studies_workloads_end_to_end() {
+    let _clean = CleanLab;
+    let nginx_before = nginx_pids();
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = nearhost(&[
+        "demo",
+        "--quick",
+        "--workload",
+        "http,udp",
+        "--workload",
+        "stream,pps",
+        "--datapaths",
+        "routed,macvlan",
+        "--duration",
+        "0.4",
+        "--udp-sizes",
+        "64,1024",
+        "--windows",
+        "64K,auto",
+        "--keep",
+        "--json",
+        "--out",
+        out_dir.path().to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "demo failed: {stderr}");
+    // The estimate comes first, before the lab is built.
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("nearhost demo: http, udp, stream, pps (") && first.contains(" s "),
+        "{stderr}"
+    );
+
+    // nginx answers the study's sizes: 350 bytes in all for the small file.
+    let fetch = |path: &str| {
+        let script = format!(
+            "import socket\ns=socket.create_connection(('198.18.0.12',8080),5)\n\
+             s.sendall(b'GET /{path} HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n')\n\
+             d=b''\nwhile True:\n c=s.recv(65536)\n if not c: break\n d+=c\nprint(len(d), d.split(b' ')[1].decode())"
+        );
+        let o = Command::new("ip")
+            .args(["netns", "exec", "nhlab-h1", "python3", "-c", &script])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let small = fetch("350B");
+    let large = fetch("4KB");
+    let down = nearhost(&["lab", "down"]);
+    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+    // A 100-byte body under about 250 bytes of nginx's headers (with
+    // "Connection: close" here; the demo's keep-alive connections get
+    // "keep-alive", 5 bytes more).
+    for (got, body) in [(&small, 100), (&large, 4096)] {
+        let (len, status) = got.split_once(' ').unwrap_or_else(|| panic!("{got:?}"));
+        assert_eq!(status, "200", "{got}");
+        let headers = len.parse::<usize>().unwrap() - body;
+        assert!((235..=260).contains(&headers), "{body}-byte body: {got}");
+    }
+
+    let report: Value = serde_json::from_slice(&out.stdout).expect("--json prints the report");
+    assert_eq!(
+        report["settings"]["workloads"],
+        serde_json::json!(["http", "udp", "stream", "pps"])
+    );
+    for file in ["350B", "4KB"] {
+        assert!(report["host_http_max_per_s"][file].as_f64().unwrap() > 10.0, "{file}");
+    }
+    assert!(report["host_max_per_s"].is_null(), "rate was not measured");
+    let ms = report["measurements"].as_array().unwrap();
+    let keys: Vec<&str> = ms.iter().map(|m| m["key"].as_str().unwrap()).collect();
+    assert_eq!(
+        keys,
+        [
+            "http-350B-max", "http-350B-30pct", "http-350B-50pct", "http-350B-70pct",
+            "http-4KB-max", "http-4KB-30pct", "http-4KB-50pct", "http-4KB-70pct", "udp-64B",
+            "udp-1024B", "udp-loss-1400B-20000ps", "stream-64K", "stream-auto", "pps-1s", "pps-4s"
+        ]
+    );
+    let measured = ["host", "routed", "macvlan"];
+    for m in ms {
+        let key = m["key"].as_str().unwrap();
+        let results = m["results"].as_array().unwrap();
+        assert_eq!(results.len(), measured.len(), "{key}");
+        for r in results {
+            let dp = r["datapath"].as_str().unwrap();
+            assert!(measured.contains(&dp), "{key}: {dp}");
+            let f = &r["median"];
+            let num = |k: &str| f[k].as_f64().unwrap_or(f64::NAN);
+            let what = format!("{key} {dp}: {f}");
+            match m["metric"].as_str().unwrap() {
+                "latency" => {
+                    for p in ["p50_us", "p90_us", "p99_us", "p99_9_us", "p99_99_us", "p99_999_us"] {
+                        assert!(num(p) > 0.0, "{what}");
+                    }
+                    assert!(num("p99_999_us") >= num("p50_us"), "{what}");
+                }
+                "max_rate" | "packet_rate" => assert!(num("transactions_per_s") > 0.0, "{what}"),
+                "throughput" => assert!(num("bits_per_s") > 1e6, "{what}"),
+                "loss" => assert!((0.0..=1.0).contains(&num("loss_ratio")), "{what}"),
+                other => panic!("{key}: metric {other}"),
+            }
+            if key.starts_with("http-") {
+                assert_eq!(f["errors"], 0, "nginx answered every request with 200: {what}");
+            }
+            if dp != "host" && m["metric"] != "loss" {
+                assert!(!r["ratio_to_host"].is_null(), "{what}");
+            }
+        }
+    }
+    let sections = report["workloads"].as_array().unwrap();
+    let names: Vec<&str> = sections.iter().map(|s| s["workload"].as_str().unwrap()).collect();
+    assert_eq!(names, ["http", "udp", "stream", "pps"]);
+    for s in sections {
+        let w = s["workload"].as_str().unwrap();
+        assert!(s["study"].as_str().unwrap().len() > 80, "{w}");
+        let n = ms.iter().filter(|m| m["workload"] == w).count();
+        assert_eq!(s["found"].as_array().unwrap().len(), n, "{w}: one finding per measurement");
+    }
+    let first = sections[0]["found"][0].as_str().unwrap();
+    assert!(first.starts_with("http-350B-max") && first.contains("routed"), "{first}");
+
+    // The page: a section per workload, bars for rates/throughput/loss,
+    // percentile curves for latency; really drawn.
+    let html_path = out_dir.path().join("report.html");
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    for w in ["http", "udp", "stream", "pps"] {
+        assert!(html.contains(&format!("id=\"workload-{w}\"")), "{w}");
+    }
+    assert_eq!(html.matches("class=\"chart bars\"").count(), 4, "http max, udp loss, stream, pps");
+    assert_eq!(html.matches("class=\"chart percentile\"").count(), 8, "6 http levels, 2 udp sizes");
+    let (_, _, rgba) = screenshot(&html_path);
+    for (dp, color) in [("routed", "#2ca02c"), ("macvlan", "#1f77b4")] {
+        let n = count_color(&rgba, color);
+        assert!(n > 300, "{dp}'s color appears in only {n} pixels: the charts did not draw");
+    }
+    // A saved report renders again without measuring.
+    let again = tempfile::tempdir().unwrap();
+    let from = nearhost(&[
+        "demo",
+        "--from",
+        out_dir.path().join("report.json").to_str().unwrap(),
+        "--out",
+        again.path().to_str().unwrap(),
+    ]);
+    assert!(from.status.success(), "{}", String::from_utf8_lossy(&from.stderr));
+    let table = String::from_utf8_lossy(&from.stdout);
+    assert!(
+        table.contains("== TCP throughput by socket buffer") && table.contains("Gbit/s"),
+        "{table}"
+    );
+    assert_eq!(std::fs::read_to_string(again.path().join("report.html")).unwrap(), html);
+
+    assert!(lab_namespaces().is_empty(), "the demo left namespaces: {:?}", lab_namespaces());
+    assert!(lab_processes().is_empty(), "the demo left processes: {:?}", lab_processes());
+    assert_eq!(nginx_pids(), nginx_before, "the lab's nginx processes are gone");
 }

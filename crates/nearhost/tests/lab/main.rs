@@ -127,7 +127,22 @@ fn bad_arguments_are_refused_before_anything_is_built() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--datapaths: unknown datapath \"warp\""));
     let out = nearhost(&["demo", "--duration", "1000"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--duration"));
+    // Workloads and their sizes: each refusal names the flag and the value.
+    for (args, says) in [
+        (&["--workload", "rr,warp"][..], "--workload: unknown workload \"warp\""),
+        (&["--workload", "udp", "--udp-sizes", "64,0"], "--udp-sizes: 0"),
+        (&["--workload", "stream", "--windows", "0"], "--windows: 0"),
+        (&["--workload", "stream", "--windows", "huge"], "--windows: \"huge\""),
+        (&["--workload", "pps", "--streams", "0"], "--streams: 0"),
+        (&["--workload", "udp", "--udp-rate", "0"], "--udp-rate: 0"),
+    ] {
+        let out = nearhost(&[&["demo", "--quick"][..], args].concat());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(says), "{args:?}: {err}");
+        assert!(!err.contains("client runs"), "{args:?}: refused before the estimate: {err}");
+    }
     assert!(lab_namespaces().is_empty());
+    assert!(!std::path::Path::new("/run/nearhost-lab/state.json").exists(), "no lab was claimed");
 }
 
 /// On a kernel with ipvlan the demo measures it (here: the kernel lab).
