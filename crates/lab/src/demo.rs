@@ -25,6 +25,11 @@ pub struct DemoOptions {
     pub datapaths: Vec<Dp>,
     pub workloads: Vec<Workload>,
     pub params: Params,
+    /// The machine as doctor and tune see it, for the report's header.
+    pub host: Option<report::HostSummary>,
+    /// Sysctls (dotted, e.g. `net.ipv4.tcp_tw_reuse`) whose values the
+    /// report records for each lab host.
+    pub lab_sysctls: Vec<String>,
     pub keep: bool,
     pub out: PathBuf,
     /// Overrides (defaults depend on `quick`).
@@ -113,6 +118,7 @@ pub fn run(opts: &DemoOptions, stop: &StopFlag) -> Result<DemoReport> {
     let mut progress = Progress::new(1 + opts.runs());
 
     let usable = build_lab(&mut state, opts, server_cpu, &mut progress, stop)?;
+    let lab_hosts = topology::sysctls(&opts.lab_sysctls)?;
     let mut host_max = BTreeMap::new();
     for load in workload::calibrations(&opts.workloads) {
         let max = host_maximum(&usable, &load, &timing, &mut progress, stop)?;
@@ -148,6 +154,8 @@ pub fn run(opts: &DemoOptions, stop: &StopFlag) -> Result<DemoReport> {
                 host_max.get(&Load::HttpMax { file }.key()).map(|v| (file.name().to_string(), *v))
             })
             .collect(),
+        host: opts.host.clone(),
+        lab_hosts,
         datapaths: state.datapaths.iter().map(datapath_info).collect(),
         workloads: report::sections(&opts.workloads, &measurements),
         measurements,

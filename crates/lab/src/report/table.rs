@@ -42,6 +42,15 @@ pub fn render(r: &DemoReport) -> String {
             format!(", host maximum {}", maxima.join(", "))
         }
     );
+    if let Some(h) = &r.host {
+        let _ = writeln!(out, "host: {}", h.line());
+        for w in &h.in_the_way {
+            let _ = writeln!(out, "  in the way: {w}");
+        }
+    }
+    if let Some(line) = super::lab_hosts_line(&r.lab_hosts) {
+        let _ = writeln!(out, "lab hosts' sysctls: {line}");
+    }
     let _ = writeln!(
         out,
         "round trip in µs; \"vs host\" = datapath / host, median across rounds (min-max)"

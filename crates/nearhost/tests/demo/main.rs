@@ -59,8 +59,12 @@ fn count_color(rgba: &[u8], hex: &str) -> usize {
         .count()
 }
 
+/// One lab per machine: the two demos of this file take turns.
+static ONE_LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn demo_quick_end_to_end() {
+    let _one = ONE_LAB.lock().unwrap_or_else(|p| p.into_inner());
     let _clean = CleanLab;
     let out_dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
@@ -83,6 +87,20 @@ fn demo_quick_end_to_end() {
         serde_json::from_str(&std::fs::read_to_string(out_dir.path().join("report.json")).unwrap())
             .unwrap();
     assert_eq!(saved["measurements"], report["measurements"], "report.json is what --json printed");
+    // The header: doctor's summary of this machine and the lab hosts' tuning.
+    let host = &report["host"];
+    assert!(host["cpus"].as_u64().unwrap() >= 1, "{host}");
+    let links = host["links"].as_array().unwrap();
+    assert!(links.iter().any(|l| l[0] == "veth" && l[1] == "yes"), "{host}");
+    let tuning = host["tuning"].as_str().unwrap();
+    assert!(tuning.contains("tuned by nearhost"), "{tuning}");
+    let lab_hosts = report["lab_hosts"].as_array().unwrap();
+    assert_eq!(lab_hosts.len(), 2, "{lab_hosts:?}");
+    for h in lab_hosts {
+        let fin =
+            h["sysctls"].as_array().unwrap().iter().find(|kv| kv[0] == "net.ipv4.tcp_fin_timeout");
+        assert!(fin.is_some_and(|kv| kv[1].as_str().unwrap().parse::<u32>().is_ok()), "{h}");
+    }
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
     assert!(!mounts.contains("/run/nearhost-lab/bpffs"), "the lab unmounted its bpffs: {mounts}");
 
@@ -149,6 +167,10 @@ fn demo_quick_end_to_end() {
         assert!(!html.contains(fetch), "the report must not fetch anything ({fetch})");
     }
     assert_eq!(html.matches("class=\"chart percentile\"").count(), 6);
+    assert!(
+        html.contains("<h2>The host</h2>") && html.contains("lab hosts' sysctls"),
+        "the header"
+    );
     let (w, h, rgba) = screenshot(&html_path);
     assert!(w >= 1000 && h >= 1000);
     for (dp, color) in
@@ -161,12 +183,19 @@ fn demo_quick_end_to_end() {
     assert!(lab_processes().is_empty(), "the demo left processes: {:?}", lab_processes());
 }
 
-/// nginx processes on the machine (the http workload starts one per server
-/// namespace; the lab's teardown must stop every one of them).
+/// Live nginx processes on the machine (the http workload starts one per
+/// server namespace; the lab's teardown must stop every one of them). A
+/// zombie is not counted: the lab's nginx belongs to init once the demo has
+/// exited, and this machine's init reaps it when it gets round to it.
 fn nginx_pids() -> Vec<String> {
-    let out = Command::new("pgrep").args(["-x", "nginx"]).output().expect("pgrep (procps)");
-    let mut pids: Vec<String> =
-        String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_string).collect();
+    let out = Command::new("ps").args(["-eo", "pid=,stat=,comm="]).output().expect("ps (procps)");
+    let mut pids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
+            [pid, stat, "nginx"] if !stat.starts_with('Z') => Some(pid.to_string()),
+            _ => None,
+        })
+        .collect();
     pids.sort();
     pids
 }
@@ -176,6 +205,7 @@ fn nginx_pids() -> Vec<String> {
 /// responses the study's sizes, and nothing left behind.
 #[test]
 fn demo_reruns_the_studies_workloads_end_to_end() {
+    let _one = ONE_LAB.lock().unwrap_or_else(|p| p.into_inner());
     let _clean = CleanLab;
     let nginx_before = nginx_pids();
     let out_dir = tempfile::tempdir().unwrap();
