@@ -516,6 +516,35 @@ mod tests {
     }
 
     #[test]
+    fn a_report_from_before_workloads_still_reads_and_renders() {
+        // docs/demo-report.json: written by the demo before workloads, NaN
+        // handling, the host header and bits/loss figures existed.
+        let old = include_str!("../../../../docs/demo-report.json");
+        let r = DemoReport::from_json(old).expect("the old report parses");
+        let names: Vec<Workload> = r.workloads.iter().map(|w| w.workload).collect();
+        assert_eq!(names, [Workload::Rr, Workload::Rate]);
+        assert!(r
+            .measurements
+            .iter()
+            .filter(|m| m.key.starts_with("rate-"))
+            .all(|m| m.workload == Workload::Rate));
+        assert!(r.measurements[0].results[0].median.bits_per_s.is_nan());
+        assert!(table::render(&r).contains("== Echo at constant rates"));
+        assert!(html::render(&r).contains("id=\"workload-rate\""));
+    }
+
+    #[test]
+    fn missing_figures_survive_a_json_round_trip_as_nan() {
+        let mut f = fig(10.0);
+        f.bits_per_s = 1e9;
+        let text = serde_json::to_string(&f).unwrap();
+        assert!(text.contains("\"loss_ratio\":null"), "{text}");
+        let back: Figures = serde_json::from_str(&text).unwrap();
+        assert!(back.loss_ratio.is_nan() && back.p90_us.is_nan());
+        assert_eq!((back.p50_us, back.bits_per_s), (10.0, 1e9));
+    }
+
+    #[test]
     fn ratios_pair_rounds() {
         let host = [fig(10.0), fig(20.0)];
         let dp = [fig(15.0), fig(20.0)];
