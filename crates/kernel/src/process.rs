@@ -131,6 +131,23 @@ pub fn children(pid: u32) -> Vec<u32> {
         .unwrap_or_default()
 }
 
+/// Whether the network namespace `pid` lives in has a TCP socket listening
+/// on `port` (IPv4 or IPv6): `/proc/PID/net/tcp*` list that namespace's
+/// sockets, so a server started in another namespace can be waited for
+/// without entering it.
+pub fn listens_tcp(pid: u32, port: u16) -> bool {
+    let local = format!(":{port:04X}");
+    ["tcp", "tcp6"].iter().any(|f| {
+        std::fs::read_to_string(format!("/proc/{pid}/net/{f}")).is_ok_and(|t| {
+            t.lines().skip(1).any(|l| {
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                // local_address is column 1, st column 3 (0A = LISTEN)
+                cols.get(1).is_some_and(|a| a.ends_with(&local)) && cols.get(3) == Some(&"0A")
+            })
+        })
+    })
+}
+
 /// Starts `cmd` inside `ns` (`setns` between fork and exec, so this process
 /// never changes namespace); with `new_session` in its own session
 /// (`setsid`), so it outlives this process's terminal.
@@ -155,6 +172,15 @@ pub fn spawn_in(ns: &NetNs, cmd: &mut Command, new_session: bool) -> std::io::Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_listening_socket_is_seen_and_a_closed_one_is_not() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        assert!(listens_tcp(std::process::id(), port));
+        drop(l);
+        assert!(!listens_tcp(std::process::id(), port));
+    }
 
     #[test]
     fn pids_that_name_a_group_are_never_signalled() {

@@ -68,21 +68,6 @@ pub fn workload_files() -> Vec<(&'static str, usize)> {
     HttpFile::ALL.iter().map(|f| (f.name(), f.body_bytes())).collect()
 }
 
-/// Whether a process's network namespace has a TCP socket listening on
-/// `port` (its `/proc/PID/net/tcp` and `tcp6` list the namespace's sockets).
-fn listens(pid: u32, port: u16) -> bool {
-    let want = format!(":{port:04X} ");
-    ["tcp", "tcp6"].iter().any(|f| {
-        std::fs::read_to_string(format!("/proc/{pid}/net/{f}"))
-            .map(|t| {
-                t.lines()
-                    .skip(1)
-                    .any(|l| l.contains(&want) && l.split_whitespace().nth(3) == Some("0A"))
-            })
-            .unwrap_or(false)
-    })
-}
-
 /// Starts nginx in namespace `ns` (detached: a kept lab keeps it) and waits
 /// until it listens on `port`; returns the master and its workers (all are
 /// stopped by the lab's teardown: a worker outlives a killed master).
@@ -110,7 +95,7 @@ pub fn start_in(ns: &str, cfg: &Config, port: u16) -> Result<Vec<Process>> {
     // and the lab's teardown stops it by pid.
     drop(child);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !listens(master, port) {
+    while !process::listens_tcp(master, port) {
         if Instant::now() > deadline || Process::of(master).is_none() {
             let log = std::fs::read_to_string(cfg.dir.join("error.log")).unwrap_or_default();
             if let Some(p) = Process::of(master) {

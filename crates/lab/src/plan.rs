@@ -72,10 +72,6 @@ impl Dp {
         }
     }
 
-    pub fn parse(text: &str) -> Option<Dp> {
-        ALL.iter().copied().find(|d| d.name() == text)
-    }
-
     /// What the datapath is, for the report.
     pub fn describe(self) -> &'static str {
         match self {

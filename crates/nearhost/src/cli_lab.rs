@@ -10,13 +10,27 @@ use nearhost_lab::signals::StopFlag;
 use nearhost_lab::workload::{self, Params, Workload};
 use nearhost_lab::{plan, Dp};
 
+/// Names from comma-separated (and repeated) values of `flag`, each one of
+/// `all` (by `name`), without repeats, in the order given.
+fn parse_names<T: Copy + PartialEq + 'static>(
+    flag: &str, what: &str, values: &[&str], all: &[T], name: fn(T) -> &'static str,
+) -> anyhow::Result<Vec<T>> {
+    let mut out = Vec::new();
+    for n in values.iter().flat_map(|v| v.split(',')).map(str::trim).filter(|s| !s.is_empty()) {
+        let item = all.iter().copied().find(|x| name(*x) == n).with_context(|| {
+            let known: Vec<&str> = all.iter().map(|x| name(*x)).collect();
+            format!("{flag}: unknown {what} {n:?} (known: {})", known.join(", "))
+        })?;
+        if !out.contains(&item) {
+            out.push(item);
+        }
+    }
+    Ok(out)
+}
+
 fn parse_datapaths(list: &str) -> anyhow::Result<Vec<Dp>> {
     let mut out = vec![Dp::Host];
-    for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let dp = Dp::parse(name).with_context(|| {
-            let known: Vec<&str> = plan::ALL.iter().map(|d| d.name()).collect();
-            format!("--datapaths: unknown datapath {name:?} (known: {})", known.join(", "))
-        })?;
+    for dp in parse_names("--datapaths", "datapath", &[list], &plan::ALL, Dp::name)? {
         if !out.contains(&dp) {
             out.push(dp);
         }
@@ -24,25 +38,18 @@ fn parse_datapaths(list: &str) -> anyhow::Result<Vec<Dp>> {
     Ok(out)
 }
 
-/// `--workload` values: names, comma-separated or repeated, or `all`.
+/// `--workload` values: names, comma-separated or repeated, or `all`; in
+/// report order, whatever order they were given in.
 fn parse_workloads(values: &[String]) -> anyhow::Result<Vec<Workload>> {
-    let mut out = Vec::new();
-    for name in values.iter().flat_map(|v| v.split(',')).map(str::trim).filter(|s| !s.is_empty()) {
-        if name == "all" {
-            return Ok(workload::ALL.to_vec());
-        }
-        let w = Workload::parse(name).with_context(|| {
-            let known: Vec<&str> = workload::ALL.iter().map(|w| w.name()).collect();
-            format!("--workload: unknown workload {name:?} (known: {}, or all)", known.join(", "))
-        })?;
-        if !out.contains(&w) {
-            out.push(w);
-        }
+    let values: Vec<&str> = values.iter().map(String::as_str).collect();
+    if values.iter().flat_map(|v| v.split(',')).any(|n| n.trim() == "all") {
+        return Ok(workload::ALL.to_vec());
     }
+    let mut out = parse_names("--workload", "workload", &values, &workload::ALL, Workload::name)
+        .map_err(|e| anyhow::anyhow!("{e}, or all"))?;
     if out.is_empty() {
         out = workload::DEFAULT.to_vec();
     }
-    // Report order, whatever order they were given in.
     out.sort();
     Ok(out)
 }
@@ -149,12 +156,12 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<()> {
         println!("\nreport: {}", a.out.join("report.html").display());
         return Ok(());
     }
-    let opts = DemoOptions {
+    let mut opts = DemoOptions {
         quick: a.quick,
         datapaths: parse_datapaths(&a.datapaths)?,
         workloads: parse_workloads(&a.workload)?,
         params: params(&a)?,
-        host: None,
+        host: None, // filled in below, after the estimate is out
         lab_sysctls: crate::cli_doctor::tune_sysctls(),
         keep: a.keep,
         out: a.out.clone(),
@@ -172,15 +179,12 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<()> {
     );
     // The header's host summary: doctor's probes take a moment and touch
     // nothing; a failure is noted in the report, not fatal.
-    let opts = DemoOptions {
-        host: Some(crate::cli_doctor::demo_summary().unwrap_or_else(|e| {
-            nearhost_lab::report::HostSummary {
-                tuning: format!("doctor failed: {e:#}"),
-                ..Default::default()
-            }
-        })),
-        ..opts
-    };
+    opts.host = Some(crate::cli_doctor::demo_summary().unwrap_or_else(|e| {
+        nearhost_lab::report::HostSummary {
+            tuning: format!("doctor failed: {e:#}"),
+            ..Default::default()
+        }
+    }));
     let stop = StopFlag::install()?;
     let report = demo::run(&opts, &stop)?;
     if a.json {
