@@ -25,6 +25,7 @@ PACKAGES=(
   etcd-server etcd-client                       # multi-host tests: real etcd
   chromium                                      # renders the demo report in tests
   dpkg-dev binutils debootstrap                 # the Debian package: scripts/build-deb (dpkg-shlibdeps, strip); a clean root to install it in
+  dpdk dpdk-dev                                 # kernel bypass: dpdk-testpmd and its igb VF driver on a vfio-pci VF in the kernel lab
 )
 
 missing=()

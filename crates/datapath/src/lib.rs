@@ -23,6 +23,7 @@ mod nat;
 pub mod overlay;
 pub mod peers;
 mod upper;
+mod userspace;
 mod veth;
 mod vf;
 mod vf_lease;
@@ -37,6 +38,7 @@ pub use error::{DatapathError, Result};
 pub use fields::validate_ifname;
 pub use host_routing::{status as bpf_status, Status as BpfStatus};
 pub use nearhost_ipam::RouteSpec;
+pub use userspace::{held as held_by_userspace_driver, Held};
 pub use vf::{inventory as vf_inventory, ClaimedVf, PfInventory};
 
 /// The parent interface a macvlan/ipvlan network would use: `configured` if

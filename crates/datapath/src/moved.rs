@@ -42,7 +42,20 @@ pub trait DeviceClaim: Serialize + DeserializeOwned + Clone {
     fn restore_more(&self, host: &mut Namespace, index: u32) -> Result<()>;
     /// Like `restore_more`, but before the name, MTU, MAC and state: what the
     /// device's own settings depend on (a VF's MAC is its PF's to give).
-    fn restore_first(&self, _host: &mut Namespace, _index: u32) -> Result<()> {
+    /// `index` is `None` when the device has no interface in the host (gone,
+    /// or held by a userspace driver): what is not on the device is still put back.
+    fn restore_first(&self, _host: &mut Namespace, _index: Option<u32>) -> Result<()> {
+        Ok(())
+    }
+    /// Whether the device was moved into the container; `false` for one
+    /// handed to a userspace driver ([`crate::userspace`]), which stays in the host.
+    fn in_container(&self) -> bool {
+        true
+    }
+    /// Before the device is looked for in the host: one handed to a userspace
+    /// driver goes back to its kernel driver, so its interface reappears. On
+    /// failure the claim stays, for the next DEL or GC to retry.
+    fn reclaim_driver(&self) -> Result<()> {
         Ok(())
     }
 }
@@ -69,20 +82,28 @@ pub fn release<C: DeviceClaim>(
     host: &mut Namespace, sb: Option<&mut Namespace>, store: &ClaimStore, claim: &C,
 ) -> Result<()> {
     let (dev, (_, id, ifname)) = (claim.dev(), claim.owner());
+    claim.reclaim_driver()?;
+    let sb = if claim.in_container() { sb } else { None };
     let mut errors = Vec::new();
     match bring_home(host, sb, dev)? {
         Home::At(index) => {
-            errors.extend(claim.restore_first(host, index).err());
+            errors.extend(claim.restore_first(host, Some(index)).err());
             errors.extend(restore(host, index, dev).err());
             errors.extend(claim.restore_more(host, index).err());
         }
         // A veth stand-in dies with its namespace; a real device vanishes like
-        // this only when its driver was unbound (or its VFs disabled).
-        Home::Gone => tracing::warn!(
-            "{} ({}) of container {id} ({ifname}) is in neither the container nor the host namespace: claim released, nothing restored",
-            dev.host_name,
-            claim.key()
-        ),
+        // this only when its driver was unbound (or its VFs disabled); one
+        // handed to a userspace driver before ADD has no interface anyway.
+        Home::Gone => {
+            if claim.in_container() {
+                tracing::warn!(
+                    "{} ({}) of container {id} ({ifname}) is in neither the container nor the host namespace: claim released, only its PF settings restored",
+                    dev.host_name,
+                    claim.key()
+                );
+            }
+            errors.extend(claim.restore_first(host, None).err());
+        }
         Home::Unknown(why) => {
             tracing::warn!(
                 "{} ({}) of container {id} ({ifname}) is left where it is and stays claimed: {why}",
@@ -167,6 +188,13 @@ pub fn check_claimed<C: DeviceClaim>(
             req.ifname, link.mtu
         )));
     }
+    Ok((link, recorded(req, count, what)?))
+}
+
+/// CHECK: the `count` claims recorded for the attachment.
+pub fn recorded<C: DeviceClaim>(
+    req: &CheckRequest<'_>, count: usize, what: &str,
+) -> Result<Vec<C>> {
     let claims = owned::<C>(&claims_of::<C>(), req.network, req.container_id, req.ifname)?;
     if claims.is_empty() {
         return Err(DatapathError::CheckFailed(format!(
@@ -182,7 +210,7 @@ pub fn check_claimed<C: DeviceClaim>(
             req.ifname
         )));
     }
-    Ok((link, claims))
+    Ok(claims)
 }
 
 /// What the kernel says a device is, beyond the name, MAC and index a
@@ -267,6 +295,23 @@ pub struct SavedNetdev {
 }
 
 impl SavedNetdev {
+    /// A device with no interface in the host (held by a userspace driver):
+    /// known by its PCI address alone.
+    pub fn absent(pci: &str, sandbox_name: &str) -> Self {
+        SavedNetdev {
+            host_name: String::new(),
+            mtu: 0,
+            mac: None,
+            was_up: false,
+            pci: Some(pci.to_string()),
+            temp_name: temp_link_name(),
+            sandbox_name: sandbox_name.to_string(),
+            host_index: 0,
+            identity: Identity { parent_dev: Some(pci.to_string()), ..Identity::default() },
+            sandbox_index: None,
+        }
+    }
+
     pub fn new(link: &Link, pci: Option<String>, sandbox_name: &str) -> Self {
         SavedNetdev {
             host_name: link.name.clone(),

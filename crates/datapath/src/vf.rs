@@ -12,6 +12,7 @@ use crate::claims::ClaimStore;
 use crate::context::Namespace;
 use crate::error::{DatapathError, KernelContext, Result};
 use crate::moved::{DeviceClaim, SavedNetdev};
+use crate::userspace::Handed;
 
 /// The claims file of SR-IOV VFs (keyed by PCI address).
 pub const CLAIMS: &str = "sriov-vfs";
@@ -33,6 +34,9 @@ pub struct VfClaim {
     pub applied: Vec<VfSetting>,
     /// The PF settings DEL sends, in this order, to undo ADD's.
     pub restore: Vec<VfSetting>,
+    /// Handed to a userspace driver rather than moved into the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userspace: Option<Handed>,
 }
 
 impl DeviceClaim for VfClaim {
@@ -56,8 +60,19 @@ impl DeviceClaim for VfClaim {
 
     /// The PF settings, first: the VF's MAC comes from them (and nobody else
     /// holds the VF, which is back).
-    fn restore_first(&self, host: &mut Namespace, index: u32) -> Result<()> {
+    fn restore_first(&self, host: &mut Namespace, index: Option<u32>) -> Result<()> {
         crate::vf_lease::restore_pf_settings(host, self, index)
+    }
+
+    fn in_container(&self) -> bool {
+        self.userspace.is_none()
+    }
+
+    fn reclaim_driver(&self) -> Result<()> {
+        match &self.userspace {
+            Some(h) => h.give_back(&Sysfs::from_env(), &self.pci),
+            None => Ok(()),
+        }
     }
 
     fn restore_more(&self, _host: &mut Namespace, _index: u32) -> Result<()> {
@@ -87,17 +102,20 @@ pub fn discover(sysfs: &Sysfs, field: &str, pf: &str) -> Result<Vec<VirtFn>> {
 /// Chooses a VF of `pf`: the configured one, or the first free one. A VF is free
 /// when nobody claims it, its interface is visible in the host (one without is
 /// inside another namespace or bound to a non-network driver such as vfio-pci)
-/// and it is not one of the host's `uplinks` (interfaces carrying its default
-/// route), which are never moved.
+/// — or, for a `userspace` driver, it is bound to that driver already — and it
+/// is not one of the host's `uplinks` (interfaces carrying its default route),
+/// which are never moved.
 pub fn pick<'a>(
     claims: &BTreeMap<String, VfClaim>, pf: &str, vfs: &'a [VirtFn], wanted: Option<u32>,
-    uplinks: &[String],
+    uplinks: &[String], userspace: Option<&str>,
 ) -> Result<&'a VirtFn> {
     let uplink = |v: &VirtFn| v.netdevs.iter().any(|n| uplinks.contains(n));
+    let held = |v: &VirtFn| userspace.is_some() && v.driver.as_deref() == userspace;
     let Some(n) = wanted else {
-        let free =
-            |v: &&VirtFn| !claims.contains_key(&v.pci) && !v.netdevs.is_empty() && !uplink(v);
-        return vfs.iter().find(free).ok_or_else(|| no_free_vf(claims, pf, vfs, uplink));
+        let free = |v: &&VirtFn| {
+            !claims.contains_key(&v.pci) && (!v.netdevs.is_empty() || held(v)) && !uplink(v)
+        };
+        return vfs.iter().find(free).ok_or_else(|| no_free_vf(claims, pf, vfs, uplink, held));
     };
     let vf = vfs.iter().find(|v| v.index == n).ok_or_else(|| {
         DatapathError::config("vf", format!("{pf} has no VF {n} (VFs enabled: {})", vfs.len()))
@@ -108,7 +126,7 @@ pub fn pick<'a>(
             c.container_id, c.ifname
         )));
     }
-    if vf.netdevs.is_empty() {
+    if vf.netdevs.is_empty() && !held(vf) {
         return Err(DatapathError::Busy(format!(
             "VF {n} of {pf} ({}) has no interface in the host namespace",
             vf.pci
@@ -125,10 +143,11 @@ pub fn pick<'a>(
 
 fn no_free_vf(
     claims: &BTreeMap<String, VfClaim>, pf: &str, vfs: &[VirtFn], uplink: impl Fn(&VirtFn) -> bool,
+    held: impl Fn(&VirtFn) -> bool,
 ) -> DatapathError {
     let count = |f: &dyn Fn(&VirtFn) -> bool| vfs.iter().filter(|v| f(v)).count();
     let claimed = count(&|v| claims.contains_key(&v.pci));
-    let hidden = count(&|v| !claims.contains_key(&v.pci) && v.netdevs.is_empty());
+    let hidden = count(&|v| !claims.contains_key(&v.pci) && v.netdevs.is_empty() && !held(v));
     let uplinks = count(&|v| !claims.contains_key(&v.pci) && uplink(v));
     let uplinks = if uplinks > 0 {
         format!(", {uplinks} carrying the host's default route")
@@ -234,6 +253,7 @@ mod tests {
             },
             applied: vec![],
             restore: vec![],
+            userspace: None,
         }
     }
 
@@ -266,12 +286,12 @@ mod tests {
         tree(t.path(), &["vfa", "", "vfc", "vfd"]);
         let vfs = discover(&Sysfs::at(t.path()), "pf", "pf0").unwrap();
         let mut claims = BTreeMap::new();
-        assert_eq!(pick(&claims, "pf0", &vfs, None, &[]).unwrap().index, 0);
+        assert_eq!(pick(&claims, "pf0", &vfs, None, &[], None).unwrap().index, 0);
         claims.insert(vfs[0].pci.clone(), claim(&vfs[0], "c0"));
-        assert_eq!(pick(&claims, "pf0", &vfs, None, &[]).unwrap().index, 2);
+        assert_eq!(pick(&claims, "pf0", &vfs, None, &[], None).unwrap().index, 2);
         claims.insert(vfs[2].pci.clone(), claim(&vfs[2], "c2"));
         claims.insert(vfs[3].pci.clone(), claim(&vfs[3], "c3"));
-        let e = pick(&claims, "pf0", &vfs, None, &[]).unwrap_err();
+        let e = pick(&claims, "pf0", &vfs, None, &[], None).unwrap_err();
         assert!(matches!(e, DatapathError::Busy(_)));
         assert_eq!(e.to_string(), "no free VF on pf0: 4 enabled, 3 claimed by containers, 1 without an interface in the host namespace");
     }
@@ -282,13 +302,13 @@ mod tests {
         tree(t.path(), &["vfa", "vfb"]);
         let vfs = discover(&Sysfs::at(t.path()), "pf", "pf0").unwrap();
         let mut claims = BTreeMap::new();
-        assert_eq!(pick(&claims, "pf0", &vfs, Some(1), &[]).unwrap().index, 1);
+        assert_eq!(pick(&claims, "pf0", &vfs, Some(1), &[], None).unwrap().index, 1);
         assert_eq!(
-            pick(&claims, "pf0", &vfs, Some(5), &[]).unwrap_err().to_string(),
+            pick(&claims, "pf0", &vfs, Some(5), &[], None).unwrap_err().to_string(),
             "vf: pf0 has no VF 5 (VFs enabled: 2)"
         );
         claims.insert(vfs[1].pci.clone(), claim(&vfs[1], "other"));
-        let e = pick(&claims, "pf0", &vfs, Some(1), &[]).unwrap_err().to_string();
+        let e = pick(&claims, "pf0", &vfs, Some(1), &[], None).unwrap_err().to_string();
         assert_eq!(e, "VF 1 of pf0 is claimed by container other (eth0)");
     }
 
@@ -298,10 +318,10 @@ mod tests {
         tree(t.path(), &["vfa", "vfb"]);
         let vfs = discover(&Sysfs::at(t.path()), "pf", "pf0").unwrap();
         let (claims, uplinks) = (BTreeMap::new(), vec!["vfa".to_string()]);
-        assert_eq!(pick(&claims, "pf0", &vfs, None, &uplinks).unwrap().index, 1);
-        let e = pick(&claims, "pf0", &vfs, Some(0), &uplinks).unwrap_err().to_string();
+        assert_eq!(pick(&claims, "pf0", &vfs, None, &uplinks, None).unwrap().index, 1);
+        let e = pick(&claims, "pf0", &vfs, Some(0), &uplinks, None).unwrap_err().to_string();
         assert_eq!(e, "vf: VF 0 of pf0 (vfa) carries the host's default route");
-        let e = pick(&claims, "pf0", &vfs[..1], None, &uplinks).unwrap_err().to_string();
+        let e = pick(&claims, "pf0", &vfs[..1], None, &uplinks, None).unwrap_err().to_string();
         assert!(
             e.ends_with(
                 "0 without an interface in the host namespace, 1 carrying the host's default route"

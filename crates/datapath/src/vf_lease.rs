@@ -2,6 +2,8 @@
 //! restore), apply its PF settings, move it in; and give it back (see
 //! [`crate::moved`]) with its PF settings restored and the claim released.
 
+use std::path::PathBuf;
+
 use nearhost_kernel::link::{Link, Mac};
 use nearhost_kernel::sriov::VfSetting;
 use nearhost_kernel::sysfs::Sysfs;
@@ -10,6 +12,7 @@ use crate::claims::{ClaimStore, Locked};
 use crate::context::Namespace;
 use crate::error::{join, DatapathError, KernelContext, Result};
 use crate::moved::{self, GiveBack, SavedNetdev};
+use crate::userspace::{self, Handed};
 use crate::vf::{self, VfClaim};
 use crate::vf_settings;
 
@@ -24,6 +27,9 @@ pub struct Want<'a> {
     pub sandbox_name: String,
     /// PF settings to apply (the MAC first).
     pub settings: Vec<VfSetting>,
+    /// The userspace driver the VF is for (`vfio-pci`); `None`: it moves into
+    /// the container as an interface.
+    pub userspace: Option<&'a str>,
 }
 
 /// A claimed VF until ADD succeeds ([`VfLease::keep`]). Dropped before that, it
@@ -49,8 +55,8 @@ pub fn claim(
     let mut locked: Locked<VfClaim> = store.lock()?;
     let mut claims = Vec::new();
     for (want, vfs) in wants.iter().zip(&found) {
-        let picked = vf::pick(locked.claims(), want.pf, vfs, want.vf, &uplinks)?;
-        let c = new_claim(host, owner, want, picked.index, &picked.pci, &picked.netdevs[0])?;
+        let picked = vf::pick(locked.claims(), want.pf, vfs, want.vf, &uplinks, want.userspace)?;
+        let c = new_claim(host, owner, want, picked.index, &picked.pci, picked.netdevs.first())?;
         locked.insert(c.pci.clone(), c.clone());
         claims.push(c);
     }
@@ -79,13 +85,21 @@ fn uplinks(host: &mut Namespace) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// Reads what the VF is like now: its interface in the host and its PF settings.
+/// Reads what the VF is like now: its interface in the host (none when a
+/// userspace driver holds it) and its PF settings.
 fn new_claim(
-    host: &mut Namespace, owner: Owner<'_>, want: &Want<'_>, vf: u32, pci: &str, netdev: &str,
+    host: &mut Namespace, owner: Owner<'_>, want: &Want<'_>, vf: u32, pci: &str,
+    netdev: Option<&String>,
 ) -> Result<VfClaim> {
-    let link = host.nl.link_by_name(netdev).ctx(|| format!("look up VF interface {netdev}"))?.ok_or_else(|| {
-        DatapathError::Busy(format!("VF {vf} of {} ({pci}): sysfs shows interface {netdev}, but the host namespace has none", want.pf))
-    })?;
+    let dev = match netdev {
+        None => SavedNetdev::absent(pci, &want.sandbox_name),
+        Some(netdev) => {
+            let link = host.nl.link_by_name(netdev).ctx(|| format!("look up VF interface {netdev}"))?.ok_or_else(|| {
+                DatapathError::Busy(format!("VF {vf} of {} ({pci}): sysfs shows interface {netdev}, but the host namespace has none", want.pf))
+            })?;
+            SavedNetdev::new(&link, Some(pci.to_string()), &want.sandbox_name)
+        }
+    };
     let pf = pf_link(host, want.field, want.pf)?;
     let states =
         host.nl.vf_states(pf.index).ctx(|| format!("read the VF settings of {}", want.pf))?;
@@ -97,9 +111,10 @@ fn new_claim(
         pf: want.pf.to_string(),
         vf,
         pci: pci.to_string(),
-        dev: SavedNetdev::new(&link, Some(pci.to_string()), &want.sandbox_name),
+        dev,
         applied: want.settings.clone(),
         restore: vf_settings::originals(&want.settings, before),
+        userspace: None,
     })
 }
 
@@ -122,6 +137,35 @@ impl VfLease {
     pub fn take(
         &mut self, host: &mut Namespace, sb: &mut Namespace, settings: &[VfSetting],
     ) -> Result<u32> {
+        self.apply(host, settings)?;
+        moved::move_in(host, sb, &self.store, &mut self.claim)
+    }
+
+    /// Applies the PF settings, then hands the VF to a userspace driver
+    /// (recorded in the claim first: whatever happens next, DEL or the
+    /// rollback binds its driver back) and writes its device-info file.
+    pub fn hand_over(
+        &mut self, host: &mut Namespace, settings: &[VfSetting], opts: &userspace::Options,
+        group: u32, device_info: PathBuf,
+    ) -> Result<()> {
+        self.apply(host, settings)?;
+        let sysfs = Sysfs::from_env();
+        let pci = self.claim.pci.clone();
+        let before = sysfs.pci_driver(&pci).ctx(|| format!("read the driver of {pci}"))?;
+        let mut handed =
+            Handed { driver: opts.driver.clone(), before, iommu_group: group, device_info };
+        self.claim.userspace = Some(handed.clone());
+        self.save()?;
+        let pf_pci = sysfs
+            .netdev_pci_address(&self.claim.pf)
+            .ctx(|| format!("read the PCI address of {}", self.claim.pf))?;
+        handed.hand_over(&sysfs, &pci, pf_pci.as_deref())?;
+        self.claim.userspace = Some(handed);
+        self.save()
+    }
+
+    /// Applies the PF settings; a refused one ends ADD (see [`Self::take`]).
+    fn apply(&mut self, host: &mut Namespace, settings: &[VfSetting]) -> Result<()> {
         let (pf_name, vf) = (self.claim.pf.clone(), self.claim.vf);
         let pf = pf_link(host, "pf", &pf_name)?;
         // `settings` are the last of the claim's `applied` (a bond member's
@@ -134,9 +178,11 @@ impl VfLease {
             }
         }
         if let Some(mac) = settings.iter().find_map(admin_mac) {
-            adopt_admin_mac(host, self.claim.dev.host_index, &self.claim.dev.host_name, mac)?;
+            if self.claim.dev.host_index != 0 {
+                adopt_admin_mac(host, self.claim.dev.host_index, &self.claim.dev.host_name, mac)?;
+            }
         }
-        moved::move_in(host, sb, &self.store, &mut self.claim)
+        Ok(())
     }
 
     /// Drops the settings from `applied[n]` on (the PF did not take them) and
@@ -188,7 +234,9 @@ impl VfLease {
     }
 }
 
-pub(crate) fn restore_pf_settings(host: &mut Namespace, c: &VfClaim, index: u32) -> Result<()> {
+pub(crate) fn restore_pf_settings(
+    host: &mut Namespace, c: &VfClaim, index: Option<u32>,
+) -> Result<()> {
     if c.restore.is_empty() {
         return Ok(());
     }
@@ -202,7 +250,9 @@ pub(crate) fn restore_pf_settings(host: &mut Namespace, c: &VfClaim, index: u32)
             });
         }
     }
-    if let Some(mac) = c.restore.iter().find_map(admin_mac).filter(|m| *m != [0; 6]) {
+    if let (Some(mac), Some(index)) =
+        (c.restore.iter().find_map(admin_mac).filter(|m| *m != [0; 6]), index)
+    {
         errors.extend(adopt_admin_mac(host, index, &c.dev.host_name, mac).err());
     }
     join(errors)

@@ -12,6 +12,7 @@ pub mod neigh;
 pub mod netlink;
 pub mod netns;
 pub mod nft;
+pub mod pci;
 pub mod process;
 pub mod route;
 pub mod route_events;

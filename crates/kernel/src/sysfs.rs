@@ -32,6 +32,8 @@ pub struct VirtFn {
     /// Its interfaces visible here (none when it is in another namespace or
     /// bound to a non-network driver such as vfio-pci).
     pub netdevs: Vec<String>,
+    /// The driver bound to it (`igbvf`, `vfio-pci`); `None` without one.
+    pub driver: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,7 +121,8 @@ impl Sysfs {
             let Some(pci) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
                 continue;
             };
-            out.push(VirtFn { index, pci, netdevs: list_dir(&link.join("net"))? });
+            let driver = self.pci_driver(&pci)?;
+            out.push(VirtFn { index, pci, netdevs: list_dir(&link.join("net"))?, driver });
         }
         out.sort_by_key(|v| v.index);
         Ok(out)
@@ -135,7 +138,7 @@ impl Sysfs {
 }
 
 /// Sorted entry names of a directory; a missing directory is empty.
-fn list_dir(dir: &Path) -> Result<Vec<String>> {
+pub(crate) fn list_dir(dir: &Path) -> Result<Vec<String>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -189,8 +192,13 @@ mod tests {
         assert_eq!(
             vfs,
             vec![
-                VirtFn { index: 0, pci: "0000:01:00.1".into(), netdevs: vec!["vf0".into()] },
-                VirtFn { index: 1, pci: "0000:01:00.2".into(), netdevs: vec![] },
+                VirtFn {
+                    index: 0,
+                    pci: "0000:01:00.1".into(),
+                    netdevs: vec!["vf0".into()],
+                    driver: None
+                },
+                VirtFn { index: 1, pci: "0000:01:00.2".into(), netdevs: vec![], driver: None },
             ]
         );
         assert_eq!(s.pci_netdevs("0000:01:00.1").unwrap(), vec!["vf0"]);

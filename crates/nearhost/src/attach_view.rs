@@ -6,6 +6,7 @@ use std::path::Path;
 
 use nearhost_attach::netdef::Entry;
 use nearhost_attach::{Attachment, GcReport, Listed, Status, Target, TargetKind};
+use nearhost_datapath::held_by_userspace_driver;
 use serde_json::{json, Value};
 
 pub fn print_json(v: &Value) {
@@ -48,6 +49,16 @@ pub fn attachment_json(a: &Attachment, status: Option<&Status>) -> Value {
         "network": a.network, "file": a.file, "datapath": a.datapath, "ifname": a.ifname,
         "target": a.target, "addresses": a.addresses(), "result": a.result, "created": a.created,
     });
+    let held: Vec<_> = a
+        .result
+        .iter()
+        .flat_map(|r| r.get("interfaces").and_then(Value::as_array).cloned().unwrap_or_default())
+        .filter_map(|i| i.get("pciID")?.as_str().and_then(held_by_userspace_driver))
+        .map(|h| json!({"pci": h.pci, "driver": h.driver, "iommu_group": h.iommu_group, "device_nodes": h.device_nodes, "run_options": h.run_options()}))
+        .collect();
+    if !held.is_empty() {
+        v["userspace_devices"] = json!(held);
+    }
     if let Some(s) = status {
         let (word, reason) = status_words(s);
         v["status"] = json!(word);
@@ -75,6 +86,22 @@ pub fn attached_text(a: &Attachment) -> String {
             a.datapath,
             s(i, "mac"),
             a.target.netns
+        );
+    }
+    // A device handed to a userspace driver: what the container must have had
+    // from its start (device nodes cannot be added to a running container).
+    for held in interfaces
+        .iter()
+        .filter_map(|i| i.get("pciID")?.as_str())
+        .filter_map(held_by_userspace_driver)
+    {
+        out += &format!(
+            "  device     {} held by {}: its application needs {} and {}; a container started without them cannot drive it (podman/docker run {})\n",
+            held.pci,
+            held.driver,
+            held.device_nodes.join(", "),
+            held.also,
+            held.run_options()
         );
     }
     let host: Vec<String> =

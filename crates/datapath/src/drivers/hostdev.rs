@@ -2,7 +2,10 @@
 //! moved into the container. Selected by `device`, `hwaddr` or `pciBusID` — the
 //! field names of the reference host-device plugin. DEL moves it back with its
 //! name, MTU, addresses and routes. The NIC carrying the host's default route is
-//! refused unless `allowDefaultRoute: true`.
+//! refused unless `allowDefaultRoute: true`. With `"deviceDriver": "vfio-pci"`
+//! the NIC stays in the host, handed to vfio-pci for a DPDK application in the
+//! container ([`crate::userspace`]); one bound to vfio-pci already is named by
+//! `pciBusID`.
 
 use std::net::IpAddr;
 
@@ -20,6 +23,7 @@ use crate::error::{join, DatapathError, KernelContext, Result};
 use crate::fields::{self, Fields};
 use crate::host;
 use crate::moved::{self, DeviceClaim, GiveBack, SavedNetdev};
+use crate::userspace::{self, Handed};
 
 pub const REGISTRATION: Registration = Registration { name: "hostdev", build };
 
@@ -34,6 +38,9 @@ pub(crate) struct HostdevClaim {
     addresses: Vec<(IpAddr, u8)>,
     /// Routes through it in the host's main table (they go with the addresses).
     routes: Vec<Route>,
+    /// Handed to a userspace driver rather than moved into the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    userspace: Option<Handed>,
 }
 
 impl DeviceClaim for HostdevClaim {
@@ -61,6 +68,17 @@ impl DeviceClaim for HostdevClaim {
     fn restore_more(&self, host: &mut Namespace, index: u32) -> Result<()> {
         restore_addressing(host, index, self)
     }
+
+    fn in_container(&self) -> bool {
+        self.userspace.is_none()
+    }
+
+    fn reclaim_driver(&self) -> Result<()> {
+        match (&self.userspace, &self.dev.pci) {
+            (Some(h), Some(pci)) => h.give_back(&Sysfs::from_env(), pci),
+            _ => Ok(()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +92,14 @@ struct Hostdev {
     select: Selector,
     allow_default_route: bool,
     mtu: Option<u32>,
+    userspace: Option<userspace::Options>,
+}
+
+/// The selected NIC: its interface in the host, or — held by the userspace
+/// driver already — its PCI address alone.
+enum Found {
+    Netdev(Link),
+    Held,
 }
 
 fn build(conf: &Value) -> Result<Box<dyn Datapath>> {
@@ -95,10 +121,21 @@ fn build(conf: &Value) -> Result<Box<dyn Datapath>> {
     let select = given.pop().ok_or_else(|| {
         DatapathError::config("device", "is required: name the NIC by \"device\" (interface name), \"hwaddr\" (MAC) or \"pciBusID\"")
     })?;
+    let userspace = userspace::Options::parse(&f)?;
+    if let Some(u) = &userspace {
+        f.refuse(
+            "mtu",
+            &format!(
+                "a NIC handed to {} has no interface to set it on: its application sets the MTU",
+                u.driver
+            ),
+        )?;
+    }
     Ok(Box::new(Hostdev {
         select,
         allow_default_route: f.bool("allowDefaultRoute")?.unwrap_or(false),
         mtu: f.mtu("mtu")?,
+        userspace,
     }))
 }
 
@@ -158,6 +195,33 @@ impl Hostdev {
         Ok(link)
     }
 
+    /// [`Self::find`], or for a userspace driver also a NIC that driver holds
+    /// already (by `pciBusID`), with its PCI address.
+    fn find_device(&self, host: &mut Namespace) -> Result<(Found, String)> {
+        let sysfs = Sysfs::from_env();
+        if let (Some(u), Selector::PciBusId(pci)) = (&self.userspace, &self.select) {
+            let driver = sysfs.pci_driver(pci).ctx(|| format!("read the driver of {pci}"))?;
+            if driver.as_deref() == Some(u.driver.as_str()) {
+                return Ok((Found::Held, pci.clone()));
+            }
+        }
+        let link = self.find(host)?;
+        let pci = sysfs
+            .netdev_pci_address(&link.name)
+            .ctx(|| format!("read the PCI address of {}", link.name))?;
+        match (pci, &self.userspace) {
+            (Some(pci), _) => Ok((Found::Netdev(link), pci)),
+            (None, Some(u)) => Err(DatapathError::config(
+                self.field(),
+                format!(
+                    "{} is no PCI device: only a PCI NIC can be handed to {}",
+                    link.name, u.driver
+                ),
+            )),
+            (None, None) => Ok((Found::Netdev(link), String::new())),
+        }
+    }
+
     fn not_found(&self) -> String {
         match &self.select {
             Selector::Device(name) => format!("no interface named {name:?}"),
@@ -171,15 +235,30 @@ impl Hostdev {
 
 impl Datapath for Hostdev {
     fn preflight(&self, host: &mut Namespace) -> Result<()> {
-        self.find(host).map(|_| ())
+        let (_, pci) = self.find_device(host)?;
+        match &self.userspace {
+            Some(u) => {
+                let sysfs = Sysfs::from_env();
+                u.check_host(&sysfs)?;
+                u.check_device(&sysfs, self.field(), &pci).map(|_| ())
+            }
+            None => Ok(()),
+        }
     }
 
     fn add(
         &self, host: &mut Namespace, sb: &mut Namespace, req: &AddRequest<'_>,
     ) -> Result<Outcome> {
-        let link = self.find(host)?;
         let store = moved::claims_of::<HostdevClaim>();
-        let mut claim = claim(host, &store, &link, req)?;
+        let (found, pci) = self.find_device(host)?;
+        let link = match (found, &self.userspace) {
+            (found, Some(u)) => return self.hand_over(host, sb, &store, found, &pci, u, req),
+            (Found::Netdev(link), None) => link,
+            (Found::Held, None) => {
+                return Err(DatapathError::config(self.field(), self.not_found()))
+            }
+        };
+        let mut claim = claim(host, &store, Some(&link), req, &pci)?;
         let (s, key) = (store.clone(), claim.key());
         let give_back = GiveBack::new(host, sb, link.name.clone(), move |h, sb| {
             moved::release_recorded::<HostdevClaim>(h, Some(sb), &s, &key)
@@ -213,40 +292,124 @@ impl Datapath for Hostdev {
     fn check(
         &self, _host: &mut Namespace, sb: &mut Namespace, req: &CheckRequest<'_>,
     ) -> Result<()> {
-        moved::check_claimed::<HostdevClaim>(sb, req, self.mtu, 1, "NIC").map(|_| ())
+        if self.userspace.is_none() {
+            return moved::check_claimed::<HostdevClaim>(sb, req, self.mtu, 1, "NIC").map(|_| ());
+        }
+        let claims = moved::recorded::<HostdevClaim>(req, 1, "NIC")?;
+        match (&claims[0].userspace, &claims[0].dev.pci) {
+            (Some(h), Some(pci)) => h.check(&Sysfs::from_env(), pci),
+            _ => Err(DatapathError::CheckFailed(format!(
+                "{} was moved into the container as an interface, not handed to a userspace driver",
+                claims[0].key()
+            ))),
+        }
+    }
+
+    fn sandbox_names(&self, ifname: &str) -> Vec<String> {
+        match self.userspace {
+            // Nothing is made in the container's namespace.
+            Some(_) => Vec::new(),
+            None => vec![ifname.to_string()],
+        }
     }
 }
 
-/// Records the NIC as this attachment's, with its host addresses and routes.
+impl Hostdev {
+    /// ADD of a NIC for a userspace driver: checked, claimed (with the driver
+    /// that held it, before it changes), handed over, its device-info file
+    /// written; undone on failure. Addresses from IPAM are reported, not set.
+    #[allow(clippy::too_many_arguments)]
+    fn hand_over(
+        &self, host: &mut Namespace, sb: &mut Namespace, store: &ClaimStore, found: Found,
+        pci: &str, u: &userspace::Options, req: &AddRequest<'_>,
+    ) -> Result<Outcome> {
+        let sysfs = Sysfs::from_env();
+        u.check_host(&sysfs)?;
+        let group = u.check_device(&sysfs, self.field(), pci)?;
+        let link = match &found {
+            Found::Netdev(l) => Some(l),
+            Found::Held => None,
+        };
+        let mut claim = claim(host, store, link, req, pci)?;
+        let (s, key) = (store.clone(), claim.key());
+        let give_back = GiveBack::new(host, sb, pci.to_string(), move |h, sb| {
+            moved::release_recorded::<HostdevClaim>(h, Some(sb), &s, &key)
+        })?;
+        let before = sysfs.pci_driver(pci).ctx(|| format!("read the driver of {pci}"))?;
+        let info = userspace::device_info_path(req.network, req.container_id, req.ifname);
+        let mut handed =
+            Handed { driver: u.driver.clone(), before, iommu_group: group, device_info: info };
+        claim.userspace = Some(handed.clone());
+        save(store, &claim)?;
+        handed.hand_over(&sysfs, pci, None)?;
+        claim.userspace = Some(handed);
+        save(store, &claim)?;
+        give_back.disarm();
+        let iface = Iface {
+            name: req.ifname.to_string(),
+            mac: None,
+            in_sandbox: true,
+            mtu: None,
+            pci_id: Some(pci.to_string()),
+        };
+        let routes = container::ipam_routes(req);
+        Ok(Outcome::attached(Vec::new(), iface, &req.addresses_with_gateways(), &routes))
+    }
+}
+
+fn save(store: &ClaimStore, claim: &HostdevClaim) -> Result<()> {
+    let mut locked: Locked<HostdevClaim> = store.lock()?;
+    locked.insert(claim.key(), claim.clone());
+    locked.commit()
+}
+
+/// Records the NIC as this attachment's, with its host addresses and routes
+/// (`link`: its interface; `None` when a userspace driver holds it and it has
+/// none; `pci`: its PCI address, empty for a virtual one).
 fn claim(
-    host: &mut Namespace, store: &ClaimStore, link: &Link, req: &AddRequest<'_>,
+    host: &mut Namespace, store: &ClaimStore, link: Option<&Link>, req: &AddRequest<'_>, pci: &str,
 ) -> Result<HostdevClaim> {
-    let pci = Sysfs::from_env()
-        .netdev_pci_address(&link.name)
-        .ctx(|| format!("read the PCI address of {}", link.name))?;
-    let addrs = host
-        .nl
-        .addresses(Some(link.index))
-        .ctx(|| format!("list the addresses of {}", link.name))?;
-    let mut routes = host.nl.routes(false).ctx(|| "list routes".into())?;
-    routes.extend(host.nl.routes(true).ctx(|| "list routes".into())?);
+    let pci = Some(pci.to_string()).filter(|p| !p.is_empty());
+    let (dev, addresses, routes) = match link {
+        None => (
+            SavedNetdev::absent(pci.as_deref().unwrap_or_default(), req.ifname),
+            Vec::new(),
+            Vec::new(),
+        ),
+        Some(link) => {
+            let addrs = host
+                .nl
+                .addresses(Some(link.index))
+                .ctx(|| format!("list the addresses of {}", link.name))?;
+            let mut routes = host.nl.routes(false).ctx(|| "list routes".into())?;
+            routes.extend(host.nl.routes(true).ctx(|| "list routes".into())?);
+            (
+                SavedNetdev::new(link, pci, req.ifname),
+                // Link-local addresses and the kernel's prefix routes come back by themselves.
+                addrs.iter().filter(|a| !a.scope_link).map(|a| (a.ip, a.prefix)).collect(),
+                routes
+                    .into_iter()
+                    .filter(|r| r.oif == Some(link.index) && !r.proto_kernel)
+                    .collect(),
+            )
+        }
+    };
     let claim = HostdevClaim {
         network: req.network.to_string(),
         container_id: req.container_id.to_string(),
         ifname: req.ifname.to_string(),
-        dev: SavedNetdev::new(link, pci, req.ifname),
-        // Link-local addresses and the kernel's prefix routes come back by themselves.
-        addresses: addrs.iter().filter(|a| !a.scope_link).map(|a| (a.ip, a.prefix)).collect(),
-        routes: routes
-            .into_iter()
-            .filter(|r| r.oif == Some(link.index) && !r.proto_kernel)
-            .collect(),
+        dev,
+        addresses,
+        routes,
+        userspace: None,
     };
     let mut locked: Locked<HostdevClaim> = store.lock()?;
     if let Some(other) = locked.claims().get(&claim.key()) {
         return Err(DatapathError::Busy(format!(
             "{} is claimed by container {} ({})",
-            link.name, other.container_id, other.ifname
+            link.map_or_else(|| claim.key(), |l| l.name.clone()),
+            other.container_id,
+            other.ifname
         )));
     }
     locked.insert(claim.key(), claim.clone());

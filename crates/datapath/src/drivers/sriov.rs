@@ -1,7 +1,9 @@
 //! sriov: an SR-IOV virtual function moved into the container — its own queues
 //! and DMA, no software switch on the way. The PF applies the per-VF settings
 //! (VLAN, spoof checking, trust, rates, link state, admin MAC); node-wide
-//! claims keep concurrent ADDs, of any network, from sharing a VF.
+//! claims keep concurrent ADDs, of any network, from sharing a VF. With
+//! `"deviceDriver": "vfio-pci"` the VF stays in the host, handed to vfio-pci
+//! for a DPDK application in the container ([`crate::userspace`]).
 
 use nearhost_kernel::link::{Link, Mac};
 use nearhost_kernel::sriov::VfSetting;
@@ -14,6 +16,7 @@ use crate::driver::{Datapath, Registration};
 use crate::error::{DatapathError, KernelContext, Result};
 use crate::fields::{self, Fields};
 use crate::moved;
+use crate::userspace;
 use crate::vf::{self, VfClaim};
 use crate::vf_lease::{self, VfLease, Want};
 use crate::vf_settings::{self, VfOptions};
@@ -29,6 +32,8 @@ struct Sriov {
     opts: VfOptions,
     mac: Option<Mac>,
     mtu: Option<u32>,
+    /// Handed to a userspace driver instead of moved in as an interface.
+    userspace: Option<userspace::Options>,
 }
 
 fn build(conf: &Value) -> Result<Box<dyn Datapath>> {
@@ -41,6 +46,16 @@ fn build(conf: &Value) -> Result<Box<dyn Datapath>> {
             "a fixed VF number needs a single PF: use \"pf\", not a list in \"pfs\"",
         ));
     }
+    let userspace = userspace::Options::parse(&f)?;
+    if let Some(u) = &userspace {
+        f.refuse(
+            "mtu",
+            &format!(
+                "a VF handed to {} has no interface to set it on: its application sets the MTU",
+                u.driver
+            ),
+        )?;
+    }
     Ok(Box::new(Sriov {
         pfs,
         field,
@@ -48,6 +63,7 @@ fn build(conf: &Value) -> Result<Box<dyn Datapath>> {
         opts: VfOptions::parse(&f)?,
         mac: f.str("mac")?.map(|m| fields::parse_unicast_mac("mac", m)).transpose()?,
         mtu: f.mtu("mtu")?,
+        userspace,
     }))
 }
 
@@ -89,6 +105,7 @@ impl Sriov {
                 vf: self.vf,
                 sandbox_name: req.ifname.to_string(),
                 settings: settings.to_vec(),
+                userspace: self.userspace.as_ref().map(|u| u.driver.as_str()),
             };
             let owner = (req.network, req.container_id, req.ifname);
             match vf_lease::claim(host, sb, store, owner, &[want]) {
@@ -109,7 +126,10 @@ impl Datapath for Sriov {
             check_mtu(self.mtu, &link)?;
             vf::discover(&sysfs, self.field, pf)?;
         }
-        Ok(())
+        match &self.userspace {
+            Some(u) => u.check_host(&sysfs),
+            None => Ok(()),
+        }
     }
 
     fn add(
@@ -119,6 +139,9 @@ impl Datapath for Sriov {
         let settings = self.opts.settings(mac);
         let store = moved::claims_of::<VfClaim>();
         let mut lease = self.claim(host, sb, &store, req, &settings)?;
+        if let Some(u) = &self.userspace {
+            return hand_over(host, lease, u, self.field, req, &settings, mac);
+        }
         let index = lease.take(host, sb, &settings)?;
         if let Some(m) = self.mtu {
             sb.nl.set_mtu(index, m).ctx(|| format!("set MTU {m} on VF {}", lease.claim().vf))?;
@@ -147,9 +170,53 @@ impl Datapath for Sriov {
     fn check(
         &self, host: &mut Namespace, sb: &mut Namespace, req: &CheckRequest<'_>,
     ) -> Result<()> {
-        let (_, claims) = moved::check_claimed::<VfClaim>(sb, req, self.mtu, 1, "VF")?;
+        if self.userspace.is_none() {
+            let (_, claims) = moved::check_claimed::<VfClaim>(sb, req, self.mtu, 1, "VF")?;
+            return check_pf_settings(host, &claims[0]);
+        }
+        let claims = moved::recorded::<VfClaim>(req, 1, "VF")?;
+        let Some(handed) = &claims[0].userspace else {
+            return Err(DatapathError::CheckFailed(format!(
+                "VF {} of {} was moved into the container as an interface, not handed to a userspace driver",
+                claims[0].vf, claims[0].pf
+            )));
+        };
+        handed.check(&nearhost_kernel::sysfs::Sysfs::from_env(), &claims[0].pci)?;
         check_pf_settings(host, &claims[0])
     }
+
+    fn sandbox_names(&self, ifname: &str) -> Vec<String> {
+        match self.userspace {
+            // Nothing is made in the container's namespace.
+            Some(_) => Vec::new(),
+            None => vec![ifname.to_string()],
+        }
+    }
+}
+
+/// ADD of a VF for a userspace driver: the VF alone in its IOMMU group, its PF
+/// settings applied, handed over, the device-info file written. The result
+/// names it by PCI address; addresses from IPAM are reported for the
+/// application, not set (there is no interface to set them on).
+fn hand_over(
+    host: &mut Namespace, mut lease: VfLease, u: &userspace::Options, field: &str,
+    req: &AddRequest<'_>, settings: &[VfSetting], mac: Option<Mac>,
+) -> Result<Outcome> {
+    let sysfs = nearhost_kernel::sysfs::Sysfs::from_env();
+    let pci = lease.claim().pci.clone();
+    let group = u.check_device(&sysfs, field, &pci)?;
+    let info = userspace::device_info_path(req.network, req.container_id, req.ifname);
+    lease.hand_over(host, settings, u, group, info)?;
+    lease.keep();
+    let iface = Iface {
+        name: req.ifname.to_string(),
+        mac: mac.as_ref().map(nearhost_kernel::link::format_mac),
+        in_sandbox: true,
+        mtu: None,
+        pci_id: Some(pci),
+    };
+    let routes = container::ipam_routes(req);
+    Ok(Outcome::attached(Vec::new(), iface, &req.addresses_with_gateways(), &routes))
 }
 
 /// CHECK: the PF still applies the settings the config asks for.

@@ -150,6 +150,7 @@ impl Datapath for SriovBond {
                 vf: None,
                 sandbox_name: m.clone(),
                 settings: settings.clone(),
+                userspace: None,
             })
             .collect();
         let owner = (req.network, req.container_id, req.ifname);

@@ -14,6 +14,7 @@ mod inventory;
 mod sriov;
 mod sriov_bond;
 mod tune;
+mod vfio;
 
 use std::time::Duration;
 
