@@ -178,7 +178,12 @@ impl Handed {
         let to = self.before.as_deref().unwrap_or("no driver");
         sysfs
             .restore_pci_driver(pci, self.before.as_deref())
-            .ctx(|| format!("give {pci} back from {} to {to}", self.driver))
+            .ctx(|| format!("give {pci} back from {} to {to}", self.driver))?;
+        // Its interface is new: udev names it first, then DEL gives it its old name.
+        if !sysfs.settle_udev(pci, std::time::Duration::from_secs(5)) {
+            tracing::warn!("udev did not finish with the interface of {pci} within 5 s");
+        }
+        Ok(())
     }
 
     /// CHECK: still bound to the userspace driver, its device-info file in place.

@@ -122,6 +122,33 @@ impl Sysfs {
         self.expect_driver(pci, driver)
     }
 
+    /// Waits, at most `timeout`, until udev has seen the interfaces of PCI
+    /// device `pci` (its database has an entry for each), where udev runs. A
+    /// driver bound anew makes new interfaces (`ethN`), which udev renames:
+    /// renaming them before udev is done races with it. Best effort: returns
+    /// whether udev was done (or not running).
+    pub fn settle_udev(&self, pci: &str, timeout: std::time::Duration) -> bool {
+        let udev = Path::new("/run/udev");
+        if !udev.join("control").exists() {
+            return true;
+        }
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let names = list(&self.pci_dir(pci).join("net")).unwrap_or_default();
+            let seen = names.iter().all(|n| {
+                let index = read(&self.root().join("class/net").join(n).join("ifindex"));
+                matches!(index, Ok(Some(i)) if udev.join(format!("data/n{i}")).exists())
+            });
+            if seen {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     fn unbind_pci(&self, pci: &str) -> Result<()> {
         match self.pci_driver(pci)? {
             Some(now) => write(&self.root().join("bus/pci/drivers").join(now).join("unbind"), pci),

@@ -29,6 +29,7 @@
 use std::os::fd::AsFd;
 
 use nearhost_kernel::link::{random_mac, temp_link_name, BondMode, Mac, NewLink, NewLinkKind};
+use nearhost_kernel::sriov::VfSetting;
 use serde_json::Value;
 
 use crate::container::{self, Setup};
@@ -167,14 +168,22 @@ impl Datapath for SriovBond {
         // PF may have refused the MAC asked for above, so the bond starts
         // with the primary's actual MAC: the result then names the MAC the
         // bond has once the primary is active, however late its link comes up.
-        let bond_mac = match follow_active {
-            true => sb
+        // Where the PF took the MAC, that is the primary's once its driver
+        // has reset (igbvf does so asynchronously after the link cycle: read
+        // from the link too early, it is still the old one).
+        let pf_took = leases[0].claim().applied.iter().find_map(|s| match s {
+            VfSetting::Mac(m) => Some(*m),
+            _ => None,
+        });
+        let bond_mac = match (follow_active, pf_took) {
+            (true, Some(m)) => m,
+            (true, None) => sb
                 .nl
                 .link_by_index(members[0])
                 .ctx(|| "read the first member's MAC".into())?
                 .and_then(|l| l.mac)
                 .unwrap_or(bond_mac),
-            false => bond_mac,
+            (false, _) => bond_mac,
         };
         let (bond_index, bond_guard) = self.create_bond(sb, bond_mac)?;
         for (index, lease) in members.iter().zip(&leases) {

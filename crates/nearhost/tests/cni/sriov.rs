@@ -270,6 +270,19 @@ fn config_and_environment_errors_say_what_is_wrong() {
         7,
         "minTxRate: 9 exceeds maxTxRate 1",
     );
+    // Kernel bypass: the driver, the MTU it cannot have, then what the host lacks.
+    err(json!({"pf": "pf0", "deviceDriver": "uio"}), 7, "deviceDriver: \"uio\" is not a userspace driver nearhost hands devices to (known: vfio-pci)");
+    err(
+        json!({"pf": "pf0", "deviceDriver": "vfio-pci", "mtu": 1400}),
+        7,
+        "mtu: a VF handed to vfio-pci has no interface to set it on",
+    );
+    err(json!({"pf": "pf0", "requireHugepages": false}), 7, "requireHugepages: only applies with");
+    let vfio = json!({"pf": "pf0", "deviceDriver": "vfio-pci"});
+    err(vfio.clone(), 104, "deviceDriver: the vfio-pci driver is not loaded");
+    std::fs::create_dir_all(std::path::Path::new(&w.sysfs_root()).join("bus/pci/drivers/vfio-pci"))
+        .unwrap();
+    err(vfio, 104, "deviceDriver: this machine has no IOMMU");
     assert!(w.reservations("er").is_empty() && w.claims("er").is_empty());
     let status = w.call("STATUS", "", "").conf(&w.conf("er", "sriov", json!({"pf": "plain0"})));
     status.expect_err(50, "plain0 is not an SR-IOV physical function");
