@@ -230,7 +230,10 @@ impl Held {
 
 /// [`Held`] for `pci` if a userspace driver holds it now; `None` otherwise.
 pub fn held(pci: &str) -> Option<Held> {
-    let sysfs = Sysfs::from_env();
+    held_in(&Sysfs::from_env(), pci)
+}
+
+fn held_in(sysfs: &Sysfs, pci: &str) -> Option<Held> {
     let driver = sysfs.pci_driver(pci).ok().flatten().filter(|d| DRIVERS.contains(&d.as_str()))?;
     let group = sysfs.iommu_group(pci).ok().flatten();
     let noiommu = sysfs.vfio_noiommu().unwrap_or(false);
@@ -406,6 +409,23 @@ mod tests {
                 "pf: 0000:01:10.0 shares IOMMU group 3 with 0000:01:00.0, 0000:01:10.1:"
             ),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn a_held_device_names_its_nodes_and_run_options() {
+        let t = tempfile::tempdir().unwrap();
+        host(t.path(), "0000:01:10.0", Some(12), &[], 256);
+        let s = Sysfs::at(t.path());
+        assert_eq!(held_in(&s, "0000:01:10.0"), None, "no driver holds it");
+        let dir = s.pci_dir("0000:01:10.0");
+        symlink(t.path().join("bus/pci/drivers/vfio-pci"), dir.join("driver")).unwrap();
+        let h = held_in(&s, "0000:01:10.0").unwrap();
+        assert_eq!((h.driver.as_str(), h.iommu_group), ("vfio-pci", Some(12)));
+        assert_eq!(h.device_nodes, vec!["/dev/vfio/12", "/dev/vfio/vfio"]);
+        assert_eq!(
+            h.run_options(),
+            "--device /dev/vfio/12 --device /dev/vfio/vfio -v /dev/hugepages:/dev/hugepages --ulimit memlock=-1"
         );
     }
 

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use nearhost_attach::netdef::Entry;
 use nearhost_attach::{Attachment, GcReport, Listed, Status, Target, TargetKind};
-use nearhost_datapath::held_by_userspace_driver;
+use nearhost_datapath::{held_by_userspace_driver, Held};
 use serde_json::{json, Value};
 
 pub fn print_json(v: &Value) {
@@ -72,6 +72,11 @@ pub fn attachment_json(a: &Attachment, status: Option<&Status>) -> Value {
 /// What `attach` did, from the CNI result: the container interface, the host
 /// side (bridge, veth end) if any, addresses and routes.
 pub fn attached_text(a: &Attachment) -> String {
+    attached_text_with(a, held_by_userspace_driver)
+}
+
+/// [`attached_text`] with the lookup of devices held by a userspace driver given.
+fn attached_text_with(a: &Attachment, held: impl Fn(&str) -> Option<Held>) -> String {
     let empty = Value::Null;
     let r = a.result.as_ref().unwrap_or(&empty);
     let list = |k: &str| r.get(k).and_then(Value::as_array).cloned().unwrap_or_default();
@@ -90,11 +95,7 @@ pub fn attached_text(a: &Attachment) -> String {
     }
     // A device handed to a userspace driver: what the container must have had
     // from its start (device nodes cannot be added to a running container).
-    for held in interfaces
-        .iter()
-        .filter_map(|i| i.get("pciID")?.as_str())
-        .filter_map(held_by_userspace_driver)
-    {
+    for held in interfaces.iter().filter_map(|i| i.get("pciID")?.as_str()).filter_map(&held) {
         out += &format!(
             "  device     {} held by {}: its application needs {} and {}; a container started without them cannot drive it (podman/docker run {})\n",
             held.pci,
@@ -244,4 +245,40 @@ pub fn net_table(dir: &Path, entries: &[Entry]) -> String {
         })
         .collect();
     table(&["NAME", "DATAPATH", "SUBNETS", "FILE"], &rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_device_held_by_vfio_pci_is_shown_with_what_the_container_needs() {
+        let a: Attachment = serde_json::from_value(json!({
+            "version": 1, "network": "dpdk", "file": "/etc/nearhost/networks/dpdk.json",
+            "target": {"kind": "podman", "name": "app", "containerId": "c0ffee",
+                       "netns": "/proc/42/ns/net", "netnsInode": 7},
+            "ifname": "eth1", "datapath": "sriov", "cniArgs": "", "cniVersion": "1.1.0",
+            "plugins": [], "created": 0,
+            "result": {"interfaces": [{"name": "eth1", "mac": "02:18:71:00:00:01",
+                                       "sandbox": "/proc/42/ns/net", "pciID": "0000:01:10.0"}],
+                       "ips": [{"address": "198.18.71.100/24", "interface": 0}]}
+        }))
+        .unwrap();
+        let held = |pci: &str| {
+            Some(Held {
+                pci: pci.into(),
+                driver: "vfio-pci".into(),
+                iommu_group: Some(12),
+                device_nodes: vec!["/dev/vfio/12".into(), "/dev/vfio/vfio".into()],
+                also: "hugepages".into(),
+            })
+        };
+        let text = attached_text_with(&a, held);
+        assert!(
+            text.contains("  device     0000:01:10.0 held by vfio-pci: its application needs /dev/vfio/12, /dev/vfio/vfio and hugepages; a container started without them cannot drive it (podman/docker run --device /dev/vfio/12 --device /dev/vfio/vfio -v /dev/hugepages:/dev/hugepages --ulimit memlock=-1)\n"),
+            "{text}"
+        );
+        assert!(text.contains("  address    198.18.71.100/24\n"), "{text}");
+        assert!(!attached_text_with(&a, |_| None).contains("device "), "nothing held: no line");
+    }
 }

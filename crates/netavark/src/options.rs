@@ -38,6 +38,8 @@ const DIRECT: &[&str] = &["macvlan", "ipvlan", "sriov", "hostdev"];
 const BRIDGE: &[&str] = &["bridge"];
 const SRIOV: &[&str] = &["sriov"];
 const HOSTDEV: &[&str] = &["hostdev"];
+/// Kernel bypass: a VF or NIC handed to vfio-pci.
+const USERSPACE: &[&str] = &["sriov", "hostdev"];
 
 const fn opt(name: &'static str, kind: Kind, datapaths: &'static [&'static str]) -> Opt {
     Opt { name, kind, datapaths }
@@ -68,6 +70,9 @@ const OPTIONS: &[Opt] = &[
     opt("device", Kind::Text, HOSTDEV),
     opt("pciBusID", Kind::Text, HOSTDEV),
     opt("hwaddr", Kind::Text, HOSTDEV),
+    opt("deviceDriver", Kind::Text, USERSPACE),
+    opt("requireHugepages", Kind::Flag, USERSPACE),
+    opt("allowNoIommu", Kind::Flag, USERSPACE),
 ];
 
 /// The network's datapath: `-o datapath`, else [`DEFAULT_DATAPATH`].
@@ -206,6 +211,16 @@ mod tests {
         assert_eq!(f["vlan"], json!(100));
         assert_eq!(f["trust"], json!(true));
         assert_eq!(f["hostReach"], json!({}));
+        let vfio = opts(&[
+            ("datapath", "hostdev"),
+            ("deviceDriver", "vfio-pci"),
+            ("requireHugepages", "false"),
+        ]);
+        let f = plugin_fields(&vfio).unwrap();
+        assert_eq!(
+            (&f["deviceDriver"], &f["requireHugepages"]),
+            (&json!("vfio-pci"), &json!(false))
+        );
         let f = plugin_fields(&opts(&[("serviceCIDRs", "10.96.0.0/12")])).unwrap();
         assert_eq!(f["hostReach"], json!({"serviceCIDRs": ["10.96.0.0/12"]}));
     }
@@ -221,6 +236,10 @@ mod tests {
             ),
             (&[("datapath", "bridge"), ("ipMasq", "yes")], "ipMasq: \"yes\" is not true or false"),
             (&[("mtu", "-1")], "mtu: \"-1\" is not a non-negative integer"),
+            (
+                &[("deviceDriver", "vfio-pci")],
+                "deviceDriver: applies only to datapath sriov, hostdev; this network's datapath is macvlan",
+            ),
             (
                 &[("serviceCIDRs", "10.96.0.0/12,")],
                 "serviceCIDRs: \"10.96.0.0/12,\" has an empty item",
