@@ -174,12 +174,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_listening_socket_is_seen_and_a_closed_one_is_not() {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        assert!(listens_tcp(std::process::id(), port));
-        drop(l);
-        assert!(!listens_tcp(std::process::id(), port));
+    fn a_listening_socket_is_seen_and_a_bound_one_is_not() {
+        // One socket holds its port throughout, bound before it listens: no
+        // other test running beside this one (the namespace's sockets are all
+        // in /proc/PID/net/tcp) can listen on that port meanwhile. A closed
+        // listener's port could be taken again at once (seen in the lab).
+        // SAFETY: plain socket calls on a descriptor this test owns.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            assert!(fd >= 0);
+            let mut addr: libc::sockaddr_in = std::mem::zeroed();
+            addr.sin_family = libc::AF_INET as libc::sa_family_t;
+            addr.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
+            let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            assert_eq!(libc::bind(fd, &addr as *const _ as *const libc::sockaddr, len), 0);
+            let mut got = len;
+            assert_eq!(
+                libc::getsockname(fd, &mut addr as *mut _ as *mut libc::sockaddr, &mut got),
+                0
+            );
+            let port = u16::from_be(addr.sin_port);
+            assert!(!listens_tcp(std::process::id(), port), "bound to {port}, not listening");
+            assert_eq!(libc::listen(fd, 1), 0);
+            assert!(listens_tcp(std::process::id(), port), "listening on {port}");
+            libc::close(fd);
+        }
     }
 
     #[test]
