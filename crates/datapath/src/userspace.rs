@@ -41,8 +41,9 @@ pub struct Options {
 
 impl Options {
     /// `deviceDriver` (and its companions); `None` when the device goes to the
-    /// container as a kernel interface.
-    pub fn parse(f: &Fields<'_>) -> Result<Option<Options>> {
+    /// container as a kernel interface. With it, `mtu` is refused: the
+    /// `device` ("VF", "NIC") has no interface to set it on.
+    pub fn parse(f: &Fields<'_>, device: &str) -> Result<Option<Options>> {
         let Some(driver) = f.str("deviceDriver")? else {
             for companion in ["allowNoIommu", "requireHugepages"] {
                 f.refuse(companion, "only applies with \"deviceDriver\": \"vfio-pci\"")?;
@@ -58,6 +59,10 @@ impl Options {
                 ),
             ));
         }
+        f.refuse(
+            "mtu",
+            &format!("a {device} handed to {driver} has no interface to set it on: its application sets the MTU"),
+        )?;
         Ok(Some(Options {
             driver: driver.to_string(),
             allow_no_iommu: f.bool("allowNoIommu")?.unwrap_or(false),
@@ -149,6 +154,15 @@ pub struct Handed {
 }
 
 impl Handed {
+    /// What the claim records before the device changes hands: the driver
+    /// that holds it now (DEL binds it back), its group, its device-info file.
+    pub fn record(
+        sysfs: &Sysfs, opts: &Options, pci: &str, iommu_group: u32, device_info: PathBuf,
+    ) -> Result<Handed> {
+        let before = sysfs.pci_driver(pci).ctx(|| format!("read the driver of {pci}"))?;
+        Ok(Handed { driver: opts.driver.clone(), before, iommu_group, device_info })
+    }
+
     /// Binds the device to the userspace driver (unless it already is) and
     /// writes its device-info file. `pf_pci`: its PF's address, for a VF.
     pub fn hand_over(&mut self, sysfs: &Sysfs, pci: &str, pf_pci: Option<&str>) -> Result<()> {
@@ -307,7 +321,7 @@ mod tests {
         for (k, v) in extra.as_object().unwrap() {
             conf[k] = v.clone();
         }
-        Options::parse(&Fields::new(&conf)?)
+        Options::parse(&Fields::new(&conf)?, "VF")
     }
 
     /// Device `addr` in IOMMU group `group` (with `others` in it too),
@@ -340,6 +354,8 @@ mod tests {
         );
         let e = opts(json!({"deviceDriver": "igb_uio"})).unwrap_err().to_string();
         assert!(e.starts_with("deviceDriver: \"igb_uio\" is not a userspace driver"), "{e}");
+        let e = opts(json!({"deviceDriver": "vfio-pci", "mtu": 1400})).unwrap_err().to_string();
+        assert!(e.starts_with("mtu: a VF handed to vfio-pci has no interface to set it on"), "{e}");
         let e = opts(json!({"requireHugepages": false})).unwrap_err().to_string();
         assert!(e.starts_with("requireHugepages: only applies with"), "{e}");
         let e = opts(json!({"deviceDriver": "vfio-pci", "allowNoIommu": "yes"})).unwrap_err();

@@ -151,9 +151,7 @@ impl VfLease {
         self.apply(host, settings)?;
         let sysfs = Sysfs::from_env();
         let pci = self.claim.pci.clone();
-        let before = sysfs.pci_driver(&pci).ctx(|| format!("read the driver of {pci}"))?;
-        let mut handed =
-            Handed { driver: opts.driver.clone(), before, iommu_group: group, device_info };
+        let mut handed = Handed::record(&sysfs, opts, &pci, group, device_info)?;
         self.claim.userspace = Some(handed.clone());
         self.save()?;
         let pf_pci = sysfs

@@ -18,7 +18,7 @@
 use std::path::Path;
 
 use crate::error::{KernelError, Result};
-use crate::sysfs::{list_dir as list, Sysfs};
+use crate::sysfs::{link_name, list_dir as list, Sysfs};
 
 /// The hugepages of one size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,14 +167,6 @@ impl Sysfs {
             format!("bind {pci} to {}", name(want)),
             std::io::Error::other(format!("it is bound to {} afterwards", name(now.as_deref()))),
         ))
-    }
-}
-
-fn link_name(path: &Path) -> Result<Option<String>> {
-    match std::fs::read_link(path) {
-        Ok(p) => Ok(p.file_name().map(|n| n.to_string_lossy().into_owned())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(KernelError::io(format!("read link {}", path.display()), e)),
     }
 }
 

@@ -83,12 +83,7 @@ impl Sysfs {
     /// The driver bound to an interface's device (`igb`, `igbvf`, …); `None`
     /// for virtual interfaces and devices without a driver.
     pub fn netdev_driver(&self, ifname: &str) -> Result<Option<String>> {
-        let link = self.netdev_device(ifname).join("driver");
-        match std::fs::read_link(&link) {
-            Ok(p) => Ok(p.file_name().map(|n| n.to_string_lossy().into_owned())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(KernelError::io(format!("read link {}", link.display()), e)),
-        }
+        link_name(&self.netdev_device(ifname).join("driver"))
     }
 
     /// The interfaces of a PCI device visible in this sysfs.
@@ -134,6 +129,16 @@ impl Sysfs {
     pub fn net_devices(&self) -> Result<Vec<String>> {
         let dir = self.root.join("class/net");
         Ok(list_dir(&dir)?.into_iter().filter(|n| dir.join(n).is_dir()).collect())
+    }
+}
+
+/// The last component of a symlink's target (a driver's or device's name);
+/// `None` when there is no such link.
+pub(crate) fn link_name(path: &Path) -> Result<Option<String>> {
+    match std::fs::read_link(path) {
+        Ok(p) => Ok(p.file_name().map(|n| n.to_string_lossy().into_owned())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(KernelError::io(format!("read link {}", path.display()), e)),
     }
 }
 

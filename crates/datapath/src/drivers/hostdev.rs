@@ -121,16 +121,7 @@ fn build(conf: &Value) -> Result<Box<dyn Datapath>> {
     let select = given.pop().ok_or_else(|| {
         DatapathError::config("device", "is required: name the NIC by \"device\" (interface name), \"hwaddr\" (MAC) or \"pciBusID\"")
     })?;
-    let userspace = userspace::Options::parse(&f)?;
-    if let Some(u) = &userspace {
-        f.refuse(
-            "mtu",
-            &format!(
-                "a NIC handed to {} has no interface to set it on: its application sets the MTU",
-                u.driver
-            ),
-        )?;
-    }
+    let userspace = userspace::Options::parse(&f, "NIC")?;
     Ok(Box::new(Hostdev {
         select,
         allow_default_route: f.bool("allowDefaultRoute")?.unwrap_or(false),
@@ -335,10 +326,8 @@ impl Hostdev {
         let give_back = GiveBack::new(host, sb, pci.to_string(), move |h, sb| {
             moved::release_recorded::<HostdevClaim>(h, Some(sb), &s, &key)
         })?;
-        let before = sysfs.pci_driver(pci).ctx(|| format!("read the driver of {pci}"))?;
         let info = userspace::device_info_path(req.network, req.container_id, req.ifname);
-        let mut handed =
-            Handed { driver: u.driver.clone(), before, iommu_group: group, device_info: info };
+        let mut handed = Handed::record(&sysfs, u, pci, group, info)?;
         claim.userspace = Some(handed.clone());
         save(store, &claim)?;
         handed.hand_over(&sysfs, pci, None)?;

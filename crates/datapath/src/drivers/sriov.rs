@@ -46,16 +46,7 @@ fn build(conf: &Value) -> Result<Box<dyn Datapath>> {
             "a fixed VF number needs a single PF: use \"pf\", not a list in \"pfs\"",
         ));
     }
-    let userspace = userspace::Options::parse(&f)?;
-    if let Some(u) = &userspace {
-        f.refuse(
-            "mtu",
-            &format!(
-                "a VF handed to {} has no interface to set it on: its application sets the MTU",
-                u.driver
-            ),
-        )?;
-    }
+    let userspace = userspace::Options::parse(&f, "VF")?;
     Ok(Box::new(Sriov {
         pfs,
         field,
